@@ -1,0 +1,434 @@
+"""Pinhole cameras with OpenCV lens distortion, and the rays through their pixels.
+
+Conventions (shared by the whole package):
+
+* Poses are camera-to-world matrices ``c2w`` of shape ``[3, 4]`` in the
+  OpenGL/Blender convention: camera x points right, y up, and the camera
+  looks down its -z axis. This is what NeRF-synthetic and instant-ngp
+  ``transforms.json`` files store as ``transform_matrix``.
+* Pixel coordinates are continuous, with pixel ``(i, j)`` (row, column)
+  covering ``[j, j + 1] x [i, i + 1]``; its centre is at ``(j + 0.5, i + 0.5)``.
+* Intrinsics ``fx, fy, cx, cy`` are in pixels, image y pointing down (OpenCV).
+* Distortion is OpenCV's radial-tangential model ``(k1, k2, p1, p2)``, applied
+  to normalised image coordinates (y down), see :func:`distort`.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "Rays",
+    "Cameras",
+    "distort",
+    "undistort",
+    "pixel_rays",
+    "image_rays",
+    "look_at",
+    "orbit_cameras",
+]
+
+Index = int | slice | Sequence[int] | Tensor
+
+
+def _as_index(idx: Index, n: int) -> slice | Tensor:
+    """Turns an int into a length-1 slice (keeps the batch dim), passes others through."""
+    if isinstance(idx, bool):
+        raise TypeError("cannot index with a bool")
+    if isinstance(idx, Tensor) and idx.ndim == 0 and idx.dtype in (torch.int32, torch.int64):
+        idx = int(idx)
+    elif not isinstance(idx, (int, slice, Tensor, list, tuple)):
+        idx = operator.index(idx)  # numpy integers and the like
+    if isinstance(idx, int):
+        if not -n <= idx < n:
+            raise IndexError(f"index {idx} out of range for {n} items")
+        idx = idx % n
+        return slice(idx, idx + 1)
+    if isinstance(idx, slice):
+        return idx
+    if isinstance(idx, Tensor):
+        return idx
+    return torch.as_tensor(idx, dtype=torch.long)
+
+
+@dataclass
+class Rays:
+    """A batch of rays.
+
+    Attributes:
+        origins: Ray origins in world space. ``[n_rays, 3]``.
+        directions: Unit ray directions in world space. ``[n_rays, 3]``.
+    """
+
+    origins: Tensor  # [n_rays, 3]
+    directions: Tensor  # [n_rays, 3]
+
+    def __post_init__(self) -> None:
+        if self.origins.ndim != 2 or self.origins.shape[-1] != 3:
+            raise ValueError(f"Rays.origins must be [n_rays, 3], got {list(self.origins.shape)}")
+        if self.directions.shape != self.origins.shape:
+            raise ValueError(
+                f"Rays.directions must match origins {list(self.origins.shape)}, "
+                f"got {list(self.directions.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return self.origins.shape[0]
+
+    def __getitem__(self, idx: Index) -> Rays:
+        """Subset of rays (int keeps a leading dim of 1); used for chunking."""
+        idx = _as_index(idx, len(self))
+        return Rays(self.origins[idx], self.directions[idx])
+
+    def to(self, device: torch.device | str) -> Rays:
+        return Rays(self.origins.to(device), self.directions.to(device))
+
+
+@dataclass
+class Cameras:
+    """A set of pinhole cameras sharing one image size.
+
+    Attributes:
+        c2w: Camera-to-world poses, OpenGL convention. ``[n_cams, 3, 4]``.
+        fx: Focal length along x, pixels. ``[n_cams]``.
+        fy: Focal length along y, pixels. ``[n_cams]``.
+        cx: Principal point x, pixels. ``[n_cams]``.
+        cy: Principal point y (down), pixels. ``[n_cams]``.
+        width: Image width in pixels, the same for all cameras.
+        height: Image height in pixels, the same for all cameras.
+        distortion: OpenCV ``(k1, k2, p1, p2)``. ``[n_cams, 4]``. ``None`` at
+            construction means pinhole and is replaced by zeros.
+    """
+
+    c2w: Tensor  # [n_cams, 3, 4]
+    fx: Tensor  # [n_cams]
+    fy: Tensor  # [n_cams]
+    cx: Tensor  # [n_cams]
+    cy: Tensor  # [n_cams]
+    width: int
+    height: int
+    distortion: Tensor | None = None  # [n_cams, 4]
+
+    def __post_init__(self) -> None:
+        if self.c2w.ndim != 3 or tuple(self.c2w.shape[1:]) != (3, 4):
+            raise ValueError(f"Cameras.c2w must be [n_cams, 3, 4], got {list(self.c2w.shape)}")
+        if not self.c2w.is_floating_point():
+            raise ValueError(f"Cameras.c2w must be floating point, got {self.c2w.dtype}")
+        n = self.c2w.shape[0]
+        if self.distortion is None:
+            self.distortion = self.c2w.new_zeros(n, 4)
+        for name in ("fx", "fy", "cx", "cy", "distortion"):
+            value = getattr(self, name)
+            expected = (n,) if name != "distortion" else (n, 4)
+            if not isinstance(value, Tensor) or tuple(value.shape) != expected:
+                got = list(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"Cameras.{name} must be a tensor of shape {list(expected)}, got {got}")
+            if value.dtype != self.c2w.dtype or value.device != self.c2w.device:
+                raise ValueError(
+                    f"Cameras.{name} is {value.dtype} on {value.device}, "
+                    f"expected {self.c2w.dtype} on {self.c2w.device} like c2w"
+                )
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Cameras.{name} must be a positive int, got {value!r}")
+
+    def __len__(self) -> int:
+        return self.c2w.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.c2w.device
+
+    def __getitem__(self, idx: Index) -> Cameras:
+        """Subset of cameras; an int keeps a batch dim of 1."""
+        idx = _as_index(idx, len(self))
+        return Cameras(
+            c2w=self.c2w[idx],
+            fx=self.fx[idx],
+            fy=self.fy[idx],
+            cx=self.cx[idx],
+            cy=self.cy[idx],
+            width=self.width,
+            height=self.height,
+            distortion=self.distortion[idx],
+        )
+
+    def scaled(self, factor: float) -> Cameras:
+        """The same cameras for an image resized by ``1 / factor``.
+
+        The new size is ``round(width / factor) x round(height / factor)``, and
+        the intrinsics scale by ``new_width / width`` along x and
+        ``new_height / height`` along y, so a continuous pixel coordinate ``u``
+        maps to ``u * new_width / width`` and sees the same ray. Distortion
+        acts on normalised coordinates and is unchanged.
+
+        Args:
+            factor: Downscale factor; > 1 makes images smaller.
+
+        Returns:
+            The rescaled cameras.
+        """
+        if not factor > 0 or not math.isfinite(factor):
+            raise ValueError(f"scale factor must be a positive finite number, got {factor!r}")
+        new_w = max(1, round(self.width / factor))
+        new_h = max(1, round(self.height / factor))
+        sx, sy = new_w / self.width, new_h / self.height
+        return Cameras(
+            c2w=self.c2w.clone(),
+            fx=self.fx * sx,
+            fy=self.fy * sy,
+            cx=self.cx * sx,
+            cy=self.cy * sy,
+            width=new_w,
+            height=new_h,
+            distortion=self.distortion.clone(),
+        )
+
+    def to(self, device: torch.device | str) -> Cameras:
+        return Cameras(
+            c2w=self.c2w.to(device),
+            fx=self.fx.to(device),
+            fy=self.fy.to(device),
+            cx=self.cx.to(device),
+            cy=self.cy.to(device),
+            width=self.width,
+            height=self.height,
+            distortion=self.distortion.to(device),
+        )
+
+
+def distort(x: Tensor, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+    r"""OpenCV radial-tangential distortion of normalised image coordinates.
+
+    With :math:`r^2 = x^2 + y^2` and :math:`d = 1 + k_1 r^2 + k_2 r^4`,
+
+    .. math::
+        x_d = d\,x + 2 p_1 x y + p_2 (r^2 + 2 x^2), \qquad
+        y_d = d\,y + p_1 (r^2 + 2 y^2) + 2 p_2 x y.
+
+    Args:
+        x: Undistorted normalised x, ``(u - cx) / fx``. ``[n]``.
+        y: Undistorted normalised y (down), ``(v - cy) / fy``. ``[n]``.
+        params: ``(k1, k2, p1, p2)`` per point. ``[n, 4]`` (or ``[4]``).
+
+    Returns:
+        ``(x_d, y_d)``, each ``[n]``.
+
+    >>> distort(torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([0.1, 0.0, 0.0, 0.0]))
+    (tensor([0.]), tensor([0.]))
+    """
+    k1, k2, p1, p2 = params.unbind(-1)
+    r2 = x * x + y * y
+    d = 1.0 + r2 * (k1 + r2 * k2)
+    xd = d * x + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+    yd = d * y + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+    return xd, yd
+
+
+def _residual_and_jacobian(
+    x: Tensor, y: Tensor, xd: Tensor, yd: Tensor, params: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Residual ``distort(x, y) - (xd, yd)`` and its 2x2 Jacobian in ``(x, y)``."""
+    k1, k2, p1, p2 = params.unbind(-1)
+    r2 = x * x + y * y
+    d = 1.0 + r2 * (k1 + r2 * k2)
+    d_r = k1 + 2.0 * k2 * r2  # dd / d(r2)
+    d_x, d_y = 2.0 * x * d_r, 2.0 * y * d_r
+    fx = d * x + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x) - xd
+    fy = d * y + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y - yd
+    fx_x = d + d_x * x + 2.0 * p1 * y + 6.0 * p2 * x
+    fx_y = d_y * x + 2.0 * p1 * x + 2.0 * p2 * y
+    fy_x = d_x * y + 2.0 * p2 * y + 2.0 * p1 * x
+    fy_y = d + d_y * y + 2.0 * p2 * x + 6.0 * p1 * y
+    return fx, fy, fx_x, fx_y, fy_x, fy_y
+
+
+def undistort(
+    xd: Tensor, yd: Tensor, params: Tensor, iterations: int = 10, eps: float = 1e-12
+) -> tuple[Tensor, Tensor]:
+    """Inverts :func:`distort` with Newton iterations (as nerfstudio does).
+
+    Starts from the distorted point and takes ``iterations`` Newton steps on
+    the 2x2 system; steps where the Jacobian is singular are skipped.
+    Vectorised over points; differentiable through the iterations.
+
+    Args:
+        xd: Distorted normalised x. ``[n]``.
+        yd: Distorted normalised y (down). ``[n]``.
+        params: ``(k1, k2, p1, p2)`` per point. ``[n, 4]`` (or ``[4]``).
+        iterations: Number of Newton steps.
+        eps: Determinant magnitude below which a step is skipped.
+
+    Returns:
+        Undistorted ``(x, y)``, each ``[n]``.
+    """
+    x, y = xd, yd
+    for _ in range(iterations):
+        fx, fy, fx_x, fx_y, fy_x, fy_y = _residual_and_jacobian(x, y, xd, yd, params)
+        det = fx_x * fy_y - fx_y * fy_x
+        ok = det.abs() > eps
+        safe_det = torch.where(ok, det, torch.ones_like(det))
+        step_x = torch.where(ok, (fx * fy_y - fy * fx_y) / safe_det, torch.zeros_like(det))
+        step_y = torch.where(ok, (fy * fx_x - fx * fy_x) / safe_det, torch.zeros_like(det))
+        x, y = x - step_x, y - step_y
+    return x, y
+
+
+def pixel_rays(cameras: Cameras, cam_idx: Tensor, px: Tensor, py: Tensor) -> Rays:
+    """Rays through continuous pixel coordinates of chosen cameras.
+
+    The pixel is mapped to normalised coordinates ``((px - cx)/fx, (py - cy)/fy)``,
+    undistorted (:func:`undistort`, skipped when all distortion is zero), and
+    turned into the OpenGL camera-space direction ``(x, -y, -1)``, rotated to
+    world space and normalised. Origins are the camera centres.
+
+    Args:
+        cameras: The camera set.
+        cam_idx: Camera of each ray, long. ``[n]``.
+        px: Pixel x (right); add 0.5 for pixel centres. ``[n]``.
+        py: Pixel y (down); add 0.5 for pixel centres. ``[n]``.
+
+    Returns:
+        Rays with ``[n, 3]`` origins and unit directions.
+    """
+    if cam_idx.ndim != 1 or px.shape != cam_idx.shape or py.shape != cam_idx.shape:
+        raise ValueError(
+            "pixel_rays expects cam_idx, px, py of the same shape [n], got "
+            f"{list(cam_idx.shape)}, {list(px.shape)}, {list(py.shape)}"
+        )
+    if cam_idx.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"pixel_rays: cam_idx must be an integer tensor, got {cam_idx.dtype}")
+    dtype = cameras.c2w.dtype
+    px, py = px.to(dtype), py.to(dtype)
+    c2w = cameras.c2w[cam_idx]  # [n, 3, 4]
+    x = (px - cameras.cx[cam_idx]) / cameras.fx[cam_idx]
+    y = (py - cameras.cy[cam_idx]) / cameras.fy[cam_idx]
+    if bool((cameras.distortion != 0).any()):
+        x, y = undistort(x, y, cameras.distortion[cam_idx])
+    dirs_cam = torch.stack([x, -y, -torch.ones_like(x)], dim=-1)  # [n, 3]
+    dirs = (c2w[:, :, :3] @ dirs_cam.unsqueeze(-1)).squeeze(-1)
+    dirs = torch.nn.functional.normalize(dirs, dim=-1)
+    return Rays(origins=c2w[:, :, 3].contiguous(), directions=dirs)
+
+
+def image_rays(cameras: Cameras, index: int) -> Rays:
+    """Rays through all pixel centres of one camera, row-major.
+
+    Args:
+        cameras: The camera set.
+        index: Which camera.
+
+    Returns:
+        Rays of length ``height * width``; ray ``i * width + j`` passes
+        through pixel ``(row i, column j)``.
+    """
+    n = len(cameras)
+    if not -n <= index < n:
+        raise IndexError(f"camera index {index} out of range for {n} cameras")
+    device, dtype = cameras.device, cameras.c2w.dtype
+    rows = torch.arange(cameras.height, device=device, dtype=dtype) + 0.5
+    cols = torch.arange(cameras.width, device=device, dtype=dtype) + 0.5
+    py, px = torch.meshgrid(rows, cols, indexing="ij")
+    cam_idx = torch.full((px.numel(),), index % n, device=device, dtype=torch.long)
+    return pixel_rays(cameras, cam_idx, px.reshape(-1), py.reshape(-1))
+
+
+def look_at(
+    eye: Sequence[float] | Tensor,
+    target: Sequence[float] | Tensor,
+    up: Sequence[float] | Tensor = (0.0, 0.0, 1.0),
+) -> Tensor:
+    """OpenGL camera-to-world pose at ``eye`` looking at ``target``.
+
+    Args:
+        eye: Camera centre. ``[3]``.
+        target: Point the camera looks at (along its -z). ``[3]``.
+        up: World up; the camera's +y lies in the plane of ``up`` and the view axis.
+
+    Returns:
+        ``c2w``, float32. ``[3, 4]``.
+    """
+    eye_t = torch.as_tensor(eye, dtype=torch.float32)
+    target_t = torch.as_tensor(target, dtype=torch.float32, device=eye_t.device)
+    up_t = torch.as_tensor(up, dtype=torch.float32, device=eye_t.device)
+    back = eye_t - target_t  # camera +z points away from the target
+    if back.norm() < 1e-8:
+        raise ValueError("look_at: eye and target coincide")
+    z = back / back.norm()
+    x = torch.linalg.cross(up_t, z)
+    if x.norm() < 1e-6:
+        raise ValueError(f"look_at: up {up_t.tolist()} is parallel to the view direction")
+    x = x / x.norm()
+    y = torch.linalg.cross(z, x)
+    return torch.stack([x, y, z, eye_t], dim=1)
+
+
+def orbit_cameras(
+    n: int,
+    radius: float,
+    elevation_deg: float,
+    fov_x_deg: float,
+    width: int,
+    height: int,
+    center: Sequence[float] = (0.0, 0.0, 0.0),
+    up: Sequence[float] = (0.0, 0.0, 1.0),
+) -> Cameras:
+    """``n`` cameras on a 360-degree orbit around ``center``, all looking at it.
+
+    Azimuths are ``2 pi k / n``, counter-clockwise about ``up``; the first
+    camera lies along the world axis (x, or y if ``up`` is close to x)
+    projected onto the plane orthogonal to ``up``.
+
+    Args:
+        n: Number of cameras.
+        radius: Distance from ``center``.
+        elevation_deg: Angle above the orbit plane, in (-90, 90).
+        fov_x_deg: Horizontal field of view.
+        width: Image width in pixels.
+        height: Image height in pixels.
+        center: Orbit centre. ``[3]``.
+        up: Orbit axis / world up. ``[3]``.
+
+    Returns:
+        Pinhole cameras with the principal point at the image centre.
+    """
+    if n < 1 or radius <= 0 or not 0 < fov_x_deg < 180 or not -90 < elevation_deg < 90:
+        raise ValueError(
+            "orbit_cameras expects n >= 1, radius > 0, 0 < fov_x_deg < 180 and "
+            f"-90 < elevation_deg < 90, got n={n}, radius={radius}, "
+            f"fov_x_deg={fov_x_deg}, elevation_deg={elevation_deg}"
+        )
+    up_t = torch.as_tensor(up, dtype=torch.float32)
+    up_t = up_t / up_t.norm()
+    center_t = torch.as_tensor(center, dtype=torch.float32)
+    axis = torch.tensor([1.0, 0.0, 0.0]) if abs(float(up_t[0])) < 0.9 else torch.tensor([0.0, 1.0, 0.0])
+    e1 = axis - (axis @ up_t) * up_t
+    e1 = e1 / e1.norm()
+    e2 = torch.linalg.cross(up_t, e1)
+    elev = math.radians(elevation_deg)
+    poses = []
+    for k in range(n):
+        azim = 2.0 * math.pi * k / n
+        offset = math.cos(elev) * (math.cos(azim) * e1 + math.sin(azim) * e2) + math.sin(elev) * up_t
+        poses.append(look_at(center_t + radius * offset, center_t, up_t))
+    focal = 0.5 * width / math.tan(0.5 * math.radians(fov_x_deg))
+
+    def full(value: float) -> Tensor:
+        return torch.full((n,), value, dtype=torch.float32)
+
+    return Cameras(
+        c2w=torch.stack(poses),
+        fx=full(focal),
+        fy=full(focal),
+        cx=full(width / 2),
+        cy=full(height / 2),
+        width=width,
+        height=height,
+    )

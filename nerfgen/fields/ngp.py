@@ -1,0 +1,72 @@
+"""Instant-ngp field: hash-grid density network and a spherical-harmonics colour network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nerfgen.fields.activations import trunc_exp
+from nerfgen.fields.base import RadianceField
+from nerfgen.fields.encodings import HashEncoding, SHEncoding, mlp
+
+
+@dataclass
+class NGPFieldConfig:
+    """Hyper-parameters of :class:`NGPField` (instant-ngp's defaults, sized for a CPU)."""
+
+    n_levels: int = 16
+    """Hash-grid levels."""
+    n_features: int = 2
+    """Features per level."""
+    log2_table_size: int = 19
+    """log2 of the rows per level."""
+    base_resolution: int = 16
+    """Coarsest grid resolution."""
+    max_resolution: int = 2048
+    """Finest grid resolution (multiplied by the scene's cascade extent)."""
+    hidden: int = 64
+    """Width of both MLPs."""
+    geo_features: int = 15
+    """Features passed from the density network to the colour network."""
+    color_layers: int = 2
+    """Hidden layers of the colour network."""
+    implementation: str = "auto"
+    """Hash encoding backend: auto | torch | tcnn."""
+
+
+class NGPField(RadianceField):
+    """Hash-grid radiance field (Müller et al. 2022).
+
+    >>> field = NGPField(torch.tensor([-1.0, -1, -1, 1, 1, 1]), NGPFieldConfig(log2_table_size=12))
+    >>> sigma, rgb = field(torch.zeros(4, 3), torch.tensor([[0.0, 0, 1]]).expand(4, 3))
+    >>> sigma.shape, rgb.shape
+    (torch.Size([4]), torch.Size([4, 3]))
+    """
+
+    def __init__(self, aabb: Tensor, config: NGPFieldConfig | None = None) -> None:
+        super().__init__(aabb)
+        cfg = config or NGPFieldConfig()
+        self.config = cfg
+        self.encoding = HashEncoding(
+            cfg.n_levels, cfg.n_features, cfg.log2_table_size, cfg.base_resolution, cfg.max_resolution,
+            cfg.implementation,
+        )
+        self.density_net = mlp(self.encoding.out_dim, cfg.hidden, 1, 1 + cfg.geo_features)
+        self.direction_encoding = SHEncoding()
+        self.color_net = mlp(SHEncoding.out_dim + cfg.geo_features, cfg.hidden, cfg.color_layers, 3)
+
+    def _geometry(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        unit, inside = self.normalize(positions)
+        h = self.density_net(self.encoding(unit))
+        sigma = trunc_exp(h[:, 0] - 1.0) * inside
+        return sigma, h[:, 1:]
+
+    def density(self, positions: Tensor) -> Tensor:
+        return self._geometry(positions)[0]
+
+    def forward(self, positions: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+        sigma, geo = self._geometry(positions)
+        h = torch.cat([self.direction_encoding(directions), geo], -1)
+        return sigma, torch.sigmoid(self.color_net(h))

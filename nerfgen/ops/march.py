@@ -1,0 +1,105 @@
+"""Ray marching through a multi-cascade occupancy grid (the pure-torch reference).
+
+Samples are placed on each ray at ``t_0 + k * dt`` where the step grows with distance as in
+instant-ngp, :math:`dt = \max(\text{step\_size}, \text{cone\_angle} \cdot t)`, and only samples
+whose midpoint falls in an occupied cell are kept.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from nerfgen.ops.intersect import ray_aabb_intersect
+from nerfgen.ops.packed import RaySamples
+
+
+def _steps_to(t0: Tensor, t_end: Tensor, step_size: float, cone_angle: float) -> Tensor:
+    """Number of steps from ``t0`` until ``t_end`` is passed (closed form of the step rule)."""
+    linear = torch.ceil((t_end - t0) / step_size).clamp(min=0)
+    if cone_angle <= 0:
+        return linear.long()
+    t_switch = step_size / cone_angle
+    k1 = torch.ceil((t_switch - t0) / step_size).clamp(min=0)
+    t_k1 = t0 + k1 * step_size
+    geometric = k1 + torch.ceil(torch.log(t_end.clamp(min=1e-10) / t_k1.clamp(min=1e-10)) / math.log1p(cone_angle))
+    return torch.where(t_end <= t_k1, linear, geometric.clamp(min=0)).long()
+
+
+def _t_of_step(t0: Tensor, k: Tensor, step_size: float, cone_angle: float) -> Tensor:
+    """``t`` after ``k`` steps from ``t0`` (``t0, k`` broadcast together)."""
+    linear = t0 + k * step_size
+    if cone_angle <= 0:
+        return linear
+    t_switch = step_size / cone_angle
+    k1 = torch.ceil((t_switch - t0) / step_size).clamp(min=0)
+    t_k1 = t0 + k1 * step_size
+    geometric = t_k1 * torch.exp((k - k1).clamp(min=0) * math.log1p(cone_angle))
+    return torch.where(k <= k1, linear, geometric)
+
+
+def grid_lookup(positions: Tensor, binaries: Tensor, aabbs: Tensor) -> Tensor:
+    """Occupancy of ``positions [n, 3]`` in nested cascades.
+
+    Args:
+        positions: ``[n, 3]`` world points.
+        binaries: ``[n_levels, res, res, res]`` bool occupancy, level 0 the finest.
+        aabbs: ``[n_levels, 6]`` box of each level, nested.
+
+    Returns:
+        ``[n]`` bool, False outside the coarsest box.
+    """
+    n_levels, res = binaries.shape[0], binaries.shape[1]
+    lo, hi = aabbs[:, :3], aabbs[:, 3:]  # [n_levels, 3]
+    inside = ((positions[:, None] >= lo) & (positions[:, None] < hi)).all(-1)  # [n, n_levels]
+    level = torch.where(inside.any(-1), inside.int().argmax(-1), n_levels - 1)
+    rel = (positions - lo[level]) / (hi[level] - lo[level])
+    cell = (rel * res).long().clamp(0, res - 1)
+    flat = ((level * res + cell[:, 0]) * res + cell[:, 1]) * res + cell[:, 2]
+    return binaries.reshape(-1)[flat] & inside.any(-1)
+
+
+def traverse_grids(
+    origins: Tensor,
+    directions: Tensor,
+    binaries: Tensor,
+    aabbs: Tensor,
+    near_plane: float,
+    far_plane: float,
+    step_size: float,
+    cone_angle: float = 0.0,
+    jitter: Tensor | None = None,
+) -> RaySamples:
+    """March rays through an occupancy grid and keep the samples in occupied cells.
+
+    Args:
+        origins: ``[n_rays, 3]``.
+        directions: ``[n_rays, 3]`` unit length (so ``t`` is distance).
+        binaries: ``[n_levels, res, res, res]`` bool occupancy, level 0 the finest.
+        aabbs: ``[n_levels, 6]`` nested boxes, the last one the coarsest.
+        near_plane, far_plane: limits on ``t``.
+        step_size: smallest step.
+        cone_angle: steps grow as ``cone_angle * t`` (0: uniform steps).
+        jitter: optional ``[n_rays]`` in [0, 1): shifts each ray's first sample by a fraction
+            of a step (stratified sampling during training).
+
+    Returns:
+        :class:`RaySamples` sorted by ray.
+    """
+    n_rays = origins.shape[0]
+    t_min, t_max, hit = ray_aabb_intersect(origins, directions, aabbs[-1:], near_plane, far_plane)
+    t_min, t_max, hit = t_min[:, 0], t_max[:, 0], hit[:, 0]
+    if jitter is not None:
+        t_min = t_min + jitter * step_size
+    counts = torch.where(hit, _steps_to(t_min, t_max, step_size, cone_angle), 0)
+    ray_indices = torch.repeat_interleave(torch.arange(n_rays, device=origins.device), counts)
+    first = torch.cumsum(counts, 0) - counts
+    k = (torch.arange(ray_indices.shape[0], device=origins.device) - first[ray_indices]).to(t_min.dtype)
+    t0 = t_min[ray_indices]
+    t_starts = _t_of_step(t0, k, step_size, cone_angle)
+    t_ends = torch.minimum(_t_of_step(t0, k + 1, step_size, cone_angle), t_max[ray_indices])
+    mids = origins[ray_indices] + directions[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
+    keep = grid_lookup(mids, binaries, aabbs) & (t_ends > t_starts)
+    return RaySamples(t_starts[keep], t_ends[keep], ray_indices[keep], n_rays)

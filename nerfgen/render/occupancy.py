@@ -1,0 +1,146 @@
+"""Occupancy-grid estimator: which parts of space hold anything, to skip empty space."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from nerfgen.ops import RaySamples, render_visibility_from_density, traverse_grids
+
+
+@dataclass
+class OccGridConfig:
+    """Occupancy grid and sampling settings."""
+
+    resolution: int = 128
+    """Cells per axis of each cascade."""
+    render_step_size: float = 0.0
+    """Smallest step along rays; 0 picks the box diagonal / 1024 (instant-ngp)."""
+    cone_angle: float = -1.0
+    """Step growth with distance; -1 picks 0 for one cascade, 1/256 for several (instant-ngp)."""
+    near_plane: float = 0.05
+    """Closest sample to the camera."""
+    occ_threshold: float = 0.01
+    """Opacity (``sigma * step``) above which a cell counts as occupied."""
+    ema_decay: float = 0.95
+    """Decay of a cell's stored opacity at each update."""
+    update_every: int = 16
+    """Steps between grid updates."""
+    cells_per_update: int = 1 << 18
+    """Uniformly drawn cells evaluated per update (besides the occupied ones)."""
+    early_stop_eps: float = 1e-4
+    """Stop marching a ray once its transmittance drops below this."""
+    alpha_threshold: float = 0.0
+    """Drop samples whose opacity is below this (instant-ngp uses 1e-2 on large scenes)."""
+
+
+class OccGridEstimator(nn.Module):
+    """Multi-cascade occupancy grid with nerfacc/instant-ngp style updates.
+
+    Cascade ``l`` covers the finest box scaled by ``2^l`` about its centre.
+
+    Args:
+        aabb: ``[6]`` box of the finest cascade.
+        cascades: number of cascades.
+        config: grid and sampling settings.
+    """
+
+    def __init__(self, aabb: Tensor, cascades: int = 1, config: OccGridConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or OccGridConfig()
+        self.config = cfg
+        aabb = torch.as_tensor(aabb, dtype=torch.float32)
+        center, half = (aabb[:3] + aabb[3:]) / 2, (aabb[3:] - aabb[:3]) / 2
+        scales = 2.0 ** torch.arange(cascades, dtype=torch.float32)[:, None]
+        self.register_buffer("aabbs", torch.cat([center - half * scales, center + half * scales], -1))
+        res = cfg.resolution
+        self.register_buffer("occs", torch.zeros(cascades, res**3))
+        self.register_buffer("binaries", torch.ones(cascades, res, res, res, dtype=torch.bool))
+        self.step_size = cfg.render_step_size or float((aabb[3:] - aabb[:3]).norm()) / 1024
+        self.cone_angle = cfg.cone_angle if cfg.cone_angle >= 0 else (0.0 if cascades == 1 else 1 / 256)
+
+    @property
+    def outer_aabb(self) -> Tensor:
+        """``[6]`` the coarsest cascade's box (where every sample lies)."""
+        return self.aabbs[-1]
+
+    def occupancy_fraction(self) -> float:
+        """Fraction of cells marked occupied."""
+        return float(self.binaries.float().mean())
+
+    @torch.no_grad()
+    def sampling(
+        self,
+        origins: Tensor,
+        directions: Tensor,
+        sigma_fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+        stratified: bool = False,
+        far_plane: float = 1e10,
+    ) -> RaySamples:
+        """Samples of the rays in occupied space, with early termination.
+
+        Args:
+            origins: ``[n_rays, 3]``.
+            directions: ``[n_rays, 3]`` unit.
+            sigma_fn: ``sigma_fn(t_starts, t_ends, ray_indices) -> sigmas [n_samples]``; when given,
+                samples behind an opaque surface (transmittance below ``early_stop_eps``) are dropped.
+            stratified: jitter each ray's samples by a random fraction of a step.
+            far_plane: largest ``t``.
+
+        Returns:
+            :class:`RaySamples` (no gradient flows through the positions).
+        """
+        cfg = self.config
+        jitter = torch.rand(origins.shape[0], device=origins.device) if stratified else None
+        samples = traverse_grids(
+            origins, directions, self.binaries, self.aabbs, cfg.near_plane, far_plane,
+            self.step_size, self.cone_angle, jitter,
+        )
+        if sigma_fn is None or len(samples) == 0:
+            return samples
+        sigmas = sigma_fn(samples.t_starts, samples.t_ends, samples.ray_indices)
+        keep = render_visibility_from_density(
+            samples.t_starts, samples.t_ends, sigmas, samples.ray_indices, samples.n_rays,
+            cfg.early_stop_eps, cfg.alpha_threshold,
+        )
+        return samples.masked(keep)
+
+    def _cell_positions(self, level: int, cells: Tensor, jitter: bool) -> Tensor:
+        res = self.config.resolution
+        ijk = torch.stack([cells // (res * res), (cells // res) % res, cells % res], -1).float()
+        offset = torch.rand_like(ijk) if jitter else torch.full_like(ijk, 0.5)
+        lo, hi = self.aabbs[level, :3], self.aabbs[level, 3:]
+        return lo + (ijk + offset) / res * (hi - lo)
+
+    @torch.no_grad()
+    def update(self, step: int, density_fn: Callable[[Tensor], Tensor], chunk: int = 1 << 16) -> bool:
+        """Refresh the grid every ``update_every`` steps.
+
+        Each update decays every cell's stored opacity by ``ema_decay`` and takes the max with
+        the opacity ``density_fn(x) * step_size`` at a jittered point of each evaluated cell: all
+        occupied cells plus ``cells_per_update`` uniformly drawn ones.
+
+        Returns:
+            True when the grid was updated at this step.
+        """
+        cfg = self.config
+        if step % cfg.update_every != 0:
+            return False
+        n_cells = cfg.resolution**3
+        for level in range(self.aabbs.shape[0]):
+            occupied = torch.nonzero(self.binaries[level].reshape(-1))[:, 0]
+            uniform = torch.randint(0, n_cells, (min(cfg.cells_per_update, n_cells),), device=occupied.device)
+            cells = torch.unique(torch.cat([uniform, occupied]))
+            new = torch.cat([
+                density_fn(self._cell_positions(level, part, jitter=True))
+                for part in cells.split(chunk)
+            ]) * self.step_size
+            occs = self.occs[level]
+            occs.mul_(cfg.ema_decay)
+            occs[cells] = torch.maximum(occs[cells], new)
+        threshold = min(float(self.occs.mean()), cfg.occ_threshold)
+        self.binaries.copy_((self.occs > threshold).view_as(self.binaries))
+        return True

@@ -1,0 +1,91 @@
+"""Render rays through a field: sample, query, composite."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nerfgen.fields import RadianceField
+from nerfgen.ops import accumulate_along_rays, render_weight_from_density
+from nerfgen.render.occupancy import OccGridEstimator
+
+
+@dataclass
+class RenderOutput:
+    """What rendering a batch of rays produces.
+
+    Attributes:
+        rgb: ``[n_rays, 3]`` colour composited over the background.
+        depth: ``[n_rays]`` expected ray distance of the visible surface (0 where empty).
+        opacity: ``[n_rays]`` accumulated weight (1 - final transmittance).
+        n_samples: number of field samples that were shaded.
+    """
+
+    rgb: Tensor
+    depth: Tensor
+    opacity: Tensor
+    n_samples: int
+
+
+def render_rays(
+    field: RadianceField,
+    estimator: OccGridEstimator,
+    origins: Tensor,
+    directions: Tensor,
+    background: Tensor,
+    stratified: bool = False,
+) -> RenderOutput:
+    r"""Volume-render rays: :math:`C = \sum_i T_i \alpha_i c_i + (1 - \sum_i T_i \alpha_i) c_{bg}`.
+
+    Args:
+        field: the radiance field.
+        estimator: occupancy grid that places samples.
+        origins: ``[n_rays, 3]``.
+        directions: ``[n_rays, 3]`` unit.
+        background: ``[3]`` or ``[n_rays, 3]`` colour behind the scene.
+        stratified: jitter sample positions (training).
+
+    Returns:
+        :class:`RenderOutput`; differentiable in the field's parameters.
+    """
+    n_rays = origins.shape[0]
+
+    def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
+        mids = origins[ray_indices] + directions[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
+        return field.density(mids)
+
+    samples = estimator.sampling(origins, directions, sigma_fn=sigma_fn, stratified=stratified)
+    ri = samples.ray_indices
+    mids_t = (samples.t_starts + samples.t_ends) * 0.5
+    positions = origins[ri] + directions[ri] * mids_t[:, None]
+    sigmas, colors = field(positions, directions[ri])
+    weights, _, _ = render_weight_from_density(samples.t_starts, samples.t_ends, sigmas, ri, n_rays)
+    rgb = accumulate_along_rays(weights, colors, ri, n_rays)
+    opacity = accumulate_along_rays(weights, None, ri, n_rays)[:, 0]
+    depth = accumulate_along_rays(weights, mids_t[:, None], ri, n_rays)[:, 0] / opacity.clamp(min=1e-6)
+    rgb = rgb + (1.0 - opacity[:, None]) * background
+    return RenderOutput(rgb=rgb, depth=depth, opacity=opacity, n_samples=len(samples))
+
+
+@torch.no_grad()
+def render_rays_chunked(
+    field: RadianceField,
+    estimator: OccGridEstimator,
+    origins: Tensor,
+    directions: Tensor,
+    background: Tensor,
+    chunk: int = 1 << 14,
+) -> RenderOutput:
+    """:func:`render_rays` over many rays in chunks, without gradients (images, evaluation)."""
+    parts = [
+        render_rays(field, estimator, origins[i : i + chunk], directions[i : i + chunk], background)
+        for i in range(0, origins.shape[0], chunk)
+    ]
+    return RenderOutput(
+        rgb=torch.cat([p.rgb for p in parts]),
+        depth=torch.cat([p.depth for p in parts]),
+        opacity=torch.cat([p.opacity for p in parts]),
+        n_samples=sum(p.n_samples for p in parts),
+    )
