@@ -30,6 +30,7 @@ __all__ = [
     "undistort",
     "pixel_rays",
     "image_rays",
+    "project",
     "look_at",
     "orbit_cameras",
 ]
@@ -316,6 +317,28 @@ def pixel_rays(cameras: Cameras, cam_idx: Tensor, px: Tensor, py: Tensor) -> Ray
     dirs = (c2w[:, :, :3] @ dirs_cam.unsqueeze(-1)).squeeze(-1)
     dirs = torch.nn.functional.normalize(dirs, dim=-1)
     return Rays(origins=c2w[:, :, 3].contiguous(), directions=dirs)
+
+
+def project(cameras: Cameras, index: int, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Project world points into one camera (with lens distortion); inverse of :func:`pixel_rays`.
+
+    Args:
+        cameras: The camera set.
+        index: Which camera.
+        points: World points. ``[n, 3]``.
+
+    Returns:
+        ``px [n]``, ``py [n]`` continuous pixel coordinates and ``depth [n]``, the distance in
+        front of the camera along its viewing axis (negative behind it).
+    """
+    c2w = cameras.c2w[index]
+    local = (points - c2w[:, 3]) @ c2w[:, :3]  # world -> camera (rotation is orthonormal)
+    depth = -local[:, 2]
+    safe = torch.where(depth.abs() < 1e-9, torch.full_like(depth, 1e-9), depth)
+    x, y = local[:, 0] / safe, -local[:, 1] / safe
+    if bool((cameras.distortion[index] != 0).any()):
+        x, y = distort(x, y, cameras.distortion[index].expand(x.shape[0], 4))
+    return x * cameras.fx[index] + cameras.cx[index], y * cameras.fy[index] + cameras.cy[index], depth
 
 
 def image_rays(cameras: Cameras, index: int) -> Rays:

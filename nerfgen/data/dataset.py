@@ -35,6 +35,7 @@ class Dataset:
         white_background: Whether evaluation composites alpha on white (NeRF-synthetic protocol).
         depths: Ground-truth depth along the ray (inf or 0 for a miss) when the frames carry
             ``depth_file_path``, else None. ``[n, H, W]`` float32.
+        source: The absolute path the dataset was loaded from.
     """
 
     cameras: Cameras
@@ -46,6 +47,7 @@ class Dataset:
     split: str
     white_background: bool
     depths: Tensor | None = None  # [n, H, W]
+    source: str = ""
 
     def __post_init__(self) -> None:
         n, h, w = len(self.cameras), self.cameras.height, self.cameras.width
@@ -150,4 +152,5 @@ def load_dataset(
         split=split,
         white_background=scene.white_background,
         depths=depths,
+        source=str(Path(path).resolve()),
     )

@@ -22,6 +22,8 @@ class TrainConfig:
     """Keyword options of the field's config dataclass (e.g. ``log2_table_size``)."""
     grid: OccGridConfig = dataclasses.field(default_factory=OccGridConfig)
     """Occupancy grid and ray-marching settings."""
+    carve: bool = True
+    """Where training images have alpha, start the occupancy grid from their visual hull."""
     downscale: float = 1.0
     """Divide image width and height by this (intrinsics follow)."""
     max_steps: int = 20000
@@ -36,7 +38,7 @@ class TrainConfig:
     """Most rays in one step."""
     lr: float = 1e-2
     """Peak Adam learning rate."""
-    lr_warmup_steps: int = 100
+    lr_warmup_steps: int = 20
     """Linear warm-up from 1% of ``lr``."""
     lr_decay: float = 0.33
     """Factor applied at 50%, 75% and 90% of the run (steps or seconds, whichever is nearer)."""

@@ -17,7 +17,9 @@ from nerfgen.engine.config import TrainConfig, config_to_dict
 from nerfgen.engine.metrics import psnr
 from nerfgen.engine.model import RadianceModel
 from nerfgen.engine.progress import TrainProgress
+from nerfgen.engine.video import orbit_spec
 from nerfgen.engine.schedule import learning_rate, progress
+from nerfgen.render.carving import visual_hull
 
 
 def background_mode(config: TrainConfig, dataset: Dataset) -> str:
@@ -84,6 +86,9 @@ class Trainer:
         self.step, self.seconds, self.rays_seen, self.samples_seen = 0, 0.0, 0, 0
         self.n_rays = config.init_rays
         self.generator = torch.Generator().manual_seed(config.seed)
+        if dataset.has_alpha and config.carve:
+            alphas = dataset.images[..., 3]
+            self.model.estimator.restrict(lambda c, size: visual_hull(c, size, dataset.cameras, alphas))
         if resume:
             self._resume()
 
@@ -91,9 +96,9 @@ class Trainer:
     def scene_meta(self) -> dict:
         d = self.dataset
         return {
-            "aabb": d.aabb.tolist(), "cascades": d.cascades, "data": str(d.filenames[0]).rsplit("/", 2)[0],
+            "aabb": d.aabb.tolist(), "cascades": d.cascades, "data": d.source,
             "white_background": d.white_background, "train_background": self.background,
-            "width": d.cameras.width, "height": d.cameras.height,
+            "width": d.cameras.width, "height": d.cameras.height, "orbit": orbit_spec(d.cameras),
         }
 
     def save(self) -> None:

@@ -1,4 +1,4 @@
-"""Ray marching through a multi-cascade occupancy grid (the pure-torch reference).
+r"""Ray marching through a multi-cascade occupancy grid (the pure-torch reference).
 
 Samples are placed on each ray at ``t_0 + k * dt`` where the step grows with distance as in
 instant-ngp, :math:`dt = \max(\text{step\_size}, \text{cone\_angle} \cdot t)`, and only samples

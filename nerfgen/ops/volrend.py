@@ -30,7 +30,7 @@ def exclusive_sum_by_ray(values: Tensor, ray_indices: Tensor, n_rays: int) -> Te
     exclusive = inclusive - values.double()
     counts = torch.bincount(ray_indices, minlength=n_rays)
     first = torch.cumsum(counts, 0) - counts  # index of each ray's first sample
-    ray_offset = exclusive.detach()[first.clamp(max=values.shape[0] - 1)]  # [n_rays]
+    ray_offset = exclusive[first.clamp(max=values.shape[0] - 1)]  # [n_rays]
     return (exclusive - ray_offset[ray_indices]).to(values.dtype)
 
 

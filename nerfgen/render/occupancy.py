@@ -8,15 +8,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from nerfgen.ops import RaySamples, render_visibility_from_density, traverse_grids
+from nerfgen.ops import RaySamples, exclusive_sum_by_ray, traverse_grids
 
 
 @dataclass
 class OccGridConfig:
     """Occupancy grid and sampling settings."""
 
-    resolution: int = 128
-    """Cells per axis of each cascade."""
+    resolution: int = 64
+    """Cells per axis of each cascade (instant-ngp uses 128; 64 keeps grid updates cheap on a CPU)."""
     render_step_size: float = 0.0
     """Smallest step along rays; 0 picks the box diagonal / 1024 (instant-ngp)."""
     cone_angle: float = -1.0
@@ -33,6 +33,8 @@ class OccGridConfig:
     """Uniformly drawn cells evaluated per update (besides the occupied ones)."""
     early_stop_eps: float = 1e-4
     """Stop marching a ray once its transmittance drops below this."""
+    march_round: int = 32
+    """Samples a ray advances per round of early termination."""
     alpha_threshold: float = 0.0
     """Drop samples whose opacity is below this (instant-ngp uses 1e-2 on large scenes)."""
 
@@ -59,6 +61,7 @@ class OccGridEstimator(nn.Module):
         res = cfg.resolution
         self.register_buffer("occs", torch.zeros(cascades, res**3))
         self.register_buffer("binaries", torch.ones(cascades, res, res, res, dtype=torch.bool))
+        self.register_buffer("hull", torch.ones(cascades, res**3, dtype=torch.bool))
         self.step_size = cfg.render_step_size or float((aabb[3:] - aabb[:3]).norm()) / 1024
         self.cone_angle = cfg.cone_angle if cfg.cone_angle >= 0 else (0.0 if cascades == 1 else 1 / 256)
 
@@ -101,19 +104,63 @@ class OccGridEstimator(nn.Module):
         )
         if sigma_fn is None or len(samples) == 0:
             return samples
-        sigmas = sigma_fn(samples.t_starts, samples.t_ends, samples.ray_indices)
-        keep = render_visibility_from_density(
-            samples.t_starts, samples.t_ends, sigmas, samples.ray_indices, samples.n_rays,
-            cfg.early_stop_eps, cfg.alpha_threshold,
-        )
+        keep = self._visible(samples, sigma_fn)
         return samples.masked(keep)
 
-    def _cell_positions(self, level: int, cells: Tensor, jitter: bool) -> Tensor:
+    def _visible(self, samples: RaySamples, sigma_fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+        """Early ray termination, marching front to back in rounds of ``march_round`` samples a
+        ray, so samples behind opaque surfaces are never evaluated.
+
+        Returns:
+            ``[n_samples]`` bool: transmittance before the sample at least ``early_stop_eps`` and
+            opacity at least ``alpha_threshold``.
+        """
+        cfg = self.config
+        ri, n_rays = samples.ray_indices, samples.n_rays
+        counts = torch.bincount(ri, minlength=n_rays)
+        rank = torch.arange(len(samples), device=ri.device) - (torch.cumsum(counts, 0) - counts)[ri]
+        optical = torch.zeros(n_rays, device=ri.device)
+        alive = torch.ones(n_rays, dtype=torch.bool, device=ri.device)
+        keep = torch.zeros(len(samples), dtype=torch.bool, device=ri.device)
+        limit = -torch.log(torch.tensor(cfg.early_stop_eps)).item()
+        for first in range(0, int(counts.max()), cfg.march_round):
+            idx = torch.nonzero((rank >= first) & (rank < first + cfg.march_round) & alive[ri])[:, 0]
+            if idx.numel() == 0:
+                break
+            t0, t1, r = samples.t_starts[idx], samples.t_ends[idx], ri[idx]
+            sigma_delta = sigma_fn(t0, t1, r) * (t1 - t0)
+            before = exclusive_sum_by_ray(sigma_delta, r, n_rays) + optical[r]
+            visible = before <= limit
+            if cfg.alpha_threshold > 0:
+                visible &= (1.0 - torch.exp(-sigma_delta)) >= cfg.alpha_threshold
+            keep[idx] = visible
+            optical.index_add_(0, r, sigma_delta)
+            alive &= optical <= limit
+        return keep
+
+    def cell_positions(self, level: int, cells: Tensor, jitter: bool = False) -> Tensor:
+        """``[n, 3]`` points in cells ``[n]`` (flat indices) of ``level``: centres, or jittered."""
         res = self.config.resolution
         ijk = torch.stack([cells // (res * res), (cells // res) % res, cells % res], -1).float()
         offset = torch.rand_like(ijk) if jitter else torch.full_like(ijk, 0.5)
         lo, hi = self.aabbs[level, :3], self.aabbs[level, 3:]
         return lo + (ijk + offset) / res * (hi - lo)
+
+    def cell_size(self, level: int) -> float:
+        """Edge length of a cell of ``level`` (the largest axis)."""
+        return float((self.aabbs[level, 3:] - self.aabbs[level, :3]).max()) / self.config.resolution
+
+    @torch.no_grad()
+    def restrict(self, inside: Callable[[Tensor, float], Tensor]) -> None:
+        """Mark cells that can never hold anything: ``inside(centres [n, 3], cell_size) -> [n]`` bool.
+
+        Used with :func:`nerfgen.render.carving.visual_hull` when training images carry alpha.
+        """
+        n_cells = self.config.resolution**3
+        for level in range(self.aabbs.shape[0]):
+            centers = self.cell_positions(level, torch.arange(n_cells, device=self.aabbs.device))
+            self.hull[level] = inside(centers, self.cell_size(level))
+        self.binaries &= self.hull.view_as(self.binaries)
 
     @torch.no_grad()
     def update(self, step: int, density_fn: Callable[[Tensor], Tensor], chunk: int = 1 << 16) -> bool:
@@ -134,13 +181,12 @@ class OccGridEstimator(nn.Module):
             occupied = torch.nonzero(self.binaries[level].reshape(-1))[:, 0]
             uniform = torch.randint(0, n_cells, (min(cfg.cells_per_update, n_cells),), device=occupied.device)
             cells = torch.unique(torch.cat([uniform, occupied]))
-            new = torch.cat([
-                density_fn(self._cell_positions(level, part, jitter=True))
-                for part in cells.split(chunk)
-            ]) * self.step_size
+            cells = cells[self.hull[level, cells]]
+            new = torch.cat([density_fn(self.cell_positions(level, part, jitter=True)) for part in cells.split(chunk)]
+                            + [cells.new_zeros(0, dtype=torch.float32)]) * self.step_size
             occs = self.occs[level]
             occs.mul_(cfg.ema_decay)
             occs[cells] = torch.maximum(occs[cells], new)
-        threshold = min(float(self.occs.mean()), cfg.occ_threshold)
-        self.binaries.copy_((self.occs > threshold).view_as(self.binaries))
+        threshold = min(float(self.occs[self.hull].mean()), cfg.occ_threshold)
+        self.binaries.copy_(((self.occs > threshold) & self.hull).view_as(self.binaries))
         return True

@@ -1,0 +1,3 @@
+from nerfgen.cli import main
+
+main()

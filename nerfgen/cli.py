@@ -1,0 +1,183 @@
+"""The ``nerfgen`` command: train, eval, render, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+"""The YAML configs shipped beside the package (editable installs and source checkouts)."""
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+
+
+def _maybe_reexec_with_jemalloc() -> None:
+    """Re-run under jemalloc when it is installed: torch on CPU allocates large short-lived
+    buffers every step, which glibc returns to the OS and faults back in (2-3x slower steps)."""
+    if os.environ.get("NERFGEN_NO_JEMALLOC") or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+        return
+    if not os.path.exists(JEMALLOC):
+        return
+    env = dict(os.environ, LD_PRELOAD=f"{JEMALLOC} {os.environ.get('LD_PRELOAD', '')}".strip())
+    os.execve(sys.executable, [sys.executable, "-m", "nerfgen", *sys.argv[1:]], env)
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a radiance field on posed images",
+                       description="Train a radiance field on a NeRF-synthetic or instant-ngp/nerfstudio dataset.")
+    p.add_argument("data", help="dataset folder (transforms_{train,val,test}.json or transforms.json) or a transforms JSON file")
+    p.add_argument("--output", required=True, help="run directory to write (checkpoint, config, logs)")
+    p.add_argument("--config", help="YAML config (see configs/); command-line options override it")
+    p.add_argument("--field", choices=["ngp", "vanilla"], help="field architecture (default: ngp)")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps")
+    p.add_argument("--max-seconds", type=float, help="stop after this much training time (seconds)")
+    p.add_argument("--downscale", type=float, help="divide image size by this (intrinsics follow)")
+    p.add_argument("--seed", type=int, help="random seed (runs are repeatable for a seed)")
+    p.add_argument("--val-every", type=int, help="steps between validation PSNR renders (0: never)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+
+
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="PSNR/SSIM of a trained run on a split",
+                       description="Render a split's views and write eval_{split}.json into the run directory.")
+    p.add_argument("run", help="run directory written by `nerfgen train`")
+    p.add_argument("--split", default="test", help="dataset split (default: test)")
+    p.add_argument("--every", type=int, default=1, help="evaluate every N-th view (default: all)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate at most this many views")
+    p.add_argument("--data", help="dataset path (default: the one the run trained on)")
+    p.add_argument("--downscale", type=float, help="image downscale (default: the training one)")
+    p.add_argument("--save-images", action="store_true", help="write renders_{split}/NNN.png (render | ground truth)")
+
+
+def _render_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="render a video of a trained run",
+                       description="Render a 360-degree orbit around the scene to mp4 or gif.")
+    p.add_argument("run", help="run directory written by `nerfgen train`")
+    p.add_argument("--orbit", action="store_true", required=True, help="circle the scene (the only path so far)")
+    p.add_argument("--output", required=True, help="video file (.mp4 or .gif)")
+    p.add_argument("--frames", type=int, default=120, help="frames in the orbit (default 120)")
+    p.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
+    p.add_argument("--width", type=int, help="frame width (default: the training image width)")
+    p.add_argument("--height", type=int, help="frame height (default: keeps the training aspect)")
+    p.add_argument("--depth", action="store_true", help="colour-mapped depth instead of colour")
+
+
+def _demo_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="render the built-in tabletop scene, train on it, evaluate, render an orbit",
+                       description="End to end on the embedded scene, with nothing downloaded.")
+    p.add_argument("--output", default="runs/demo", help="folder for the scene data and the run (default runs/demo)")
+    p.add_argument("--max-seconds", type=float, default=90, help="training time (default 90 s)")
+    p.add_argument("--seed", type=int, default=0, help="scene and training seed")
+
+
+def _load_train_split(data: str, split: str, downscale: float):
+    from nerfgen.data import load_dataset
+
+    return load_dataset(data, split, downscale=downscale)
+
+
+def _val_split(data: str, downscale: float):
+    from nerfgen.data import DatasetError
+
+    for split in ("val", "test"):
+        try:
+            return _load_train_split(data, split, downscale)
+        except DatasetError:
+            continue
+    return None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nerfgen.engine.checkpoint import CONFIG_FILE, STATE_FILE, read_json
+    from nerfgen.engine.config import config_from_dict, load_config
+    from nerfgen.engine.trainer import Trainer
+
+    output = Path(args.output)
+    overrides = {"field": args.field, "max_steps": args.max_steps, "max_seconds": args.max_seconds,
+                 "downscale": args.downscale, "seed": args.seed, "val_every": args.val_every, "threads": args.threads}
+    if args.resume:
+        if not (output / STATE_FILE).is_file():
+            raise FileNotFoundError(f"{output / STATE_FILE}: nothing to resume (no checkpoint in {output})")
+        saved = read_json(output / CONFIG_FILE)["train"]
+        saved.update({k: v for k, v in overrides.items() if v is not None})
+        config = config_from_dict(saved, str(output / CONFIG_FILE))
+    else:
+        if (output / STATE_FILE).exists():
+            raise FileExistsError(f"{output}: already holds a run; pass --resume to continue it or pick another --output")
+        config = load_config(args.config, overrides)
+    dataset = _load_train_split(args.data, "train", config.downscale)
+    val = _val_split(args.data, config.downscale) if config.val_every > 0 else None
+    trainer = Trainer(config, dataset, output, val_dataset=val, resume=args.resume)
+    summary = trainer.train()
+    print(json.dumps({"output": str(output), "steps": summary.steps, "seconds": round(summary.seconds, 1),
+                      "rays_per_second": round(summary.rays / max(summary.seconds, 1e-9)),
+                      "samples_per_ray": round(summary.samples / max(summary.rays, 1), 1),
+                      "final_loss": summary.final_loss}))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from nerfgen.engine.evaluate import evaluate
+
+    report = evaluate(args.run, args.split, args.every, args.data, args.downscale, args.save_images, args.limit)
+    print(f"{args.run}: {report['split']} ({report['views']} views, {report['width']}x{report['height']}): "
+          f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}  ({report['rays_per_second']:,.0f} rays/s)")
+    print(f"wrote {Path(args.run) / ('eval_' + args.split + '.json')}")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from nerfgen.engine.video import render_orbit
+
+    n = render_orbit(args.run, args.output, args.frames, args.width, args.height, args.depth, args.fps)
+    print(f"wrote {args.output} ({n} frames)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from scenes import render_dataset
+
+    root = Path(args.output)
+    data = render_dataset(root / "data", seed=args.seed)
+    print(f"scene: {data}")
+    run = root / "run"
+    train_args = argparse.Namespace(
+        data=str(data), output=str(run), config=str(CONFIGS / "demo.yaml"),
+        field=None, max_steps=None, max_seconds=args.max_seconds, downscale=None, seed=args.seed,
+        val_every=None, threads=None, resume=(run / "state.json").exists(),
+    )
+    cmd_train(train_args)
+    cmd_eval(argparse.Namespace(run=str(run), split="test", every=1, data=None, downscale=None,
+                                save_images=False, limit=0))
+    cmd_render(argparse.Namespace(run=str(run), output=str(root / "orbit.mp4"), frames=60, fps=30,
+                                  width=None, height=None, depth=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nerfgen", description="Radiance fields from posed images, on CPU and CUDA.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _eval_parser(sub)
+    _render_parser(sub)
+    _demo_parser(sub)
+    return parser
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> None:
+    if argv is None:
+        _maybe_reexec_with_jemalloc()
+    args = build_parser().parse_args(argv)
+    from nerfgen.data import DatasetError
+
+    try:
+        sys.exit(COMMANDS[args.command](args))
+    except (DatasetError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"nerfgen {args.command}: error: {exc}", file=sys.stderr)
+        sys.exit(2)

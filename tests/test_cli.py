@@ -1,0 +1,60 @@
+"""The command line: help texts, and bad input failing with one clear error and no run directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _nerfgen(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "nerfgen", *args], capture_output=True, text=True, cwd=cwd,
+                          env={"NERFGEN_NO_JEMALLOC": "1", "PATH": "/usr/bin:/bin"}, timeout=120)
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "render", "demo"])
+def test_help_explains_every_option(command):
+    out = _nerfgen(command, "--help")
+    assert out.returncode == 0
+    assert "usage: nerfgen " + command in out.stdout
+
+
+def _blender(tmp_path, frames):
+    root = tmp_path / "scene"
+    root.mkdir()
+    (root / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.7, "frames": frames}))
+    return root
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("missing", "dataset path not found"),
+    ("malformed", "transforms_train.json"),
+    ("nan_pose", "transforms_train.json"),
+    ("empty", "transforms_train.json"),
+])
+def test_bad_input_one_error_and_no_run_directory(tmp_path, case, expected):
+    if case == "missing":
+        data = tmp_path / "nowhere"
+    elif case == "malformed":
+        data = tmp_path / "scene"
+        data.mkdir()
+        (data / "transforms_train.json").write_text('{"camera_angle_x": 0.7, "frames": [')
+    elif case == "nan_pose":
+        pose = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, float("nan")], [0, 0, 0, 1]]
+        data = _blender(tmp_path, [{"file_path": "./r_0", "transform_matrix": pose}])
+    else:
+        data = _blender(tmp_path, [])
+    out = _nerfgen("train", str(data), "--output", str(tmp_path / "run"))
+    assert out.returncode == 2, out.stderr
+    errors = [line for line in out.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and expected in errors[0], out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_of_a_missing_run_names_it(tmp_path):
+    out = _nerfgen("eval", str(tmp_path / "norun"))
+    assert out.returncode == 2
+    assert "norun" in out.stderr and "config.json" in out.stderr

@@ -1,0 +1,87 @@
+"""Ray/box intersection and occupancy-grid marching (pure-torch reference)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nerfgen.ops import grid_lookup, ray_aabb_intersect, traverse_grids
+from nerfgen.ops.march import _steps_to, _t_of_step
+from nerfgen.render import OccGridConfig, OccGridEstimator
+
+BOX = torch.tensor([[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]])
+
+
+def _rays(n: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    origins = torch.nn.functional.normalize(torch.randn(n, 3, generator=g), dim=-1) * 3
+    target = torch.rand(n, 3, generator=g) * 1.6 - 0.8
+    return origins, torch.nn.functional.normalize(target - origins, dim=-1)
+
+
+def test_intersect_hits_and_misses():
+    o = torch.tensor([[0.0, 0.0, -3.0], [0.0, 5.0, -3.0], [0.0, 0.0, 0.0]])
+    d = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    t0, t1, hit = ray_aabb_intersect(o, d, BOX)
+    assert hit[:, 0].tolist() == [True, False, True]
+    assert t0[0, 0] == 2.0 and t1[0, 0] == 4.0
+    assert t0[2, 0] == 0.0 and t1[2, 0] == 1.0  # origin inside: starts at the near plane
+
+
+def test_cone_steps_closed_form_matches_iteration():
+    step, cone = 0.01, 1 / 64
+    t0 = torch.tensor([0.2, 1.5])
+    for i in range(2):
+        t = float(t0[i])
+        for k in range(200):
+            assert math.isclose(float(_t_of_step(t0[i : i + 1], torch.tensor([float(k)]), step, cone)), t, rel_tol=1e-4)
+            t += max(step, cone * t)
+    n = _steps_to(t0, torch.tensor([3.0, 3.0]), step, cone)
+    for i in range(2):
+        assert float(_t_of_step(t0[i], n[i].float(), step, cone)) >= 3.0 - 1e-4
+        assert float(_t_of_step(t0[i], n[i].float() - 1, step, cone)) < 3.0
+
+
+def _random_grid(res=16, seed=0, levels=1):
+    g = torch.Generator().manual_seed(seed)
+    bins = torch.rand(levels, res, res, res, generator=g) > 0.7
+    aabbs = torch.cat([BOX * 2**lvl for lvl in range(levels)])
+    return bins, aabbs
+
+
+def test_marching_properties():
+    bins, aabbs = _random_grid(levels=2)
+    o, d = _rays(200)
+    s = traverse_grids(o, d, bins, aabbs, near_plane=0.0, far_plane=1e10, step_size=0.02, cone_angle=0.01)
+    assert len(s) > 0
+    assert bool((s.ray_indices[1:] >= s.ray_indices[:-1]).all()), "samples sorted by ray"
+    assert bool((s.t_ends > s.t_starts).all())
+    same = s.ray_indices[1:] == s.ray_indices[:-1]
+    assert bool((s.t_starts[1:][same] >= s.t_ends[:-1][same] - 1e-6).all()), "non-overlapping per ray"
+    mids = o[s.ray_indices] + d[s.ray_indices] * ((s.t_starts + s.t_ends) / 2)[:, None]
+    assert bool(grid_lookup(mids, bins, aabbs).all()), "every midpoint in an occupied cell"
+
+
+def test_marching_edge_cases():
+    bins, aabbs = _random_grid()
+    empty = traverse_grids(torch.zeros(0, 3), torch.zeros(0, 3), bins, aabbs, 0.0, 1e10, 0.02)
+    assert len(empty) == 0
+    miss = traverse_grids(torch.tensor([[0.0, 5.0, -3.0]]), torch.tensor([[0.0, 0.0, 1.0]]), bins, aabbs, 0.0, 1e10, 0.02)
+    assert len(miss) == 0
+    full = torch.ones_like(bins)
+    one = traverse_grids(torch.tensor([[0.0, 0.0, -3.0]]), torch.tensor([[0.0, 0.0, 1.0]]), full, aabbs, 0.0, 1e10, 0.5)
+    assert len(one) == 4 and math.isclose(float(one.t_starts[0]), 2.0) and math.isclose(float(one.t_ends[-1]), 4.0)
+
+
+def test_estimator_early_termination_drops_samples_behind_a_wall():
+    est = OccGridEstimator(BOX[0], 1, OccGridConfig(resolution=16, render_step_size=0.02, march_round=8))
+    o = torch.tensor([[0.0, 0.0, -3.0]] * 3)
+    d = torch.tensor([[0.0, 0.0, 1.0]] * 3)
+
+    def sigma_fn(t0, t1, ri):  # an opaque wall at t = 2.5 (z = -0.5)
+        return torch.where((t0 + t1) / 2 > 2.5, 1e4, 0.0)
+
+    s = est.sampling(o, d, sigma_fn=sigma_fn)
+    assert len(s) == 3 * 26  # 25 empty samples before the wall plus the one that makes it opaque
+    assert float(s.t_ends.max()) <= 2.52 + 1e-5
