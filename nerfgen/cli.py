@@ -14,13 +14,15 @@ JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 
 
 def _maybe_reexec_with_jemalloc() -> None:
-    """Re-run under jemalloc when it is installed: torch on CPU allocates large short-lived
-    buffers every step, which glibc returns to the OS and faults back in (2-3x slower steps)."""
+    """Re-run under jemalloc (and with huge pages) when it is installed: torch on CPU allocates
+    large short-lived buffers every step, which glibc returns to the OS and faults back in (2-3x
+    slower steps); random hash-table lookups miss the TLB less with huge pages."""
     if os.environ.get("NERFGEN_NO_JEMALLOC") or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
         return
     if not os.path.exists(JEMALLOC):
         return
     env = dict(os.environ, LD_PRELOAD=f"{JEMALLOC} {os.environ.get('LD_PRELOAD', '')}".strip())
+    env.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages for torch's CPU allocations (hash tables)
     os.execve(sys.executable, [sys.executable, "-m", "nerfgen", *sys.argv[1:]], env)
 
 

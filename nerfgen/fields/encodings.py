@@ -29,8 +29,9 @@ class HashEncoding(nn.Module):
         log2_table_size: :math:`\\log_2 T`, rows per level.
         base_resolution: coarsest grid resolution.
         max_resolution: finest grid resolution.
-        implementation: ``"torch"``, ``"tcnn"`` (tiny-cuda-nn, CUDA only) or ``"auto"`` (tcnn
-            when it imports and CUDA is present).
+        implementation: ``"nerfgen"`` (nerfgen's kernels, or their pure-torch twin as
+            ``NERFGEN_BACKEND`` decides), ``"tcnn"`` (tiny-cuda-nn, CUDA only) or ``"auto"`` (tcnn
+            when it imports and CUDA is present, else nerfgen).
     """
 
     def __init__(

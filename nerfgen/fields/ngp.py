@@ -33,7 +33,7 @@ class NGPFieldConfig:
     color_layers: int = 2
     """Hidden layers of the colour network."""
     implementation: str = "auto"
-    """Hash encoding backend: auto | torch | tcnn."""
+    """Hash encoding backend: auto | nerfgen | tcnn."""
 
 
 class NGPField(RadianceField):

@@ -1,9 +1,13 @@
-"""Multiresolution hash-grid encoding (instant-ngp), pure-torch reference.
+r"""Multiresolution hash-grid encoding (instant-ngp): compiled kernel and pure-torch twin.
 
 Level :math:`l` has resolution :math:`N_l`; a point's 8 surrounding vertices are looked up in a
 table of :math:`T` feature vectors by the spatial hash
 :math:`h(x) = (x_0 \pi_0 \oplus x_1 \pi_1 \oplus x_2 \pi_2) \bmod T` (or by dense indexing where
 the level's grid fits in the table) and interpolated trilinearly.
+
+:func:`hash_grid_encode` runs the C++/OpenMP kernel (``cuda/src/hashgrid_cpu.cpp``, and
+``hashgrid.cu`` in a CUDA build) when it is available for the tensors given, else the torch twin
+:func:`hash_grid_encode_torch`; both have the same signature and results (to float rounding).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from nerfgen.ops import _backend
 
 # Spatial-hash primes of instant-ngp, the second one wrapped to int32 (low bits are what count).
 _PRIMES = (1, 2654435761 - 2**32, 805459861)
@@ -101,10 +107,10 @@ class _Interpolate(torch.autograd.Function):
         return grad_table, None, grad_weights
 
 
-def hash_grid_encode(
+def _hash_grid_encode_torch(
     positions: Tensor, table: Tensor, resolutions: Tensor, strides: Tensor, log2_table_size: int
 ) -> Tensor:
-    """Encode ``positions [n, 3]`` in ``[0, 1]`` with a hash grid.
+    """Encode ``positions [n, 3]`` in ``[0, 1]`` with a hash grid (pure-torch twin of the kernel).
 
     Args:
         positions: ``[n, 3]``.
@@ -117,4 +123,122 @@ def hash_grid_encode(
         ``[n, n_levels * n_features]``, level-major. Differentiable in ``table`` and ``positions``.
     """
     indices, weights = hash_grid_indices(positions, resolutions, strides, log2_table_size)
-    return _Interpolate.apply(table, indices, weights).reshape(positions.shape[0], -1)
+    return _Interpolate.apply(table, indices, weights).reshape(positions.shape[0], indices.shape[1] * table.shape[1])
+
+
+hash_grid_encode_torch = _hash_grid_encode_torch
+
+
+def hash_grid_encode(
+    positions: Tensor, table: Tensor, resolutions: Tensor, strides: Tensor, log2_table_size: int
+) -> Tensor:
+    r"""Encode ``positions [n, 3]`` in ``[0, 1]`` with a hash grid.
+
+    .. math::
+        \mathrm{out}_{n, l} = \sum_{c=0}^{7} w_c(x_n N_l)\, \mathrm{table}[h_l(\lfloor x_n N_l \rfloor + c)]
+
+    Runs the compiled kernel (float32/float64 on CPU, CUDA in a CUDA build) when it is available,
+    else :func:`hash_grid_encode_torch`. The kernel path has first derivatives only (no double
+    backward); use :func:`hash_grid_encode_torch` where second derivatives are needed.
+
+    Args:
+        positions: ``[n, 3]``.
+        table: ``[n_levels * T, n_features]`` learnable features.
+        resolutions: ``[n_levels]`` float.
+        strides: ``[n_levels, 3]`` int32 from :func:`level_strides`.
+        log2_table_size: ``log2(T)``.
+
+    Returns:
+        ``[n, n_levels * n_features]``, level-major. Differentiable in ``table`` and ``positions``.
+
+    >>> res = level_resolutions(4, 16, 128)
+    >>> table = torch.zeros(4 << 10, 2, requires_grad=True)
+    >>> out = hash_grid_encode(torch.rand(5, 3), table, torch.tensor(res, dtype=torch.float32),
+    ...                        level_strides(res, 10), 10)
+    >>> out.shape
+    torch.Size([5, 8])
+    """
+    _check_hash_grid_args(positions, table, resolutions, strides, log2_table_size)
+    if _kernel_serves(positions, table):
+        return torch.ops.nerfgen.hash_grid_fwd(
+            positions.contiguous(),
+            table.contiguous(),
+            resolutions.to(torch.float32).contiguous(),
+            strides.to(torch.int32).contiguous(),
+            log2_table_size,
+        )
+    return _hash_grid_encode_torch(positions, table, resolutions, strides, log2_table_size)
+
+
+def _check_hash_grid_args(
+    positions: Tensor, table: Tensor, resolutions: Tensor, strides: Tensor, log2_table_size: int
+) -> None:
+    n_levels = resolutions.shape[0] if resolutions.dim() == 1 else -1
+    if positions.dim() != 2 or positions.shape[1] != 3:
+        raise ValueError(f"hash_grid_encode: positions must be [n, 3], got {tuple(positions.shape)}")
+    if n_levels < 1:
+        raise ValueError(f"hash_grid_encode: resolutions must be [n_levels], got {tuple(resolutions.shape)}")
+    if tuple(strides.shape) != (n_levels, 3):
+        raise ValueError(f"hash_grid_encode: strides must be [{n_levels}, 3], got {tuple(strides.shape)}")
+    if table.dim() != 2 or table.shape[0] != n_levels << log2_table_size:
+        raise ValueError(
+            f"hash_grid_encode: table must be [n_levels << log2_table_size, F] = [{n_levels << log2_table_size}, F],"
+            f" got {tuple(table.shape)}"
+        )
+    devices = {t.device for t in (positions, table, resolutions, strides)}
+    if len(devices) != 1:
+        raise ValueError(f"hash_grid_encode: all tensors must be on one device, got {sorted(map(str, devices))}")
+
+
+def _kernel_serves(positions: Tensor, table: Tensor) -> bool:
+    """Whether the compiled kernel handles these tensors (dtype first: it never builds for others)."""
+    if positions.dtype not in (torch.float32, torch.float64) or table.dtype != positions.dtype:
+        return False
+    return _backend.backend_available(positions.device)
+
+
+# --- Python parts of the compiled ops (registered once the library is loaded) ------------------
+
+
+def _fwd_fake(positions: Tensor, table: Tensor, resolutions: Tensor, strides: Tensor, log2_table_size: int) -> Tensor:
+    return table.new_empty((positions.shape[0], resolutions.shape[0] * table.shape[1]))
+
+
+def _bwd_fake(grad_out: Tensor, positions: Tensor, resolutions: Tensor, strides: Tensor, log2_table_size: int) -> Tensor:
+    n_levels = resolutions.shape[0]
+    return grad_out.new_empty((n_levels * (1 << log2_table_size), grad_out.shape[1] // n_levels))
+
+
+def _bwd_positions_fake(
+    grad_out: Tensor, positions: Tensor, table: Tensor, resolutions: Tensor, strides: Tensor, log2_table_size: int
+) -> Tensor:
+    return torch.empty_like(positions)
+
+
+def _fwd_setup_context(ctx, inputs, output) -> None:
+    positions, table, resolutions, strides, log2_table_size = inputs
+    ctx.save_for_backward(positions, table, resolutions, strides)
+    ctx.log2_table_size = log2_table_size
+
+
+def _fwd_backward(ctx, grad_out: Tensor):
+    positions, table, resolutions, strides = ctx.saved_tensors
+    grad_out = grad_out.contiguous()
+    grad_positions = grad_table = None
+    if ctx.needs_input_grad[0]:
+        grad_positions = torch.ops.nerfgen.hash_grid_bwd_positions(
+            grad_out, positions, table, resolutions, strides, ctx.log2_table_size
+        )
+    if ctx.needs_input_grad[1]:
+        grad_table = torch.ops.nerfgen.hash_grid_bwd(grad_out, positions, resolutions, strides, ctx.log2_table_size)
+    return grad_positions, grad_table, None, None, None
+
+
+def _register_python_impls() -> None:
+    torch.library.register_fake("nerfgen::hash_grid_fwd", _fwd_fake)
+    torch.library.register_fake("nerfgen::hash_grid_bwd", _bwd_fake)
+    torch.library.register_fake("nerfgen::hash_grid_bwd_positions", _bwd_positions_fake)
+    torch.library.register_autograd("nerfgen::hash_grid_fwd", _fwd_backward, setup_context=_fwd_setup_context)
+
+
+_backend.on_load(_register_python_impls)

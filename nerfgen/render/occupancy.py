@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,9 @@ class OccGridConfig:
     """Uniformly drawn cells evaluated per update (besides the occupied ones)."""
     early_stop_eps: float = 1e-4
     """Stop marching a ray once its transmittance drops below this."""
+    coarse_while_dense: bool = True
+    """March with up to 8x longer steps while much of the grid is occupied (early training), so
+    samples per ray stay bounded before the grid has carved empty space."""
     march_round: int = 32
     """Samples a ray advances per round of early termination."""
     alpha_threshold: float = 0.0
@@ -70,6 +74,15 @@ class OccGridEstimator(nn.Module):
         """``[6]`` the coarsest cascade's box (where every sample lies)."""
         return self.aabbs[-1]
 
+    def current_step_size(self) -> float:
+        """The marching step now: ``step_size`` times 1, 2, 4 or 8 as the occupied fraction of
+        the grid falls below 1/8, 1/4, 1/2 (with ``coarse_while_dense``)."""
+        if not self.config.coarse_while_dense:
+            return self.step_size
+        fraction = self.occupancy_fraction()
+        level = 0 if fraction <= 0 else min(3, max(0, math.floor(math.log2(fraction * 16))))
+        return self.step_size * 2**level
+
     def occupancy_fraction(self) -> float:
         """Fraction of cells marked occupied."""
         return float(self.binaries.float().mean())
@@ -100,7 +113,7 @@ class OccGridEstimator(nn.Module):
         jitter = torch.rand(origins.shape[0], device=origins.device) if stratified else None
         samples = traverse_grids(
             origins, directions, self.binaries, self.aabbs, cfg.near_plane, far_plane,
-            self.step_size, self.cone_angle, jitter,
+            self.current_step_size(), self.cone_angle, jitter,
         )
         if sigma_fn is None or len(samples) == 0:
             return samples
@@ -164,7 +177,7 @@ class OccGridEstimator(nn.Module):
 
     @torch.no_grad()
     def update(self, step: int, density_fn: Callable[[Tensor], Tensor], chunk: int = 1 << 16) -> bool:
-        """Refresh the grid every ``update_every`` steps.
+        """Refresh the grid every ``update_every`` steps (not at step 0).
 
         Each update decays every cell's stored opacity by ``ema_decay`` and takes the max with
         the opacity ``density_fn(x) * step_size`` at a jittered point of each evaluated cell: all
@@ -174,7 +187,7 @@ class OccGridEstimator(nn.Module):
             True when the grid was updated at this step.
         """
         cfg = self.config
-        if step % cfg.update_every != 0:
+        if step % cfg.update_every != 0 or step == 0:  # the untrained field says nothing at step 0
             return False
         n_cells = cfg.resolution**3
         for level in range(self.aabbs.shape[0]):
