@@ -56,7 +56,7 @@ def _optimizer(model: RadianceModel, config: TrainConfig) -> torch.optim.Optimiz
     for name, p in model.field.named_parameters():
         (grid if p.ndim < 2 or "encoding" in name else rest).append(p)
     groups = [{"params": grid, "weight_decay": 0.0}, {"params": rest, "weight_decay": config.weight_decay}]
-    return torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
+    return torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.99), eps=1e-15, fused=True)
 
 
 class Trainer:
