@@ -16,3 +16,5 @@ def shared_data() -> Path:
     if not DATA_DIR.is_dir():
         pytest.skip("../shared/data not found: real-data tests need the shared datasets beside the repo")
     return DATA_DIR
+
+REPO = Path(__file__).resolve().parents[1]

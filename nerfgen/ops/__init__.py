@@ -12,7 +12,6 @@ from nerfgen.ops.volrend import (
     accumulate_along_rays,
     exclusive_sum_by_ray,
     render_transmittance_from_density,
-    render_visibility_from_density,
     render_weight_from_density,
 )
 
@@ -27,7 +26,6 @@ __all__ = [
     "packed_info_from_indices",
     "ray_aabb_intersect",
     "render_transmittance_from_density",
-    "render_visibility_from_density",
     "render_weight_from_density",
     "traverse_grids",
 ]

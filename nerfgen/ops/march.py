@@ -71,6 +71,7 @@ def traverse_grids(
     step_size: float,
     cone_angle: float = 0.0,
     jitter: Tensor | None = None,
+    group: int = 1,
 ) -> RaySamples:
     """March rays through an occupancy grid and keep the samples in occupied cells.
 
@@ -84,6 +85,9 @@ def traverse_grids(
         cone_angle: steps grow as ``cone_angle * t`` (0: uniform steps).
         jitter: optional ``[n_rays]`` in [0, 1): shifts each ray's first sample by a fraction
             of a step (stratified sampling during training).
+        group: march ``group`` steps at a time first and expand only groups whose start, middle
+            or end lies in an occupied cell (keep a group shorter than half a cell); 1 tests
+            every step.
 
     Returns:
         :class:`RaySamples` sorted by ray.
@@ -94,9 +98,29 @@ def traverse_grids(
     if jitter is not None:
         t_min = t_min + jitter * step_size
     counts = torch.where(hit, _steps_to(t_min, t_max, step_size, cone_angle), 0)
-    ray_indices = torch.repeat_interleave(torch.arange(n_rays, device=origins.device), counts)
-    first = torch.cumsum(counts, 0) - counts
-    k = (torch.arange(ray_indices.shape[0], device=origins.device) - first[ray_indices]).to(t_min.dtype)
+    device = origins.device
+    if group > 1:  # coarse pass over groups of steps, then expand the occupied groups
+        n_groups = (counts + group - 1) // group
+        ray_g = torch.repeat_interleave(torch.arange(n_rays, device=device), n_groups)
+        first_g = torch.cumsum(n_groups, 0) - n_groups
+        k_g = (torch.arange(ray_g.shape[0], device=device) - first_g[ray_g]) * group
+        t0g = t_min[ray_g]
+        ta = _t_of_step(t0g, k_g.to(t_min.dtype), step_size, cone_angle)
+        tb = torch.minimum(_t_of_step(t0g, (k_g + group).to(t_min.dtype), step_size, cone_angle), t_max[ray_g])
+        o, d = origins[ray_g], directions[ray_g]
+        occupied = torch.zeros_like(ta, dtype=torch.bool)
+        for t in (ta, (ta + tb) * 0.5, tb):
+            occupied |= grid_lookup(o + d * t[:, None], binaries, aabbs)
+        ray_g, k_g = ray_g[occupied], k_g[occupied]
+        ray_indices = ray_g.repeat_interleave(group)
+        k_int = (k_g[:, None] + torch.arange(group, device=device)).reshape(-1)
+        valid = k_int < counts[ray_indices]
+        ray_indices, k_int = ray_indices[valid], k_int[valid]
+    else:
+        ray_indices = torch.repeat_interleave(torch.arange(n_rays, device=device), counts)
+        first = torch.cumsum(counts, 0) - counts
+        k_int = torch.arange(ray_indices.shape[0], device=device) - first[ray_indices]
+    k = k_int.to(t_min.dtype)
     t0 = t_min[ray_indices]
     t_starts = _t_of_step(t0, k, step_size, cone_angle)
     t_ends = torch.minimum(_t_of_step(t0, k + 1, step_size, cone_angle), t_max[ray_indices])

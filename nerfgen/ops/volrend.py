@@ -73,28 +73,6 @@ def render_weight_from_density(
     return transmittance * alphas, transmittance, alphas
 
 
-def render_visibility_from_density(
-    t_starts: Tensor,
-    t_ends: Tensor,
-    sigmas: Tensor,
-    ray_indices: Tensor,
-    n_rays: int,
-    early_stop_eps: float = 1e-4,
-    alpha_thre: float = 0.0,
-) -> Tensor:
-    """Which samples matter: transmittance still above ``early_stop_eps`` and opacity above
-    ``alpha_thre`` (early ray termination and empty-space skipping).
-
-    Returns:
-        ``[n_samples]`` bool.
-    """
-    transmittance, alphas = render_transmittance_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
-    visible = transmittance >= early_stop_eps
-    if alpha_thre > 0:
-        visible &= alphas >= alpha_thre
-    return visible
-
-
 def accumulate_along_rays(weights: Tensor, values: Tensor | None, ray_indices: Tensor, n_rays: int) -> Tensor:
     r"""Per-ray sums :math:`\sum_i w_i v_i`.
 

@@ -111,9 +111,11 @@ class OccGridEstimator(nn.Module):
         """
         cfg = self.config
         jitter = torch.rand(origins.shape[0], device=origins.device) if stratified else None
+        step = self.current_step_size()
+        group = max(1, int(self.cell_size(0) / (2 * step)))
         samples = traverse_grids(
             origins, directions, self.binaries, self.aabbs, cfg.near_plane, far_plane,
-            self.current_step_size(), self.cone_angle, jitter,
+            step, self.cone_angle, jitter, group,
         )
         if sigma_fn is None or len(samples) == 0:
             return samples

@@ -1,0 +1,46 @@
+"""Real-data quality gates: lego (NeRF-synthetic) and fox (instant-ngp capture with distortion).
+
+Thresholds were set from measured runs on the 2-core development CPU (see the commit notes);
+training is step-bounded so the result does not depend on the machine's speed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nerfgen.data import load_dataset
+from nerfgen.engine.config import load_config
+from nerfgen.engine.evaluate import evaluate
+from nerfgen.engine.trainer import Trainer
+from tests.conftest import REPO
+
+LEGO_STEPS = 600
+LEGO_MIN_PSNR = 23.0  # measured 24.5 dB (25 test views, 100x100) after 600 steps
+
+
+def test_lego_downscale8_reaches_psnr(shared_data, tmp_path):
+    lego = shared_data / "nerf_synthetic" / "lego"
+    config = load_config(REPO / "configs" / "ngp.yaml", {"max_steps": LEGO_STEPS, "downscale": 8, "val_every": 0,
+                                                         "checkpoint_every": 0, "target_samples": 1 << 14})
+    trainer = Trainer(config, load_dataset(lego, "train", downscale=8), tmp_path / "lego")
+    summary = trainer.train()
+    assert summary.steps == LEGO_STEPS
+    report = evaluate(tmp_path / "lego", "test", every=8)
+    assert report["views"] == 25
+    assert report["psnr"] >= LEGO_MIN_PSNR, f"lego test PSNR {report['psnr']:.2f} dB < {LEGO_MIN_PSNR}"
+    assert report["ssim"] > 0.8
+
+
+def test_fox_trains_with_cascades_and_distortion(shared_data, tmp_path):
+    fox = shared_data / "fox"
+    with pytest.warns(UserWarning, match="0005.jpg"):
+        train = load_dataset(fox, "train", downscale=8)
+    assert train.cascades == 3 and bool((train.cameras.distortion != 0).any())
+    config = load_config(REPO / "configs" / "ngp.yaml", {"max_steps": 150, "downscale": 8, "val_every": 0,
+                                                         "checkpoint_every": 0, "target_samples": 1 << 14})
+    trainer = Trainer(config, train, tmp_path / "fox")
+    first = trainer.train_step()[0]
+    summary = trainer.train()
+    assert summary.final_loss < 0.7 * first
+    report = evaluate(tmp_path / "fox", "test", limit=2)
+    assert report["psnr"] > 14.0
