@@ -21,11 +21,13 @@ from nerfgen.render import OccGridEstimator, RenderOutput, render_rays, render_r
 
 @dataclass
 class ImageOutput:
-    """One rendered image: ``rgb [H, W, 3]``, ``depth [H, W]``, ``opacity [H, W]``."""
+    """One rendered image: ``rgb [H, W, 3]``, ``depth [H, W]``, ``opacity [H, W]`` and, when
+    asked for, ``normals [H, W, 3]`` (world space, weight-averaged)."""
 
     rgb: Tensor
     depth: Tensor
     opacity: Tensor
+    normals: Tensor | None = None
 
 
 class RadianceModel(nn.Module):
@@ -52,12 +54,16 @@ class RadianceModel(nn.Module):
         return render_rays(self.field, self.estimator, origins, directions, background, stratified)
 
     @torch.no_grad()
-    def render_camera(self, cameras: Cameras, index: int, background: Tensor, chunk: int = 1 << 14) -> ImageOutput:
+    def render_camera(
+        self, cameras: Cameras, index: int, background: Tensor, chunk: int = 1 << 14, normals: bool = False
+    ) -> ImageOutput:
         """Render every pixel of camera ``index`` (pixel centres), without gradients."""
         rays = image_rays(cameras, index)
-        out = render_rays_chunked(self.field, self.estimator, rays.origins, rays.directions, background, chunk)
+        out = render_rays_chunked(self.field, self.estimator, rays.origins, rays.directions, background, chunk,
+                                  normals)
         h, w = cameras.height, cameras.width
-        return ImageOutput(out.rgb.view(h, w, 3), out.depth.view(h, w), out.opacity.view(h, w))
+        normal_map = out.normals.view(h, w, 3) if normals else None
+        return ImageOutput(out.rgb.view(h, w, 3), out.depth.view(h, w), out.opacity.view(h, w), normal_map)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from nerfgen.fields import RadianceField
 from nerfgen.ops import accumulate_along_rays, render_weight_from_density
+from nerfgen.render.normals import density_normals
 from nerfgen.render.occupancy import OccGridEstimator
 
 
@@ -21,12 +22,15 @@ class RenderOutput:
         depth: ``[n_rays]`` expected ray distance of the visible surface (0 where empty).
         opacity: ``[n_rays]`` accumulated weight (1 - final transmittance).
         n_samples: number of field samples that were shaded.
+        normals: ``[n_rays, 3]`` weight-averaged unit normals of the density (not renormalised,
+            so their length is about the opacity), when asked for; else None.
     """
 
     rgb: Tensor
     depth: Tensor
     opacity: Tensor
     n_samples: int
+    normals: Tensor | None = None
 
 
 def render_rays(
@@ -36,6 +40,7 @@ def render_rays(
     directions: Tensor,
     background: Tensor,
     stratified: bool = False,
+    normals: bool = False,
 ) -> RenderOutput:
     r"""Volume-render rays: :math:`C = \sum_i T_i \alpha_i c_i + (1 - \sum_i T_i \alpha_i) c_{bg}`.
 
@@ -46,6 +51,8 @@ def render_rays(
         directions: ``[n_rays, 3]`` unit.
         background: ``[3]`` or ``[n_rays, 3]`` colour behind the scene.
         stratified: jitter sample positions (training).
+        normals: also composite density normals (:func:`density_normals`, central differences
+            1/2048 of the field's box apart).
 
     Returns:
         :class:`RenderOutput`; differentiable in the field's parameters.
@@ -66,7 +73,11 @@ def render_rays(
     opacity = accumulate_along_rays(weights, None, ri, n_rays)[:, 0]
     depth = accumulate_along_rays(weights, mids_t[:, None], ri, n_rays)[:, 0] / opacity.clamp(min=1e-6)
     rgb = rgb + (1.0 - opacity[:, None]) * background
-    return RenderOutput(rgb=rgb, depth=depth, opacity=opacity, n_samples=len(samples))
+    normal_map = None
+    if normals:
+        eps = float((field.aabb[3:] - field.aabb[:3]).max()) / 2048
+        normal_map = accumulate_along_rays(weights, density_normals(field.density, positions, eps), ri, n_rays)
+    return RenderOutput(rgb=rgb, depth=depth, opacity=opacity, n_samples=len(samples), normals=normal_map)
 
 
 @torch.no_grad()
@@ -77,10 +88,12 @@ def render_rays_chunked(
     directions: Tensor,
     background: Tensor,
     chunk: int = 1 << 14,
+    normals: bool = False,
 ) -> RenderOutput:
     """:func:`render_rays` over many rays in chunks, without gradients (images, evaluation)."""
     parts = [
-        render_rays(field, estimator, origins[i : i + chunk], directions[i : i + chunk], background)
+        render_rays(field, estimator, origins[i : i + chunk], directions[i : i + chunk],
+                    background if background.ndim == 1 else background[i : i + chunk], normals=normals)
         for i in range(0, origins.shape[0], chunk)
     ]
     return RenderOutput(
@@ -88,4 +101,5 @@ def render_rays_chunked(
         depth=torch.cat([p.depth for p in parts]),
         opacity=torch.cat([p.opacity for p in parts]),
         n_samples=sum(p.n_samples for p in parts),
+        normals=torch.cat([p.normals for p in parts]) if normals else None,
     )
