@@ -1,4 +1,4 @@
-"""The ``nerfgen`` command: train, eval, render, demo."""
+"""The ``nerfgen`` command: train, eval, render, view, demo."""
 
 from __future__ import annotations
 
@@ -40,6 +40,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-every", type=int, help="steps between validation PSNR renders (0: never)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    p.add_argument("--viewer", action="store_true",
+                   help="serve the browser viewer while training (pause/resume there); it stays up after training "
+                        "until Ctrl+C")
+    _add_server_options(p, "--viewer-port")
 
 
 def _eval_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,15 +60,35 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
 
 def _render_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="render a video of a trained run",
-                       description="Render a 360-degree orbit around the scene to mp4 or gif.")
+                       description="Render a 360-degree orbit around the scene, or a nerfstudio camera_path.json, "
+                                   "to mp4 or gif.")
     p.add_argument("run", help="run directory written by `nerfgen train`")
-    p.add_argument("--orbit", action="store_true", required=True, help="circle the scene (the only path so far)")
+    path = p.add_mutually_exclusive_group(required=True)
+    path.add_argument("--orbit", action="store_true", help="circle the scene")
+    path.add_argument("--camera-path", metavar="FILE",
+                      help="nerfstudio camera_path.json (as saved by `nerfgen view` or nerfstudio's viewer)")
     p.add_argument("--output", required=True, help="video file (.mp4 or .gif)")
     p.add_argument("--frames", type=int, default=120, help="frames in the orbit (default 120)")
-    p.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
-    p.add_argument("--width", type=int, help="frame width (default: the training image width)")
-    p.add_argument("--height", type=int, help="frame height (default: keeps the training aspect)")
+    p.add_argument("--fps", type=float, help="frames per second (default: 30 for an orbit, the file's for a path)")
+    p.add_argument("--width", type=int, help="frame width (default: the training width, or the path's)")
+    p.add_argument("--height", type=int, help="frame height (default: keeps the aspect)")
     p.add_argument("--depth", action="store_true", help="colour-mapped depth instead of colour")
+
+
+def _add_server_options(p: argparse.ArgumentParser, port_flag: str) -> None:
+    p.add_argument(port_flag, type=int, default=7007, help="viewer port (default 7007)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1, this machine only; 0.0.0.0 exposes the viewer to "
+                        "your network, without authentication)")
+
+
+def _view_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("view", help="orbit a trained run in the browser",
+                       description="Serve a browser viewer of a trained run: orbit with the mouse, render modes, "
+                                   "training cameras, camera paths. Runs until Ctrl+C.")
+    p.add_argument("run", help="run directory written by `nerfgen train`")
+    _add_server_options(p, "--port")
+    p.add_argument("--max-resolution", type=int, default=512, help="longest side of a still frame (default 512)")
 
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
@@ -92,6 +116,17 @@ def _val_split(data: str, downscale: float):
     return None
 
 
+def _viewer_api():
+    """The viewer package (needs the ``viewer`` extra: viser)."""
+    try:
+        import viewer
+    except ModuleNotFoundError as exc:
+        if exc.name != "viser":
+            raise
+        raise ValueError("the viewer needs viser; install it with: pip install 'nerfgen[viewer]'") from exc
+    return viewer
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from nerfgen.engine.checkpoint import CONFIG_FILE, STATE_FILE, read_json
     from nerfgen.engine.config import config_from_dict, load_config
@@ -113,11 +148,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     dataset = _load_train_split(args.data, "train", config.downscale)
     val = _val_split(args.data, config.downscale) if config.val_every > 0 else None
     trainer = Trainer(config, dataset, output, val_dataset=val, resume=args.resume)
-    summary = trainer.train()
+    viewer = None
+    if args.viewer:
+        api = _viewer_api()
+        viewer = api.Viewer(api.ViewerScene.from_trainer(trainer), host=args.host, port=args.viewer_port, training=True)
+        summary = viewer.train(trainer)
+    else:
+        summary = trainer.train()
     print(json.dumps({"output": str(output), "steps": summary.steps, "seconds": round(summary.seconds, 1),
                       "rays_per_second": round(summary.rays / max(summary.seconds, 1e-9)),
                       "samples_per_ray": round(summary.samples / max(summary.rays, 1), 1),
                       "final_loss": summary.final_loss}))
+    if viewer is not None:
+        viewer.serve_forever()
     return 0
 
 
@@ -132,10 +175,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from nerfgen.engine.video import render_orbit
+    from nerfgen.engine.video import render_camera_path, render_orbit
 
-    n = render_orbit(args.run, args.output, args.frames, args.width, args.height, args.depth, args.fps)
+    if args.camera_path:
+        n = render_camera_path(args.run, args.camera_path, args.output, args.width, args.height, args.depth, args.fps)
+    else:
+        n = render_orbit(args.run, args.output, args.frames, args.width, args.height, args.depth, args.fps or 30)
     print(f"wrote {args.output} ({n} frames)")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    api = _viewer_api()
+    viewer = api.Viewer(api.ViewerScene.from_run(args.run), host=args.host, port=args.port,
+                        max_resolution=args.max_resolution)
+    viewer.serve_forever()
     return 0
 
 
@@ -149,13 +203,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     train_args = argparse.Namespace(
         data=str(data), output=str(run), config=str(CONFIGS / "demo.yaml"),
         field=None, max_steps=None, max_seconds=args.max_seconds, downscale=None, seed=args.seed,
-        val_every=None, threads=None, resume=(run / "state.json").exists(),
+        val_every=None, threads=None, resume=(run / "state.json").exists(), viewer=False,
     )
     cmd_train(train_args)
     cmd_eval(argparse.Namespace(run=str(run), split="test", every=1, data=None, downscale=None,
                                 save_images=False, limit=0))
     cmd_render(argparse.Namespace(run=str(run), output=str(root / "orbit.mp4"), frames=60, fps=30,
-                                  width=None, height=None, depth=False))
+                                  width=None, height=None, depth=False, camera_path=None))
     return 0
 
 
@@ -165,11 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _eval_parser(sub)
     _render_parser(sub)
+    _view_parser(sub)
     _demo_parser(sub)
     return parser
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "view": cmd_view, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> None:

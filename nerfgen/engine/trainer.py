@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,8 +181,13 @@ class Trainer:
         return sum(scores) / len(scores)
 
     # -- the loop ----------------------------------------------------------------------------
-    def train(self) -> TrainSummary:
-        """Train until ``max_steps`` or ``max_seconds``; checkpoint periodically and at the end."""
+    def train(self, on_step: Callable[[int, float, float], None] | None = None) -> TrainSummary:
+        """Train until ``max_steps`` or ``max_seconds``; checkpoint periodically and at the end.
+
+        Args:
+            on_step: called after every step with ``(step, loss, rays_per_second)``; time spent in it
+                does not count as training time (the viewer pauses and renders there).
+        """
         cfg = self.config
         from torch.utils.tensorboard import SummaryWriter
 
@@ -194,6 +200,8 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 self.seconds += dt
                 bar.update(self.step, self.seconds, loss, rays / max(dt, 1e-9))
+                if on_step is not None:
+                    on_step(self.step, loss, rays / max(dt, 1e-9))
                 if self.step % cfg.log_every == 0:
                     writer.add_scalar("train/loss", loss, self.step)
                     writer.add_scalar("train/psnr", -10 * math.log10(max(loss, 1e-10)), self.step)

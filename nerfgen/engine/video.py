@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from nerfgen.cameras import Cameras, look_at
+from nerfgen.engine.camera_path import read_camera_path
 from nerfgen.engine.model import RadianceModel, load_model
 
 
@@ -74,8 +75,14 @@ def colorize_depth(depth: Tensor, opacity: Tensor) -> Tensor:
     return rgb * valid[..., None]
 
 
+def run_background(meta: dict) -> Tensor:
+    """``[3]`` the colour a run is shown on: white for NeRF-synthetic style data, else black."""
+    return torch.ones(3) if meta["white_background"] else torch.zeros(3)
+
+
 def render_path(
-    model: RadianceModel, cameras: Cameras, output: str | Path, background: Tensor, depth: bool = False, fps: int = 30,
+    model: RadianceModel, cameras: Cameras, output: str | Path, background: Tensor, depth: bool = False,
+    fps: float = 30,
 ) -> int:
     """Render every camera of ``cameras`` into a video (mp4/gif by extension); returns the frames."""
     output = Path(output)
@@ -97,5 +104,16 @@ def render_orbit(
     """Render a 360-degree orbit of a trained run (sized like its training images by default)."""
     run = load_model(run_dir)
     path = orbit_path(run.meta["orbit"], frames, width, height)
-    background = torch.ones(3) if run.meta["white_background"] else torch.zeros(3)
-    return render_path(run.model, path, output, background, depth=depth, fps=fps)
+    return render_path(run.model, path, output, run_background(run.meta), depth=depth, fps=fps)
+
+
+def render_camera_path(
+    run_dir: str | Path, path_file: str | Path, output: str | Path, width: int | None = None,
+    height: int | None = None, depth: bool = False, fps: float | None = None,
+) -> int:
+    """Render a nerfstudio ``camera_path.json`` of a trained run (at the file's size and frame rate
+    unless given); returns the frames written."""
+    path = read_camera_path(path_file)
+    run = load_model(run_dir)
+    return render_path(run.model, path.cameras(width, height), output, run_background(run.meta), depth=depth,
+                       fps=fps or path.fps)

@@ -1,0 +1,122 @@
+"""Taking turns on one model: a training loop and the viewer's renderers never touch it at once.
+
+The training thread holds the gate while it steps and opens it only between steps
+(:meth:`ModelGate.between_steps`, the trainer's ``on_step`` hook). Renderers wait in
+:meth:`ModelGate.render`. The split of time follows ``train_share``: each training step of
+``dt`` seconds earns the renderers ``dt * (1 - share) / share`` seconds; a render that ran
+longer is paid back by the steps that follow. Without a training loop the gate is a plain lock.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+MAX_CREDIT = 2.0
+"""Seconds of render time the renderers may bank while they are busy."""
+
+
+@dataclass
+class TrainStats:
+    """The latest training step, as the panel shows it."""
+
+    step: int = 0
+    loss: float = math.nan
+    rays_per_second: float = 0.0
+    done: bool = False
+
+    @property
+    def psnr(self) -> float:
+        """Training PSNR of the step's batch (from the MSE loss)."""
+        return -10 * math.log10(max(self.loss, 1e-10)) if self.loss == self.loss else math.nan
+
+
+class ModelGate:
+    """Serialises training steps and renders on one model, sharing time between them.
+
+    Args:
+        train_share: fraction of the time that goes to training while someone is viewing, in (0, 1].
+    """
+
+    def __init__(self, train_share: float = 0.7) -> None:
+        self._lock = threading.Lock()
+        self._waiting_lock = threading.Lock()
+        self._waiting = 0
+        self._credit = 0.0
+        self._running = threading.Event()
+        self._running.set()
+        self._last_step_end: float | None = None
+        self.train_share = train_share
+        self.stats = TrainStats()
+
+    # -- renderers ---------------------------------------------------------------------------
+    @contextmanager
+    def render(self) -> Iterator[None]:
+        """Hold the model for one render (waits for the training step in progress)."""
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            with self._lock:
+                start = time.perf_counter()
+                try:
+                    yield
+                finally:
+                    self._credit -= time.perf_counter() - start
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+
+    # -- the training loop -----------------------------------------------------------------------
+    @contextmanager
+    def training(self) -> Iterator[None]:
+        """Hold the model for a training loop; it is let go only in :meth:`between_steps`."""
+        with self._lock:
+            self._last_step_end = time.perf_counter()
+            try:
+                yield
+            finally:
+                self.stats.done = True
+
+    def between_steps(self, step: int, loss: float, rays_per_second: float) -> None:
+        """The trainer's ``on_step`` hook: record the step, let renderers run for their share,
+        and wait here while training is paused."""
+        now = time.perf_counter()
+        step_seconds = now - (self._last_step_end or now)
+        self.stats = TrainStats(step, loss, rays_per_second)
+        if not self._running.is_set():
+            self._lock.release()
+            try:
+                self._running.wait()
+            finally:
+                self._lock.acquire()
+        elif self._waiting > 0:
+            share = min(max(self.train_share, 0.05), 1.0)
+            self._credit = min(self._credit + step_seconds * (1 - share) / share, MAX_CREDIT)
+            if self._credit > 0:
+                self._lock.release()
+                try:
+                    deadline = time.perf_counter() + self._credit
+                    while self._waiting > 0 and time.perf_counter() < deadline:
+                        time.sleep(0.002)
+                finally:
+                    self._lock.acquire()
+        else:
+            self._credit = 0.0  # nobody is watching: idle time is not banked
+        self._last_step_end = time.perf_counter()
+
+    @property
+    def paused(self) -> bool:
+        """Whether training waits between steps."""
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        """Stop training after the current step (renders go on)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Let training continue."""
+        self._running.set()

@@ -1,0 +1,157 @@
+"""One render thread per browser tab, with dynamic resolution.
+
+While the camera moves, frames are sized from the measured rays/s so that one renders in about
+``1 / moving_fps`` seconds; once the camera has been still for :data:`STILL_AFTER` seconds the
+view is rendered again at full resolution. Only the newest camera is ever rendered (updates that
+arrive during a render replace each other), and a full-resolution render is abandoned between
+bands of rows as soon as the camera moves (nerfstudio's viewer does the same): its result would
+be stale. A moving-camera frame is small and is always shown, being the freshest there is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from viewer.frames import ViewCamera, compose, frame_size, preview_side, render_view
+from viewer.gate import ModelGate
+from viewer.scene import ViewerScene
+
+STILL_AFTER = 0.2
+"""Seconds without camera updates after which the view is refined to full resolution."""
+
+
+@dataclass
+class RenderSettings:
+    """What to render; shared by all tabs and changed by the panel."""
+
+    mode: str = "rgb"
+    """Render mode (``viewer.frames.MODES``)."""
+    split_mode: str | None = None
+    """Mode of the right part of a split view; None shows ``mode`` alone."""
+    split: float = 0.5
+    """Where the split falls, as a fraction of the width."""
+    max_side: int = 512
+    """Longest side of a still frame, pixels."""
+    moving_fps: float = 8.0
+    """Frame rate to size moving frames for."""
+    jpeg_quality: int = 90
+    """JPEG quality of the frames sent to the browser."""
+
+    @property
+    def normals(self) -> bool:
+        return "normals" in (self.mode, self.split_mode)
+
+
+@dataclass
+class FrameStats:
+    """How the last frame went."""
+
+    width: int
+    height: int
+    seconds: float
+    rays_per_second: float
+    still: bool
+
+
+class ClientRenderer:
+    """Renders one browser tab's camera into its background image, on its own thread.
+
+    Args:
+        show: ``show(image [H, W, 3] uint8)`` puts a frame in the tab.
+        scene: what to render.
+        gate: shared with training, when a run is training.
+        settings: render settings (read at each frame).
+        on_frame: called with each frame's :class:`FrameStats` (for the panel).
+    """
+
+    def __init__(self, show: Callable, scene: ViewerScene, gate: ModelGate, settings: RenderSettings,
+                 on_frame: Callable[[FrameStats], None] | None = None) -> None:
+        self.show, self.scene, self.gate, self.settings, self.on_frame = show, scene, gate, settings, on_frame
+        self.rays_per_second = 1e5  # a first guess; measured from every frame after the first
+        self._cond = threading.Condition()
+        self._view: ViewCamera | None = None
+        self._version = 0
+        self._moved_at = 0.0
+        self._shown: tuple[int, int] = (-1, 0)  # (version, longest side) of the frame on screen
+        self._stopped = False
+        self.last: tuple[ViewCamera, np.ndarray] | None = None  # the camera and image of the frame on screen
+        self._thread = threading.Thread(target=self._run, name="viewer-render", daemon=True)
+        self._thread.start()
+
+    def update(self, view: ViewCamera) -> None:
+        """The tab's camera moved."""
+        with self._cond:
+            self._view, self._version, self._moved_at = view, self._version + 1, time.monotonic()
+            self._cond.notify()
+
+    def refresh(self) -> None:
+        """Settings changed: render the same camera again, at full resolution."""
+        with self._cond:
+            self._version += 1
+            self._cond.notify()
+
+    def settled(self) -> bool:
+        """Whether the frame on screen is a full-resolution render of the latest camera."""
+        with self._cond:
+            return self._view is not None and self._shown == (self._version, self.settings.max_side)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _next_job(self) -> tuple[int, ViewCamera, int, bool] | None:
+        """(version, camera, longest side, still) to render next, or None to wait."""
+        if self._view is None:
+            return None
+        full = self.settings.max_side
+        still = time.monotonic() - self._moved_at >= STILL_AFTER
+        version, side = self._shown
+        if version == self._version and (side >= full or not still):
+            return None
+        if still:
+            return self._version, self._view, full, True
+        fast = preview_side(self.rays_per_second, 1 / self.settings.moving_fps, self._view.aspect, full)
+        return self._version, self._view, fast, fast >= full
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                job = self._next_job()
+                while job is None and not self._stopped:
+                    self._cond.wait(timeout=STILL_AFTER / 2)
+                    job = self._next_job()
+                if self._stopped:
+                    return
+            try:
+                self._render(*job)
+            except Exception:  # a failed frame must not end the tab's renders
+                traceback.print_exc()
+                with self._cond:
+                    self._shown = (job[0], self.settings.max_side)
+
+    def _render(self, version: int, view: ViewCamera, side: int, still: bool) -> None:
+        s = self.settings
+        width, height = frame_size(view.aspect, side)
+        cameras = view.cameras(width, height)
+        cancelled = (lambda: self._version != version or self._stopped) if still else (lambda: self._stopped)
+        with self.gate.render():
+            start = time.perf_counter()
+            image = render_view(self.scene.model, cameras, self.scene.background, s.normals, cancelled)
+            seconds = time.perf_counter() - start
+        if image is None:
+            return  # the camera moved on: this frame would be stale
+        self.rays_per_second = 0.5 * self.rays_per_second + 0.5 * width * height / max(seconds, 1e-6)
+        frame = compose(image, s.mode, s.split_mode, s.split)
+        self.show(frame)
+        self.last = (view, frame)
+        with self._cond:
+            self._shown = (version, side if side < s.max_side else s.max_side)
+        if self.on_frame is not None:
+            self.on_frame(FrameStats(width, height, seconds, width * height / max(seconds, 1e-6), still))
