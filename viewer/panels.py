@@ -10,6 +10,9 @@ from viewer.frames import MODES
 from viewer.gate import ModelGate, TrainStats
 from viewer.render_loop import FrameStats, RenderSettings
 
+MIN_SIDE, MAX_SIDE = 32, 4096
+"""Range of the still-frame resolution (longest side, pixels)."""
+
 
 class RenderPanel:
     """Render mode, split view, resolution and the last frame's numbers.
@@ -29,7 +32,7 @@ class RenderPanel:
                                           hint="show a second mode right of the split line")
             self.split_mode = gui.add_dropdown("Right side", MODES, initial_value=settings.split_mode or "depth")
             self.split_at = gui.add_slider("Split at", 0.0, 1.0, 0.01, settings.split)
-            self.max_side = gui.add_slider("Max resolution", 64, 2048, 32, settings.max_side,
+            self.max_side = gui.add_slider("Max resolution", MIN_SIDE, MAX_SIDE, 16, settings.max_side,
                                            hint="longest side of a still frame (pixels)")
             self.fps = gui.add_slider("Moving fps", 1, 30, 1, settings.moving_fps,
                                       hint="frame rate that low-resolution frames are sized for while the camera moves")

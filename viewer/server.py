@@ -16,8 +16,8 @@ import viser
 
 from nerfgen.engine.video import orbit_path
 from viewer.frames import ViewCamera, viser_pose
-from viewer.gate import ModelGate
-from viewer.panels import RenderPanel, TrainingPanel
+from viewer.gate import ModelGate, TrainStats
+from viewer.panels import MAX_SIDE, MIN_SIDE, RenderPanel, TrainingPanel
 from viewer.path_panel import CameraPathPanel
 from viewer.render_loop import ClientRenderer, FrameStats, RenderSettings
 from viewer.scene import ViewerScene
@@ -55,6 +55,8 @@ class Viewer:
 
     def __init__(self, scene: ViewerScene, host: str = "127.0.0.1", port: int = 7007, max_resolution: int = 512,
                  training: bool = False) -> None:
+        if not MIN_SIDE <= max_resolution <= MAX_SIDE:
+            raise ValueError(f"max resolution must be in [{MIN_SIDE}, {MAX_SIDE}] pixels, got {max_resolution}")
         if host not in LOOPBACK:
             print(f"nerfgen: warning: the viewer listens on {host}:{port}; anyone who can reach this machine "
                   "can open it (and pause training) -- there is no authentication", file=sys.stderr)
@@ -67,6 +69,7 @@ class Viewer:
         self._lock = threading.Lock()
         self._stats_at = 0.0
         self.server.gui.configure_theme(show_share_button=False, control_width="medium")
+        self.server.gui.main_panel.dock_right()
         self._place_camera()
         self.render_panel = RenderPanel(self.server.gui, self.settings, self.refresh)
         self.training_panel = TrainingPanel(self.server.gui, self.gate) if training else None
@@ -158,11 +161,11 @@ class Viewer:
         return summary
 
     def _on_step(self, step: int, loss: float, rays_per_second: float) -> None:
-        self.gate.between_steps(step, loss, rays_per_second)
         now = time.monotonic()
-        if self.training_panel is not None and now - self._stats_at >= STATS_EVERY:
-            self._stats_at = now
-            self.training_panel.show(self.gate.stats)
+        if self.training_panel is not None and (self.gate.paused or now - self._stats_at >= STATS_EVERY):
+            self._stats_at = now  # shown before a pause takes hold, so the panel has the step it stopped at
+            self.training_panel.show(TrainStats(step, loss, rays_per_second))
+        self.gate.between_steps(step, loss, rays_per_second)
 
     # -- lifetime --------------------------------------------------------------------------------
     def serve_forever(self) -> None:
