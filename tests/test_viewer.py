@@ -59,11 +59,10 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     with playwright_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(Path(os.environ.get("TMPDIR", "/tmp")) / f"nerfgen-chromium-{os.getpid()}"),
-            executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 720, "height": 360})
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 720, "height": 360})
         yield context
         context.close()
 

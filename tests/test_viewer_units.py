@@ -209,3 +209,17 @@ def test_gate_serialises_training_and_renders_and_pauses():
     stop.set()
     trainer.join(timeout=5)
     assert not trainer.is_alive() and gate.stats.done
+
+
+def test_view_and_render_commands_explain_themselves_and_fail_clearly(tmp_path, capsys):
+    from nerfgen.cli import main
+
+    for command, option in (("view", "--host"), ("render", "--camera-path"), ("train", "--viewer")):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0 and option in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["view", str(tmp_path / "norun")])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("error") == 1 and "norun" in err and "config.json" in err

@@ -39,7 +39,8 @@ class ModelGate:
     """Serialises training steps and renders on one model, sharing time between them.
 
     Args:
-        train_share: fraction of the time that goes to training while someone is viewing, in (0, 1].
+        train_share: fraction of the time that goes to training while someone is viewing (used within
+            [0.05, 0.95], so that neither side ever starves).
     """
 
     def __init__(self, train_share: float = 0.7) -> None:
@@ -50,6 +51,7 @@ class ModelGate:
         self._running = threading.Event()
         self._running.set()
         self._last_step_end: float | None = None
+        self._training = False
         self.train_share = train_share
         self.stats = TrainStats()
 
@@ -76,9 +78,11 @@ class ModelGate:
         """Hold the model for a training loop; it is let go only in :meth:`between_steps`."""
         with self._lock:
             self._last_step_end = time.perf_counter()
+            self._training = True
             try:
                 yield
             finally:
+                self._training = False
                 self.stats.done = True
 
     def between_steps(self, step: int, loss: float, rays_per_second: float) -> None:
@@ -94,12 +98,12 @@ class ModelGate:
             finally:
                 self._lock.acquire()
         elif self._waiting > 0:
-            share = min(max(self.train_share, 0.05), 1.0)
+            share = self._share()
             self._credit = min(self._credit + step_seconds * (1 - share) / share, MAX_CREDIT)
             if self._credit > 0:
+                deadline = time.perf_counter() + self._credit
                 self._lock.release()
                 try:
-                    deadline = time.perf_counter() + self._credit
                     while self._waiting > 0 and time.perf_counter() < deadline:
                         time.sleep(0.002)
                 finally:
@@ -107,6 +111,14 @@ class ModelGate:
         else:
             self._credit = 0.0  # nobody is watching: idle time is not banked
         self._last_step_end = time.perf_counter()
+
+    def _share(self) -> float:
+        return min(max(self.train_share, 0.05), 0.95)
+
+    @property
+    def render_share(self) -> float:
+        """Fraction of the time renders get: all of it unless a training loop is running."""
+        return 1.0 - self._share() if self._training and not self.paused else 1.0
 
     @property
     def paused(self) -> bool:

@@ -64,7 +64,7 @@ class TrainingPanel:
         with gui.add_folder("Training"):
             self.stats = gui.add_markdown("starting")
             self.pause = gui.add_button("Pause training", icon=viser.Icon.PLAYER_PAUSE)
-            self.share = gui.add_slider("Training share", 0.05, 1.0, 0.05, gate.train_share,
+            self.share = gui.add_slider("Training share", 0.05, 0.95, 0.05, gate.train_share,
                                         hint="fraction of the time that goes to training while the view renders")
         self.pause.on_click(lambda _: self._toggle())
         self.share.on_update(lambda _: self._set_share())

@@ -1,7 +1,7 @@
 """One render thread per browser tab, with dynamic resolution.
 
 While the camera moves, frames are sized from the measured rays/s so that one renders in about
-``1 / moving_fps`` seconds; once the camera has been still for :data:`STILL_AFTER` seconds the
+``1 / moving_fps`` seconds (less the training's share while a run trains); once the camera has been still for :data:`STILL_AFTER` seconds the
 view is rendered again at full resolution. Only the newest camera is ever rendered (updates that
 arrive during a render replace each other), and a full-resolution render is abandoned between
 bands of rows as soon as the camera moves (nerfstudio's viewer does the same): its result would
@@ -117,7 +117,8 @@ class ClientRenderer:
             return None
         if still:
             return self._version, self._view, full, True
-        fast = preview_side(self.rays_per_second, 1 / self.settings.moving_fps, self._view.aspect, full)
+        budget = self.gate.render_share / self.settings.moving_fps  # training takes the rest of each frame's time
+        fast = preview_side(self.rays_per_second, budget, self._view.aspect, full)
         return self._version, self._view, fast, fast >= full
 
     def _run(self) -> None:

@@ -1,0 +1,77 @@
+"""Viewer speed on a trained run: frames per second while the camera moves at a fixed size, the
+size dynamic resolution picks while moving, and the time to a full still frame.
+
+    python bench/viewer.py runs/lego --moving 128 --still 512
+
+Frames go through the viewer's own path (``render_view`` in bands, the mode composite and the JPEG
+encoding it sends), on an orbit around the scene, one camera per frame. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from nerfgen.engine.model import load_model  # noqa: E402
+from nerfgen.engine.video import orbit_path, run_background  # noqa: E402
+from viewer.frames import ViewCamera, compose, preview_side, render_view, viser_pose  # noqa: E402
+
+
+def views(orbit: dict, n: int) -> list[ViewCamera]:
+    """``n`` browser cameras on the run's orbit (square canvas, the training field of view)."""
+    cams = orbit_path(orbit, n)
+    fov = 2 * math.atan(0.5 * orbit["height_px"] / orbit["fy"])
+    out = []
+    for i in range(n):
+        wxyz, position = viser_pose(cams.c2w[i])
+        out.append(ViewCamera(tuple(position.tolist()), tuple(wxyz.tolist()), fov, 1.0))
+    return out
+
+
+def frame_seconds(model, background, view: ViewCamera, side: int) -> float:
+    start = time.perf_counter()
+    image = render_view(model, view.cameras(side, side), background)
+    iio.imwrite("<bytes>", compose(image, "rgb"), extension=".jpeg", quality=90)  # as viser does without cv2
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("run", help="run directory")
+    parser.add_argument("--moving", type=int, default=128, help="frame size while moving (square)")
+    parser.add_argument("--still", type=int, default=512, help="still frame size (square)")
+    parser.add_argument("--frames", type=int, default=24, help="moving frames to time")
+    parser.add_argument("--stills", type=int, default=3, help="still frames to time")
+    parser.add_argument("--moving-fps", type=float, default=8.0, help="target of dynamic resolution")
+    args = parser.parse_args()
+    run = load_model(args.run)
+    background = run_background(run.meta)
+    path = views(run.meta["orbit"], args.frames)
+    frame_seconds(run.model, background, path[0], args.moving)  # warm-up (kernel load, allocator)
+    moving = [frame_seconds(run.model, background, v, args.moving) for v in path]
+    rays_per_s = args.moving**2 * len(moving) / sum(moving)
+    still = [frame_seconds(run.model, background, v, args.still) for v in path[:: max(1, args.frames // args.stills)]]
+    print(json.dumps({
+        "figure": "viewer_speed", "run": str(args.run), "threads": torch.get_num_threads(),
+        "moving_size": args.moving, "moving_fps": round(len(moving) / sum(moving), 2),
+        "moving_frame_ms_median": round(1000 * sorted(moving)[len(moving) // 2], 1),
+        "render_rays_per_s": round(rays_per_s),
+        "dynamic_side_at_target_fps": preview_side(rays_per_s, 1 / args.moving_fps, 1.0, args.still),
+        "target_fps": args.moving_fps,
+        "still_size": args.still, "still_seconds": [round(s, 2) for s in still],
+        "still_seconds_median": round(sorted(still)[len(still) // 2], 2),
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
