@@ -46,7 +46,8 @@ TOLERANCE = 0.05
 the frame's resolution: JPEG (quality 90) and the browser's bilinear upsampling, then an area
 downsample of the screenshot, stay well under it; a view 8 degrees off is several times over it."""
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                reason=f"{CHROMIUM} not installed (apt-get install chromium)")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,8 @@ def tiny_run(tmp_path_factory):
 def browser(tmp_path_factory):
     with playwright_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True, args=FLAGS, viewport={"width": 720, "height": 360})
+            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 720, "height": 360})
         yield context
         context.close()
 
@@ -161,6 +163,13 @@ def test_view_matches_render_drag_and_depth_change_it(tiny_run, browser):
         assert viewer.settings.mode == "depth"
         depth = _canvas_frame(page, size)
         assert _diff(depth, dragged, mask) > 3 * TOLERANCE
+
+        cams = viewer.scene.train_cameras  # what a click on frustum 3 does: the browser comes back with its pose
+        viewer.jump_to_training_camera(client, 3)
+        _settle(viewer)
+        assert np.allclose(client.camera.position, cams.c2w[3, :, 3].numpy(), atol=1e-3)
+        assert np.allclose(client.camera.fov, 2 * math.atan(0.5 * cams.height / float(cams.fy[3])), atol=1e-4)
+        assert torch.allclose(renderer.last[0].c2w(), cams.c2w[3], atol=1e-3)
     finally:
         viewer.stop()
 

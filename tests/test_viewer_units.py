@@ -8,7 +8,6 @@ import math
 import threading
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -223,3 +222,74 @@ def test_view_and_render_commands_explain_themselves_and_fail_clearly(tmp_path, 
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert err.count("error") == 1 and "norun" in err and "config.json" in err
+
+
+class _SlowModel:
+    """Stands in for a RadianceModel: takes ``seconds_per_ray`` per pixel and records each band."""
+
+    def __init__(self, seconds_per_ray: float) -> None:
+        self.seconds_per_ray, self.bands = seconds_per_ray, []
+
+    def render_camera(self, cameras, index, background, chunk=1 << 14, normals=False):
+        h, w = cameras.height, cameras.width
+        time.sleep(h * w * self.seconds_per_ray)
+        self.bands.append((w, h))
+        return ImageOutput(torch.zeros(h, w, 3), torch.zeros(h, w), torch.zeros(h, w), None)
+
+
+def _renderer(model, max_side):
+    from viewer.render_loop import ClientRenderer, RenderSettings
+    from viewer.scene import ViewerScene
+
+    scene = ViewerScene(model, torch.zeros(3), orbit={}, output_dir=None)
+    frames = []
+    renderer = ClientRenderer(lambda image: None, scene, ModelGate(), RenderSettings(max_side=max_side, moving_fps=10),
+                              frames.append)
+    return renderer, frames
+
+
+def _views(n):
+    wxyz, position = viser_pose(look_at((3.0, 0.0, 1.0), (0.0, 0.0, 0.0)))
+    return [ViewCamera((float(position[0]), float(position[1]) + 0.01 * i, float(position[2])), tuple(wxyz), 0.8, 1.0)
+            for i in range(n)]
+
+
+def _wait_settled(renderer, timeout=10.0):
+    end = time.monotonic() + timeout
+    while not renderer.settled() and time.monotonic() < end:
+        time.sleep(0.01)
+    assert renderer.settled()
+
+
+def test_moving_frames_are_small_and_only_the_newest_camera_renders():
+    renderer, frames = _renderer(_SlowModel(1e-4), max_side=64)  # 10k rays/s: a 64x64 still takes 0.4 s
+    try:
+        views = _views(30)
+        for view in views:
+            renderer.update(view)
+            time.sleep(0.02)
+        _wait_settled(renderer)
+        moving = [f for f in frames if not f.still]
+        assert moving and len(frames) < len(views)  # updates during a render replace each other
+        assert all(f.width < 64 for f in moving)  # sized for 10 fps at the measured speed
+        assert frames[-1].still and frames[-1].width == 64 and renderer.last[0] == views[-1]
+    finally:
+        renderer.stop()
+
+
+def test_a_full_resolution_render_is_dropped_when_the_camera_moves():
+    model = _SlowModel(5e-6)  # a 256x256 still renders in 4 bands of 0.08 s
+    renderer, frames = _renderer(model, max_side=256)
+    try:
+        first, second = _views(2)
+        renderer.update(first)
+        end = time.monotonic() + 5
+        while not any(w == 256 for w, _ in model.bands) and time.monotonic() < end:
+            time.sleep(0.005)  # the still render of the first camera has begun
+        renderer.update(second)
+        _wait_settled(renderer)
+        stills = [f for f in frames if f.width == 256]
+        assert len(stills) == 1 and renderer.last[0] == second  # the first camera's still never showed
+        assert sum(1 for w, _ in model.bands if w == 256) < 8  # and it stopped part-way
+    finally:
+        renderer.stop()

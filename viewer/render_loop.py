@@ -1,11 +1,12 @@
 """One render thread per browser tab, with dynamic resolution.
 
 While the camera moves, frames are sized from the measured rays/s so that one renders in about
-``1 / moving_fps`` seconds (less the training's share while a run trains); once the camera has been still for :data:`STILL_AFTER` seconds the
-view is rendered again at full resolution. Only the newest camera is ever rendered (updates that
-arrive during a render replace each other), and a full-resolution render is abandoned between
-bands of rows as soon as the camera moves (nerfstudio's viewer does the same): its result would
-be stale. A moving-camera frame is small and is always shown, being the freshest there is.
+``1 / moving_fps`` seconds (less the training's share while a run trains); once the camera has
+been still for :data:`STILL_AFTER` seconds the view is rendered again at full resolution. Only the
+newest camera is ever rendered (updates that arrive during a render replace each other), and a
+full-resolution render is abandoned between bands of rows as soon as the camera moves (nerfstudio's
+viewer does the same): its result would be stale. A moving-camera frame is small and is always
+shown, being the freshest there is.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class ClientRenderer:
     def __init__(self, show: Callable, scene: ViewerScene, gate: ModelGate, settings: RenderSettings,
                  on_frame: Callable[[FrameStats], None] | None = None) -> None:
         self.show, self.scene, self.gate, self.settings, self.on_frame = show, scene, gate, settings, on_frame
-        self.rays_per_second = 1e5  # a first guess; measured from every frame after the first
+        self.rays_per_second = 1e4  # a low first guess (a small first frame); measured from every frame on
         self._cond = threading.Condition()
         self._view: ViewCamera | None = None
         self._version = 0

@@ -49,7 +49,9 @@ class ViewerScene:
         data = run.meta.get("data")
         if data and Path(data).exists():
             try:
-                small = load_dataset(data, "train", downscale=max(1.0, max(run.meta["width"], run.meta["height"]) / THUMBNAIL))
+                full_side = max(run.meta["width"], run.meta["height"]) * run.config.downscale  # the files' size
+                scale = max(1.0, full_side / THUMBNAIL)
+                small = load_dataset(data, "train", downscale=scale)
                 cameras, thumbs = small.cameras, thumbnails(small, background)
             except DatasetError as exc:
                 warnings.warn(f"training cameras not shown: {exc}", stacklevel=2)
