@@ -4,7 +4,8 @@ size dynamic resolution picks while moving, and the time to a full still frame.
     python bench/viewer.py runs/lego --moving 128 --still 512
 
 Frames go through the viewer's own path (``render_view`` in bands, the mode composite and the JPEG
-encoding it sends), on an orbit around the scene, one camera per frame. Prints one JSON line.
+encoding it sends), on an orbit around the scene, one camera per frame. Prints one JSON line for
+moving frames, then one for still frames.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def main() -> None:
     parser.add_argument("run", help="run directory")
     parser.add_argument("--moving", type=int, default=128, help="frame size while moving (square)")
     parser.add_argument("--still", type=int, default=512, help="still frame size (square)")
-    parser.add_argument("--frames", type=int, default=24, help="moving frames to time")
-    parser.add_argument("--stills", type=int, default=3, help="still frames to time")
+    parser.add_argument("--frames", type=int, default=12, help="moving frames to time")
+    parser.add_argument("--stills", type=int, default=2, help="still frames to time")
     parser.add_argument("--moving-fps", type=float, default=8.0, help="target of dynamic resolution")
     args = parser.parse_args()
     run = load_model(args.run)
@@ -60,18 +61,18 @@ def main() -> None:
     frame_seconds(run.model, background, path[0], args.moving)  # warm-up (kernel load, allocator)
     moving = [frame_seconds(run.model, background, v, args.moving) for v in path]
     rays_per_s = args.moving**2 * len(moving) / sum(moving)
-    still = [frame_seconds(run.model, background, v, args.still) for v in path[:: max(1, args.frames // args.stills)]]
     print(json.dumps({
-        "figure": "viewer_speed", "run": str(args.run), "threads": torch.get_num_threads(),
-        "moving_size": args.moving, "moving_fps": round(len(moving) / sum(moving), 2),
-        "moving_frame_ms_median": round(1000 * sorted(moving)[len(moving) // 2], 1),
-        "render_rays_per_s": round(rays_per_s),
+        "figure": "viewer_moving", "run": str(args.run), "threads": torch.get_num_threads(),
+        "size": args.moving, "fps": round(len(moving) / sum(moving), 2),
+        "frame_ms_median": round(1000 * sorted(moving)[len(moving) // 2], 1), "render_rays_per_s": round(rays_per_s),
         "dynamic_side_at_target_fps": preview_side(rays_per_s, 1 / args.moving_fps, 1.0, args.still),
         "target_fps": args.moving_fps,
-        "still_size": args.still, "still_seconds": [round(s, 2) for s in still],
-        "still_seconds_median": round(sorted(still)[len(still) // 2], 2),
     }), flush=True)
-
+    still = [frame_seconds(run.model, background, v, args.still) for v in path[:: max(1, args.frames // args.stills)]]
+    print(json.dumps({
+        "figure": "viewer_still", "run": str(args.run), "threads": torch.get_num_threads(), "size": args.still,
+        "seconds": [round(s, 2) for s in still], "seconds_median": round(sorted(still)[len(still) // 2], 2),
+    }), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -147,8 +147,8 @@ class ClientRenderer:
             start = time.perf_counter()
             image = render_view(self.scene.model, cameras, self.scene.background, s.normals, cancelled)
             seconds = time.perf_counter() - start
-        if image is None:
-            return  # the camera moved on: this frame would be stale
+        if image is None or self._stopped:
+            return  # the camera moved on (this frame would be stale), or the tab is gone
         self.rays_per_second = 0.5 * self.rays_per_second + 0.5 * width * height / max(seconds, 1e-6)
         frame = compose(image, s.mode, s.split_mode, s.split)
         self.show(frame)
