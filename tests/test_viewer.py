@@ -192,6 +192,20 @@ def test_camera_path_renders_from_the_viewer_and_the_cli(tiny_run, browser, tmp_
         page.mouse.up()
         page.get_by_role("button", name="Add keyframe").click()
         page.get_by_text("2 keyframes").wait_for(timeout=30_000)
+
+        (client,) = viewer.server.get_clients().values()
+        renderer, seen = viewer.renderers[client.client_id], []
+        update = renderer.update
+        renderer.update = lambda view: (seen.append(view.c2w()), update(view))  # the cameras the browser reports
+        page.get_by_role("button", name="Play preview").click()
+        path = panel.path()
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not (seen and torch.allclose(seen[-1], path.c2w[-1], atol=1e-3)):
+            time.sleep(0.05)
+        assert any(torch.allclose(c2w, path.c2w[0], atol=1e-3) for c2w in seen)  # flew from the first keyframe
+        assert any(torch.allclose(c2w, path.c2w[2], atol=1e-3) for c2w in seen)  # through the middle
+        assert torch.allclose(seen[-1], path.c2w[-1], atol=1e-3)  # to the last
+
         page.get_by_role("button", name="Render video").click()
         page.get_by_text("wrote").wait_for(timeout=120_000)
     finally:
@@ -248,6 +262,20 @@ def test_live_training_pause_and_resume(tiny_run, browser, tmp_path):
         training.join(timeout=120)
         viewer.stop()
     assert summary["done"].steps == trainer.step and (tmp_path / "live" / "model.safetensors").is_file()
+
+
+def test_a_run_whose_dataset_moved_shows_without_training_cameras(tiny_run, tmp_path):
+    _, run = tiny_run
+    moved = tmp_path / "run"
+    moved.mkdir()
+    config = json.loads((run / "config.json").read_text())
+    config["scene"]["data"] = str(tmp_path / "gone")
+    (moved / "config.json").write_text(json.dumps(config))
+    (moved / "model.safetensors").symlink_to(run / "model.safetensors")
+    with pytest.warns(UserWarning, match="training cameras not shown.*gone"):
+        scene = ViewerScene.from_run(moved)
+    assert scene.train_cameras is None and scene.thumbnails is None
+    assert ViewerScene.from_run(run).train_cameras is not None
 
 
 def _get(url):
