@@ -12,6 +12,7 @@ import threading
 import time
 
 import numpy as np
+import torch
 import viser
 
 from nerfgen.engine.video import orbit_path
@@ -84,11 +85,13 @@ class Viewer:
 
     # -- scene -----------------------------------------------------------------------------------
     def _place_camera(self) -> None:
-        """Start new tabs on the run's orbit, looking at its centre, with its up direction."""
+        """Start new tabs a little outside the run's orbit (behind the ring of training cameras),
+        looking at its centre, with its up direction."""
         orbit = self.scene.orbit
-        start = orbit_path(orbit, 8).c2w[1]
+        center = torch.tensor(orbit["center"])
+        start = center + 1.25 * (orbit_path(orbit, 8).c2w[1, :, 3] - center)
         self.server.scene.set_up_direction(tuple(orbit["up"]))
-        self.server.initial_camera.position = tuple(start[:, 3].tolist())
+        self.server.initial_camera.position = tuple(start.tolist())
         self.server.initial_camera.look_at = tuple(orbit["center"])
         self.server.initial_camera.up = tuple(orbit["up"])
         self.server.initial_camera.fov = 2 * math.atan(0.5 * orbit["height_px"] / orbit["fy"])
