@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+
+from nerfgen.ops import _backend
+from tests.kernels import CXX
+
+REPO = Path(__file__).resolve().parents[1]
 
 # The shared datasets live beside the repository: <repo>/../shared/data (never copied into it).
 DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -17,4 +23,12 @@ def shared_data() -> Path:
         pytest.skip("../shared/data not found: real-data tests need the shared datasets beside the repo")
     return DATA_DIR
 
-REPO = Path(__file__).resolve().parents[1]
+
+@pytest.fixture(scope="module")
+def kernels() -> None:
+    """Builds (or loads) the kernels; skips only when no compiler exists or torch is forced."""
+    if shutil.which(CXX) is None:
+        pytest.skip(f"no C++ compiler ({CXX!r} not on PATH): the kernels cannot be built")
+    if _backend.backend_mode() == "torch":
+        pytest.skip("NERFGEN_BACKEND=torch forces the torch twins")
+    assert _backend.backend_available(), f"the C++ kernels did not build:\n{_backend.backend_error()}"

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,12 +18,7 @@ import torch
 from nerfgen.ops import _backend
 from nerfgen.ops import hashgrid as hg
 from nerfgen.ops.hashgrid import hash_grid_encode, hash_grid_encode_torch, level_resolutions, level_strides
-
-CXX = os.environ.get("CXX", "c++")
-REPO = Path(__file__).resolve().parents[1]
-NVCC = shutil.which("nvcc") or next(
-    (str(p) for p in [Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "bin" / "nvcc"] if p.is_file()), None
-)
+from tests.kernels import CXX, NVCC, REPO
 
 # float32 tolerances: outputs are sums of 8 products (<= 1e-6 apart); table gradients add up
 # many points in a different order (collisions at T = 2^10); position gradients scale with
@@ -32,16 +26,6 @@ NVCC = shutil.which("nvcc") or next(
 FWD_ATOL = 1e-5
 TABLE_ATOL = 1e-4
 POS_RTOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def kernels() -> None:
-    """Builds (or loads) the kernels; skips only when no compiler exists or torch is forced."""
-    if shutil.which(CXX) is None:
-        pytest.skip(f"no C++ compiler ({CXX!r} not on PATH): the kernels cannot be built")
-    if _backend.backend_mode() == "torch":
-        pytest.skip("NERFGEN_BACKEND=torch forces the torch twins")
-    assert _backend.backend_available(), f"the C++ kernels did not build:\n{_backend.backend_error()}"
 
 
 def make_grid(n_levels: int, n_features: int, log2_table_size: int, dtype=torch.float32, seed: int = 0):

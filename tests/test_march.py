@@ -1,4 +1,4 @@
-"""Ray/box intersection and occupancy-grid marching (pure-torch reference)."""
+"""Ray/box intersection and occupancy-grid marching (through the public ops: kernel or twin)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from nerfgen.ops import grid_lookup, ray_aabb_intersect, traverse_grids
+from nerfgen.ops import grid_lookup, ray_aabb_intersect, traverse_grids, traverse_grids_torch
 from nerfgen.ops.march import _steps_to, _t_of_step
 from nerfgen.render import OccGridConfig, OccGridEstimator
 
@@ -91,8 +91,8 @@ def test_estimator_early_termination_drops_samples_behind_a_wall():
 def test_grouped_marching_keeps_the_samples_of_occupied_cells():
     bins, aabbs = _random_grid(res=16, seed=2)
     o, d = _rays(300, seed=4)
-    plain = traverse_grids(o, d, bins, aabbs, 0.0, 1e10, step_size=0.01)
-    grouped = traverse_grids(o, d, bins, aabbs, 0.0, 1e10, step_size=0.01, group=6)  # 0.06 < cell / 2
+    plain = traverse_grids_torch(o, d, bins, aabbs, 0.0, 1e10, step_size=0.01)
+    grouped = traverse_grids_torch(o, d, bins, aabbs, 0.0, 1e10, step_size=0.01, group=6)  # 0.06 < cell / 2
     key = lambda s: set(zip(s.ray_indices.tolist(), [round(t, 5) for t in s.t_starts.tolist()]))
     missing = key(plain) - key(grouped)
     assert key(grouped) <= key(plain)

@@ -6,6 +6,8 @@
 #include <torch/library.h>
 
 #include "nerfgen/hashgrid_api.h"
+#include "nerfgen/march_api.h"
+#include "nerfgen/volrend_api.h"
 
 #ifdef NERFGEN_WITH_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -88,6 +90,24 @@ struct CpuLaunch {
   static void backward_positions(const HashGridProblem<T>& p, const T* table, const T* grad_out, T* grad_pos) {
     cpu::hash_grid_backward_positions(p, table, grad_out, grad_pos);
   }
+  static void intersect(const float* o, const float* d, const float* boxes, int64_t n, int n_boxes, float near_plane,
+                        float far_plane, float* t_mins, float* t_maxs, bool* hits) {
+    cpu::ray_aabb_intersect(o, d, boxes, n, n_boxes, near_plane, far_plane, t_mins, t_maxs, hits,
+                            at::get_num_threads());
+  }
+  static void march_count(const MarchProblem& p, int64_t* counts) { cpu::march_count(p, counts); }
+  static void march_fill(const MarchProblem& p, const int64_t* offsets, float* t0, float* t1, int64_t* ri) {
+    cpu::march_fill(p, offsets, t0, t1, ri);
+  }
+  template <typename T>
+  static void composite_forward(const CompositeProblem<T>& p, const CompositeOutputs<T>& out) {
+    cpu::composite_forward(p, out);
+  }
+  template <typename T>
+  static void composite_backward(const CompositeProblem<T>& p, const T* weights, const T* transmittance,
+                                 const CompositeGrads<T>& grads) {
+    cpu::composite_backward(p, weights, transmittance, grads);
+  }
 };
 
 #ifdef NERFGEN_WITH_CUDA
@@ -108,6 +128,26 @@ struct CudaLaunch {
   template <typename T>
   static void backward_positions(const HashGridProblem<T>& p, const T* table, const T* grad_out, T* grad_pos) {
     check_cuda(cuda::hash_grid_backward_positions(p, table, grad_out, grad_pos, c10::cuda::getCurrentCUDAStream()));
+  }
+  static void intersect(const float* o, const float* d, const float* boxes, int64_t n, int n_boxes, float near_plane,
+                        float far_plane, float* t_mins, float* t_maxs, bool* hits) {
+    check_cuda(cuda::ray_aabb_intersect(o, d, boxes, n, n_boxes, near_plane, far_plane, t_mins, t_maxs, hits,
+                                        c10::cuda::getCurrentCUDAStream()));
+  }
+  static void march_count(const MarchProblem& p, int64_t* counts) {
+    check_cuda(cuda::march_count(p, counts, c10::cuda::getCurrentCUDAStream()));
+  }
+  static void march_fill(const MarchProblem& p, const int64_t* offsets, float* t0, float* t1, int64_t* ri) {
+    check_cuda(cuda::march_fill(p, offsets, t0, t1, ri, c10::cuda::getCurrentCUDAStream()));
+  }
+  template <typename T>
+  static void composite_forward(const CompositeProblem<T>& p, const CompositeOutputs<T>& out) {
+    check_cuda(cuda::composite_forward(p, out, c10::cuda::getCurrentCUDAStream()));
+  }
+  template <typename T>
+  static void composite_backward(const CompositeProblem<T>& p, const T* weights, const T* transmittance,
+                                 const CompositeGrads<T>& grads) {
+    check_cuda(cuda::composite_backward(p, weights, transmittance, grads, c10::cuda::getCurrentCUDAStream()));
   }
 };
 #endif
@@ -161,24 +201,209 @@ at::Tensor hash_grid_bwd_positions(const at::Tensor& grad_out, const at::Tensor&
   return grad_positions;
 }
 
+
+// --- ray marching ---------------------------------------------------------------------------------
+
+void check_rays(const char* op, const at::Tensor& origins, const at::Tensor& directions) {
+  TORCH_CHECK(origins.dim() == 2 && origins.size(1) == 3 && directions.sizes() == origins.sizes(), op,
+              ": origins and directions must both be [n_rays, 3], got ", origins.sizes(), " and ", directions.sizes());
+  for (const at::Tensor* t : {&origins, &directions}) {
+    TORCH_CHECK(t->scalar_type() == at::kFloat && t->is_contiguous(), op, ": rays must be contiguous float32");
+    TORCH_CHECK(t->device() == origins.device(), op, ": all tensors must be on ", origins.device());
+  }
+}
+
+void check_boxes(const char* op, const at::Tensor& aabbs, const at::Tensor& origins) {
+  TORCH_CHECK(aabbs.dim() == 2 && aabbs.size(1) == 6 && aabbs.size(0) >= 1 && aabbs.scalar_type() == at::kFloat &&
+                  aabbs.is_contiguous() && aabbs.device() == origins.device(),
+              op, ": aabbs must be a contiguous float32 [n_boxes >= 1, 6] tensor on ", origins.device(), ", got ",
+              aabbs.scalar_type(), aabbs.sizes());
+}
+
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ray_aabb_intersect_op(const at::Tensor& origins,
+                                                                     const at::Tensor& directions,
+                                                                     const at::Tensor& aabbs, double near_plane,
+                                                                     double far_plane) {
+  check_rays("ray_aabb_intersect", origins, directions);
+  check_boxes("ray_aabb_intersect", aabbs, origins);
+  const typename Launch::Guard guard(origins.device());
+  const int64_t n = origins.size(0), m = aabbs.size(0);
+  auto t_mins = at::empty({n, m}, origins.options());
+  auto t_maxs = at::empty({n, m}, origins.options());
+  auto hits = at::empty({n, m}, origins.options().dtype(at::kBool));
+  Launch::intersect(origins.data_ptr<float>(), directions.data_ptr<float>(), aabbs.data_ptr<float>(), n,
+                    static_cast<int>(m), static_cast<float>(near_plane), static_cast<float>(far_plane),
+                    t_mins.data_ptr<float>(), t_maxs.data_ptr<float>(), hits.data_ptr<bool>());
+  return {t_mins, t_maxs, hits};
+}
+
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> traverse_grids_op(
+    const at::Tensor& origins, const at::Tensor& directions, const at::Tensor& binaries, const at::Tensor& aabbs,
+    const std::optional<at::Tensor>& jitter, double near_plane, double far_plane, double step_size,
+    double cone_angle) {
+  check_rays("traverse_grids", origins, directions);
+  check_boxes("traverse_grids", aabbs, origins);
+  const int64_t n = origins.size(0);
+  TORCH_CHECK(binaries.dim() == 4 && binaries.size(0) == aabbs.size(0) && binaries.size(1) == binaries.size(2) &&
+                  binaries.size(2) == binaries.size(3) && binaries.scalar_type() == at::kBool &&
+                  binaries.is_contiguous() && binaries.device() == origins.device(),
+              "traverse_grids: binaries must be a contiguous bool [n_levels, res, res, res] tensor with n_levels = ",
+              aabbs.size(0), ", got ", binaries.scalar_type(), binaries.sizes());
+  if (jitter.has_value()) {
+    TORCH_CHECK(jitter->dim() == 1 && jitter->size(0) == n && jitter->scalar_type() == at::kFloat &&
+                    jitter->is_contiguous() && jitter->device() == origins.device(),
+                "traverse_grids: jitter must be a contiguous float32 [n_rays] tensor");
+  }
+  TORCH_CHECK(step_size > 0 && cone_angle >= 0, "traverse_grids: need step_size > 0 and cone_angle >= 0");
+  const typename Launch::Guard guard(origins.device());
+  MarchProblem p{origins.data_ptr<float>(),
+                 directions.data_ptr<float>(),
+                 jitter.has_value() ? jitter->data_ptr<float>() : nullptr,
+                 n,
+                 OccupancyGrid{binaries.data_ptr<bool>(), aabbs.data_ptr<float>(), static_cast<int>(aabbs.size(0)),
+                               static_cast<int>(binaries.size(1))},
+                 MarchParams{static_cast<float>(near_plane), static_cast<float>(far_plane),
+                             static_cast<float>(step_size), static_cast<float>(cone_angle),
+                             static_cast<float>(cone_angle > 0 ? step_size / cone_angle : 0.0),
+                             static_cast<float>(std::log1p(cone_angle))},
+                 at::get_num_threads()};
+  auto counts = at::empty({n}, origins.options().dtype(at::kLong));
+  Launch::march_count(p, counts.data_ptr<int64_t>());
+  auto offsets = at::cumsum(counts, 0) - counts;
+  const int64_t total = n > 0 ? (offsets[n - 1] + counts[n - 1]).item<int64_t>() : 0;
+  auto t_starts = at::empty({total}, origins.options());
+  auto t_ends = at::empty({total}, origins.options());
+  auto ray_indices = at::empty({total}, counts.options());
+  Launch::march_fill(p, offsets.data_ptr<int64_t>(), t_starts.data_ptr<float>(), t_ends.data_ptr<float>(),
+                     ray_indices.data_ptr<int64_t>());
+  return {t_starts, t_ends, ray_indices};
+}
+
+// --- volume rendering -----------------------------------------------------------------------------
+
+void check_samples(const at::Tensor& t_starts, const at::Tensor& t_ends, const at::Tensor& sigmas,
+                   const at::Tensor& colors, const at::Tensor& packed_info) {
+  const int64_t n = sigmas.size(0);
+  TORCH_CHECK(sigmas.dim() == 1 && t_starts.sizes() == sigmas.sizes() && t_ends.sizes() == sigmas.sizes(),
+              "composite: t_starts, t_ends and sigmas must all be [n_samples]");
+  TORCH_CHECK(colors.dim() == 2 && colors.size(0) == n && colors.size(1) >= 1,
+              "composite: colors must be [n_samples, C] with n_samples = ", n, ", got ", colors.sizes());
+  TORCH_CHECK(packed_info.dim() == 2 && packed_info.size(1) == 2 && packed_info.scalar_type() == at::kLong,
+              "composite: packed_info must be int64 [n_rays, 2], got ", packed_info.scalar_type(),
+              packed_info.sizes());
+  for (const at::Tensor* t : {&t_starts, &t_ends, &sigmas, &colors, &packed_info}) {
+    TORCH_CHECK(t->is_contiguous() && t->device() == sigmas.device(), "composite: tensors must be contiguous, on ",
+                sigmas.device());
+    if (t != &packed_info) {
+      TORCH_CHECK(t->scalar_type() == sigmas.scalar_type(), "composite: sample tensors must share one dtype");
+    }
+  }
+}
+
+template <typename scalar_t>
+CompositeProblem<scalar_t> make_composite(const at::Tensor& t_starts, const at::Tensor& t_ends,
+                                          const at::Tensor& sigmas, const at::Tensor& colors,
+                                          const at::Tensor& packed_info, double early_stop_eps) {
+  return CompositeProblem<scalar_t>{t_starts.data_ptr<scalar_t>(),   t_ends.data_ptr<scalar_t>(),
+                                    sigmas.data_ptr<scalar_t>(),     colors.data_ptr<scalar_t>(),
+                                    packed_info.data_ptr<int64_t>(), packed_info.size(0),
+                                    static_cast<int>(colors.size(1)), static_cast<scalar_t>(early_stop_eps),
+                                    at::get_num_threads()};
+}
+
+template <typename scalar_t>
+CompositeOutputs<scalar_t> outputs_of(const at::Tensor& color, const at::Tensor& opacity, const at::Tensor& depth,
+                                      const at::Tensor& weights, const at::Tensor& transmittance) {
+  return CompositeOutputs<scalar_t>{color.data_ptr<scalar_t>(), opacity.data_ptr<scalar_t>(),
+                                    depth.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(),
+                                    transmittance.data_ptr<scalar_t>()};
+}
+
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> composite_fwd_op(
+    const at::Tensor& t_starts, const at::Tensor& t_ends, const at::Tensor& sigmas, const at::Tensor& colors,
+    const at::Tensor& packed_info, double early_stop_eps) {
+  check_samples(t_starts, t_ends, sigmas, colors, packed_info);
+  const typename Launch::Guard guard(sigmas.device());
+  const int64_t n_rays = packed_info.size(0);
+  auto color = at::empty({n_rays, colors.size(1)}, colors.options());
+  auto opacity = at::empty({n_rays}, sigmas.options());
+  auto depth = at::empty({n_rays}, sigmas.options());
+  auto weights = at::empty_like(sigmas);
+  auto transmittance = at::empty_like(sigmas);
+  AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_fwd", [&] {
+    Launch::composite_forward(make_composite<scalar_t>(t_starts, t_ends, sigmas, colors, packed_info, early_stop_eps),
+                              outputs_of<scalar_t>(color, opacity, depth, weights, transmittance));
+  });
+  return {color, opacity, depth, weights, transmittance};
+}
+
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor> composite_bwd_op(
+    const at::Tensor& grad_color, const at::Tensor& grad_opacity, const at::Tensor& grad_depth,
+    const at::Tensor& grad_weights, const at::Tensor& grad_transmittance, const at::Tensor& t_starts,
+    const at::Tensor& t_ends, const at::Tensor& sigmas, const at::Tensor& colors, const at::Tensor& packed_info,
+    const at::Tensor& weights, const at::Tensor& transmittance, double early_stop_eps) {
+  check_samples(t_starts, t_ends, sigmas, colors, packed_info);
+  const int64_t n_rays = packed_info.size(0), n_samples = sigmas.size(0), C = colors.size(1);
+  const std::vector<std::pair<const at::Tensor*, std::vector<int64_t>>> shapes = {
+      {&grad_color, {n_rays, C}},         {&grad_opacity, {n_rays}}, {&grad_depth, {n_rays}},
+      {&grad_weights, {n_samples}},       {&grad_transmittance, {n_samples}},
+      {&weights, {n_samples}},            {&transmittance, {n_samples}}};
+  for (const auto& [t, shape] : shapes) {
+    TORCH_CHECK(t->sizes() == at::IntArrayRef(shape) && t->is_contiguous() && t->scalar_type() == sigmas.scalar_type() &&
+                    t->device() == sigmas.device(),
+                "composite_bwd: expected a contiguous ", sigmas.scalar_type(), " tensor of shape ", shape, ", got ",
+                t->scalar_type(), t->sizes());
+  }
+  const typename Launch::Guard guard(sigmas.device());
+  auto grad_sigmas = at::empty_like(sigmas);
+  auto grad_colors = at::empty_like(colors);
+  AT_DISPATCH_FLOATING_TYPES(sigmas.scalar_type(), "composite_bwd", [&] {
+    const CompositeGrads<scalar_t> grads{grad_color.data_ptr<scalar_t>(),   grad_opacity.data_ptr<scalar_t>(),
+                                         grad_depth.data_ptr<scalar_t>(),   grad_weights.data_ptr<scalar_t>(),
+                                         grad_transmittance.data_ptr<scalar_t>(), grad_sigmas.data_ptr<scalar_t>(),
+                                         grad_colors.data_ptr<scalar_t>()};
+    Launch::composite_backward(make_composite<scalar_t>(t_starts, t_ends, sigmas, colors, packed_info, early_stop_eps),
+                               weights.data_ptr<scalar_t>(), transmittance.data_ptr<scalar_t>(), grads);
+  });
+  return {grad_sigmas, grad_colors};
+}
+
 }  // namespace
 }  // namespace nerfgen
 
 TORCH_LIBRARY(nerfgen, m) {
   // Fake (meta) kernels and the autograd formula are registered from this Python module.
-  m.set_python_module("nerfgen.ops.hashgrid");
+  m.set_python_module("nerfgen.ops._kernels");
   m.def("hash_grid_fwd(Tensor positions, Tensor table, Tensor resolutions, Tensor strides, "
         "int log2_table_size) -> Tensor");
   m.def("hash_grid_bwd(Tensor grad_out, Tensor positions, Tensor resolutions, Tensor strides, "
         "int log2_table_size) -> Tensor");
   m.def("hash_grid_bwd_positions(Tensor grad_out, Tensor positions, Tensor table, Tensor resolutions, "
         "Tensor strides, int log2_table_size) -> Tensor");
+  m.def("ray_aabb_intersect(Tensor origins, Tensor directions, Tensor aabbs, float near_plane, float far_plane) "
+        "-> (Tensor, Tensor, Tensor)");
+  m.def("traverse_grids(Tensor origins, Tensor directions, Tensor binaries, Tensor aabbs, Tensor? jitter, "
+        "float near_plane, float far_plane, float step_size, float cone_angle) -> (Tensor, Tensor, Tensor)");
+  m.def("composite_fwd(Tensor t_starts, Tensor t_ends, Tensor sigmas, Tensor colors, Tensor packed_info, "
+        "float early_stop_eps) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("composite_bwd(Tensor grad_color, Tensor grad_opacity, Tensor grad_depth, Tensor grad_weights, "
+        "Tensor grad_transmittance, Tensor t_starts, Tensor t_ends, Tensor sigmas, Tensor colors, "
+        "Tensor packed_info, Tensor weights, Tensor transmittance, "
+        "float early_stop_eps) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(nerfgen, CPU, m) {
   m.impl("hash_grid_fwd", &nerfgen::hash_grid_fwd<nerfgen::CpuLaunch>);
   m.impl("hash_grid_bwd", &nerfgen::hash_grid_bwd<nerfgen::CpuLaunch>);
   m.impl("hash_grid_bwd_positions", &nerfgen::hash_grid_bwd_positions<nerfgen::CpuLaunch>);
+  m.impl("ray_aabb_intersect", &nerfgen::ray_aabb_intersect_op<nerfgen::CpuLaunch>);
+  m.impl("traverse_grids", &nerfgen::traverse_grids_op<nerfgen::CpuLaunch>);
+  m.impl("composite_fwd", &nerfgen::composite_fwd_op<nerfgen::CpuLaunch>);
+  m.impl("composite_bwd", &nerfgen::composite_bwd_op<nerfgen::CpuLaunch>);
 }
 
 #ifdef NERFGEN_WITH_CUDA
@@ -186,5 +411,9 @@ TORCH_LIBRARY_IMPL(nerfgen, CUDA, m) {
   m.impl("hash_grid_fwd", &nerfgen::hash_grid_fwd<nerfgen::CudaLaunch>);
   m.impl("hash_grid_bwd", &nerfgen::hash_grid_bwd<nerfgen::CudaLaunch>);
   m.impl("hash_grid_bwd_positions", &nerfgen::hash_grid_bwd_positions<nerfgen::CudaLaunch>);
+  m.impl("ray_aabb_intersect", &nerfgen::ray_aabb_intersect_op<nerfgen::CudaLaunch>);
+  m.impl("traverse_grids", &nerfgen::traverse_grids_op<nerfgen::CudaLaunch>);
+  m.impl("composite_fwd", &nerfgen::composite_fwd_op<nerfgen::CudaLaunch>);
+  m.impl("composite_bwd", &nerfgen::composite_bwd_op<nerfgen::CudaLaunch>);
 }
 #endif

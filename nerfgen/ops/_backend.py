@@ -36,7 +36,6 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +44,8 @@ import torch
 CUDA_DIR = Path(__file__).resolve().parents[2] / "cuda"
 """Kernel sources: ``include/nerfgen/*.h`` and ``src/``."""
 
-_CPU_SOURCES = ("bindings.cpp", "hashgrid_cpu.cpp")
-_CUDA_SOURCES = ("hashgrid.cu",)
+_CPU_SOURCES = ("bindings.cpp", "hashgrid_cpu.cpp", "march_cpu.cpp", "volrend_cpu.cpp")
+_CUDA_SOURCES = ("hashgrid.cu", "march.cu", "volrend.cu")
 # -ffp-contract=off: no fused multiply-adds, so frac = x N_l - floor(x N_l) rounds as in the torch
 # twin. -march=native: ~5% faster on the dev CPU; the CPU is part of the cache key (see above).
 # The C++ standard is left to torch (C++20 for torch 2.13); the kernel sources are C++17-clean.
@@ -67,7 +66,6 @@ class _State:
 
 _lock = threading.Lock()
 _state: _State | None = None
-_on_load: list[Callable[[], None]] = []
 
 
 def backend_mode() -> str:
@@ -91,6 +89,14 @@ def backend_available(device: str | torch.device = "cpu") -> bool:
     return kind == "cuda" and state.name == "cuda"
 
 
+def kernels_serve(*tensors: torch.Tensor, dtypes: tuple[torch.dtype, ...] = (torch.float32,)) -> bool:
+    """Whether the compiled kernels take ``tensors``: each of a dtype in ``dtypes``, all on one
+    device that the kernels serve (checked first without loading anything)."""
+    if any(t.dtype not in dtypes for t in tensors) or len({t.device for t in tensors}) > 1:
+        return False
+    return backend_available(tensors[0].device)
+
+
 def get_backend_name() -> str:
     """``"cuda"`` (CPU + CUDA kernels), ``"cpp"`` (CPU kernels) or ``"torch"`` (twins only)."""
     return _load().name
@@ -104,45 +110,32 @@ def backend_error() -> str | None:
         return str(exc)
 
 
-def on_load(hook: Callable[[], None]) -> None:
-    """Run ``hook()`` once the kernel library is loaded (at once if it already is).
-
-    Op modules use this to register the Python parts of their ops (fake kernels, autograd).
-    """
-    with _lock:
-        loaded = _state is not None and _state.error is None and _state.name != "torch"
-        if not loaded:
-            _on_load.append(hook)
-    if loaded:
-        hook()
-
-
 def _load() -> _State:
     global _state
     state = _state
     if state is None:
         with _lock:
             if _state is None:
-                _state = _run_hooks(_try_load())
+                _state = _register(_try_load())
             state = _state
     if state.error is not None and state.mode == "cpp":
         raise RuntimeError(f"NERFGEN_BACKEND=cpp but nerfgen's kernels are unavailable:\n{state.error}")
     return state
 
 
-def _run_hooks(state: _State) -> _State:
+def _register(state: _State) -> _State:
     """Registers the ops' Python parts; without them (autograd!) the kernels must not be used."""
     if state.error is not None or state.name == "torch":
         return state
     try:
-        for hook in _on_load:
-            hook()
+        from nerfgen.ops import _kernels
+
+        _kernels.register()
     except Exception as exc:  # noqa: BLE001
         if state.mode == "auto":
             warnings.warn(f"nerfgen: registering the kernels failed, using the torch twins: {exc!r}",
                           RuntimeWarning, stacklevel=4)
         return _State("torch", state.mode, f"registering the ops' Python parts failed: {exc!r}")
-    _on_load.clear()
     return state
 
 

@@ -1,12 +1,32 @@
-"""Ray / axis-aligned box intersection (slab test)."""
+"""Ray / axis-aligned box intersection (slab test): compiled kernel and pure-torch twin."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+from nerfgen.ops import _backend
+
 
 def ray_aabb_intersect(
+    origins: Tensor, directions: Tensor, aabbs: Tensor, near_plane: float = 0.0, far_plane: float = 1e10
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Intersect rays with boxes; the kernel (``cuda/src/march*``) for float32 tensors when it is
+    available (the kernel has no gradient: rays that require one take the twin), else
+    :func:`ray_aabb_intersect_torch` (same signature and results)."""
+    if origins.dim() != 2 or origins.shape[-1] != 3 or directions.shape != origins.shape:
+        raise ValueError(f"ray_aabb_intersect: origins and directions must be [n_rays, 3], got "
+                         f"{tuple(origins.shape)} and {tuple(directions.shape)}")
+    if aabbs.dim() != 2 or aabbs.shape[-1] != 6:
+        raise ValueError(f"ray_aabb_intersect: aabbs must be [n_aabbs, 6], got {tuple(aabbs.shape)}")
+    if not (origins.requires_grad or directions.requires_grad) and _backend.kernels_serve(origins, directions, aabbs):
+        return torch.ops.nerfgen.ray_aabb_intersect(
+            origins.contiguous(), directions.contiguous(), aabbs.contiguous(), near_plane, far_plane
+        )
+    return ray_aabb_intersect_torch(origins, directions, aabbs, near_plane, far_plane)
+
+
+def ray_aabb_intersect_torch(
     origins: Tensor, directions: Tensor, aabbs: Tensor, near_plane: float = 0.0, far_plane: float = 1e10
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Intersect rays with boxes by the slab method.
@@ -27,7 +47,7 @@ def ray_aabb_intersect(
         (bool). Where a ray misses, ``t_mins = t_maxs = far_plane`` and ``hits`` is False.
 
     >>> o = torch.tensor([[0.0, 0.0, -3.0]]); d = torch.tensor([[0.0, 0.0, 1.0]])
-    >>> ray_aabb_intersect(o, d, torch.tensor([[-1.0, -1, -1, 1, 1, 1]]))[0]
+    >>> ray_aabb_intersect_torch(o, d, torch.tensor([[-1.0, -1, -1, 1, 1, 1]]))[0]
     tensor([[2.]])
     """
     inv = 1.0 / torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)

@@ -1,8 +1,12 @@
-r"""Ray marching through a multi-cascade occupancy grid (the pure-torch reference).
+r"""Ray marching through a multi-cascade occupancy grid: compiled kernel and pure-torch twin.
 
 Samples are placed on each ray at ``t_0 + k * dt`` where the step grows with distance as in
 instant-ngp, :math:`dt = \max(\text{step\_size}, \text{cone\_angle} \cdot t)`, and only samples
 whose midpoint falls in an occupied cell are kept.
+
+:func:`traverse_grids` runs the C++/OpenMP kernel (``cuda/src/march_cpu.cpp``; ``march.cu`` in a
+CUDA build), which skips empty cells and keeps exactly the samples of the torch twin
+:func:`traverse_grids_torch` (same float32 expressions).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import math
 import torch
 from torch import Tensor
 
-from nerfgen.ops.intersect import ray_aabb_intersect
+from nerfgen.ops import _backend
+from nerfgen.ops.intersect import ray_aabb_intersect_torch
 from nerfgen.ops.packed import RaySamples
 
 
@@ -75,6 +80,43 @@ def traverse_grids(
 ) -> RaySamples:
     """March rays through an occupancy grid and keep the samples in occupied cells.
 
+    The compiled kernel serves float32 tensors when it is available (``group`` is then moot: the
+    kernel keeps every sample of the exact march); else :func:`traverse_grids_torch` runs. See it
+    for the arguments.
+    """
+    if origins.dim() != 2 or origins.shape[-1] != 3 or directions.shape != origins.shape:
+        raise ValueError(f"traverse_grids: origins and directions must be [n_rays, 3], got "
+                         f"{tuple(origins.shape)} and {tuple(directions.shape)}")
+    if binaries.dim() != 4 or aabbs.shape != (binaries.shape[0], 6):
+        raise ValueError(f"traverse_grids: binaries must be [n_levels, res, res, res] and aabbs [n_levels, 6], got "
+                         f"{tuple(binaries.shape)} and {tuple(aabbs.shape)}")
+    if step_size <= 0 or cone_angle < 0:
+        raise ValueError(f"traverse_grids: need step_size > 0 and cone_angle >= 0, got {step_size}, {cone_angle}")
+    extra = () if jitter is None else (jitter,)
+    if binaries.dtype == torch.bool and _backend.kernels_serve(origins, directions, aabbs, *extra):
+        t_starts, t_ends, ray_indices = torch.ops.nerfgen.traverse_grids(
+            origins.contiguous(), directions.contiguous(), binaries.contiguous(), aabbs.contiguous(),
+            None if jitter is None else jitter.contiguous(), near_plane, far_plane, step_size, cone_angle,
+        )
+        return RaySamples(t_starts, t_ends, ray_indices, origins.shape[0])
+    return traverse_grids_torch(origins, directions, binaries, aabbs, near_plane, far_plane, step_size, cone_angle,
+                                jitter, group)
+
+
+def traverse_grids_torch(
+    origins: Tensor,
+    directions: Tensor,
+    binaries: Tensor,
+    aabbs: Tensor,
+    near_plane: float,
+    far_plane: float,
+    step_size: float,
+    cone_angle: float = 0.0,
+    jitter: Tensor | None = None,
+    group: int = 1,
+) -> RaySamples:
+    """March rays through an occupancy grid and keep the samples in occupied cells.
+
     Args:
         origins: ``[n_rays, 3]``.
         directions: ``[n_rays, 3]`` unit length (so ``t`` is distance).
@@ -93,7 +135,7 @@ def traverse_grids(
         :class:`RaySamples` sorted by ray.
     """
     n_rays = origins.shape[0]
-    t_min, t_max, hit = ray_aabb_intersect(origins, directions, aabbs[-1:], near_plane, far_plane)
+    t_min, t_max, hit = ray_aabb_intersect_torch(origins, directions, aabbs[-1:], near_plane, far_plane)
     t_min, t_max, hit = t_min[:, 0], t_max[:, 0], hit[:, 0]
     if jitter is not None:
         t_min = t_min + jitter * step_size

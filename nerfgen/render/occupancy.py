@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from nerfgen.ops import RaySamples, exclusive_sum_by_ray, traverse_grids
+from nerfgen.ops import RaySamples, traverse_grids
 
 
 @dataclass
@@ -126,31 +126,39 @@ class OccGridEstimator(nn.Module):
         """Early ray termination, marching front to back in rounds of ``march_round`` samples a
         ray, so samples behind opaque surfaces are never evaluated.
 
+        Each round lays the next samples of the rays still alive out densely (``[alive, round]``),
+        so its bookkeeping costs what the round evaluates, not what all rays hold.
+
         Returns:
             ``[n_samples]`` bool: transmittance before the sample at least ``early_stop_eps`` and
             opacity at least ``alpha_threshold``.
         """
         cfg = self.config
-        ri, n_rays = samples.ray_indices, samples.n_rays
-        counts = torch.bincount(ri, minlength=n_rays)
-        rank = torch.arange(len(samples), device=ri.device) - (torch.cumsum(counts, 0) - counts)[ri]
-        optical = torch.zeros(n_rays, device=ri.device)
-        alive = torch.ones(n_rays, dtype=torch.bool, device=ri.device)
-        keep = torch.zeros(len(samples), dtype=torch.bool, device=ri.device)
-        limit = -torch.log(torch.tensor(cfg.early_stop_eps)).item()
-        for first in range(0, int(counts.max()), cfg.march_round):
-            idx = torch.nonzero((rank >= first) & (rank < first + cfg.march_round) & alive[ri])[:, 0]
-            if idx.numel() == 0:
-                break
-            t0, t1, r = samples.t_starts[idx], samples.t_ends[idx], ri[idx]
-            sigma_delta = sigma_fn(t0, t1, r) * (t1 - t0)
-            before = exclusive_sum_by_ray(sigma_delta, r, n_rays) + optical[r]
+        device = samples.ray_indices.device
+        start, count = samples.packed_info.unbind(-1)  # [n_rays] each
+        optical = torch.zeros(samples.n_rays, device=device)
+        keep = torch.zeros(len(samples), dtype=torch.bool, device=device)
+        limit = -math.log(cfg.early_stop_eps) if cfg.early_stop_eps > 0 else math.inf
+        offsets = torch.arange(cfg.march_round, device=device)
+        rays = torch.nonzero(count > 0)[:, 0]
+        first = 0
+        while rays.numel() > 0:
+            rank = first + offsets  # [round]
+            valid = rank[None, :] < count[rays, None]  # [alive, round]
+            idx = (start[rays, None] + rank[None, :])[valid]
+            ray_of = rays[:, None].expand(-1, cfg.march_round)[valid]
+            t0, t1 = samples.t_starts[idx], samples.t_ends[idx]
+            sigma_delta = sigma_fn(t0, t1, ray_of) * (t1 - t0)
+            dense = torch.zeros(valid.shape, device=device)
+            dense[valid] = sigma_delta
+            before = (torch.cumsum(dense, 1) - dense + optical[rays, None])[valid]
             visible = before <= limit
             if cfg.alpha_threshold > 0:
                 visible &= (1.0 - torch.exp(-sigma_delta)) >= cfg.alpha_threshold
             keep[idx] = visible
-            optical.index_add_(0, r, sigma_delta)
-            alive &= optical <= limit
+            optical[rays] += dense.sum(1)
+            first += cfg.march_round
+            rays = rays[(optical[rays] <= limit) & (count[rays] > first)]
         return keep
 
     def cell_positions(self, level: int, cells: Tensor, jitter: bool = False) -> Tensor:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from nerfgen.fields import RadianceField
-from nerfgen.ops import accumulate_along_rays, render_weight_from_density
+from nerfgen.ops import volume_render
 from nerfgen.render.normals import density_normals
 from nerfgen.render.occupancy import OccGridEstimator
 
@@ -68,15 +68,16 @@ def render_rays(
     mids_t = (samples.t_starts + samples.t_ends) * 0.5
     positions = origins[ri] + directions[ri] * mids_t[:, None]
     sigmas, colors = field(positions, directions[ri])
-    weights, _, _ = render_weight_from_density(samples.t_starts, samples.t_ends, sigmas, ri, n_rays)
-    rgb = accumulate_along_rays(weights, colors, ri, n_rays)
-    opacity = accumulate_along_rays(weights, None, ri, n_rays)[:, 0]
-    depth = accumulate_along_rays(weights, mids_t[:, None], ri, n_rays)[:, 0] / opacity.clamp(min=1e-6)
-    rgb = rgb + (1.0 - opacity[:, None]) * background
-    normal_map = None
-    if normals:
+    n_color = colors.shape[-1]
+    if normals:  # composited in the same pass as the colour
         eps = float((field.aabb[3:] - field.aabb[:3]).max()) / 2048
-        normal_map = accumulate_along_rays(weights, density_normals(field.density, positions, eps), ri, n_rays)
+        colors = torch.cat([colors, density_normals(field.density, positions, eps)], -1)
+    out = volume_render(samples.t_starts, samples.t_ends, sigmas, colors, ri, n_rays,
+                        estimator.config.early_stop_eps)
+    opacity = out.opacity
+    rgb = out.color[:, :n_color] + (1.0 - opacity[:, None]) * background
+    depth = out.depth / opacity.clamp(min=1e-6)
+    normal_map = out.color[:, n_color:] if normals else None
     return RenderOutput(rgb=rgb, depth=depth, opacity=opacity, n_samples=len(samples), normals=normal_map)
 
 

@@ -13,19 +13,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#if defined(__CUDACC__)
-#define HD __host__ __device__ __forceinline__
-#else
-#define HD inline
-#endif
-
-#if defined(__CUDA_ARCH__)  // nvcc's device pass
-#define NERFGEN_UNROLL _Pragma("unroll")
-#elif defined(__GNUC__) && !defined(__CUDACC__)  // g++ and clang++ (not nvcc's host pass)
-#define NERFGEN_UNROLL _Pragma("GCC unroll 8")
-#else
-#define NERFGEN_UNROLL
-#endif
+#include "nerfgen/common.h"
 
 namespace nerfgen {
 
@@ -49,22 +37,6 @@ struct HashGridCorners {
   scalar_t weight[8];    // trilinear weights, sum to 1
   scalar_t axis_w[3][2]; // per-axis weights (1 - frac, frac), for the positions gradient
 };
-
-HD float floor_of(float x) {
-#if defined(__CUDA_ARCH__)
-  return ::floorf(x);
-#else
-  return std::floor(x);
-#endif
-}
-
-HD double floor_of(double x) {
-#if defined(__CUDA_ARCH__)
-  return ::floor(x);
-#else
-  return std::floor(x);
-#endif
-}
 
 // a * b rounded on its own, never fused into a following add (an FMA would change frac by up to
 // an ulp of x N_l and break agreement with the torch twin). nvcc fuses by default, hence the

@@ -1,0 +1,51 @@
+// C++/OpenMP launchers of ray marching (the CPU twin of march.cu). Torch-free.
+// Rays differ widely in cost (a miss costs nothing, a grazing ray hundreds of steps), so rays are
+// handed out dynamically in small batches.
+#include "nerfgen/march_api.h"
+
+namespace nerfgen {
+namespace cpu {
+namespace {
+constexpr int kRayBatch = 64;
+// Below this many rays a parallel region costs more than it saves.
+constexpr int64_t kMinParallelRays = 256;
+
+int threads_for(int64_t n_rays, int n_threads) { return n_rays >= kMinParallelRays && n_threads > 1 ? n_threads : 1; }
+}  // namespace
+
+void ray_aabb_intersect(const float* origins, const float* directions, const float* aabbs, int64_t n_rays,
+                        int n_boxes, float near_plane, float far_plane, float* t_mins, float* t_maxs, bool* hits,
+                        int n_threads) {
+#pragma omp parallel for schedule(static) num_threads(threads_for(n_rays, n_threads))
+  for (int64_t r = 0; r < n_rays; ++r) {
+    for (int b = 0; b < n_boxes; ++b) {
+      const int64_t j = r * n_boxes + b;
+      hits[j] = ray_box(origins + 3 * r, directions + 3 * r, aabbs + 6 * b, near_plane, far_plane, t_mins[j], t_maxs[j]);
+    }
+  }
+}
+
+void march_count(const MarchProblem& p, int64_t* counts) {
+#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, p.n_threads))
+  for (int64_t r = 0; r < p.n_rays; ++r) {
+    const float jitter = p.jitter ? p.jitter[r] : 0.0f;
+    counts[r] = march_ray(p.grid, p.params, p.origins + 3 * r, p.directions + 3 * r, jitter,
+                          [](int64_t, float, float) {});
+  }
+}
+
+void march_fill(const MarchProblem& p, const int64_t* offsets, float* t_starts, float* t_ends, int64_t* ray_indices) {
+#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, p.n_threads))
+  for (int64_t r = 0; r < p.n_rays; ++r) {
+    const float jitter = p.jitter ? p.jitter[r] : 0.0f;
+    const int64_t base = offsets[r];
+    march_ray(p.grid, p.params, p.origins + 3 * r, p.directions + 3 * r, jitter, [&](int64_t j, float t0, float t1) {
+      t_starts[base + j] = t0;
+      t_ends[base + j] = t1;
+      ray_indices[base + j] = r;
+    });
+  }
+}
+
+}  // namespace cpu
+}  // namespace nerfgen

@@ -1,0 +1,108 @@
+"""The Python parts of the compiled ops of ``torch.ops.nerfgen``: fake (meta) kernels, so the ops
+trace under ``torch.compile`` and pass ``torch.library.opcheck``, and autograd formulas.
+
+:func:`register` runs once, right after :mod:`nerfgen.ops._backend` loads the library (the
+bindings name this module with ``m.set_python_module``); the op modules never import it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+# --- hash-grid encoding (nerfgen/ops/hashgrid.py) -------------------------------------------------
+
+
+def _hash_grid_fwd_fake(positions: Tensor, table: Tensor, resolutions: Tensor, strides: Tensor, log2_table_size: int):
+    return table.new_empty((positions.shape[0], resolutions.shape[0] * table.shape[1]))
+
+
+def _hash_grid_bwd_fake(grad_out: Tensor, positions: Tensor, resolutions: Tensor, strides: Tensor, log2_table_size: int):
+    n_levels = resolutions.shape[0]
+    return grad_out.new_empty((n_levels * (1 << log2_table_size), grad_out.shape[1] // n_levels))
+
+
+def _hash_grid_bwd_positions_fake(grad_out, positions, table, resolutions, strides, log2_table_size):
+    return torch.empty_like(positions)
+
+
+def _hash_grid_setup_context(ctx, inputs, output) -> None:
+    positions, table, resolutions, strides, log2_table_size = inputs
+    ctx.save_for_backward(positions, table, resolutions, strides)
+    ctx.log2_table_size = log2_table_size
+
+
+def _hash_grid_backward(ctx, grad_out: Tensor):
+    positions, table, resolutions, strides = ctx.saved_tensors
+    grad_out = grad_out.contiguous()
+    grad_positions = grad_table = None
+    if ctx.needs_input_grad[0]:
+        grad_positions = torch.ops.nerfgen.hash_grid_bwd_positions(
+            grad_out, positions, table, resolutions, strides, ctx.log2_table_size
+        )
+    if ctx.needs_input_grad[1]:
+        grad_table = torch.ops.nerfgen.hash_grid_bwd(grad_out, positions, resolutions, strides, ctx.log2_table_size)
+    return grad_positions, grad_table, None, None, None
+
+
+# --- ray marching (nerfgen/ops/intersect.py, march.py) --------------------------------------------
+
+
+def _intersect_fake(origins, directions, aabbs, near_plane, far_plane):
+    shape = (origins.shape[0], aabbs.shape[0])
+    return origins.new_empty(shape), origins.new_empty(shape), origins.new_empty(shape, dtype=torch.bool)
+
+
+def _traverse_fake(origins, directions, binaries, aabbs, jitter, near_plane, far_plane, step_size, cone_angle):
+    n = torch.library.get_ctx().new_dynamic_size()
+    return origins.new_empty(n), origins.new_empty(n), origins.new_empty(n, dtype=torch.long)
+
+
+# --- compositing (nerfgen/ops/volrend.py) ---------------------------------------------------------
+
+
+def _composite_fake(t_starts, t_ends, sigmas, colors, packed_info, early_stop_eps):
+    n_rays = packed_info.shape[0]
+    return (colors.new_empty((n_rays, colors.shape[1])), sigmas.new_empty(n_rays), sigmas.new_empty(n_rays),
+            torch.empty_like(sigmas), torch.empty_like(sigmas))
+
+
+def _composite_bwd_fake(grad_color, grad_opacity, grad_depth, grad_weights, grad_transmittance, t_starts, t_ends,
+                        sigmas, colors, packed_info, weights, transmittance, early_stop_eps):
+    return torch.empty_like(sigmas), torch.empty_like(colors)
+
+
+def _composite_setup_context(ctx, inputs, output) -> None:
+    t_starts, t_ends, sigmas, colors, packed_info, early_stop_eps = inputs
+    ctx.save_for_backward(t_starts, t_ends, sigmas, colors, packed_info, output[3], output[4])
+    ctx.early_stop_eps = early_stop_eps
+
+
+def _composite_backward(ctx, grad_color, grad_opacity, grad_depth, grad_weights, grad_transmittance):
+    """Cotangents of unused outputs arrive as None: they count as zeros."""
+    t_starts, t_ends, sigmas, colors, packed_info, weights, transmittance = ctx.saved_tensors
+    n_rays = packed_info.shape[0]
+    shapes = ((n_rays, colors.shape[1]), (n_rays,), (n_rays,), sigmas.shape, sigmas.shape)
+    grads = [sigmas.new_zeros(shape) if g is None else g.contiguous()
+             for g, shape in zip((grad_color, grad_opacity, grad_depth, grad_weights, grad_transmittance), shapes)]
+    grad_sigmas, grad_colors = torch.ops.nerfgen.composite_bwd(
+        *grads, t_starts, t_ends, sigmas, colors, packed_info, weights, transmittance, ctx.early_stop_eps
+    )
+    return None, None, grad_sigmas, grad_colors, None, None
+
+
+def register() -> None:
+    """Register every fake kernel and autograd formula (the library must be loaded)."""
+    fakes = {
+        "hash_grid_fwd": _hash_grid_fwd_fake,
+        "hash_grid_bwd": _hash_grid_bwd_fake,
+        "hash_grid_bwd_positions": _hash_grid_bwd_positions_fake,
+        "ray_aabb_intersect": _intersect_fake,
+        "traverse_grids": _traverse_fake,
+        "composite_fwd": _composite_fake,
+        "composite_bwd": _composite_bwd_fake,
+    }
+    for name, fake in fakes.items():
+        torch.library.register_fake(f"nerfgen::{name}", fake)
+    torch.library.register_autograd("nerfgen::hash_grid_fwd", _hash_grid_backward, setup_context=_hash_grid_setup_context)
+    torch.library.register_autograd("nerfgen::composite_fwd", _composite_backward, setup_context=_composite_setup_context)
