@@ -1,15 +1,19 @@
 """Compiled kernels against their torch twins: one JSON line per figure on stdout.
 
-Hash-grid encoding, forward + backward to the table (the training step), instant-ngp's grid:
-16 levels, 2 features, T = 2^19 rows a level, resolutions 16..2048, uniform random points (the
-worst case for the cache: ray samples are far more coherent).
+1. Hash-grid encoding, forward + backward to the table (the training step), instant-ngp's grid:
+   16 levels, 2 features, T = 2^19 rows a level, resolutions 16..2048, uniform random points
+   (the worst case for the cache: ray samples are far more coherent).
+2. Marching + compositing (forward and backward) of 2^16 rays from lego's test cameras through
+   lego's occupancy grid: the one of a trained run (``--run``), else the visual hull of the
+   training masks, densities and colours drawn at random.
 
-    python bench/kernels.py
+    python bench/kernels.py [--run runs/lego]
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python bench/kernels.py
 
 Fields: ``torch_s`` and ``kernel_s`` are median seconds a call, ``speedup`` their ratio,
 ``points_per_s`` the kernel's throughput, ``*_fwd_s`` forward alone and ``*_pos_s`` forward
-+ backward to the table and the positions.
++ backward to the table and the positions; marching adds ``march_*_s`` / ``composite_*_s`` for
+the two stages, ``samples`` kept and ``rays_per_s`` of the kernels.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nerfgen.ops import _backend  # noqa: E402
+from nerfgen.ops import _backend, traverse_grids, traverse_grids_torch, volume_render, volume_render_torch  # noqa: E402
 from nerfgen.ops.hashgrid import hash_grid_encode, hash_grid_encode_torch, level_resolutions, level_strides  # noqa: E402
 
 
@@ -75,10 +79,74 @@ def bench_hash_grid(n_points: int, repeats: int, n_levels: int = 16, n_features:
     }
 
 
+def lego_estimator(data: Path, run: str | None):
+    """Lego's occupancy grid (trained, or the visual hull of its masks) and its test cameras."""
+    from nerfgen.data import load_dataset
+    from nerfgen.render import OccGridEstimator
+    from nerfgen.render.carving import visual_hull
+
+    test = load_dataset(data, "test", downscale=1)
+    if run is not None:
+        from nerfgen.engine.model import load_model
+
+        return load_model(run).model.estimator, test
+    train = load_dataset(data, "train", downscale=4)
+    estimator = OccGridEstimator(train.aabb, train.cascades)
+    alphas = train.images[..., 3]
+    estimator.restrict(lambda c, size: visual_hull(c, size, train.cameras, alphas))
+    return estimator, test
+
+
+def bench_march_composite(data: Path, run: str | None, n_rays: int, repeats: int) -> dict:
+    from nerfgen.cameras import pixel_rays
+
+    estimator, test = lego_estimator(data, run)
+    gen = torch.Generator().manual_seed(0)
+    cams = test.cameras
+    cam = torch.randint(0, len(cams), (n_rays,), generator=gen)
+    px, py = torch.rand(n_rays, generator=gen) * cams.width, torch.rand(n_rays, generator=gen) * cams.height
+    rays = pixel_rays(cams, cam, px, py)
+    est, cfg = estimator, estimator.config
+    step = est.step_size
+    group = max(1, int(est.cell_size(0) / (2 * step)))
+    args = (rays.origins, rays.directions, est.binaries, est.aabbs, cfg.near_plane, 1e10, step, est.cone_angle)
+    samples = traverse_grids(*args)
+    n = len(samples)
+    sigmas = (torch.rand(n, generator=gen) * 40).requires_grad_()
+    colors = torch.rand(n, 3, generator=gen).requires_grad_()
+    cot = torch.randn(n_rays, 3, generator=gen)
+
+    def composite(fn):
+        out = fn(samples.t_starts, samples.t_ends, sigmas, colors, samples.ray_indices, n_rays, cfg.early_stop_eps)
+        torch.autograd.grad((out.color * cot).sum() + out.opacity.sum(), (sigmas, colors))
+
+    figures = {
+        "march_torch_s": median_seconds(lambda: traverse_grids_torch(*args), repeats),
+        "march_torch_grouped_s": median_seconds(lambda: traverse_grids_torch(*args, None, group), repeats),
+        "march_kernel_s": median_seconds(lambda: traverse_grids(*args), repeats),
+        "composite_torch_s": median_seconds(lambda: composite(volume_render_torch), repeats),
+        "composite_kernel_s": median_seconds(lambda: composite(volume_render), repeats),
+    }
+    torch_s = figures["march_torch_s"] + figures["composite_torch_s"]
+    kernel_s = figures["march_kernel_s"] + figures["composite_kernel_s"]
+    return {
+        "bench": "march + composite fwd+bwd (lego grid)",
+        "grid": "trained run" if run else "visual hull",
+        "n_rays": n_rays, "samples": n, "occupancy": round(est.occupancy_fraction(), 4),
+        **{k: round(v, 5) for k, v in figures.items()},
+        "torch_s": round(torch_s, 5), "kernel_s": round(kernel_s, 5), "speedup": round(torch_s / kernel_s, 2),
+        "speedup_vs_grouped_twin": round((figures["march_torch_grouped_s"] + figures["composite_torch_s"]) / kernel_s, 2),
+        "rays_per_s": round(n_rays / kernel_s),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1 << 16, 1 << 18], help="numbers of points")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per figure (median reported)")
+    parser.add_argument("--rays", type=int, default=1 << 16, help="rays marched and composited")
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "nerf_synthetic" / "lego"))
+    parser.add_argument("--run", help="a trained lego run whose occupancy grid to march (default: the visual hull)")
     args = parser.parse_args()
     if not _backend.backend_available():
         sys.exit(f"the C++ kernels are unavailable: {_backend.backend_error()}")
@@ -90,6 +158,8 @@ def main() -> None:
     }
     for n_points in args.sizes:
         print(json.dumps({**bench_hash_grid(n_points, args.repeats), **context}), flush=True)
+    print(json.dumps({**bench_march_composite(Path(args.data), args.run, args.rays, args.repeats), **context}),
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""Whole training steps on lego, compiled kernels against the pure-torch twins, in one run.
+
+A lego run is first trained for ``--warmup`` steps (so the occupancy grid has carved empty space,
+as in a real run) and saved; then each backend resumes that same state in its own process
+(``NERFGEN_BACKEND`` is read once per process) and times ``--steps`` identical steps (same seed,
+same batches). One JSON line per backend:
+
+    python bench/train_step.py [--downscale 2 --warmup 300 --steps 20]
+
+Fields: rays/s and samples/s of the timed steps; ``mlp_gflops`` the MLP arithmetic the steps did
+(forward hooks on every ``nn.Linear``: 2 FLOPs a multiply-add, backward counted twice the
+forward where gradients flow); ``matmul_gflops`` a 2048x2048 float32 matmul measured in the
+same process; ``roofline_fraction`` their ratio (the share of the machine's matmul peak that the
+training step achieves on its MLP arithmetic; hash encoding, marching and compositing are not
+counted as FLOPs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DATA = REPO.parent / "shared" / "data" / "nerf_synthetic" / "lego"
+
+
+def _trainer(data: str, downscale: float, run: Path, resume: bool):
+    from nerfgen.data import load_dataset
+    from nerfgen.engine.config import load_config
+    from nerfgen.engine.trainer import Trainer
+
+    config = load_config(REPO / "configs" / "ngp.yaml", {"max_steps": 10**9, "val_every": 0, "checkpoint_every": 0,
+                                                         "downscale": downscale})
+    return Trainer(config, load_dataset(data, "train", downscale=downscale), run, resume=resume)
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def count_mlp_flops(model: torch.nn.Module) -> list[float]:
+    """Hooks every Linear; the returned one-element list accumulates FLOPs (fwd, and 2x for bwd)."""
+    total = [0.0]
+
+    def hook(module: torch.nn.Linear, inputs, output) -> None:
+        rows = inputs[0].reshape(-1, module.in_features).shape[0]
+        flops = 2.0 * rows * module.in_features * module.out_features
+        total[0] += flops * (3.0 if torch.is_grad_enabled() else 1.0)
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            m.register_forward_hook(hook)
+    return total
+
+
+def time_steps(data: str, downscale: float, run: Path, steps: int) -> dict:
+    from nerfgen.ops._backend import get_backend_name
+
+    trainer = _trainer(data, downscale, run, resume=True)
+    flops = count_mlp_flops(trainer.model.field)
+    trainer.train_step()  # warm-up: lazy loading, first-touch allocations
+    flops[0] = 0.0
+    rays = samples = 0
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, n_rays, n_samples = trainer.train_step()
+        rays, samples = rays + n_rays, samples + n_samples
+    seconds = time.perf_counter() - start
+    peak = matmul_gflops()
+    achieved = flops[0] / seconds / 1e9
+    return {
+        "figure": "train_step", "backend": get_backend_name(), "steps": steps, "seconds": round(seconds, 2),
+        "rays_per_s": round(rays / seconds), "samples_per_s": round(samples / seconds),
+        "samples_per_ray": round(samples / rays, 1), "mlp_gflops": round(achieved, 2),
+        "matmul_gflops": round(peak, 1), "roofline_fraction": round(achieved / peak, 4),
+        "threads": torch.get_num_threads(), "downscale": downscale,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--downscale", type=float, default=2.0)
+    parser.add_argument("--warmup", type=int, default=300, help="steps trained before timing")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per backend")
+    parser.add_argument("--run", default=str(REPO / "runs" / "bench_train_step"), help="where the warm-up run is kept")
+    parser.add_argument("--time-only", choices=["torch", "cpp"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    run = Path(args.run)
+    if args.time_only:
+        print(json.dumps(time_steps(args.data, args.downscale, run, args.steps)), flush=True)
+        return
+    if not (run / "state.json").is_file():
+        trainer = _trainer(args.data, args.downscale, run, resume=False)
+        for _ in range(args.warmup):
+            trainer.train_step()
+        trainer.save()
+    for backend in ("torch", "cpp"):
+        env = dict(os.environ, NERFGEN_BACKEND=backend)
+        cmd = [sys.executable, __file__, "--data", args.data, "--downscale", str(args.downscale), "--steps",
+               str(args.steps), "--run", str(run), "--time-only", backend]
+        subprocess.run(cmd, env=env, check=True)
+
+
+if __name__ == "__main__":
+    main()
