@@ -1,4 +1,4 @@
-"""The ``nerfgen`` command: train, eval, render, demo."""
+"""The ``nerfgen`` command: train, eval, render, demo, generate."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from nerfgen.generate import cli as generate_cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 """The YAML configs shipped beside the package (editable installs and source checkouts)."""
@@ -166,10 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_parser(sub)
     _render_parser(sub)
     _demo_parser(sub)
+    generate_cli.add_parser(sub)
     return parser
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "demo": cmd_demo,
+            "generate": generate_cli.cmd_generate}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -180,6 +184,6 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         sys.exit(COMMANDS[args.command](args))
-    except (DatasetError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (DatasetError, FileNotFoundError, FileExistsError, ValueError, ImportError) as exc:
         print(f"nerfgen {args.command}: error: {exc}", file=sys.stderr)
         sys.exit(2)
