@@ -213,7 +213,8 @@ class GenerationRun:
                              self.output, self.step)
 
     def run(self) -> GenerateSummary:
-        """Optimise until ``steps`` or ``max_seconds``; previews on the way, then save and an orbit video."""
+        """Optimise until ``steps`` or ``max_seconds``; a checkpoint and a preview every
+        ``preview_every`` steps, then the final checkpoint, preview and orbit video."""
         cfg = self.config
         with TrainProgress(cfg.steps, cfg.max_seconds, label="generate") as bar:
             bar.note(f"generating {self.prompt!r} with the {cfg.prior} prior into {self.output}")
@@ -226,6 +227,7 @@ class GenerationRun:
                 if not math.isfinite(stats.loss):
                     raise FloatingPointError(f"generation diverged at step {self.step} (loss {stats.loss})")
                 if cfg.preview_every > 0 and self.step % cfg.preview_every == 0:
+                    self.save()  # a checkpoint at every preview: the viewer can follow the run
                     bar.note(f"step {self.step}: preview {self.preview()}")
         self.save()
         self.preview()
