@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from nerfgen.prior import cli as prior_cli
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 """The YAML configs shipped beside the package (editable installs and source checkouts)."""
 JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
@@ -166,10 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     _eval_parser(sub)
     _render_parser(sub)
     _demo_parser(sub)
+    prior_cli.add_parser(sub)
     return parser
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "demo": cmd_demo,
+            "prior": prior_cli.cmd_prior}
 
 
 def main(argv: list[str] | None = None) -> None:
