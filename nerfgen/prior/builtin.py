@@ -134,6 +134,17 @@ def save_weights(path: Path, net: UNet, info: dict, half: bool = False) -> None:
                                            "schedule": "cosine", "prediction": "epsilon", **info})
 
 
+def export_weights(model: str | Path, destination: str | Path = WEIGHTS) -> Path:
+    """Store a trained model (see :func:`load_builtin_prior`) in fp16 at ``destination`` (+ its
+    ``.json``): how the shipped ``weights/builtin.safetensors`` is made from a training run."""
+    path = _weights_path(model)
+    prior = load_builtin_prior(path)
+    meta = read_json(path.with_suffix(".json"))
+    info = {k: v for k, v in meta.items() if k not in ("unet", "timesteps", "schedule", "prediction")}
+    save_weights(Path(destination), prior.net, info, half=True)
+    return Path(destination)
+
+
 def _weights_path(model: str | Path | None) -> Path:
     if model is None:
         return WEIGHTS

@@ -1,4 +1,4 @@
-"""``nerfgen prior train`` and ``nerfgen prior sample``: train the built-in prior, look at it."""
+"""``nerfgen prior train | export | sample``: train the built-in prior, ship its weights, look at it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "prior.yaml"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``prior train`` and ``prior sample`` under the ``nerfgen`` command."""
+    """Register ``prior train``, ``prior export`` and ``prior sample`` under the ``nerfgen`` command."""
     p = sub.add_parser("prior", help="train or sample the built-in diffusion prior",
                        description="The built-in pixel-space diffusion prior (offline, no downloaded weights).")
     prior_sub = p.add_subparsers(dest="prior_command", required=True)
@@ -27,6 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seed", type=int, help="training seed (overrides the config)")
     t.add_argument("--threads", type=int, help="CPU threads (default 1: the machine is shared)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    e = prior_sub.add_parser("export", help="store a trained run's weights in fp16 (as the shipped ones)",
+                             description="Write a run's EMA weights in fp16 with their JSON config: the shipped "
+                                         "nerfgen/prior/weights/builtin.safetensors is `prior export RUN`.")
+    e.add_argument("run", help="run folder of `nerfgen prior train` (or a .safetensors file)")
+    e.add_argument("--output", default=None, help="destination .safetensors (default: the package's shipped weights)")
     s = prior_sub.add_parser("sample", help="DDIM samples of a prompt across azimuths, as a PNG grid",
                              description="Sample the prior for a prompt from --views azimuths (one row per seed).")
     s.add_argument("prompt", help='text prompt, e.g. "a red cube"')
@@ -84,7 +89,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                TextColumn("{task.fields[info]}"), TimeElapsedColumn())
     with Progress(*columns, transient=False, disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("render", total=config.views.n_objects, info="")
-        views, text = prepare(config, output, lambda done, total: bar.update(task, completed=done))
+
+        def rendered(done: int, total: int) -> None:
+            bar.update(task, completed=done)
+            if not bar.console.is_terminal and done % 100 == 0:
+                print(f"prior train: rendered {done}/{total} objects", file=sys.stderr, flush=True)
+
+        views, text = prepare(config, output, rendered)
         bar.update(task, completed=config.views.n_objects)
         trainer = PriorTrainer(config, output, resume=args.resume)
         task = bar.add_task("train", total=config.steps, info="", completed=trainer.step)
@@ -128,6 +139,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from nerfgen.prior.builtin import WEIGHTS, export_weights
+
+    out = export_weights(args.run, args.output or WEIGHTS)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {out.with_suffix('.json')}")
+    return 0
+
+
 def cmd_prior(args: argparse.Namespace) -> int:
-    """Dispatch ``nerfgen prior <train|sample>``."""
-    return {"train": cmd_train, "sample": cmd_sample}[args.prior_command](args)
+    """Dispatch ``nerfgen prior <train|export|sample>``."""
+    return {"train": cmd_train, "export": cmd_export, "sample": cmd_sample}[args.prior_command](args)
