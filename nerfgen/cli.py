@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from nerfgen.generate import cli as generate_cli
+from nerfgen.prior import cli as prior_cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 """The YAML configs shipped beside the package (editable installs and source checkouts)."""
@@ -169,11 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     _render_parser(sub)
     _demo_parser(sub)
     generate_cli.add_parser(sub)
+    prior_cli.add_parser(sub)
     return parser
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "demo": cmd_demo,
-            "generate": generate_cli.cmd_generate}
+            "generate": generate_cli.cmd_generate, "prior": prior_cli.cmd_prior}
 
 
 def main(argv: list[str] | None = None) -> None:
