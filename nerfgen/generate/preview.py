@@ -11,9 +11,10 @@ import torch
 from torch import Tensor
 
 from nerfgen.engine.model import RadianceModel
-from nerfgen.generate.cameras import preview_views, view_cameras, view_positions
+from nerfgen.cameras import image_rays
+from nerfgen.generate.cameras import preview_views, view_cameras
 from nerfgen.generate.config import CameraConfig, GenerateConfig
-from nerfgen.generate.shading import shade
+from nerfgen.generate.shading import shade, surface_normals
 
 PREVIEW_ELEVATION = 15.0
 """Elevation (degrees) of preview and orbit cameras."""
@@ -32,18 +33,19 @@ def orbit_meta(camera: CameraConfig, resolution: int) -> dict:
 @torch.no_grad()
 def render_sheet(model: RadianceModel, config: GenerateConfig, background: Tensor, n_views: int = 4) -> Tensor:
     """``[2 * R, n_views * R, 3]``: colour on ``background`` above textureless shading (light from
-    the camera), at azimuths 0, 90, 180, 270 (front first)."""
+    the camera, normals at the surface points as in training), at azimuths 0, 90, 180, 270."""
     views, fov = preview_views(config.camera, n_views, PREVIEW_ELEVATION)
     cameras = view_cameras(views, fov, config.preview_resolution).to(background.device)
-    towards = view_positions(views)
     rows: list[list[Tensor]] = [[], []]
     for i in range(n_views):
-        image = model.render_camera(cameras, i, background, normals=True)
+        image = model.render_camera(cameras, i, background)
+        rays = image_rays(cameras, i)
+        opacity = image.opacity.reshape(-1)
+        normals = surface_normals(model.field.density, rays.origins, rays.directions, image.depth.reshape(-1),
+                                  config.normal_eps)
+        gray = shade(image.rgb.reshape(-1, 3), opacity, normals, -rays.directions, "textureless", config.shading.ambient)
         rows[0].append(image.rgb)
-        light = (towards[i] / towards[i].norm()).to(background.device).expand(image.opacity.numel(), 3)
-        gray = shade(image.rgb.reshape(-1, 3), image.opacity.reshape(-1), image.normals.reshape(-1, 3), light,
-                     "textureless", config.shading.ambient)
-        rows[1].append((gray + (1 - image.opacity.reshape(-1, 1)) * background).view_as(image.rgb))
+        rows[1].append((gray + (1 - opacity[:, None]) * background).view_as(image.rgb))
     return torch.cat([torch.cat(row, 1) for row in rows], 0)
 
 
