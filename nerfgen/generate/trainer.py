@@ -108,7 +108,7 @@ class GenerationRun:
         groups = [{"params": list(self.model.field.parameters()), "lr": self.config.lr}]
         if self.config.background == "mlp":
             groups.append({"params": list(self.background.parameters()), "lr": self.config.background_lr})
-        return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+        return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=True)
 
     def _encode_prompts(self) -> list[PromptEmbedding]:
         """The prompt (one embedding), or one per view suffix (:data:`VIEW_SUFFIXES`)."""
