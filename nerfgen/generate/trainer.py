@@ -35,6 +35,26 @@ SUMMARY_FILE = "generate.json"
 
 
 @dataclass
+class ShadedRenders:
+    """Renders of a batch of views as the prior sees them, and what the regularisers need
+    (``r``: the render resolution, ``R``: the prior's).
+
+    Attributes:
+        images: ``[B, 3, R, R]`` in [0, 1], shaded, over the background.
+        opacity: ``[B * r * r]`` accumulated opacity.
+        normals: ``[B * r * r, 3]`` unit surface normals (None when not needed this step).
+        directions: ``[B * r * r, 3]`` unit ray directions.
+        n_samples: field samples shaded.
+    """
+
+    images: Tensor
+    opacity: Tensor
+    normals: Tensor | None
+    directions: Tensor
+    n_samples: int
+
+
+@dataclass
 class StepStats:
     """One optimisation step: total and SDS loss, the largest timestep allowed, shading, samples."""
 
@@ -125,14 +145,9 @@ class GenerationRun:
         return PromptEmbedding(torch.cat([self.embeddings[i].cond for i in index]), self.embeddings[0].uncond)
 
     # -- one step ----------------------------------------------------------------------------
-    def render_views(self, views: Views, fov: Tensor, mode: str) -> tuple[Tensor, Tensor, Tensor | None, Tensor, int]:
-        """Render and shade ``views`` for the prior.
-
-        Returns:
-            images ``[B, 3, R, R]`` in [0, 1] (R: the prior's resolution), opacity ``[B * r * r]``,
-            surface normals ``[B * r * r, 3]`` (None when not computed), ray directions
-            ``[B * r * r, 3]`` and the number of field samples (r: the render resolution).
-        """
+    def render_views(self, views: Views, fov: Tensor, mode: str) -> ShadedRenders:
+        """Render ``views`` (``[B]``, horizontal fields of view ``fov [B]`` in degrees) and shade
+        them with ``mode`` for the prior."""
         cfg, n = self.config, views.elevation.shape[0]
         res = cfg.camera.resolution
         rays = camera_rays(view_cameras(views, fov, res)).to(self.device)
@@ -153,7 +168,7 @@ class GenerationRun:
         if res != self.prior.resolution:
             images = F.interpolate(images, size=(self.prior.resolution,) * 2, mode="bilinear",
                                    align_corners=False, antialias=res > self.prior.resolution)
-        return images, out.opacity, normals, rays.directions, out.n_samples
+        return ShadedRenders(images, out.opacity, normals, rays.directions, out.n_samples)
 
     def train_step(self) -> StepStats:
         """One step: random views, render, score distillation + regularisers, Adam."""
@@ -163,24 +178,24 @@ class GenerationRun:
         self.model.estimator.update(self.step, self.model.field.density)
         views, fov = sample_views(cfg.camera, cfg.camera.batch, self.generator)
         mode = choose_shading(cfg, done, self.generator)
-        images, opacity, normals, directions, n_samples = self.render_views(views, fov, mode)
+        renders = self.render_views(views, fov, mode)
         t_max = anneal_t_max(cfg, done)
-        sds = self.prior.sds_loss(images, self.prompt_for(views), _to(views, self.device), cfg.guidance,
+        sds = self.prior.sds_loss(renders.images, self.prompt_for(views), _to(views, self.device), cfg.guidance,
                                   (cfg.t_min, t_max), self.generator)
         loss = sds.loss
-        if normals is not None and cfg.lambda_orientation > 0:
-            loss = loss + cfg.lambda_orientation * orientation_loss(normals, directions, opacity)
+        if renders.normals is not None and cfg.lambda_orientation > 0:
+            loss = loss + cfg.lambda_orientation * orientation_loss(renders.normals, renders.directions, renders.opacity)
         if cfg.lambda_opacity > 0:
-            loss = loss + cfg.lambda_opacity * opacity_sparsity(opacity)
+            loss = loss + cfg.lambda_opacity * opacity_sparsity(renders.opacity)
         if cfg.lambda_entropy > 0:
-            loss = loss + cfg.lambda_entropy * opacity_entropy(opacity)
+            loss = loss + cfg.lambda_entropy * opacity_entropy(renders.opacity)
         self.optimizer.zero_grad(set_to_none=True)
         if loss.requires_grad:
             loss.backward()
             self.optimizer.step()
         self.step += 1
-        self.samples += n_samples
-        return StepStats(float(loss.detach()), float(sds.loss.detach()), t_max, mode, n_samples)
+        self.samples += renders.n_samples
+        return StepStats(float(loss.detach()), float(sds.loss.detach()), t_max, mode, renders.n_samples)
 
     # -- output ------------------------------------------------------------------------------
     def scene_meta(self) -> dict:
