@@ -1,4 +1,4 @@
-"""The ``nerfgen`` command: train, eval, render, view, demo."""
+"""The ``nerfgen`` command: train, eval, render, view, demo, generate, prior."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from nerfgen.generate import cli as generate_cli
+from nerfgen.prior import cli as prior_cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 """The YAML configs shipped beside the package (editable installs and source checkouts)."""
@@ -221,10 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     _render_parser(sub)
     _view_parser(sub)
     _demo_parser(sub)
+    generate_cli.add_parser(sub)
+    prior_cli.add_parser(sub)
     return parser
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "view": cmd_view, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "view": cmd_view, "demo": cmd_demo,
+            "generate": generate_cli.cmd_generate, "prior": prior_cli.cmd_prior}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -235,6 +241,6 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         sys.exit(COMMANDS[args.command](args))
-    except (DatasetError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (DatasetError, FileNotFoundError, FileExistsError, ValueError, ImportError) as exc:
         print(f"nerfgen {args.command}: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -83,25 +83,32 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainCon
     return _build(TrainConfig, values or {}, source)
 
 
+def read_options(path: str | Path) -> dict[str, Any]:
+    """The mapping of options in a YAML config file, with errors naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: malformed YAML ({exc})") from exc
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of options at the top level")
+    return values
+
+
+def build_dataclass(cls: type, values: dict[str, Any], source: str) -> Any:
+    """Dataclass ``cls`` from a nested dict; unknown keys raise an error naming ``source``."""
+    return _build(cls, values or {}, source)
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Read a YAML config (or the defaults when ``path`` is None) and apply ``overrides``."""
-    values: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: malformed YAML ({exc})") from exc
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of options at the top level")
-        source = str(path)
+    values = read_options(path) if path is not None else {}
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
-    return config_from_dict(values, source)
+    return config_from_dict(values, str(path) if path is not None else "defaults")
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:

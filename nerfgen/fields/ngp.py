@@ -34,6 +34,12 @@ class NGPFieldConfig:
     """Hidden layers of the colour network."""
     implementation: str = "auto"
     """Hash encoding backend: auto | nerfgen | tcnn."""
+    blob_density: float = 0.0
+    """Density bias of a blob at the box centre, ``blob_density * (1 - r / blob_radius)`` added to the
+    raw density before its activation (Magic3D); it falls below zero beyond ``blob_radius``, which
+    keeps the box edges empty. 0 turns it off. Text-to-3D starts from this blob."""
+    blob_radius: float = 0.5
+    """Distance from the box centre (world units) where the blob's bias crosses zero."""
 
 
 class NGPField(RadianceField):
@@ -60,7 +66,11 @@ class NGPField(RadianceField):
     def _geometry(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         unit, inside = self.normalize(positions)
         h = self.density_net(self.encoding(unit))
-        sigma = trunc_exp(h[:, 0] - 1.0) * inside
+        raw = h[:, 0] - 1.0
+        if self.config.blob_density != 0:
+            center = (self.aabb[:3] + self.aabb[3:]) * 0.5
+            raw = raw + self.config.blob_density * (1.0 - (positions - center).norm(dim=-1) / self.config.blob_radius)
+        sigma = trunc_exp(raw) * inside
         return sigma, h[:, 1:]
 
     def density(self, positions: Tensor) -> Tensor:

@@ -25,7 +25,13 @@ from torch import Tensor, nn
 
 @dataclass
 class Views:
-    """Viewing angles of a batch of rendered images (what camera-conditioned priors see).
+    r"""Viewing angles of a batch of rendered images (what camera-conditioned priors see).
+
+    Convention (``scenes/cameras.py`` and :mod:`nerfgen.generate.cameras`): world +z is up and the
+    object's centre is the origin; a camera at elevation :math:`e`, azimuth :math:`a` and distance
+    :math:`r` sits at :math:`r(\cos e \cos a, \cos e \sin a, \sin e)` and looks at the origin with
+    +z as its up vector. Azimuth 0 (camera on +x, looking down -x) sees the object's front;
+    azimuth grows counter-clockwise seen from above.
 
     Attributes:
         elevation: ``[B]`` degrees above the horizon.
@@ -44,7 +50,8 @@ class Views:
 
 @dataclass
 class PromptEmbedding:
-    """A prompt and its negative, encoded: ``cond`` and ``uncond`` are ``[1, ...]``."""
+    """A prompt and its negative, encoded: ``cond`` and ``uncond`` are ``[1, ...]`` (one prompt for
+    the whole batch) or ``[B, ...]`` (one per image, e.g. view-dependent prompts)."""
 
     cond: Tensor
     uncond: Tensor
@@ -116,7 +123,7 @@ class DiffusionPrior(nn.Module, abc.ABC):
                 the caller).
             generator: for the timesteps and the noise.
         """
-        z = self.encode_images(images)
+        z = self.encode_images(images).float()  # the SDS arithmetic in fp32 even for fp16 models
         n_steps = self.alphas_cumprod.shape[0]
         lo, hi = int(t_range[0] * n_steps), max(int(t_range[0] * n_steps) + 1, int(t_range[1] * n_steps))
         t = torch.randint(lo, min(hi, n_steps), (z.shape[0],), generator=generator).to(z.device)
@@ -124,7 +131,7 @@ class DiffusionPrior(nn.Module, abc.ABC):
         alpha_bar = self.alphas_cumprod.to(z)[t].view(-1, *[1] * (z.ndim - 1))
         with torch.no_grad():
             z_t = alpha_bar.sqrt() * z + (1 - alpha_bar).sqrt() * noise
-            eps_hat = self.guided_noise(z_t, t, prompt, views, guidance)
+            eps_hat = self.guided_noise(z_t, t, prompt, views, guidance).float()
         grad = torch.nan_to_num((1 - alpha_bar) * (eps_hat - noise))
         target = (z - grad).detach()
         loss = 0.5 * (z - target).pow(2).sum() / z.shape[0]

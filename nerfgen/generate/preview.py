@@ -1,0 +1,61 @@
+"""Looking at a generation: preview sheets of four sides, and the orbit stored with a run."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import imageio.v3 as iio
+import torch
+from torch import Tensor
+
+from nerfgen.engine.model import RadianceModel
+from nerfgen.cameras import image_rays
+from nerfgen.generate.cameras import preview_views, view_cameras
+from nerfgen.generate.config import CameraConfig, GenerateConfig
+from nerfgen.generate.shading import shade, surface_normals
+
+PREVIEW_ELEVATION = 15.0
+"""Elevation (degrees) of preview and orbit cameras."""
+
+
+def orbit_meta(camera: CameraConfig, resolution: int) -> dict:
+    """The orbit spec (:func:`nerfgen.engine.video.orbit_spec`'s keys) of a generated run: around
+    the origin, +z up, at the mid training distance and field of view, :data:`PREVIEW_ELEVATION` up."""
+    distance, fov = sum(camera.distance) / 2, sum(camera.fov) / 2
+    focal = 0.5 * resolution / math.tan(math.radians(fov) / 2)
+    return {"center": [0.0, 0.0, 0.0], "up": [0.0, 0.0, 1.0], "radius": distance,
+            "height": distance * math.sin(math.radians(PREVIEW_ELEVATION)),
+            "fx": focal, "fy": focal, "width": resolution, "height_px": resolution}
+
+
+@torch.no_grad()
+def render_sheet(model: RadianceModel, config: GenerateConfig, background: Tensor, n_views: int = 4) -> Tensor:
+    """``[2 * R, n_views * R, 3]``: colour on ``background`` above textureless shading (light from
+    the camera, normals at the surface points as in training), at azimuths 0, 90, 180, 270."""
+    views, fov = preview_views(config.camera, n_views, PREVIEW_ELEVATION)
+    cameras = view_cameras(views, fov, config.preview_resolution).to(background.device)
+    rows: list[list[Tensor]] = [[], []]
+    for i in range(n_views):
+        image = model.render_camera(cameras, i, background)
+        rays = image_rays(cameras, i)
+        opacity = image.opacity.reshape(-1)
+        normals = surface_normals(model.field.density, rays.origins, rays.directions, image.depth.reshape(-1),
+                                  config.normal_eps)
+        gray = shade(image.rgb.reshape(-1, 3), opacity, normals, -rays.directions, "textureless", config.shading.ambient)
+        rows[0].append(image.rgb)
+        rows[1].append((gray + (1 - opacity[:, None]) * background).view_as(image.rgb))
+    return torch.cat([torch.cat(row, 1) for row in rows], 0)
+
+
+def write_preview(model: RadianceModel, config: GenerateConfig, background: Tensor, output: Path, step: int) -> Path:
+    """Write ``output/previews/step_NNNNNN.png`` and ``output/preview.png`` (temp name, then rename)."""
+    sheet = (render_sheet(model, config, background).clamp(0, 1) * 255 + 0.5).byte().cpu().numpy()
+    path = Path(output) / "previews" / f"step_{step:06d}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for target in (path, Path(output) / "preview.png"):
+        tmp = target.with_name(f".{target.name}.tmp.png")
+        iio.imwrite(tmp, sheet)
+        os.replace(tmp, target)
+    return path

