@@ -46,7 +46,8 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def score(prior, shape: str, colour: str, args, masks: dict[str, torch.Tensor]) -> dict:
-    prompt = prior.encode_prompt(f"a {colour} {shape}")
+    text = f"{'an' if colour[0] in 'aeiou' else 'a'} {colour} {shape}"
+    prompt = prior.encode_prompt(text)
     views = orbit_views(args.views, elevation=args.elevation, start=15.0)
     samples = torch.cat([ddim_sample(prior, prompt, views, args.guidance, args.steps, torch.Generator().manual_seed(s))
                          for s in range(args.seeds)])  # [S V, 3, R, R]
@@ -63,7 +64,7 @@ def score(prior, shape: str, colour: str, args, masks: dict[str, torch.Tensor]) 
         Path(args.save).mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid).resize((grid.shape[1] * 4, grid.shape[0] * 4), Image.NEAREST).save(
             Path(args.save) / f"{colour}_{shape}.png")
-    return {"prompt": f"a {colour} {shape}", "colour_accuracy": float(np.mean([n == colour for n in names])),
+    return {"prompt": text, "colour_accuracy": float(np.mean([n == colour for n in names])),
             "shape_accuracy": float(np.mean([s == shape for s in shapes])),
             "silhouette_iou": round(float(ious[shape].mean()), 3),
             "coverage": round(float(fg.float().mean()), 3)}

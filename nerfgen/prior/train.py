@@ -43,7 +43,7 @@ class PriorTrainConfig:
     """The rendered training set."""
     unet: UNetConfig = field(default_factory=UNetConfig)
     """The network."""
-    steps: int = 4000
+    steps: int = 1500
     """Optimisation steps."""
     minutes: float = 0.0
     """Time budget in minutes (0: none); the learning-rate schedule follows the nearer budget."""
