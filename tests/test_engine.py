@@ -90,3 +90,21 @@ def test_config_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="bad.yaml: malformed YAML"):
         load_config(bad)
     assert load_config(None, {"max_steps": 5}).max_steps == 5
+
+
+def test_optimizer_state_survives_repeated_resumes(tmp_path):
+    """Safetensors sorts names ("10." before "2."): state must stay with its parameter across
+    save -> load -> save -> load, with more than ten parameters of different shapes."""
+    from nerfgen.engine import checkpoint as ckpt
+
+    params = [torch.nn.Parameter(torch.randn(i + 1, 2)) for i in range(12)]
+    opt = torch.optim.Adam(params)
+    sum((p**2).sum() for p in params).backward()
+    opt.step()
+    for cycle in range(2):
+        ckpt.write_tensors(tmp_path / "opt.safetensors", ckpt.optimizer_tensors(opt))
+        fresh = torch.optim.Adam(params)
+        ckpt.load_optimizer_tensors(fresh, ckpt.read_tensors(tmp_path / "opt.safetensors"))
+        for p in params:
+            assert torch.equal(fresh.state[p]["exp_avg"], opt.state[p]["exp_avg"]), f"cycle {cycle}"
+        opt = fresh

@@ -71,9 +71,9 @@ def read_json(path: Path) -> dict:
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     """Adam-style optimizer state flattened to named tensors (``"{param}.{key}"``)."""
     out = {}
-    for i, (_, state) in enumerate(optimizer.state_dict()["state"].items()):
+    for index, state in optimizer.state_dict()["state"].items():  # keyed by parameter index, any order
         for key, value in state.items():
-            out[f"{i}.{key}"] = torch.as_tensor(value, dtype=torch.float32)
+            out[f"{index}.{key}"] = torch.as_tensor(value, dtype=torch.float32)
     return out
 
 
