@@ -15,7 +15,7 @@ from nerfgen.engine.trainer import Trainer
 from tests.conftest import REPO
 
 LEGO_STEPS = 600
-LEGO_MIN_PSNR = 23.0  # measured 24.5 dB (25 test views, 100x100) after 600 steps
+LEGO_MIN_PSNR = 25.0  # measured 26.5 dB, SSIM 0.913 (25 test views, 100x100) after 600 steps
 
 
 def test_lego_downscale8_reaches_psnr(shared_data, tmp_path):

@@ -19,7 +19,9 @@ class OccGridConfig:
     resolution: int = 64
     """Cells per axis of each cascade (instant-ngp uses 128; 64 keeps grid updates cheap on a CPU)."""
     render_step_size: float = 0.0
-    """Smallest step along rays; 0 picks the box diagonal / 1024 (instant-ngp)."""
+    """Smallest step along rays; 0 picks the box diagonal / ``diagonal_steps``."""
+    diagonal_steps: int = 1024
+    """Steps across the box diagonal when ``render_step_size`` is 0 (instant-ngp: 1024)."""
     cone_angle: float = -1.0
     """Step growth with distance; -1 picks 0 for one cascade, 1/256 for several (instant-ngp)."""
     near_plane: float = 0.05
@@ -66,7 +68,7 @@ class OccGridEstimator(nn.Module):
         self.register_buffer("occs", torch.zeros(cascades, res**3))
         self.register_buffer("binaries", torch.ones(cascades, res, res, res, dtype=torch.bool))
         self.register_buffer("hull", torch.ones(cascades, res**3, dtype=torch.bool))
-        self.step_size = cfg.render_step_size or float((aabb[3:] - aabb[:3]).norm()) / 1024
+        self.step_size = cfg.render_step_size or float((aabb[3:] - aabb[:3]).norm()) / cfg.diagonal_steps
         self.cone_angle = cfg.cone_angle if cfg.cone_angle >= 0 else (0.0 if cascades == 1 else 1 / 256)
 
     @property
