@@ -10,6 +10,7 @@
 #include <omp.h>
 #endif
 
+#include "nerfgen/cpu_threads.h"
 #include "nerfgen/hashgrid_api.h"
 
 namespace nerfgen {
@@ -49,12 +50,6 @@ struct AtomicAdd {
     *ptr += value;
   }
 };
-
-template <typename scalar_t>
-int threads_for(const HashGridProblem<scalar_t>& p) {
-  const bool big = p.n_points * p.n_levels >= kMinParallelWork;
-  return big ? std::max(1, p.n_threads) : 1;
-}
 
 inline void prefetch(const void* address, bool for_write) {
 #if defined(__GNUC__)
@@ -103,7 +98,7 @@ void forward_impl(const HashGridProblem<scalar_t>& p, const scalar_t* __restrict
                   scalar_t* __restrict__ out) {
   const int F = feature_count<N_FEAT>(p.n_features);
   const int64_t out_stride = static_cast<int64_t>(p.n_levels) * F;
-#pragma omp parallel num_threads(threads_for(p))
+#pragma omp parallel num_threads(threads_for(p.n_points * p.n_levels, kMinParallelWork, p.n_threads))
   {
     // Each level writes its own columns of this thread's rows: no barrier between levels.
     const Range r = Range::of_thread(p.n_points);
@@ -158,7 +153,7 @@ void backward_positions_impl(const HashGridProblem<scalar_t>& p, const scalar_t*
                              const scalar_t* __restrict__ grad_out, scalar_t* __restrict__ grad_positions) {
   const int F = feature_count<N_FEAT>(p.n_features);
   const int64_t g_stride = static_cast<int64_t>(p.n_levels) * F;
-#pragma omp parallel num_threads(threads_for(p))
+#pragma omp parallel num_threads(threads_for(p.n_points * p.n_levels, kMinParallelWork, p.n_threads))
   {
     // Each thread accumulates into its own rows of grad_positions: no barrier between levels.
     const Range r = Range::of_thread(p.n_points);
@@ -183,7 +178,7 @@ void hash_grid_forward(const HashGridProblem<scalar_t>& p, const scalar_t* table
 template <typename scalar_t>
 void hash_grid_backward_table(const HashGridProblem<scalar_t>& p, const scalar_t* grad_out,
                               scalar_t* grad_table) {
-  const int n_threads = threads_for(p);
+  const int n_threads = threads_for(p.n_points * p.n_levels, kMinParallelWork, p.n_threads);
   // Sharing whole levels out balances well once each thread gets at least two of them.
   const bool by_level = n_threads == 1 || p.n_levels >= 2 * n_threads;
   dispatch_features(p.n_features, [&](auto nf) {

@@ -1,6 +1,7 @@
 // C++/OpenMP launchers of ray marching (the CPU twin of march.cu). Torch-free.
 // Rays differ widely in cost (a miss costs nothing, a grazing ray hundreds of steps), so rays are
 // handed out dynamically in small batches.
+#include "nerfgen/cpu_threads.h"
 #include "nerfgen/march_api.h"
 
 namespace nerfgen {
@@ -9,14 +10,12 @@ namespace {
 constexpr int kRayBatch = 64;
 // Below this many rays a parallel region costs more than it saves.
 constexpr int64_t kMinParallelRays = 256;
-
-int threads_for(int64_t n_rays, int n_threads) { return n_rays >= kMinParallelRays && n_threads > 1 ? n_threads : 1; }
 }  // namespace
 
 void ray_aabb_intersect(const float* origins, const float* directions, const float* aabbs, int64_t n_rays,
                         int n_boxes, float near_plane, float far_plane, float* t_mins, float* t_maxs, bool* hits,
                         int n_threads) {
-#pragma omp parallel for schedule(static) num_threads(threads_for(n_rays, n_threads))
+#pragma omp parallel for schedule(static) num_threads(threads_for(n_rays, kMinParallelRays, n_threads))
   for (int64_t r = 0; r < n_rays; ++r) {
     for (int b = 0; b < n_boxes; ++b) {
       const int64_t j = r * n_boxes + b;
@@ -26,7 +25,7 @@ void ray_aabb_intersect(const float* origins, const float* directions, const flo
 }
 
 void march_count(const MarchProblem& p, int64_t* counts) {
-#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, p.n_threads))
+#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, kMinParallelRays, p.n_threads))
   for (int64_t r = 0; r < p.n_rays; ++r) {
     const float jitter = p.jitter ? p.jitter[r] : 0.0f;
     counts[r] = march_ray(p.grid, p.params, p.origins + 3 * r, p.directions + 3 * r, jitter,
@@ -35,7 +34,7 @@ void march_count(const MarchProblem& p, int64_t* counts) {
 }
 
 void march_fill(const MarchProblem& p, const int64_t* offsets, float* t_starts, float* t_ends, int64_t* ray_indices) {
-#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, p.n_threads))
+#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, kMinParallelRays, p.n_threads))
   for (int64_t r = 0; r < p.n_rays; ++r) {
     const float jitter = p.jitter ? p.jitter[r] : 0.0f;
     const int64_t base = offsets[r];

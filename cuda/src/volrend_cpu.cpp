@@ -1,5 +1,6 @@
 // C++/OpenMP launchers of packed volume rendering (the CPU twin of volrend.cu). Torch-free.
 // Rays are independent: each thread composites whole rays, forward and backward.
+#include "nerfgen/cpu_threads.h"
 #include "nerfgen/volrend_api.h"
 
 namespace nerfgen {
@@ -7,20 +8,18 @@ namespace cpu {
 namespace {
 constexpr int kRayBatch = 256;
 constexpr int64_t kMinParallelRays = 1024;
-
-int threads_for(int64_t n_rays, int n_threads) { return n_rays >= kMinParallelRays && n_threads > 1 ? n_threads : 1; }
 }  // namespace
 
 template <typename scalar_t>
 void composite_forward(const CompositeProblem<scalar_t>& p, const CompositeOutputs<scalar_t>& out) {
-#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, p.n_threads))
+#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, kMinParallelRays, p.n_threads))
   for (int64_t r = 0; r < p.n_rays; ++r) composite_forward_ray(p, r, out);
 }
 
 template <typename scalar_t>
 void composite_backward(const CompositeProblem<scalar_t>& p, const scalar_t* weights,
                         const scalar_t* transmittance, const CompositeGrads<scalar_t>& grads) {
-#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, p.n_threads))
+#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, kMinParallelRays, p.n_threads))
   for (int64_t r = 0; r < p.n_rays; ++r) composite_backward_ray(p, r, weights, transmittance, grads);
 }
 
