@@ -2,9 +2,10 @@
 the test views, print one JSON line per budget.
 
     python bench/lego.py --minutes 5 20 --every 8
+    python bench/lego.py --minutes 1 5 --device cuda --config configs/ngp_cuda.yaml   # on a GPU
 
 Fields: minutes, seconds (training time), steps, rays_per_s, samples_per_ray, test PSNR/SSIM,
-views evaluated, eval seconds, peak RSS (MB), backend.
+views evaluated, eval seconds, peak RSS (MB), backend, device (and peak GPU memory on CUDA).
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ from nerfgen.engine.trainer import Trainer  # noqa: E402
 from nerfgen.ops._backend import get_backend_name  # noqa: E402
 
 
+def gpu_figures(device: torch.device) -> dict:
+    """The GPU's name and its peak memory, for runs on CUDA."""
+    if device.type != "cuda":
+        return {"device": "cpu"}
+    return {"device": torch.cuda.get_device_name(device),
+            "peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "nerf_synthetic" / "lego"))
@@ -37,6 +46,7 @@ def main() -> None:
     parser.add_argument("--downscale", type=float, default=1.0)
     parser.add_argument("--config", default=str(REPO / "configs" / "ngp.yaml"))
     parser.add_argument("--output", default=str(REPO / "runs" / "bench"))
+    parser.add_argument("--device", default="auto", help="cpu | cuda | auto (CUDA when torch sees a GPU)")
     args = parser.parse_args()
     if "jemalloc" not in os.environ.get("LD_PRELOAD", ""):
         print("note: run with LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 as the CLI does", file=sys.stderr)
@@ -48,11 +58,11 @@ def main() -> None:
 
             shutil.rmtree(out)
         config = load_config(args.config, {"max_seconds": minutes * 60, "max_steps": 10**9,
-                                           "downscale": args.downscale, "val_every": 0})
+                                           "downscale": args.downscale, "val_every": 0, "device": args.device})
         trainer = Trainer(config, dataset, out)
         summary = trainer.train()
         start = time.perf_counter()
-        report = evaluate(out, "test", every=args.every)
+        report = evaluate(out, "test", every=args.every, device=args.device)
         print(json.dumps({
             "figure": "lego_train", "minutes": minutes, "seconds": round(summary.seconds, 1), "steps": summary.steps,
             "rays_per_s": round(summary.rays / summary.seconds), "samples_per_ray": round(summary.samples / summary.rays, 1),
@@ -60,7 +70,7 @@ def main() -> None:
             "resolution": f"{report['width']}x{report['height']}", "eval_seconds": round(time.perf_counter() - start, 1),
             "render_rays_per_s": round(report["rays_per_second"]),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "backend": get_backend_name(), "threads": torch.get_num_threads(),
+            **gpu_figures(trainer.device), "backend": get_backend_name(), "threads": torch.get_num_threads(),
         }), flush=True)
 
 

@@ -42,6 +42,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed (runs are repeatable for a seed)")
     p.add_argument("--val-every", type=int, help="steps between validation PSNR renders (0: never)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--device", help="cpu | cuda[:n] | auto (default: auto, CUDA when torch sees a GPU)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     p.add_argument("--viewer", action="store_true",
                    help="serve the browser viewer while training (pause/resume there); it stays up after training "
@@ -59,6 +60,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset path (default: the one the run trained on)")
     p.add_argument("--downscale", type=float, help="image downscale (default: the training one)")
     p.add_argument("--save-images", action="store_true", help="write renders_{split}/NNN.png (render | ground truth)")
+    p.add_argument("--device", default="auto", help="cpu | cuda[:n] | auto (default: auto, CUDA when torch sees a GPU)")
 
 
 def _render_parser(sub: argparse._SubParsersAction) -> None:
@@ -137,7 +139,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     overrides = {"field": args.field, "max_steps": args.max_steps, "max_seconds": args.max_seconds,
-                 "downscale": args.downscale, "seed": args.seed, "val_every": args.val_every, "threads": args.threads}
+                 "downscale": args.downscale, "seed": args.seed, "val_every": args.val_every, "threads": args.threads,
+                 "device": args.device}
     if args.resume:
         if not (output / STATE_FILE).is_file():
             raise FileNotFoundError(f"{output / STATE_FILE}: nothing to resume (no checkpoint in {output})")
@@ -170,7 +173,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from nerfgen.engine.evaluate import evaluate
 
-    report = evaluate(args.run, args.split, args.every, args.data, args.downscale, args.save_images, args.limit)
+    report = evaluate(args.run, args.split, args.every, args.data, args.downscale, args.save_images, args.limit,
+                      args.device)
     print(f"{args.run}: {report['split']} ({report['views']} views, {report['width']}x{report['height']}): "
           f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}  ({report['rays_per_second']:,.0f} rays/s)")
     print(f"wrote {Path(args.run) / ('eval_' + args.split + '.json')}")

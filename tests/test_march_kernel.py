@@ -2,8 +2,9 @@
 
 The kernel skips empty cells but must keep exactly the twin's samples: with uniform steps the t
 values are the same float32 expressions (compared exactly); with cone stepping exp/log may round
-differently by an ulp (compared to 1e-6 relative, and the kept sets may differ only where a
-midpoint lies within rounding of a cell face).
+differently by an ulp or two (glibc, SLEEF, CUDA's libdevice): samples are matched per ray to
+1e-5 relative, and the kept sets may differ only where a midpoint or a ray's last step lies
+within rounding of a cell face or the box.
 """
 
 from __future__ import annotations
@@ -43,14 +44,26 @@ def rays(n: int, seed: int, inside: bool = False):
     return origins, torch.cat([directions, axis])
 
 
+def unmatched(a, b, rtol: float = 1e-5) -> int:
+    """Samples of ``a`` with no sample of ``b`` on the same ray starting within ``rtol`` (relative)."""
+    if len(a) == 0 or len(b) == 0:
+        return len(a)
+    span = float(torch.cat([a.t_ends, b.t_ends]).abs().max()) + 1.0  # rays side by side on one axis
+    ka = a.ray_indices.double() * span + a.t_starts.double()
+    kb = (b.ray_indices.double() * span + b.t_starts.double()).sort().values
+    right = torch.searchsorted(kb, ka).clamp(max=len(kb) - 1)
+    left = (right - 1).clamp(min=0)
+    gap = torch.minimum((kb[right] - ka).abs(), (kb[left] - ka).abs())
+    return int((gap > rtol * a.t_starts.double().abs().clamp(min=1.0)).sum())
+
+
 def assert_same_samples(a, b, exact: bool):
     if exact:
         assert torch.equal(a.ray_indices, b.ray_indices)
         assert torch.equal(a.t_starts, b.t_starts) and torch.equal(a.t_ends, b.t_ends)
         return
-    key = lambda s: {(int(r), round(float(t), 4)) for r, t in zip(s.ray_indices, s.t_starts)}  # noqa: E731
-    ka, kb = key(a), key(b)
-    assert len(ka ^ kb) <= max(2, 1e-3 * len(kb)), f"{len(ka ^ kb)} of {len(kb)} samples differ"
+    differ = unmatched(a, b) + unmatched(b, a)
+    assert differ <= max(2, 1e-3 * len(b)), f"{differ} of {len(a)} / {len(b)} samples differ"
     if len(a) == len(b) and torch.equal(a.ray_indices, b.ray_indices):
         torch.testing.assert_close(a.t_starts, b.t_starts, rtol=1e-6, atol=1e-6)
 

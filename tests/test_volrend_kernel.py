@@ -37,7 +37,7 @@ def render_and_grads(fn, t0, t1, sigmas, colors, ri, n_rays, eps, seed):
     colors = colors.detach().clone().requires_grad_()
     out: Composite = fn(t0, t1, sigmas, colors, ri, n_rays, eps)
     g = torch.Generator().manual_seed(seed)
-    loss = sum((getattr(out, f) * torch.randn(getattr(out, f).shape, generator=g, dtype=sigmas.dtype)).sum()
+    loss = sum((getattr(out, f) * torch.randn(getattr(out, f).shape, generator=g, dtype=sigmas.dtype).to(sigmas.device)).sum()
                for f in FIELDS)
     grad_sigmas, grad_colors = torch.autograd.grad(loss, (sigmas, colors))
     return out, grad_sigmas, grad_colors

@@ -5,6 +5,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <string>
+
 #include "nerfgen/hashgrid_api.h"
 #include "nerfgen/march_api.h"
 #include "nerfgen/volrend_api.h"
@@ -17,25 +19,37 @@
 namespace nerfgen {
 namespace {
 
+// Numbers in error messages are formatted with std::to_string, never by an ostream of this
+// library: built with GCC 13 against torch 2.11's wheel (a CUDA machine's image), inserting an
+// integer into the message's ostream crashed inside libstdc++'s locale code, so a bad argument
+// gave a segfault instead of an error. Strings and dtypes stream safely.
+std::string num(int64_t value) { return std::to_string(value); }
+
+std::string shape_of(at::IntArrayRef sizes) {
+  std::string out = "[";
+  for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
+  return out + "]";
+}
+
 // Shapes, dtypes and devices of the hash-grid arguments; returns the number of features F.
 int64_t check_hash_grid(const at::Tensor& feats, int64_t feat_cols_per_level, const at::Tensor& positions,
                         const at::Tensor& resolutions, const at::Tensor& strides, int64_t log2_table_size) {
   TORCH_CHECK(positions.dim() == 2 && positions.size(1) == 3, "hash_grid: positions must be [n, 3], got ",
-              positions.sizes());
+              shape_of(positions.sizes()));
   TORCH_CHECK(positions.scalar_type() == feats.scalar_type(), "hash_grid: positions are ",
               positions.scalar_type(), " but the table/gradient is ", feats.scalar_type());
   TORCH_CHECK(resolutions.dim() == 1 && resolutions.scalar_type() == at::kFloat,
               "hash_grid: resolutions must be a float32 [n_levels] tensor, got ", resolutions.scalar_type(),
-              resolutions.sizes());
+              shape_of(resolutions.sizes()));
   const int64_t n_levels = resolutions.size(0);
   TORCH_CHECK(n_levels >= 1, "hash_grid: need at least one level");
   TORCH_CHECK(strides.dim() == 2 && strides.size(0) == n_levels && strides.size(1) == 3 &&
                   strides.scalar_type() == at::kInt,
-              "hash_grid: strides must be int32 [n_levels, 3] = [", n_levels, ", 3], got ", strides.scalar_type(),
-              strides.sizes());
+              "hash_grid: strides must be int32 [n_levels, 3] = [", num(n_levels), ", 3], got ",
+              strides.scalar_type(), shape_of(strides.sizes()));
   TORCH_CHECK(log2_table_size >= 1 && log2_table_size <= 30 && (n_levels << log2_table_size) <= (int64_t{1} << 31),
-              "hash_grid: need n_levels << log2_table_size <= 2^31, got n_levels=", n_levels,
-              ", log2_table_size=", log2_table_size);
+              "hash_grid: need n_levels << log2_table_size <= 2^31, got n_levels=", num(n_levels),
+              ", log2_table_size=", num(log2_table_size));
   for (const at::Tensor* t : {&feats, &positions, &resolutions, &strides}) {
     TORCH_CHECK(t->is_contiguous(), "hash_grid: all tensors must be contiguous");
     TORCH_CHECK(t->device() == positions.device(), "hash_grid: all tensors must be on ", positions.device(),
@@ -61,15 +75,15 @@ HashGridProblem<scalar_t> make_problem(const at::Tensor& positions, const at::Te
 int64_t table_features(const at::Tensor& table, const at::Tensor& resolutions, int64_t log2_table_size) {
   TORCH_CHECK(table.dim() == 2 && table.size(0) == (resolutions.size(0) << log2_table_size),
               "hash_grid: table must be [n_levels << log2_table_size, F] = [",
-              resolutions.size(0) << log2_table_size, ", F], got ", table.sizes());
+              num(resolutions.size(0) << log2_table_size), ", F], got ", shape_of(table.sizes()));
   return table.size(1);
 }
 
 int64_t grad_features(const at::Tensor& grad_out, const at::Tensor& positions, const at::Tensor& resolutions) {
   const int64_t n_levels = resolutions.size(0);
   TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == positions.size(0) && grad_out.size(1) % n_levels == 0,
-              "hash_grid: grad_out must be [n, n_levels * F] with n=", positions.size(0),
-              ", n_levels=", n_levels, ", got ", grad_out.sizes());
+              "hash_grid: grad_out must be [n, n_levels * F] with n=", num(positions.size(0)),
+              ", n_levels=", num(n_levels), ", got ", shape_of(grad_out.sizes()));
   return grad_out.size(1) / n_levels;
 }
 
@@ -206,7 +220,8 @@ at::Tensor hash_grid_bwd_positions(const at::Tensor& grad_out, const at::Tensor&
 
 void check_rays(const char* op, const at::Tensor& origins, const at::Tensor& directions) {
   TORCH_CHECK(origins.dim() == 2 && origins.size(1) == 3 && directions.sizes() == origins.sizes(), op,
-              ": origins and directions must both be [n_rays, 3], got ", origins.sizes(), " and ", directions.sizes());
+              ": origins and directions must both be [n_rays, 3], got ", shape_of(origins.sizes()), " and ",
+              shape_of(directions.sizes()));
   for (const at::Tensor* t : {&origins, &directions}) {
     TORCH_CHECK(t->scalar_type() == at::kFloat && t->is_contiguous(), op, ": rays must be contiguous float32");
     TORCH_CHECK(t->device() == origins.device(), op, ": all tensors must be on ", origins.device());
@@ -217,7 +232,7 @@ void check_boxes(const char* op, const at::Tensor& aabbs, const at::Tensor& orig
   TORCH_CHECK(aabbs.dim() == 2 && aabbs.size(1) == 6 && aabbs.size(0) >= 1 && aabbs.scalar_type() == at::kFloat &&
                   aabbs.is_contiguous() && aabbs.device() == origins.device(),
               op, ": aabbs must be a contiguous float32 [n_boxes >= 1, 6] tensor on ", origins.device(), ", got ",
-              aabbs.scalar_type(), aabbs.sizes());
+              aabbs.scalar_type(), shape_of(aabbs.sizes()));
 }
 
 template <typename Launch>
@@ -250,7 +265,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> traverse_grids_op(
                   binaries.size(2) == binaries.size(3) && binaries.scalar_type() == at::kBool &&
                   binaries.is_contiguous() && binaries.device() == origins.device(),
               "traverse_grids: binaries must be a contiguous bool [n_levels, res, res, res] tensor with n_levels = ",
-              aabbs.size(0), ", got ", binaries.scalar_type(), binaries.sizes());
+              num(aabbs.size(0)), ", got ", binaries.scalar_type(), shape_of(binaries.sizes()));
   if (jitter.has_value()) {
     TORCH_CHECK(jitter->dim() == 1 && jitter->size(0) == n && jitter->scalar_type() == at::kFloat &&
                     jitter->is_contiguous() && jitter->device() == origins.device(),
@@ -289,10 +304,10 @@ void check_samples(const at::Tensor& t_starts, const at::Tensor& t_ends, const a
   TORCH_CHECK(sigmas.dim() == 1 && t_starts.sizes() == sigmas.sizes() && t_ends.sizes() == sigmas.sizes(),
               "composite: t_starts, t_ends and sigmas must all be [n_samples]");
   TORCH_CHECK(colors.dim() == 2 && colors.size(0) == n && colors.size(1) >= 1,
-              "composite: colors must be [n_samples, C] with n_samples = ", n, ", got ", colors.sizes());
+              "composite: colors must be [n_samples, C] with n_samples = ", num(n), ", got ", shape_of(colors.sizes()));
   TORCH_CHECK(packed_info.dim() == 2 && packed_info.size(1) == 2 && packed_info.scalar_type() == at::kLong,
               "composite: packed_info must be int64 [n_rays, 2], got ", packed_info.scalar_type(),
-              packed_info.sizes());
+              shape_of(packed_info.sizes()));
   for (const at::Tensor* t : {&t_starts, &t_ends, &sigmas, &colors, &packed_info}) {
     TORCH_CHECK(t->is_contiguous() && t->device() == sigmas.device(), "composite: tensors must be contiguous, on ",
                 sigmas.device());
@@ -355,8 +370,8 @@ std::tuple<at::Tensor, at::Tensor> composite_bwd_op(
   for (const auto& [t, shape] : shapes) {
     TORCH_CHECK(t->sizes() == at::IntArrayRef(shape) && t->is_contiguous() && t->scalar_type() == sigmas.scalar_type() &&
                     t->device() == sigmas.device(),
-                "composite_bwd: expected a contiguous ", sigmas.scalar_type(), " tensor of shape ", shape, ", got ",
-                t->scalar_type(), t->sizes());
+                "composite_bwd: expected a contiguous ", sigmas.scalar_type(), " tensor of shape ", shape_of(shape), ", got ",
+                t->scalar_type(), shape_of(t->sizes()));
   }
   const typename Launch::Guard guard(sigmas.device());
   auto grad_sigmas = at::empty_like(sigmas);

@@ -60,6 +60,8 @@ class TrainConfig:
     """Seed for every random choice; a run is repeatable for a seed."""
     threads: int = 0
     """CPU threads for torch (0: all cores)."""
+    device: str = "auto"
+    """Where the model trains: ``cpu``, ``cuda[:n]`` or ``auto`` (CUDA when torch sees a GPU)."""
 
 
 def _build(cls: type, values: dict[str, Any], source: str) -> Any:
@@ -76,6 +78,15 @@ def _build(cls: type, values: dict[str, Any], source: str) -> Any:
             value = _build(type(default), value, f"{source} [{key}]")
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other names pass through."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
 
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:

@@ -10,6 +10,7 @@ import torch
 
 from nerfgen.data import load_dataset
 from nerfgen.engine.checkpoint import write_json
+from nerfgen.engine.config import resolve_device
 from nerfgen.engine.metrics import psnr, ssim
 from nerfgen.engine.model import load_model
 from nerfgen.engine.trainer import composite, eval_background
@@ -17,7 +18,7 @@ from nerfgen.engine.trainer import composite, eval_background
 
 def evaluate(
     run_dir: str | Path, split: str = "test", every: int = 1, data: str | None = None,
-    downscale: float | None = None, save_images: bool = False, limit: int = 0,
+    downscale: float | None = None, save_images: bool = False, limit: int = 0, device: str = "auto",
 ) -> dict:
     """Render every ``every``-th view of ``split`` and compare with the ground truth.
 
@@ -29,13 +30,14 @@ def evaluate(
         downscale: image downscale (default: the training one).
         save_images: also write ``renders_{split}/NNN.png`` (prediction beside ground truth).
         limit: evaluate at most this many views (0: all selected).
+        device: where to render: ``cpu``, ``cuda[:n]`` or ``auto``.
 
     Returns:
         The report written to ``run_dir/eval_{split}.json``: mean and per-view PSNR/SSIM, seconds,
         rays/s.
     """
     run_dir = Path(run_dir)
-    run = load_model(run_dir)
+    run = load_model(run_dir, resolve_device(device))
     data = data or run.meta["data"]
     dataset = load_dataset(data, split, downscale=downscale or run.config.downscale)
     bg = eval_background(dataset)

@@ -53,17 +53,27 @@ class RadianceModel(nn.Module):
         """Render a batch of rays (differentiable); see :func:`nerfgen.render.render_rays`."""
         return render_rays(self.field, self.estimator, origins, directions, background, stratified)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters and grid live."""
+        return self.estimator.aabbs.device
+
     @torch.no_grad()
     def render_camera(
         self, cameras: Cameras, index: int, background: Tensor, chunk: int = 1 << 14, normals: bool = False
     ) -> ImageOutput:
-        """Render every pixel of camera ``index`` (pixel centres), without gradients."""
-        rays = image_rays(cameras, index)
-        out = render_rays_chunked(self.field, self.estimator, rays.origins, rays.directions, background, chunk,
-                                  normals)
+        """Render every pixel of camera ``index`` (pixel centres), without gradients.
+
+        Cameras and background may live anywhere: the rays are made on the model's device, the
+        image comes back on the CPU (for metrics, files and the viewer).
+        """
+        rays = image_rays(cameras.to(self.device), index)
+        out = render_rays_chunked(self.field, self.estimator, rays.origins, rays.directions,
+                                  background.to(self.device), chunk, normals)
         h, w = cameras.height, cameras.width
-        normal_map = out.normals.view(h, w, 3) if normals else None
-        return ImageOutput(out.rgb.view(h, w, 3), out.depth.view(h, w), out.opacity.view(h, w), normal_map)
+        normal_map = out.normals.view(h, w, 3).cpu() if normals else None
+        return ImageOutput(out.rgb.view(h, w, 3).cpu(), out.depth.view(h, w).cpu(), out.opacity.view(h, w).cpu(),
+                           normal_map)
 
 
 @dataclass

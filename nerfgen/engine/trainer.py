@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from nerfgen.cameras import pixel_rays
 from nerfgen.data import Dataset
 from nerfgen.engine import checkpoint as ckpt
-from nerfgen.engine.config import TrainConfig, config_to_dict
+from nerfgen.engine.config import TrainConfig, config_to_dict, resolve_device
 from nerfgen.engine.metrics import psnr
 from nerfgen.engine.model import RadianceModel
 from nerfgen.engine.progress import TrainProgress
@@ -80,16 +80,19 @@ class Trainer:
             torch.set_num_threads(config.threads)
         self.config, self.dataset, self.val_dataset = config, dataset, val_dataset
         self.output = Path(output)
+        self.device = torch.device(resolve_device(config.device))
         self.model = RadianceModel(config, dataset.aabb, dataset.cascades)
-        self.optimizer = _optimizer(self.model, config)
-        self.background = background_mode(config, dataset)
-        self.pixels = dataset.images.reshape(-1, 4)  # [n * H * W, 4] uint8
-        self.step, self.seconds, self.rays_seen, self.samples_seen = 0, 0.0, 0, 0
-        self.n_rays = config.init_rays
-        self.generator = torch.Generator().manual_seed(config.seed)
         if dataset.has_alpha and config.carve:
             alphas = dataset.images[..., 3]
             self.model.estimator.restrict(lambda c, size: visual_hull(c, size, dataset.cameras, alphas))
+        self.model.to(self.device)
+        self.optimizer = _optimizer(self.model, config)
+        self.background = background_mode(config, dataset)
+        self.pixels = dataset.images.reshape(-1, 4).to(self.device)  # [n * H * W, 4] uint8
+        self.cameras = dataset.cameras.to(self.device)
+        self.step, self.seconds, self.rays_seen, self.samples_seen = 0, 0.0, 0, 0
+        self.n_rays = config.init_rays
+        self.generator = torch.Generator().manual_seed(config.seed)  # on the CPU: same batches on any device
         if resume:
             self._resume()
 
@@ -123,18 +126,18 @@ class Trainer:
     # -- one step ----------------------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Random pixels of random training images: ray origins, directions, targets, backgrounds."""
-        d, n = self.dataset, self.n_rays
-        h, w = d.cameras.height, d.cameras.width
-        flat = torch.randint(0, self.pixels.shape[0], (n,), generator=self.generator)
+        n, dev = self.n_rays, self.device
+        h, w = self.cameras.height, self.cameras.width
+        flat = torch.randint(0, self.pixels.shape[0], (n,), generator=self.generator).to(dev)
         cam = flat // (h * w)
         py = (flat // w) % h
         px = flat % w
-        jitter = torch.rand(n, 2, generator=self.generator)
-        rays = pixel_rays(d.cameras, cam, px + jitter[:, 0], py + jitter[:, 1])
+        jitter = torch.rand(n, 2, generator=self.generator).to(dev)
+        rays = pixel_rays(self.cameras, cam, px + jitter[:, 0], py + jitter[:, 1])
         if self.background == "random":
-            bg = torch.rand(n, 3, generator=self.generator)
+            bg = torch.rand(n, 3, generator=self.generator).to(dev)
         else:
-            bg = torch.full((n, 3), 1.0 if self.background == "white" else 0.0)
+            bg = torch.full((n, 3), 1.0 if self.background == "white" else 0.0, device=dev)
         target = composite(self.pixels[flat], bg)
         return rays.origins, rays.directions, target, bg
 

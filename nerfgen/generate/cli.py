@@ -70,15 +70,8 @@ def _config(args: argparse.Namespace):
     return load_config(path, overrides)
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
+    from nerfgen.engine.config import resolve_device
     from nerfgen.generate.trainer import GenerationRun
     from nerfgen.prior import build_prior
 
@@ -91,7 +84,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         if (out / "config.json").exists() and not args.overwrite:
             raise FileExistsError(f"{out}: already holds a run; pass --overwrite or pick another --output")
     config = _config(args)
-    device = _device(config.device)
+    device = resolve_device(config.device)
     prior = build_prior(config.prior, config.model, device)
     for prompt, out in zip(prompts, outputs):
         summary = GenerationRun(prompt, config, prior, out, device).run()

@@ -51,7 +51,8 @@ _CUDA_SOURCES = ("hashgrid.cu", "march.cu", "volrend.cu")
 # The C++ standard is left to torch (C++20 for torch 2.13); the kernel sources are C++17-clean.
 _CFLAGS = ["-O3", "-fopenmp", "-ffp-contract=off", "-march=native"]
 _LDFLAGS = ["-fopenmp"]
-_CUDA_CFLAGS = ["-O3", "-DNERFGEN_WITH_CUDA"]
+# --fmad=false: the same no-FMA rule on the GPU, so marching keeps the twin's float32 samples exactly.
+_CUDA_CFLAGS = ["-O3", "--fmad=false", "-DNERFGEN_WITH_CUDA"]
 _MODES = ("auto", "cpp", "torch")
 
 
