@@ -108,3 +108,17 @@ def test_optimizer_state_survives_repeated_resumes(tmp_path):
         for p in params:
             assert torch.equal(fresh.state[p]["exp_avg"], opt.state[p]["exp_avg"]), f"cycle {cycle}"
         opt = fresh
+
+
+@pytest.mark.parametrize("name", ["ngp", "ngp_fine", "ngp_cuda", "vanilla", "demo"])
+def test_shipped_training_configs_build_a_model(name):
+    from pathlib import Path
+
+    from nerfgen.engine.config import resolve_device
+    from nerfgen.engine.model import RadianceModel
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    model = RadianceModel(config, torch.tensor([-1.0, -1, -1, 1, 1, 1]))
+    sigma, rgb = model.field(torch.rand(8, 3) * 2 - 1, torch.nn.functional.normalize(torch.randn(8, 3), dim=-1))
+    assert sigma.shape == (8,) and rgb.shape == (8, 3)
+    assert resolve_device(config.device) in ("cpu", "cuda")

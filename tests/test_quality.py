@@ -15,7 +15,7 @@ from nerfgen.engine.trainer import Trainer
 from tests.conftest import REPO
 
 LEGO_STEPS = 600
-LEGO_MIN_PSNR = 25.0  # measured 26.5 dB, SSIM 0.913 (25 test views, 100x100) after 600 steps
+LEGO_MIN_PSNR = 26.0  # measured 27.4 dB, SSIM 0.928 (25 test views, 100x100) after 600 steps (26.5 with 512 steps, lr 0.02)
 
 
 def test_lego_downscale8_reaches_psnr(shared_data, tmp_path):
