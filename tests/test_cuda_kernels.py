@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from nerfgen.ops import _backend, ray_aabb_intersect, ray_aabb_intersect_torch, traverse_grids, traverse_grids_torch
-from nerfgen.ops import grid_lookup, packed_info_from_indices, volume_render, volume_render_torch
+from nerfgen.ops import packed_info_from_indices, volume_render, volume_render_torch
 from nerfgen.ops.hashgrid import hash_grid_encode, hash_grid_encode_torch, level_strides
 from tests.test_hashgrid_kernel import FWD_ATOL, POS_RTOL, TABLE_ATOL, encode_and_grads, make_grid
-from tests.test_march_kernel import assert_same_samples, grid, rays
+from tests.test_march_kernel import assert_march_properties, assert_same_samples, grid, rays
 from tests.test_volrend_kernel import CASES, FIELDS, packed, render_and_grads
 
 CUDA = torch.device("cuda")
@@ -108,12 +108,7 @@ def test_march_properties_and_edge_cases(cuda_kernels):
     o, d = on_gpu(*rays(20000, seed=6))
     s = traverse_grids(o, d, binaries, aabbs, 0.0, 1e10, step_size=0.005, cone_angle=1 / 256)
     assert len(s) > 10000
-    assert bool((s.ray_indices[1:] >= s.ray_indices[:-1]).all()), "samples sorted by ray"
-    assert bool((s.t_ends > s.t_starts).all())
-    same = s.ray_indices[1:] == s.ray_indices[:-1]
-    assert bool((s.t_starts[1:][same] >= s.t_ends[:-1][same]).all()), "non-overlapping per ray"
-    mids = o[s.ray_indices] + d[s.ray_indices] * ((s.t_starts + s.t_ends) / 2)[:, None]
-    assert bool(grid_lookup(mids, binaries, aabbs).all()), "every midpoint in an occupied cell"
+    assert_march_properties(s, o, d, binaries, aabbs)
     none = traverse_grids(*on_gpu(torch.zeros(0, 3), torch.zeros(0, 3)), binaries, aabbs, 0.0, 1e10, 0.02)
     assert len(none) == 0
     full, box = on_gpu(torch.ones(1, 16, 16, 16, dtype=torch.bool), torch.tensor([[-1.0, -1, -1, 1, 1, 1]]))

@@ -68,6 +68,16 @@ def assert_same_samples(a, b, exact: bool):
         torch.testing.assert_close(a.t_starts, b.t_starts, rtol=1e-6, atol=1e-6)
 
 
+def assert_march_properties(s, o, d, binaries, aabbs):
+    """Samples sorted by ray, non-empty, non-overlapping per ray, midpoints in occupied cells."""
+    assert bool((s.ray_indices[1:] >= s.ray_indices[:-1]).all()), "samples sorted by ray"
+    assert bool((s.t_ends > s.t_starts).all())
+    same = s.ray_indices[1:] == s.ray_indices[:-1]
+    assert bool((s.t_starts[1:][same] >= s.t_ends[:-1][same]).all()), "non-overlapping per ray"
+    mids = o[s.ray_indices] + d[s.ray_indices] * ((s.t_starts + s.t_ends) / 2)[:, None]
+    assert bool(grid_lookup(mids, binaries, aabbs).all()), "every midpoint in an occupied cell"
+
+
 @pytest.mark.parametrize("levels,res,density", [(1, 16, 0.3), (1, 32, 0.05), (3, 16, 0.2), (2, 8, 1.0), (2, 16, 0.0)])
 @pytest.mark.parametrize("cone", [0.0, 1 / 64])
 @pytest.mark.parametrize("jitter", [False, True])
@@ -86,12 +96,7 @@ def test_marching_properties_on_a_cascaded_grid(kernels):
     o, d = rays(2000, seed=6)
     s = traverse_grids(o, d, binaries, aabbs, 0.0, 1e10, step_size=0.005, cone_angle=1 / 256)
     assert len(s) > 1000
-    assert bool((s.ray_indices[1:] >= s.ray_indices[:-1]).all()), "samples sorted by ray"
-    assert bool((s.t_ends > s.t_starts).all())
-    same = s.ray_indices[1:] == s.ray_indices[:-1]
-    assert bool((s.t_starts[1:][same] >= s.t_ends[:-1][same]).all()), "non-overlapping per ray"
-    mids = o[s.ray_indices] + d[s.ray_indices] * ((s.t_starts + s.t_ends) / 2)[:, None]
-    assert bool(grid_lookup(mids, binaries, aabbs).all()), "every midpoint in an occupied cell"
+    assert_march_properties(s, o, d, binaries, aabbs)
 
 
 def test_edge_cases(kernels):
