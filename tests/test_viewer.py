@@ -182,7 +182,9 @@ def test_camera_path_renders_from_the_viewer_and_the_cli(tiny_run, browser, tmp_
     try:
         page = _open(browser, viewer)
         panel = viewer.path_panel
-        panel.seconds.value, panel.fps.value, panel.width.value, panel.height.value = 0.5, 10, 48, 32
+        # 5 frames held 0.5 s each: the browser reports every camera the preview sets (at 10 fps a
+        # loaded CI machine coalesced the middle one)
+        panel.seconds.value, panel.fps.value, panel.width.value, panel.height.value = 2.5, 2, 48, 32
         page.get_by_text("Camera path").click()
         page.get_by_role("button", name="Add keyframe").click()
         box = page.locator("canvas").first.bounding_box()
