@@ -16,7 +16,7 @@ from nerfgen.ops import _backend, ray_aabb_intersect, ray_aabb_intersect_torch, 
 from nerfgen.ops import packed_info_from_indices, volume_render, volume_render_torch
 from nerfgen.ops.hashgrid import hash_grid_encode, hash_grid_encode_torch, level_strides
 from tests.test_hashgrid_kernel import FWD_ATOL, POS_RTOL, TABLE_ATOL, encode_and_grads, make_grid
-from tests.test_march_kernel import assert_march_properties, assert_same_samples, grid, rays
+from tests.test_march_kernel import GRID_CASES, assert_march_properties, assert_same_samples, grid, rays
 from tests.test_volrend_kernel import CASES, FIELDS, packed, render_and_grads
 
 CUDA = torch.device("cuda")
@@ -86,7 +86,7 @@ def test_hash_grid_opcheck(cuda_kernels):
 # --- marching -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("levels,res,density", [(1, 16, 0.3), (1, 32, 0.05), (3, 16, 0.2), (2, 8, 1.0), (2, 16, 0.0)])
+@pytest.mark.parametrize("levels,res,density", GRID_CASES)
 @pytest.mark.parametrize("cone", [0.0, 1 / 64])
 @pytest.mark.parametrize("jitter", [False, True])
 def test_march_matches_twin_and_cpu_kernel(cuda_kernels, levels, res, density, cone, jitter):

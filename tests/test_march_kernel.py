@@ -68,6 +68,10 @@ def assert_same_samples(a, b, exact: bool):
         torch.testing.assert_close(a.t_starts, b.t_starts, rtol=1e-6, atol=1e-6)
 
 
+GRID_CASES = [(1, 16, 0.3), (1, 32, 0.05), (3, 16, 0.2), (2, 8, 1.0), (2, 16, 0.0)]
+"""(cascades, resolution, occupied fraction) of the grids the kernel is compared on."""
+
+
 def assert_march_properties(s, o, d, binaries, aabbs):
     """Samples sorted by ray, non-empty, non-overlapping per ray, midpoints in occupied cells."""
     assert bool((s.ray_indices[1:] >= s.ray_indices[:-1]).all()), "samples sorted by ray"
@@ -78,7 +82,7 @@ def assert_march_properties(s, o, d, binaries, aabbs):
     assert bool(grid_lookup(mids, binaries, aabbs).all()), "every midpoint in an occupied cell"
 
 
-@pytest.mark.parametrize("levels,res,density", [(1, 16, 0.3), (1, 32, 0.05), (3, 16, 0.2), (2, 8, 1.0), (2, 16, 0.0)])
+@pytest.mark.parametrize("levels,res,density", GRID_CASES)
 @pytest.mark.parametrize("cone", [0.0, 1 / 64])
 @pytest.mark.parametrize("jitter", [False, True])
 def test_kernel_keeps_the_twins_samples(kernels, levels, res, density, cone, jitter):
