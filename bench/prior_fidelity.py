@@ -3,7 +3,7 @@
 scored for colour (hue of the mean foreground nearest to the prompted hue) and shape (the
 prompted shape's silhouette, rendered at the same camera, is the best match among all shapes).
 
-    python bench/prior_fidelity.py [--model runs/prior] [--views 4] [--seeds 2] [--save /tmp/fidelity]
+    python bench/prior_fidelity.py [--model runs/prior] [--views 4] [--seeds 2] [--save /tmp/fidelity] [--clip-guidance S]
 
 Prints one JSON line per prompt and one per group ("held_out", "trained").
 """
@@ -80,9 +80,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--save", default=None, help="folder for one PNG grid per prompt")
+    parser.add_argument("--clip-guidance", type=float, default=None,
+                        help="scale of the guidance model (default: the weights'; 0: the UNet alone)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     prior = load_builtin_prior(args.model, "cpu")
+    if args.clip_guidance is not None:
+        prior.guide_scale = args.clip_guidance
+    print(json.dumps({"clip_guidance": prior.guide_scale if prior.guide is not None else None}), flush=True)
     views = orbit_views(args.views, elevation=args.elevation, start=15.0)
     cameras = torch.stack([views.elevation, views.azimuth, views.distance], -1).numpy()
     masks = silhouettes(cameras, prior.resolution)

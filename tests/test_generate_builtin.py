@@ -1,5 +1,5 @@
 """`nerfgen generate` with the shipped built-in prior, on the CPU: "a red cube" must come out red
-and roughly cubic from every side."""
+and roughly cubic from every side: its silhouettes match a cube's better than a sphere's."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from nerfgen.generate.config import load_config  # noqa: E402
 from nerfgen.generate.trainer import GenerationRun  # noqa: E402
 from nerfgen.prior import Views, build_prior  # noqa: E402
 from nerfgen.prior import builtin  # noqa: E402
+from nerfgen.prior.colour import foreground_mask  # noqa: E402
+from scenes.object_views import render_views as render_object  # noqa: E402
+from scenes.objects import ObjectSpec, Part, build_object  # noqa: E402
 from tests.test_generate import render_views  # noqa: E402
 
 RED_CUBE_STEPS = 300
@@ -23,6 +26,19 @@ def hue_degrees(rgb: torch.Tensor) -> torch.Tensor:
     """``[n, 3]`` -> hue ``[n]`` in degrees (0 red, 120 green, 240 blue)."""
     r, g, b = rgb.unbind(-1)
     return torch.rad2deg(torch.atan2(3**0.5 * (g - b), 2 * r - g - b)) % 360
+
+
+def best_iou(masks: torch.Tensor, views: Views, shape: str) -> float:
+    """Mean IoU of ``masks [V, R, R]`` with the library's ``shape`` seen from ``views``, at the best of
+    several sizes (the prior decides the size, the test only the shape)."""
+    cameras = torch.stack([views.elevation, views.azimuth, views.distance], -1).numpy()
+    best = 0.0
+    for scale in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+        images = render_object(build_object(ObjectSpec((Part(shape, "red", scale=scale),))), cameras,
+                               masks.shape[-1], builtin.FOV_DEG, 1)
+        other = foreground_mask(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
+        best = max(best, float(((other & masks).sum((1, 2)) / (other | masks).sum((1, 2)).clamp(min=1)).mean()))
+    return best
 
 
 def test_builtin_config_renders_what_the_prior_was_trained_on():
@@ -55,6 +71,10 @@ def test_generate_a_red_cube_with_the_builtin_prior(tmp_path):
         assert 0.6 < height / width < 1.7 and fill > 0.6, f"azimuth {side}: {height}x{width} box, fill {fill:.2f}"
         centre = torch.stack(torch.nonzero(mask, as_tuple=True)).float().mean(1)
         assert (centre - 31.5).abs().max() < 10, f"azimuth {side}: object off centre at {centre.tolist()}"
+    cube, sphere = best_iou(masks, views, "cube"), best_iou(masks, views, "sphere")
+    # measured: cube 0.866, sphere 0.848 here (2 threads); 0.89-0.92 vs 0.84-0.86 over seeds 0-2 on 7 sides;
+    # without the guidance model the same run matched a sphere better (0.831 vs 0.877)
+    assert cube > sphere, f"silhouettes match a sphere (IoU {sphere:.3f}) better than a cube ({cube:.3f})"
     fg = rgb[masks]
     hue = hue_degrees(fg)
     red = ((hue < 30) | (hue > 330)) & (fg.max(-1).values - fg.min(-1).values > 0.25)

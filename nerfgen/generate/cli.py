@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed (a run is repeatable for a seed)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--negative-prompt", help="what to steer away from")
+    p.add_argument("--clip-guidance", type=float,
+                   help="builtin prior: scale of its noisy image-text guidance (default: the weights'; 0: off)")
     p.add_argument("--preview-every", type=int, help="steps between preview images (0: only at the end)")
     p.add_argument("--device", help="cpu | cuda | auto (default auto)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
@@ -66,6 +68,7 @@ def _config(args: argparse.Namespace):
     path = args.config or CONFIGS / f"generate_{prior.replace('-', '_')}.yaml"
     overrides = {"prior": args.prior, "model": args.model, "steps": args.steps, "max_seconds": args.max_seconds,
                  "seed": args.seed, "guidance": args.guidance, "negative_prompt": args.negative_prompt,
+                 "clip_guidance": args.clip_guidance,
                  "preview_every": args.preview_every, "device": args.device, "threads": args.threads}
     return load_config(path, overrides)
 

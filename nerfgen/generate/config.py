@@ -58,6 +58,9 @@ class GenerateConfig:
     """Classifier-free guidance scale (DreamFusion uses 100 with Stable Diffusion)."""
     negative_prompt: str = ""
     """Prompt to steer away from (the unconditional branch of guidance)."""
+    clip_guidance: float | None = None
+    """Built-in prior only: scale of its noisy image-text model's guidance (:mod:`nerfgen.prior.guide`);
+    None keeps the scale stored with the weights, 0 turns it off."""
     view_prompts: bool = True
     """Append "front / side / back / overhead view" to the prompt by camera angle (text-only
     priors; camera-conditioned priors see the angles instead)."""

@@ -114,6 +114,10 @@ class GenerationRun:
             torch.set_num_threads(config.threads)
         self.prompt, self.config, self.prior, self.device = prompt, config, prior, torch.device(device)
         self.output = Path(output)
+        if config.clip_guidance is not None:
+            if not hasattr(prior, "guide_scale"):
+                raise ValueError(f"clip_guidance is set but the {config.prior} prior has no guidance model")
+            prior.guide_scale = config.clip_guidance
         b = config.box
         self.aabb = torch.tensor([-b, -b, -b, b, b, b])
         self.model = RadianceModel(generation_train_config(config), self.aabb, 1).to(self.device)

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from nerfgen.engine.checkpoint import read_json, read_tensors, write_json, write_tensors
 from nerfgen.prior.base import DiffusionPrior, PromptEmbedding, Views
+from nerfgen.prior.guide import NoisyCLIP, guide_path, load_guide, save_guide
 from nerfgen.prior.text import embed_texts
 from nerfgen.prior.unet import UNet, UNetConfig
 
@@ -72,9 +73,11 @@ class BuiltinPrior(DiffusionPrior):
 
     camera_conditioned = True
 
-    def __init__(self, net: UNet, n_steps: int = TIMESTEPS):
+    def __init__(self, net: UNet, n_steps: int = TIMESTEPS, guide: NoisyCLIP | None = None, guide_scale: float = 0.0):
         super().__init__()
         self.net = net
+        self.guide = guide
+        self.guide_scale = guide_scale
         self.resolution = net.config.resolution
         self.register_buffer("alphas_cumprod", cosine_alphas_cumprod(n_steps), persistent=False)
 
@@ -93,8 +96,22 @@ class BuiltinPrior(DiffusionPrior):
         return images * 2 - 1
 
     def predict_noise(self, z_t: Tensor, t: Tensor, embeddings: Tensor, views: Views) -> Tensor:
-        cameras = torch.stack([views.elevation, views.azimuth, views.distance], -1).to(z_t)
-        return self.net(z_t, t, embeddings.reshape(embeddings.shape[0], -1), cameras)
+        return self.net(z_t, t, embeddings.reshape(embeddings.shape[0], -1), _cameras(views, z_t))
+
+    def guided_noise(self, z_t: Tensor, t: Tensor, prompt: PromptEmbedding, views: Views, guidance: float) -> Tensor:
+        r"""Classifier-free guidance, plus the guidance model's gradient when one is loaded:
+        :math:`\hat\epsilon - s_{clip}\sqrt{1 - \bar\alpha_t}\,\nabla_{x_t}\tau\cos(f(x_t), g(y))`
+        (:mod:`nerfgen.prior.guide`)."""
+        eps = super().guided_noise(z_t, t, prompt, views, guidance)
+        if self.guide is None or self.guide_scale <= 0:
+            return eps
+        text = prompt.cond.reshape(prompt.cond.shape[0], -1).expand(z_t.shape[0], -1)
+        grad = self.guide.guidance_gradient(z_t, t, _cameras(views, z_t), text)
+        return eps - self.guide_scale * (1 - self.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1) * grad
+
+
+def _cameras(views: Views, like: Tensor) -> Tensor:
+    return torch.stack([views.elevation, views.azimuth, views.distance], -1).to(like)
 
 
 def orbit_views(n: int, elevation: float = 15.0, distance: float = sum(DISTANCE_RANGE) / 2,
@@ -142,6 +159,9 @@ def export_weights(model: str | Path, destination: str | Path = WEIGHTS) -> Path
     meta = read_json(path.with_suffix(".json"))
     info = {k: v for k, v in meta.items() if k not in ("unet", "timesteps", "schedule", "prediction")}
     save_weights(Path(destination), prior.net, info, half=True)
+    if prior.guide is not None:
+        guide_meta = read_json(guide_path(path).with_suffix(".json"))
+        save_guide(guide_path(Path(destination)), prior.guide, {k: v for k, v in guide_meta.items() if k != "guide"}, half=True)
     return Path(destination)
 
 
@@ -167,6 +187,10 @@ def load_builtin_prior(model: str | Path | None = None, device: str = "cpu") -> 
         net.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not match the architecture in {path.with_suffix('.json')} ({exc})") from exc
-    prior = BuiltinPrior(net, int(meta.get("timesteps", TIMESTEPS))).to(device)
+    guide, scale = None, 0.0
+    if guide_path(path).is_file():
+        guide, guide_meta = load_guide(guide_path(path))
+        scale = float(guide_meta.get("scale", 0.0))
+    prior = BuiltinPrior(net, int(meta.get("timesteps", TIMESTEPS)), guide, scale).to(device)
     prior.eval().requires_grad_(False)
     return prior

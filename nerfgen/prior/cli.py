@@ -41,6 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--rows", type=int, default=1, help="independent samples per view (default 1)")
     s.add_argument("--elevation", type=float, default=15.0, help="camera elevation in degrees (default 15)")
     s.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale (default 5)")
+    s.add_argument("--clip-guidance", type=float, default=None,
+                   help="scale of the noisy image-text model's guidance (default: the weights'; 0: off)")
     s.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     s.add_argument("--seed", type=int, default=0, help="noise seed")
     s.add_argument("--scale", type=int, default=4, help="upscale factor of the PNG (default 4)")
@@ -78,6 +80,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nerfgen.engine.checkpoint import write_json
+    from nerfgen.prior.guide import guide_path
+    from nerfgen.prior.guide_train import train_guide
     from nerfgen.prior.train import PriorTrainer, config_to_dict, prepare
 
     config = _train_config(args)
@@ -108,8 +112,20 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"prior train: step {step}/{config.steps} loss {loss:.4f} {seconds:,.0f}s", file=sys.stderr, flush=True)
 
         trainer.train(views, text, report)
+        guide = guide_path(output / "model.safetensors")
+        if config.guide.steps > 0 and not guide.is_file():
+            task = bar.add_task("guide", total=config.guide.steps, info="")
+
+            def guide_report(step: int, seconds: float, loss: float) -> None:
+                bar.update(task, completed=step, info=f"loss {loss:.3f}  {seconds:,.0f}s")
+                if not bar.console.is_terminal and time.monotonic() - last[0] > 30:
+                    last[0] = time.monotonic()
+                    print(f"prior train: guide step {step}/{config.guide.steps} loss {loss:.3f}", file=sys.stderr, flush=True)
+
+            train_guide(views, text, config.guide, output, guide_report)
     print(json.dumps({"output": str(output), "steps": trainer.step, "seconds": round(trainer.seconds, 1),
-                      "images": int(views.images.shape[0]), "final_loss": trainer.history[-1][1] if trainer.history else None}))
+                      "images": int(views.images.shape[0]), "final_loss": trainer.history[-1][1] if trainer.history else None,
+                      "guide": str(guide) if guide.is_file() else None}))
     return 0
 
 
@@ -123,6 +139,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.views < 1 or args.rows < 1:
         raise ValueError(f"--views and --rows must be >= 1, got {args.views} and {args.rows}")
     prior = load_builtin_prior(args.model, "cpu")
+    if args.clip_guidance is not None:
+        prior.guide_scale = args.clip_guidance
     prompt = prior.encode_prompt(args.prompt)
     rows = []
     for row in range(args.rows):

@@ -30,6 +30,7 @@ from nerfgen.engine.checkpoint import (load_optimizer_tensors, optimizer_tensors
                                        write_json, write_tensors)
 from nerfgen.engine.schedule import learning_rate, progress
 from nerfgen.prior.builtin import TIMESTEPS, cosine_alphas_cumprod, save_weights
+from nerfgen.prior.guide import GuideConfig, GuideTrainConfig
 from nerfgen.prior.text import embed_texts
 from nerfgen.prior.unet import UNet, UNetConfig
 from scenes.object_views import ObjectViews, ObjectViewsConfig, render_object_views
@@ -65,6 +66,8 @@ class PriorTrainConfig:
     """Seed of the batches, timesteps and noise (the training set has its own seed)."""
     threads: int = 1
     """CPU threads for torch."""
+    guide: GuideTrainConfig = field(default_factory=GuideTrainConfig)
+    """The noisy image-text guidance model trained after the network (``guide.steps: 0``: none)."""
 
 
 def _nested(cls: type, values: dict[str, Any], source: str) -> Any:
@@ -81,7 +84,10 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> PriorTra
     views = _nested(ObjectViewsConfig, {k: tuple(v) if isinstance(v, list) else v
                                         for k, v in values.pop("views", {}).items()}, f"{source} [views]")
     unet = _nested(UNetConfig, values.pop("unet", {}), f"{source} [unet]")
-    return _nested(PriorTrainConfig, {**values, "views": views, "unet": unet}, source)
+    guide = dict(values.pop("guide", {}))
+    guide["model"] = _nested(GuideConfig, guide.get("model", {}), f"{source} [guide.model]")
+    guide = _nested(GuideTrainConfig, guide, f"{source} [guide]")
+    return _nested(PriorTrainConfig, {**values, "views": views, "unet": unet, "guide": guide}, source)
 
 
 def caption_embeddings(views: ObjectViews, cache: Path) -> torch.Tensor:
@@ -101,11 +107,14 @@ def caption_embeddings(views: ObjectViews, cache: Path) -> torch.Tensor:
 
 @dataclass
 class Batch:
-    """One training batch: images in [-1, 1] ``[B, 3, R, R]``, text ``[B, 384]``, cameras ``[B, 3]``."""
+    """One training batch: images in [-1, 1] ``[B, 3, R, R]``, text ``[B, 384]``, cameras ``[B, 3]``,
+    and which image (``indices [B]``) of which object (``objects [B]``) each one is."""
 
     images: torch.Tensor
     text: torch.Tensor
     cameras: torch.Tensor
+    indices: torch.Tensor
+    objects: torch.Tensor
 
 
 def sample_batch(views: ObjectViews, text: torch.Tensor, size: int, dropout: float, g: torch.Generator) -> Batch:
@@ -114,17 +123,22 @@ def sample_batch(views: ObjectViews, text: torch.Tensor, size: int, dropout: flo
     images = torch.from_numpy(views.images[idx.numpy()]).permute(0, 3, 1, 2).float() / 127.5 - 1
     objects = torch.from_numpy(views.object_ids[idx.numpy()]).long()
     which = torch.randint(0, text.shape[1], (size,), generator=g)
-    emb = text[objects, which] * (torch.rand(size, generator=g) >= dropout).float()[:, None]
-    return Batch(images, emb, torch.from_numpy(views.cameras[idx.numpy()]).float())
+    emb = text[objects, which].float() * (torch.rand(size, generator=g) >= dropout).float()[:, None]
+    return Batch(images, emb, torch.from_numpy(views.cameras[idx.numpy()]).float(), idx, objects)
+
+
+def add_noise(images: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, ...]:
+    r"""Uniform timesteps ``t [B]``, noise and :math:`x_t = \sqrt{\bar\alpha_t} x + \sqrt{1 - \bar\alpha_t}\epsilon`:
+    returns ``(x_t, t, noise)``."""
+    t = torch.randint(0, alphas_cumprod.shape[0], (images.shape[0],), generator=g)
+    noise = torch.randn(images.shape, generator=g)
+    ab = alphas_cumprod[t].view(-1, 1, 1, 1)
+    return ab.sqrt() * images + (1 - ab).sqrt() * noise, t, noise
 
 
 def diffusion_loss(net: UNet, batch: Batch, alphas_cumprod: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     r"""Mean squared error of the predicted noise, :math:`\|\epsilon - \epsilon_\theta(x_t, t, y, c)\|^2`."""
-    n = batch.images.shape[0]
-    t = torch.randint(0, alphas_cumprod.shape[0], (n,), generator=g)
-    noise = torch.randn(batch.images.shape, generator=g)
-    ab = alphas_cumprod[t].view(-1, 1, 1, 1)
-    x_t = ab.sqrt() * batch.images + (1 - ab).sqrt() * noise
+    x_t, t, noise = add_noise(batch.images, alphas_cumprod, g)
     return F.mse_loss(net(x_t, t, batch.text, batch.cameras), noise)
 
 
