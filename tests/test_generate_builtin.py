@@ -19,9 +19,6 @@ from scenes.object_views import render_views as render_object  # noqa: E402
 from scenes.objects import ObjectSpec, Part, build_object  # noqa: E402
 from tests.test_generate import render_views  # noqa: E402
 
-RED_CUBE_STEPS = 300
-
-
 def hue_degrees(rgb: torch.Tensor) -> torch.Tensor:
     """``[n, 3]`` -> hue ``[n]`` in degrees (0 red, 120 green, 240 blue)."""
     r, g, b = rgb.unbind(-1)
@@ -53,7 +50,7 @@ def test_builtin_config_renders_what_the_prior_was_trained_on():
 def test_generate_a_red_cube_with_the_builtin_prior(tmp_path):
     prior = build_prior("builtin", None, "cpu")
     cfg = load_config(CONFIGS / "generate_builtin.yaml", {
-        "steps": RED_CUBE_STEPS, "max_seconds": 0.0, "seed": 0, "preview_every": 0, "orbit_frames": 0, "device": "cpu"})
+        "max_seconds": 0.0, "seed": 0, "preview_every": 0, "orbit_frames": 0, "device": "cpu"})
     GenerationRun("a red cube", cfg, prior, tmp_path / "cube").run()
 
     run = load_model(tmp_path / "cube")
