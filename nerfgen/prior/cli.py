@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--steps", type=int, help="optimisation steps (overrides the config)")
     t.add_argument("--minutes", type=float, help="time budget in minutes (overrides the config)")
     t.add_argument("--seed", type=int, help="training seed (overrides the config)")
-    t.add_argument("--threads", type=int, help="CPU threads (default 1: the machine is shared)")
+    t.add_argument("--threads", type=int, help="CPU threads (overrides the config's 2)")
     t.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     e = prior_sub.add_parser("export", help="store a trained run's weights in fp16 (as the shipped ones)",
                              description="Write a run's EMA weights in fp16 with their JSON config: the shipped "
