@@ -143,6 +143,26 @@ def ddim_sample(prior: DiffusionPrior, prompt: PromptEmbedding, views: Views, gu
     return (z.clamp(-1, 1) + 1) / 2
 
 
+@torch.no_grad()
+def caption_errors(prior: BuiltinPrior, images: Tensor, views: Views, captions: Tensor, t: int, noises: int = 1,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """The UNet as a diffusion classifier (Li et al. 2023): ``[C, B]`` mean squared error of the noise
+    it predicts for ``images [B, 3, R, R]`` (in [0, 1]) noised at timestep ``t``, under each caption
+    embedding ``captions [C, 384]``, the same noise draws for every caption. The lowest error names
+    the caption the UNet finds most likely."""
+    x = prior.encode_images(images)
+    ab = prior.alphas_cumprod[t]
+    c, b = captions.shape[0], x.shape[0]
+    cameras = _cameras(views, x).repeat(c, 1)
+    out = torch.zeros(c, b, device=x.device)
+    for _ in range(noises):
+        noise = torch.randn(x.shape, generator=generator).to(x)
+        x_t = (ab.sqrt() * x + (1 - ab).sqrt() * noise).repeat(c, 1, 1, 1)
+        eps = prior.net(x_t, torch.full((c * b,), t, device=x.device), captions.to(x).repeat_interleave(b, 0), cameras)
+        out += (eps - noise.repeat(c, 1, 1, 1)).square().mean(dim=(1, 2, 3)).reshape(c, b) / noises
+    return out
+
+
 def save_weights(path: Path, net: UNet, info: dict, half: bool = False) -> None:
     """Write ``net`` to ``path`` (safetensors) and its config + ``info`` to ``path.with_suffix('.json')``."""
     state = {k: (v.half() if half else v) for k, v in net.state_dict().items()}

@@ -1,9 +1,10 @@
 r"""A noise-aware image-text model that guides the built-in prior towards the prompt's content
 (GLIDE's noised-CLIP guidance, Nichol et al. 2021, at 32x32 and with a camera input).
 
-The denoising loss teaches the small UNet colour early but the shape words of a caption late:
-they change few pixels, and the captions spread one shape over synonyms ("cube", "box",
-"block"). A contrastive model learns exactly that discrimination in minutes. Its image tower sees
+The denoising loss teaches the small UNet colour early but the shape words of a caption late
+(min-SNR weighting, :mod:`nerfgen.prior.train`, shortens the wait but not to nothing): they
+change few pixels, and the captions spread one shape over synonyms ("cube", "box", "block"). A
+contrastive model learns exactly that discrimination in minutes. Its image tower sees
 noisy images :math:`x_t` with their timestep and camera; its text tower projects the sentence
 embedding of the caption. Guidance adds its gradient to the predicted noise:
 
