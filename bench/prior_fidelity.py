@@ -24,11 +24,8 @@ sys.path.insert(0, str(REPO))
 from nerfgen.prior.builtin import FOV_DEG, ddim_sample, load_builtin_prior, orbit_views  # noqa: E402
 from nerfgen.prior.colour import foreground_mask, foreground_hue, nearest_hue_name  # noqa: E402
 from scenes.object_views import render_views  # noqa: E402
-from scenes.objects import HELD_OUT, SHAPES, ObjectSpec, Part, build_object  # noqa: E402
+from scenes.objects import HELD_OUT, SHAPES, TRAINED_PAIRS, ObjectSpec, Part, build_object, pair_caption  # noqa: E402
 
-TRAINED = (("cube", "red"), ("sphere", "blue"), ("cylinder", "green"), ("cone", "yellow"),
-           ("torus", "purple"), ("capsule", "pink"), ("pyramid", "orange"))
-"""Trained pairs: the same shapes and colours as HELD_OUT, paired differently."""
 
 
 def silhouettes(cameras: np.ndarray, resolution: int) -> dict[str, torch.Tensor]:
@@ -46,7 +43,7 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def score(prior, shape: str, colour: str, args, masks: dict[str, torch.Tensor]) -> dict:
-    text = f"{'an' if colour[0] in 'aeiou' else 'a'} {colour} {shape}"
+    text = pair_caption(shape, colour)
     prompt = prior.encode_prompt(text)
     views = orbit_views(args.views, elevation=args.elevation, start=15.0)
     samples = torch.cat([ddim_sample(prior, prompt, views, args.guidance, args.steps, torch.Generator().manual_seed(s))
@@ -91,7 +88,7 @@ def main() -> None:
     views = orbit_views(args.views, elevation=args.elevation, start=15.0)
     cameras = torch.stack([views.elevation, views.azimuth, views.distance], -1).numpy()
     masks = silhouettes(cameras, prior.resolution)
-    for group, pairs in (("held_out", HELD_OUT), ("trained", TRAINED)):
+    for group, pairs in (("held_out", HELD_OUT), ("trained", TRAINED_PAIRS)):
         rows = [score(prior, shape, colour, args, masks) for shape, colour in pairs]
         for row in rows:
             print(json.dumps({"group": group, **row}), flush=True)

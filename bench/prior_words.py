@@ -25,16 +25,9 @@ sys.path.insert(0, str(REPO))
 from nerfgen.prior.builtin import FOV_DEG, caption_errors, load_builtin_prior, orbit_views  # noqa: E402
 from nerfgen.prior.text import embed_texts  # noqa: E402
 from scenes.object_views import render_views  # noqa: E402
-from scenes.objects import HELD_OUT, SHAPES, ObjectSpec, Part, build_object  # noqa: E402
+from scenes.objects import HELD_OUT, SHAPES, TRAINED_PAIRS, ObjectSpec, Part, build_object, pair_caption  # noqa: E402
 
-TRAINED = (("cube", "red"), ("sphere", "blue"), ("cylinder", "green"), ("cone", "yellow"),
-           ("torus", "purple"), ("capsule", "pink"), ("pyramid", "orange"))
-"""Trained pairs: the same shapes and colours as HELD_OUT, paired differently."""
 COLOURS = tuple(c for _, c in HELD_OUT)
-
-
-def caption(shape: str, colour: str) -> str:
-    return f"{'an' if colour[0] in 'aeiou' else 'a'} {colour} {shape}"
 
 
 def main() -> None:
@@ -50,13 +43,13 @@ def main() -> None:
     views = orbit_views(args.views, elevation=20.0, start=15.0)
     cameras = torch.stack([views.elevation, views.azimuth, views.distance], -1).numpy()
     summary = {}
-    for group, pairs in (("held_out", HELD_OUT), ("trained", TRAINED)):
+    for group, pairs in (("held_out", HELD_OUT), ("trained", TRAINED_PAIRS)):
         hits = {t: {"shape": [], "colour": []} for t in args.timesteps}
         for shape, colour in pairs:
             rendered = render_views(build_object(ObjectSpec((Part(shape, colour),))), cameras, prior.resolution, FOV_DEG, 3)
             images = torch.from_numpy(rendered).permute(0, 3, 1, 2).float() / 255
-            shape_texts = embed_texts([caption(s, colour) for s in SHAPES])
-            colour_texts = embed_texts([caption(shape, c) for c in COLOURS])
+            shape_texts = embed_texts([pair_caption(s, colour) for s in SHAPES])
+            colour_texts = embed_texts([pair_caption(shape, c) for c in COLOURS])
             g = torch.Generator().manual_seed(0)
             for t in args.timesteps:
                 hits[t]["shape"] += (caption_errors(prior, images, views, shape_texts, t, args.noises, g).argmin(0)

@@ -57,6 +57,12 @@ HELD_OUT: tuple[tuple[str, str], ...] = (
     ("torus", "red"), ("capsule", "orange"), ("pyramid", "pink"),
 )
 """(shape, colour) pairs left out of training: one colour per shape, each colour once."""
+TRAINED_PAIRS: tuple[tuple[str, str], ...] = (
+    ("cube", "red"), ("sphere", "blue"), ("cylinder", "green"), ("cone", "yellow"),
+    ("torus", "purple"), ("capsule", "pink"), ("pyramid", "orange"),
+)
+"""Pairs seen in training with the same shapes and colours as :data:`HELD_OUT`, paired differently
+(what fidelity measurements compare the held-out pairs with)."""
 RELATIONS = ("on", "left of")
 """Two-object compositions: A stacked on B, or A to the left of B (seen from the front)."""
 _COLOUR_WORDS = {"grey": ("grey", "gray")}
@@ -194,6 +200,11 @@ def _noun_phrase(part: Part, rng: np.random.Generator, size: bool) -> str:
 
 def _article(phrase: str) -> str:
     return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def pair_caption(shape: str, colour: str) -> str:
+    """The plain caption of one solid part, e.g. "an orange capsule"."""
+    return _article(f"{colour} {shape}")
 
 
 def caption(spec: ObjectSpec, rng: np.random.Generator) -> str:

@@ -9,7 +9,8 @@ import torch
 from nerfgen.prior.colour import HUES, foreground_hue, foreground_mask, hue_distance, hue_fraction
 from nerfgen.prior.unet import UNet, UNetConfig, camera_features
 from scenes.object_views import ObjectViewsConfig, render_object_views, render_views
-from scenes.objects import HELD_OUT, SHAPES, ObjectSpec, Part, build_object, captions, sample_object
+from scenes.objects import (HELD_OUT, SHAPES, TRAINED_PAIRS, ObjectSpec, Part, build_object, captions, pair_caption,
+                            sample_object)
 
 TINY_UNET = UNetConfig(resolution=16, channels=16, multipliers=(1, 2), attention_levels=(1,))
 
@@ -40,6 +41,9 @@ def test_held_out_pairs_are_never_sampled_and_captions_name_the_object():
         assert first.colour in text or (first.colour == "grey" and "gray" in text)
         assert any(word in text for word in SHAPES[first.shape])
     assert len(seen) > 50  # the library is varied
+    assert set(TRAINED_PAIRS) <= seen  # the pairs fidelity compares the held-out ones with are trained on
+    assert sorted(map(sorted, zip(*TRAINED_PAIRS))) == sorted(map(sorted, zip(*HELD_OUT)))  # same shapes, colours
+    assert pair_caption("capsule", "orange") == "an orange capsule"
 
 
 @pytest.mark.parametrize("shape,colour", [("cube", "red"), ("sphere", "blue"), ("cone", "yellow")])
@@ -194,8 +198,7 @@ def test_shipped_unet_names_the_shape_of_held_out_pairs(prior):
     hits = []
     for shape, colour in HELD_OUT:
         images = _as_tensor(render_views(build_object(ObjectSpec((Part(shape, colour),))), cameras, 32, FOV_DEG, 2))
-        article = "an" if colour[0] in "aeiou" else "a"
-        captions_ = embed_texts([f"{article} {colour} {s}" for s in SHAPES])
+        captions_ = embed_texts([pair_caption(s, colour) for s in SHAPES])
         errors = caption_errors(prior, images, views, captions_, 500, noises=2, generator=torch.Generator().manual_seed(0))
         hits += (errors.argmin(0) == list(SHAPES).index(shape)).tolist()
     assert np.mean(hits) >= 0.75, hits

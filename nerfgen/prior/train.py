@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from nerfgen.engine.checkpoint import (load_optimizer_tensors, optimizer_tensors, read_json, read_tensors,
                                        write_json, write_tensors)
