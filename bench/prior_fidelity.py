@@ -27,7 +27,6 @@ from scenes.object_views import render_views  # noqa: E402
 from scenes.objects import HELD_OUT, SHAPES, TRAINED_PAIRS, ObjectSpec, Part, build_object, pair_caption  # noqa: E402
 
 
-
 def silhouettes(cameras: np.ndarray, resolution: int) -> dict[str, torch.Tensor]:
     """Foreground masks ``[V, R, R]`` of every shape (scale 0.85) at ``cameras [V, 3]``."""
     out = {}

@@ -19,6 +19,7 @@ from scenes.object_views import render_views as render_object  # noqa: E402
 from scenes.objects import ObjectSpec, Part, build_object  # noqa: E402
 from tests.test_generate import render_views  # noqa: E402
 
+
 def hue_degrees(rgb: torch.Tensor) -> torch.Tensor:
     """``[n, 3]`` -> hue ``[n]`` in degrees (0 red, 120 green, 240 blue)."""
     r, g, b = rgb.unbind(-1)
