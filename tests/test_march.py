@@ -97,3 +97,15 @@ def test_grouped_marching_keeps_the_samples_of_occupied_cells():
     missing = key(plain) - key(grouped)
     assert key(grouped) <= key(plain)
     assert len(missing) <= 0.01 * len(plain), "only slivers of cells crossed between group ends may be missed"
+
+
+def test_grid_updates_keep_every_cell_until_the_warmup_ends():
+    est = OccGridEstimator(BOX[0], 1, OccGridConfig(resolution=8, update_every=16, warmup_steps=64))
+
+    def ball(x):  # density only near the centre
+        return torch.where(x.norm(dim=-1) < 0.5, 100.0, 0.0)
+
+    assert est.update(16, ball) and est.binaries.all()  # young field: nothing carved yet
+    assert est.update(48, ball) and est.binaries.all()
+    assert est.update(64, ball)
+    assert 0 < est.occupancy_fraction() < 0.2 and bool(est.binaries[0, 4, 4, 4])

@@ -43,6 +43,9 @@ class OccGridConfig:
     """Samples a ray advances per round of early termination."""
     alpha_threshold: float = 0.0
     """Drop samples whose opacity is below this (instant-ngp uses 1e-2 on large scenes)."""
+    warmup_steps: int = 256
+    """Before this step, updates mark cells occupied but never empty: a surface the young field
+    has not yet given density is not carved away before it can learn it."""
 
 
 class OccGridEstimator(nn.Module):
@@ -213,5 +216,8 @@ class OccGridEstimator(nn.Module):
             occs.mul_(cfg.ema_decay)
             occs[cells] = torch.maximum(occs[cells], new)
         threshold = min(float(self.occs[self.hull].mean()), cfg.occ_threshold)
-        self.binaries.copy_(((self.occs > threshold) & self.hull).view_as(self.binaries))
+        occupied = ((self.occs > threshold) & self.hull).view_as(self.binaries)
+        if step < cfg.warmup_steps:
+            occupied |= self.binaries
+        self.binaries.copy_(occupied)
         return True
