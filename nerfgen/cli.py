@@ -1,4 +1,4 @@
-"""The ``nerfgen`` command: train, eval, render, view, demo, generate, prior."""
+"""The ``nerfgen`` command: train, eval, render, export, view, demo, generate, prior."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from nerfgen.generate import cli as generate_cli
+from nerfgen.mesh import cli as mesh_cli
 from nerfgen.prior import cli as prior_cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -97,7 +98,8 @@ def _view_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="render the built-in tabletop scene, train on it, evaluate, render an orbit",
+    p = sub.add_parser("demo", help="render the built-in tabletop scene, train on it, evaluate, render an orbit, "
+                                    "export a mesh",
                        description="End to end on the embedded scene, with nothing downloaded.")
     p.add_argument("--output", default="runs/demo", help="folder for the scene data and the run (default runs/demo)")
     p.add_argument("--max-seconds", type=float, default=90, help="training time (default 90 s)")
@@ -207,17 +209,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     data = render_dataset(root / "data", seed=args.seed)
     print(f"scene: {data}")
     run = root / "run"
-    train_args = argparse.Namespace(
-        data=str(data), output=str(run), config=str(CONFIGS / "demo.yaml"),
-        field=None, max_steps=None, max_seconds=args.max_seconds, downscale=None, seed=args.seed,
-        val_every=None, threads=None, resume=(run / "state.json").exists(), viewer=False,
-    )
-    cmd_train(train_args)
-    cmd_eval(argparse.Namespace(run=str(run), split="test", every=1, data=None, downscale=None,
-                                save_images=False, limit=0))
-    cmd_render(argparse.Namespace(run=str(run), output=str(root / "orbit.mp4"), frames=60, fps=30,
-                                  width=None, height=None, depth=False, camera_path=None))
-    return 0
+    parser = build_parser()
+    train = ["train", str(data), "--output", str(run), "--config", str(CONFIGS / "demo.yaml"),
+             "--max-seconds", str(args.max_seconds), "--seed", str(args.seed)]
+    cmd_train(parser.parse_args(train + (["--resume"] if (run / "state.json").exists() else [])))
+    cmd_eval(parser.parse_args(["eval", str(run), "--split", "test"]))
+    cmd_render(parser.parse_args(["render", str(run), "--orbit", "--output", str(root / "orbit.mp4"), "--frames", "60"]))
+    return mesh_cli.cmd_export(parser.parse_args(["export", str(run), "--output", str(root / "mesh.ply")]))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _eval_parser(sub)
     _render_parser(sub)
+    mesh_cli.add_parser(sub)
     _view_parser(sub)
     _demo_parser(sub)
     generate_cli.add_parser(sub)
@@ -233,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "view": cmd_view, "demo": cmd_demo,
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export": mesh_cli.cmd_export,
+            "view": cmd_view, "demo": cmd_demo,
             "generate": generate_cli.cmd_generate, "prior": prior_cli.cmd_prior}
 
 

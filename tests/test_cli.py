@@ -58,3 +58,25 @@ def test_eval_of_a_missing_run_names_it(tmp_path):
     out = _nerfgen("eval", str(tmp_path / "norun"))
     assert out.returncode == 2
     assert "norun" in out.stderr and "config.json" in out.stderr
+
+
+def test_demo_runs_end_to_end_through_the_parser(tmp_path, monkeypatch, capsys):
+    """`nerfgen demo` (the README's first command) chains train, eval, render and export through
+    the same parser as the commands themselves; a smaller scene keeps it quick."""
+    import imageio.v3 as iio
+    import trimesh
+
+    import scenes
+    from nerfgen.cli import main
+
+    full = scenes.render_dataset
+    monkeypatch.setattr(scenes, "render_dataset", lambda out, seed: full(
+        out, seed=seed, width=40, height=40, n_train=12, n_val=2, n_test=3, samples_per_side=1))
+    with pytest.raises(SystemExit) as done:
+        main(["demo", "--output", str(tmp_path / "demo"), "--max-seconds", "10"])
+    assert done.value.code == 0
+    root = tmp_path / "demo"
+    assert json.loads((root / "run" / "eval_test.json").read_text())["views"] == 3
+    assert iio.imread(root / "orbit.mp4").shape[0] == 60
+    assert len(trimesh.load(root / "mesh.ply").faces) > 0
+    assert '"faces"' in capsys.readouterr().out

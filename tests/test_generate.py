@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 import torch
+import trimesh
 
 from nerfgen.cli import main
 from nerfgen.engine.model import load_model
@@ -120,6 +122,11 @@ def test_generation_against_a_toy_prior_makes_a_red_cube_from_every_side(tmp_pat
     assert (iou > 0.75).all(), f"silhouette IoU per view {iou.tolist()}"
     fg = rgb[mask & target_mask]
     assert fg[:, 0].mean() > 0.6 and fg[:, 1:].mean() < 0.3, f"foreground colour {fg.mean(0).tolist()}"
+
+    mesh = trimesh.load(tmp_path / "cube" / "mesh.ply", process=False)  # written at the end: the red cube
+    assert np.abs(np.abs(mesh.bounds) - 0.45).max() < 0.15, f"mesh bounds {mesh.bounds.tolist()}"
+    colors = np.asarray(mesh.visual.vertex_colors)[:, :3] / 255
+    assert colors[:, 0].mean() > 0.6 and colors[:, 1:].mean() < 0.3, f"mesh colour {colors.mean(0).tolist()}"
 
     video = tmp_path / "cube.mp4"
     with pytest.raises(SystemExit) as exit_info:

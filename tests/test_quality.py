@@ -7,14 +7,19 @@ training is step-bounded so the result does not depend on the machine's speed.
 from __future__ import annotations
 
 import pytest
+import torch
+import trimesh
 
 from nerfgen.data import load_dataset
 from nerfgen.engine.config import load_config
 from nerfgen.engine.evaluate import evaluate
 from nerfgen.engine.trainer import Trainer
+from nerfgen.mesh import MeshCaster, MeshOptions
+from nerfgen.mesh.cli import export_run
 from tests.conftest import REPO
 
 LEGO_STEPS = 600
+LEGO_MESH_MIN_IOU = 0.9  # measured: worst of the 25 views 0.943 (128 grid points across the box)
 LEGO_MIN_PSNR = 26.0  # measured 27.4 dB, SSIM 0.928 (25 test views, 100x100) after 600 steps (26.5 with 512 steps, lr 0.02)
 
 
@@ -29,6 +34,16 @@ def test_lego_downscale8_reaches_psnr(shared_data, tmp_path):
     assert report["views"] == 25
     assert report["psnr"] >= LEGO_MIN_PSNR, f"lego test PSNR {report['psnr']:.2f} dB < {LEGO_MIN_PSNR}"
     assert report["ssim"] > 0.8
+
+    # Its mesh, seen from the test cameras, covers what the ground-truth alpha covers.
+    export_run(tmp_path / "lego", tmp_path / "lego.ply", MeshOptions(resolution=128), "cpu")
+    caster = MeshCaster(trimesh.load(tmp_path / "lego.ply", process=False))
+    test = load_dataset(lego, "test", downscale=8)
+    ious = []
+    for i in range(0, 200, 8):
+        hit, solid = caster.render(test.cameras, i, torch.ones(3)).hit, test.images[i][..., 3] > 127
+        ious.append(float((hit & solid).sum() / (hit | solid).sum()))
+    assert min(ious) > LEGO_MESH_MIN_IOU, f"mesh outline IoU against the test alpha {min(ious):.3f}"
 
 
 def test_fox_trains_with_cascades_and_distortion(shared_data, tmp_path):

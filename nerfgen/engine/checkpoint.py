@@ -16,7 +16,7 @@ CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write through ``write(tmp_path)`` to a temp file beside ``path``, then rename into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -37,13 +37,13 @@ def write_json(path: Path, data: dict) -> None:
             json.dump(data, f, indent=2)
             f.write("\n")
 
-    _atomic(Path(path), write)
+    atomic_write(Path(path), write)
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Atomically write tensors (made contiguous, on the CPU) as safetensors."""
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic(Path(path), lambda tmp: save_file(clean, tmp))
+    atomic_write(Path(path), lambda tmp: save_file(clean, tmp))
 
 
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:

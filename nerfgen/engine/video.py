@@ -43,7 +43,7 @@ def orbit_spec(cameras: Cameras) -> dict:
 
 def orbit_path(spec: dict, n_frames: int, width: int | None = None, height: int | None = None) -> Cameras:
     """``n_frames`` cameras on a full circle described by :func:`orbit_spec`, looking at its centre."""
-    center, up = torch.tensor(spec["center"]), torch.tensor(spec["up"])
+    center, up = torch.tensor(spec["center"], dtype=torch.float32), torch.tensor(spec["up"], dtype=torch.float32)
     ring = math.sqrt(max(spec["radius"] ** 2 - spec["height"] ** 2, 1e-6))
     helper = torch.tensor([1.0, 0.0, 0.0]) if abs(float(up[0])) < 0.9 else torch.tensor([0.0, 1.0, 0.0])
     e1 = torch.linalg.cross(up, helper)

@@ -110,6 +110,8 @@ class GenerateConfig:
     """Frames of the orbit video written at the end (0: none)."""
     orbit_resolution: int = 128
     """Side of the orbit video's frames."""
+    mesh_resolution: int = 128
+    """Grid points along the box of the ``mesh.ply`` exported at the end (0: no mesh)."""
     seed: int = 0
     """Seed of every random choice; a run is repeatable for a seed."""
     threads: int = 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,7 +256,21 @@ class GenerationRun:
 
             render_orbit(self.output, self.output / "orbit.mp4", cfg.orbit_frames, cfg.orbit_resolution,
                          cfg.orbit_resolution)
+        if cfg.mesh_resolution > 0:
+            self._export_mesh()
         return GenerateSummary(self.output, self.step, self.seconds, self.samples)
+
+
+    def _export_mesh(self) -> None:
+        """``mesh.ply``: the object's surface, coloured (:func:`nerfgen.mesh.cli.export_run`)."""
+        from nerfgen.mesh import MeshOptions
+        from nerfgen.mesh.cli import export_run
+
+        try:
+            export_run(self.output, self.output / "mesh.ply", MeshOptions(resolution=self.config.mesh_resolution),
+                       str(self.device))
+        except ValueError as exc:  # an empty field: the run itself is still written
+            warnings.warn(f"no mesh written: {exc}", stacklevel=2)
 
 
 def _to(views: Views, device: torch.device) -> Views:
