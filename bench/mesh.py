@@ -29,7 +29,7 @@ from nerfgen.engine.metrics import psnr  # noqa: E402
 from nerfgen.engine.model import load_model  # noqa: E402
 from nerfgen.engine.trainer import composite, eval_background  # noqa: E402
 from nerfgen.mesh import MeshCaster, MeshOptions  # noqa: E402
-from nerfgen.mesh.cli import export_run  # noqa: E402
+from nerfgen.mesh.export import export_run  # noqa: E402
 
 
 def true_depth(data: Path, filename: str) -> torch.Tensor | None:

@@ -16,7 +16,7 @@ from nerfgen.engine.model import RadianceModel
 from nerfgen.engine.video import orbit_path
 from nerfgen.fields.base import RadianceField
 from nerfgen.mesh import MeshCaster, MeshOptions, extract_mesh
-from nerfgen.mesh.cli import export_run
+from nerfgen.mesh.export import export_run
 from nerfgen.mesh.extract import drop_small_pieces, isosurface
 
 RADII = (0.6, 0.4, 0.3)

@@ -15,7 +15,7 @@ from nerfgen.engine.config import load_config
 from nerfgen.engine.evaluate import evaluate
 from nerfgen.engine.trainer import Trainer
 from nerfgen.mesh import MeshCaster, MeshOptions
-from nerfgen.mesh.cli import export_run
+from nerfgen.mesh.export import export_run
 from tests.conftest import REPO
 
 LEGO_STEPS = 600

@@ -262,9 +262,9 @@ class GenerationRun:
 
 
     def _export_mesh(self) -> None:
-        """``mesh.ply``: the object's surface, coloured (:func:`nerfgen.mesh.cli.export_run`)."""
+        """``mesh.ply``: the object's surface, coloured (:func:`nerfgen.mesh.export.export_run`)."""
         from nerfgen.mesh import MeshOptions
-        from nerfgen.mesh.cli import export_run
+        from nerfgen.mesh.export import export_run
 
         try:
             export_run(self.output, self.output / "mesh.ply", MeshOptions(resolution=self.config.mesh_resolution),
