@@ -47,7 +47,6 @@ def main() -> None:
     parser.add_argument("--downscale", type=float, default=2)
     parser.add_argument("--images", help="write mesh | field | ground truth PNGs here")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     out = Path(tempfile.mkdtemp()) / "mesh.ply"
     report = export_run(args.run, out, MeshOptions(resolution=args.resolution, threshold=args.threshold), "cpu")

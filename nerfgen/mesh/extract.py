@@ -101,11 +101,10 @@ def vertex_colors(model: RadianceModel, vertices: np.ndarray, normals: np.ndarra
     """``[V, 3]`` uint8: the field's colour at each vertex, seen from outside along its normal."""
     device = model.device
     out = []
-    for v, n in zip(np.array_split(vertices, max(1, len(vertices) // chunk)),
-                    np.array_split(normals, max(1, len(vertices) // chunk))):
-        positions = torch.tensor(v, dtype=torch.float32, device=device)
-        directions = -torch.nn.functional.normalize(torch.tensor(n, dtype=torch.float32, device=device), dim=-1)
-        out.append(model.field(positions, directions)[1].float().clamp(0, 1).cpu())
+    for start in range(0, len(vertices), chunk):
+        positions = torch.tensor(vertices[start:start + chunk], dtype=torch.float32, device=device)
+        inward = -torch.tensor(normals[start:start + chunk], dtype=torch.float32, device=device)
+        out.append(model.field(positions, torch.nn.functional.normalize(inward, dim=-1))[1].float().clamp(0, 1).cpu())
     return (torch.cat(out) * 255 + 0.5).byte().numpy()
 
 
