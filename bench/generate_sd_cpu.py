@@ -25,12 +25,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nerfgen.generate.config import load_config  # noqa: E402
-from nerfgen.generate.trainer import GenerationRun  # noqa: E402
+from nerfgen.api import generation  # noqa: E402
 from nerfgen.prior import build_prior  # noqa: E402
 from nerfgen.prior.random_pipelines import save_random_stable_diffusion  # noqa: E402
-
-CONFIG = REPO / "configs" / "generate_stable_diffusion.yaml"
 
 
 def main() -> None:
@@ -48,13 +45,14 @@ def main() -> None:
             save_random_stable_diffusion(folder, full_size=True)
         prior = build_prior("stable-diffusion", folder, "cpu")
         load_s = time.perf_counter() - t0
-        config = load_config(CONFIG, {"preview_every": 0, "orbit_frames": 0, "device": "cpu"})
-        run = GenerationRun("a red ceramic teapot", config, prior, Path(tmp) / "run")
-        run.train_step()  # warm-up
+        engine = generation("a red ceramic teapot", Path(tmp) / "run", "generate_stable_diffusion", loaded_prior=prior,
+                            eval_every=0, orbit_frames=0, device="cpu")
+        config = engine.config
+        engine.train_step()  # warm-up
         times = []
         for _ in range(args.steps):
             t = time.perf_counter()
-            run.train_step()
+            engine.train_step()
             times.append(time.perf_counter() - t)
         print(json.dumps({
             "figure": "generate_sd15_cpu_step", "weights": "random (architecture of SD 1.5)",

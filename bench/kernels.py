@@ -86,29 +86,29 @@ def bench_hash_grid(n_points: int, repeats: int, device: torch.device, n_levels:
     }
 
 
-def lego_estimator(data: Path, run: str | None):
+def lego_grid(data: Path, run: str | None):
     """Lego's occupancy grid (trained, or the visual hull of its masks) and its test cameras."""
     from nerfgen.data import load_dataset
-    from nerfgen.render import OccGridEstimator
+    from nerfgen.render import OccupancyGrid
     from nerfgen.render.carving import visual_hull
 
     test = load_dataset(data, "test", downscale=1)
     if run is not None:
-        from nerfgen.engine.model import load_model
+        from nerfgen.runs import load_run
 
-        return load_model(run).model.estimator, test
+        return load_run(run, "cpu").model.sampler, test
     train = load_dataset(data, "train", downscale=4)
-    estimator = OccGridEstimator(train.aabb, train.cascades)
+    grid = OccupancyGrid(train.aabb, train.cascades)
     alphas = train.images[..., 3]
-    estimator.restrict(lambda c, size: visual_hull(c, size, train.cameras, alphas))
-    return estimator, test
+    grid.restrict(lambda c, size: visual_hull(c, size, train.cameras, alphas))
+    return grid, test
 
 
 def lego_march_problem(data: Path, run: str | None, n_rays: int) -> tuple[dict, dict]:
     """2^16 rays through random pixels of lego's test views and the grid they march through."""
     from nerfgen.cameras import pixel_rays
 
-    est, test = lego_estimator(data, run)
+    est, test = lego_grid(data, run)
     gen = torch.Generator().manual_seed(0)
     cams = test.cameras
     cam = torch.randint(0, len(cams), (n_rays,), generator=gen)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import sys
 import time
@@ -23,11 +22,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nerfgen.data import load_dataset  # noqa: E402
-from nerfgen.engine.config import load_config  # noqa: E402
-from nerfgen.engine.evaluate import evaluate  # noqa: E402
-from nerfgen.engine.trainer import Trainer  # noqa: E402
+from nerfgen.api import reconstruction  # noqa: E402
 from nerfgen.ops._backend import get_backend_name  # noqa: E402
+from nerfgen.reconstruct.evaluate import evaluate  # noqa: E402
 
 
 def gpu_figures(device: torch.device) -> dict:
@@ -44,33 +41,30 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[5, 20])
     parser.add_argument("--every", type=int, default=8, help="evaluate every N-th of the 200 test views")
     parser.add_argument("--downscale", type=float, default=1.0)
-    parser.add_argument("--config", default=str(REPO / "configs" / "ngp.yaml"))
+    parser.add_argument("--config", default="ngp", help="a shipped config by name, or a YAML file")
     parser.add_argument("--output", default=str(REPO / "runs" / "bench"))
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto (CUDA when torch sees a GPU)")
     args = parser.parse_args()
-    if "jemalloc" not in os.environ.get("LD_PRELOAD", ""):
-        print("note: run with LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 as the CLI does", file=sys.stderr)
-    dataset = load_dataset(args.data, "train", downscale=args.downscale)
     for minutes in args.minutes:
         out = Path(args.output) / f"lego_{minutes:g}min"
         if out.exists():
             import shutil
 
             shutil.rmtree(out)
-        config = load_config(args.config, {"max_seconds": minutes * 60, "max_steps": 10**9,
-                                           "downscale": args.downscale, "val_every": 0, "device": args.device})
-        trainer = Trainer(config, dataset, out)
-        summary = trainer.train()
+        engine = reconstruction(args.data, out, args.config, max_seconds=minutes * 60, max_steps=10**9,
+                                downscale=args.downscale, eval_every=0, device=args.device)
+        summary = engine.run()
+        rays, samples = summary.totals["rays"], summary.totals["samples"]
         start = time.perf_counter()
         report = evaluate(out, "test", every=args.every, device=args.device)
         print(json.dumps({
             "figure": "lego_train", "minutes": minutes, "seconds": round(summary.seconds, 1), "steps": summary.steps,
-            "rays_per_s": round(summary.rays / summary.seconds), "samples_per_ray": round(summary.samples / summary.rays, 1),
+            "rays_per_s": round(rays / summary.seconds), "samples_per_ray": round(samples / rays, 1),
             "test_psnr": round(report["psnr"], 3), "test_ssim": round(report["ssim"], 4), "test_views": report["views"],
             "resolution": f"{report['width']}x{report['height']}", "eval_seconds": round(time.perf_counter() - start, 1),
             "render_rays_per_s": round(report["rays_per_second"]),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            **gpu_figures(trainer.device), "backend": get_backend_name(), "threads": torch.get_num_threads(),
+            **gpu_figures(engine.device), "backend": get_backend_name(), "threads": torch.get_num_threads(),
         }), flush=True)
 
 

@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nerfgen.data import load_dataset  # noqa: E402
 from nerfgen.engine.metrics import psnr  # noqa: E402
-from nerfgen.engine.model import load_model  # noqa: E402
-from nerfgen.engine.trainer import composite, eval_background  # noqa: E402
-from nerfgen.mesh import MeshCaster, MeshOptions  # noqa: E402
-from nerfgen.mesh.export import export_run  # noqa: E402
+from nerfgen.mesh import MeshCaster  # noqa: E402
+from nerfgen.reconstruct import composite, shown_on  # noqa: E402
+from nerfgen.render import background_color  # noqa: E402
+from nerfgen.runs import load_run  # noqa: E402
 
 
 def true_depth(data: Path, filename: str) -> torch.Tensor | None:
@@ -49,21 +49,21 @@ def main() -> None:
     args = parser.parse_args()
 
     out = Path(tempfile.mkdtemp()) / "mesh.ply"
-    report = export_run(args.run, out, MeshOptions(resolution=args.resolution, threshold=args.threshold), "cpu")
+    run = load_run(args.run, "cpu")
+    report = run.export_mesh(out, resolution=args.resolution, threshold=args.threshold)
     report["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     print(json.dumps({"figure": "export", "run": args.run, "resolution": args.resolution, **report}))
 
     import trimesh
 
     caster = MeshCaster(trimesh.load(out, process=False))
-    run = load_model(args.run)
-    data = Path(run.meta["data"])
+    data = Path(run.info.data)
     dataset = load_dataset(data, "test", downscale=args.downscale)
-    background = eval_background(dataset)
+    background = background_color(shown_on(dataset))
     rows = []
     for i in range(0, len(dataset.cameras), args.every):
         mesh = caster.render(dataset.cameras, i, background)
-        field = run.model.render_camera(dataset.cameras, i, background)
+        field = run.render(dataset.cameras, i, background)
         gt = composite(dataset.images[i], background)
         depth = true_depth(data, dataset.filenames[i])
         if depth is not None:  # the scene's own renders are full resolution

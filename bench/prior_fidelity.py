@@ -21,10 +21,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nerfgen.prior.builtin import FOV_DEG, ddim_sample, load_builtin_prior, orbit_views  # noqa: E402
-from nerfgen.prior.colour import foreground_mask, foreground_hue, nearest_hue_name  # noqa: E402
-from scenes.object_views import render_views  # noqa: E402
-from scenes.objects import HELD_OUT, SHAPES, TRAINED_PAIRS, ObjectSpec, Part, build_object, pair_caption  # noqa: E402
+from nerfgen.scenes.object_views import render_views  # noqa: E402
+from nerfgen.scenes.objects import HELD_OUT, SHAPES, TRAINED_PAIRS, ObjectSpec, Part, build_object, pair_caption  # noqa: E402
+
+from nerfgen.cameras import orbit_views  # noqa: E402
+from nerfgen.prior.builtin import FOV_DEG, VIEW_DISTANCE, ddim_sample, load_builtin_prior  # noqa: E402
+from nerfgen.prior.colour import foreground_hue, foreground_mask, nearest_hue_name  # noqa: E402
 
 
 def silhouettes(cameras: np.ndarray, resolution: int) -> dict[str, torch.Tensor]:
@@ -44,7 +46,7 @@ def iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def score(prior, shape: str, colour: str, args, masks: dict[str, torch.Tensor]) -> dict:
     text = pair_caption(shape, colour)
     prompt = prior.encode_prompt(text)
-    views = orbit_views(args.views, elevation=args.elevation, start=15.0)
+    views = orbit_views(args.views, args.elevation, VIEW_DISTANCE, start=15.0)
     samples = torch.cat([ddim_sample(prior, prompt, views, args.guidance, args.steps, torch.Generator().manual_seed(s))
                          for s in range(args.seeds)])  # [S V, 3, R, R]
     names = nearest_hue_name(foreground_hue(samples))
@@ -84,7 +86,7 @@ def main() -> None:
     if args.clip_guidance is not None:
         prior.guide_scale = args.clip_guidance
     print(json.dumps({"clip_guidance": prior.guide_scale if prior.guide is not None else None}), flush=True)
-    views = orbit_views(args.views, elevation=args.elevation, start=15.0)
+    views = orbit_views(args.views, args.elevation, VIEW_DISTANCE, start=15.0)
     cameras = torch.stack([views.elevation, views.azimuth, views.distance], -1).numpy()
     masks = silhouettes(cameras, prior.resolution)
     for group, pairs in (("held_out", HELD_OUT), ("trained", TRAINED_PAIRS)):

@@ -22,10 +22,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nerfgen.prior.builtin import FOV_DEG, caption_errors, load_builtin_prior, orbit_views  # noqa: E402
+from nerfgen.scenes.object_views import render_views  # noqa: E402
+from nerfgen.scenes.objects import HELD_OUT, SHAPES, TRAINED_PAIRS, ObjectSpec, Part, build_object, pair_caption  # noqa: E402
+
+from nerfgen.cameras import orbit_views  # noqa: E402
+from nerfgen.prior.builtin import FOV_DEG, VIEW_DISTANCE, caption_errors, load_builtin_prior  # noqa: E402
 from nerfgen.prior.text import embed_texts  # noqa: E402
-from scenes.object_views import render_views  # noqa: E402
-from scenes.objects import HELD_OUT, SHAPES, TRAINED_PAIRS, ObjectSpec, Part, build_object, pair_caption  # noqa: E402
 
 COLOURS = tuple(c for _, c in HELD_OUT)
 
@@ -40,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     prior = load_builtin_prior(args.model, "cpu")
-    views = orbit_views(args.views, elevation=20.0, start=15.0)
+    views = orbit_views(args.views, 20.0, VIEW_DISTANCE, start=15.0)
     cameras = torch.stack([views.elevation, views.azimuth, views.distance], -1).numpy()
     summary = {}
     for group, pairs in (("held_out", HELD_OUT), ("trained", TRAINED_PAIRS)):

@@ -33,14 +33,11 @@ sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data" / "nerf_synthetic" / "lego"
 
 
-def _trainer(data: str, downscale: float, run: Path, resume: bool):
-    from nerfgen.data import load_dataset
-    from nerfgen.engine.config import load_config
-    from nerfgen.engine.trainer import Trainer
+def _engine(data: str, downscale: float, run: Path, resume: bool):
+    from nerfgen.api import reconstruction
 
-    config = load_config(REPO / "configs" / "ngp.yaml", {"max_steps": 10**9, "val_every": 0, "checkpoint_every": 0,
-                                                         "downscale": downscale})
-    return Trainer(config, load_dataset(data, "train", downscale=downscale), run, resume=resume)
+    return reconstruction(data, run, "ngp", resume, max_steps=10**9, eval_every=0, checkpoint_every=0,
+                          downscale=downscale)
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -70,15 +67,15 @@ def count_mlp_flops(model: torch.nn.Module) -> list[float]:
 def time_steps(data: str, downscale: float, run: Path, steps: int) -> dict:
     from nerfgen.ops._backend import get_backend_name
 
-    trainer = _trainer(data, downscale, run, resume=True)
-    flops = count_mlp_flops(trainer.model.field)
-    trainer.train_step()  # warm-up: lazy loading, first-touch allocations
+    engine = _engine(data, downscale, run, resume=True)
+    flops = count_mlp_flops(engine.task.model.field)
+    engine.train_step()  # warm-up: lazy loading, first-touch allocations
     flops[0] = 0.0
     rays = samples = 0
     start = time.perf_counter()
     for _ in range(steps):
-        _, n_rays, n_samples = trainer.train_step()
-        rays, samples = rays + n_rays, samples + n_samples
+        counts = engine.train_step().counts
+        rays, samples = rays + counts["rays"], samples + counts["samples"]
     seconds = time.perf_counter() - start
     peak = matmul_gflops()
     achieved = flops[0] / seconds / 1e9
@@ -105,10 +102,10 @@ def main() -> None:
         print(json.dumps(time_steps(args.data, args.downscale, run, args.steps)), flush=True)
         return
     if not (run / "state.json").is_file():
-        trainer = _trainer(args.data, args.downscale, run, resume=False)
+        engine = _engine(args.data, args.downscale, run, resume=False)
         for _ in range(args.warmup):
-            trainer.train_step()
-        trainer.save()
+            engine.train_step()
+        engine.save()
     for backend in ("torch", "cpp"):
         env = dict(os.environ, NERFGEN_BACKEND=backend)
         cmd = [sys.executable, __file__, "--data", args.data, "--downscale", str(args.downscale), "--steps",

@@ -23,15 +23,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nerfgen.engine.model import load_model  # noqa: E402
-from nerfgen.engine.video import orbit_path, run_background  # noqa: E402
-from viewer.frames import ViewCamera, compose, preview_side, render_view, viser_pose  # noqa: E402
+from nerfgen.viewer.frames import ViewCamera, compose, preview_side, render_view, viser_pose  # noqa: E402
+
+import nerfgen  # noqa: E402
 
 
-def views(orbit: dict, n: int) -> list[ViewCamera]:
+def views(orbit: nerfgen.Orbit, n: int) -> list[ViewCamera]:
     """``n`` browser cameras on the run's orbit (square canvas, the training field of view)."""
-    cams = orbit_path(orbit, n)
-    fov = 2 * math.atan(0.5 * orbit["height_px"] / orbit["fy"])
+    cams = orbit.cameras(n)
+    fov = 2 * math.atan(0.5 * orbit.height / orbit.fy)
     out = []
     for i in range(n):
         wxyz, position = viser_pose(cams.c2w[i])
@@ -39,9 +39,9 @@ def views(orbit: dict, n: int) -> list[ViewCamera]:
     return out
 
 
-def frame_seconds(model, background, view: ViewCamera, side: int) -> float:
+def frame_seconds(run, background, view: ViewCamera, side: int) -> float:
     start = time.perf_counter()
-    image = render_view(model, view.cameras(side, side), background)
+    image = render_view(run, view.cameras(side, side), background)
     iio.imwrite("<bytes>", compose(image, "rgb"), extension=".jpeg", quality=90)  # as viser does without cv2
     return time.perf_counter() - start
 
@@ -55,11 +55,11 @@ def main() -> None:
     parser.add_argument("--stills", type=int, default=2, help="still frames to time")
     parser.add_argument("--moving-fps", type=float, default=8.0, help="target of dynamic resolution")
     args = parser.parse_args()
-    run = load_model(args.run)
-    background = run_background(run.meta)
-    path = views(run.meta["orbit"], args.frames)
-    frame_seconds(run.model, background, path[0], args.moving)  # warm-up (kernel load, allocator)
-    moving = [frame_seconds(run.model, background, v, args.moving) for v in path]
+    run = nerfgen.load_run(args.run, "cpu")
+    background = run.background
+    path = views(run.info.orbit, args.frames)
+    frame_seconds(run, background, path[0], args.moving)  # warm-up (kernel load, allocator)
+    moving = [frame_seconds(run, background, v, args.moving) for v in path]
     rays_per_s = args.moving**2 * len(moving) / sum(moving)
     print(json.dumps({
         "figure": "viewer_moving", "run": str(args.run), "threads": torch.get_num_threads(),
@@ -68,7 +68,7 @@ def main() -> None:
         "dynamic_side_at_target_fps": preview_side(rays_per_s, 1 / args.moving_fps, 1.0, args.still),
         "target_fps": args.moving_fps,
     }), flush=True)
-    still = [frame_seconds(run.model, background, v, args.still) for v in path[:: max(1, args.frames // args.stills)]]
+    still = [frame_seconds(run, background, v, args.still) for v in path[:: max(1, args.frames // args.stills)]]
     print(json.dumps({
         "figure": "viewer_still", "run": str(args.run), "threads": torch.get_num_threads(), "size": args.still,
         "seconds": [round(s, 2) for s in still], "seconds_median": round(sorted(still)[len(still) // 2], 2),

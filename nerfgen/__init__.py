@@ -1,0 +1,48 @@
+"""nerfgen: radiance fields from posed images and from text, on CPU and CUDA.
+
+The public API (:mod:`nerfgen.api`; names load on first use, so ``import nerfgen`` is cheap)::
+
+    import nerfgen
+    run = nerfgen.train("data/tabletop", "runs/tabletop", config="demo", max_seconds=60)
+    image = run.render(run.orbit_cameras(8), 3)            # ImageOutput: rgb, depth, opacity
+    run.render_orbit("orbit.mp4")                           # or run.render_path("camera_path.json", ...)
+    run.export_mesh("mesh.ply")
+    cube = nerfgen.generate("a red cube", "runs/red-cube")
+    again = nerfgen.load_run("runs/red-cube", device="cpu")
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    # runs and the engine
+    "train": "nerfgen.api", "generate": "nerfgen.api", "reconstruction": "nerfgen.api", "generation": "nerfgen.api",
+    "load_run": "nerfgen.runs", "Run": "nerfgen.runs", "RunInfo": "nerfgen.runs", "StepReport": "nerfgen.engine",
+    "format_figures": "nerfgen.engine.progress",
+    # cameras and camera paths
+    "Cameras": "nerfgen.cameras", "Rays": "nerfgen.cameras", "Orbit": "nerfgen.cameras", "Views": "nerfgen.cameras",
+    "look_at": "nerfgen.cameras", "orbit_cameras": "nerfgen.cameras", "view_cameras": "nerfgen.cameras",
+    "fov_cameras": "nerfgen.cameras", "CameraPath": "nerfgen.cameras", "Keyframe": "nerfgen.cameras",
+    "path_from_keyframes": "nerfgen.cameras", "read_camera_path": "nerfgen.cameras",
+    "write_camera_path": "nerfgen.cameras", "quaternion_from_matrix": "nerfgen.cameras",
+    "matrix_from_quaternion": "nerfgen.cameras",
+    # rendering, data, outputs
+    "ImageOutput": "nerfgen.render", "Conditioning": "nerfgen.fields", "colorize_depth": "nerfgen.render.display",
+    "load_dataset": "nerfgen.data", "DatasetError": "nerfgen.data", "write_video": "nerfgen.video",
+    "MeshOptions": "nerfgen.mesh",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'nerfgen' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

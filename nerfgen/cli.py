@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -12,30 +11,19 @@ from nerfgen.generate import cli as generate_cli
 from nerfgen.mesh import cli as mesh_cli
 from nerfgen.prior import cli as prior_cli
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-"""The YAML configs shipped beside the package (editable installs and source checkouts)."""
-JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
-
-
-def _maybe_reexec_with_jemalloc() -> None:
-    """Re-run under jemalloc (and with huge pages) when it is installed: torch on CPU allocates
-    large short-lived buffers every step, which glibc returns to the OS and faults back in (2-3x
-    slower steps); random hash-table lookups miss the TLB less with huge pages."""
-    if os.environ.get("NERFGEN_NO_JEMALLOC") or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
-        return
-    if not os.path.exists(JEMALLOC):
-        return
-    env = dict(os.environ, LD_PRELOAD=f"{JEMALLOC} {os.environ.get('LD_PRELOAD', '')}".strip())
-    env.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # huge pages for torch's CPU allocations (hash tables)
-    os.execve(sys.executable, [sys.executable, "-m", "nerfgen", *sys.argv[1:]], env)
+DEVICE_HELP = "cpu | cuda[:n] | auto (default: auto, CUDA when torch sees a GPU)"
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a radiance field on posed images",
                        description="Train a radiance field on a NeRF-synthetic or instant-ngp/nerfstudio dataset.")
-    p.add_argument("data", help="dataset folder (transforms_{train,val,test}.json or transforms.json) or a transforms JSON file")
+    p.add_argument("data", nargs="?",
+                   help="dataset folder (transforms_{train,val,test}.json or transforms.json) or a transforms JSON file "
+                        "(optional with --resume: the run's own)")
     p.add_argument("--output", required=True, help="run directory to write (checkpoint, config, logs)")
-    p.add_argument("--config", help="YAML config (see configs/); command-line options override it")
+    p.add_argument("--config", default="ngp",
+                   help="a shipped config by name (ngp, ngp_fine, ngp_cuda, vanilla, demo) or a YAML file "
+                        "(default: ngp); command-line options override it")
     p.add_argument("--field", choices=["ngp", "vanilla"], help="field architecture (default: ngp)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps")
     p.add_argument("--max-seconds", type=float, help="stop after this much training time (seconds)")
@@ -43,7 +31,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed (runs are repeatable for a seed)")
     p.add_argument("--val-every", type=int, help="steps between validation PSNR renders (0: never)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    p.add_argument("--device", help="cpu | cuda[:n] | auto (default: auto, CUDA when torch sees a GPU)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     p.add_argument("--viewer", action="store_true",
                    help="serve the browser viewer while training (pause/resume there); it stays up after training "
@@ -61,14 +49,14 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset path (default: the one the run trained on)")
     p.add_argument("--downscale", type=float, help="image downscale (default: the training one)")
     p.add_argument("--save-images", action="store_true", help="write renders_{split}/NNN.png (render | ground truth)")
-    p.add_argument("--device", default="auto", help="cpu | cuda[:n] | auto (default: auto, CUDA when torch sees a GPU)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def _render_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("render", help="render a video of a trained run",
+    p = sub.add_parser("render", help="render a video of a trained or generated run",
                        description="Render a 360-degree orbit around the scene, or a nerfstudio camera_path.json, "
-                                   "to mp4 or gif.")
-    p.add_argument("run", help="run directory written by `nerfgen train`")
+                                   "to mp4 or gif, at exactly the size asked for.")
+    p.add_argument("run", help="run directory written by `nerfgen train` or `nerfgen generate`")
     path = p.add_mutually_exclusive_group(required=True)
     path.add_argument("--orbit", action="store_true", help="circle the scene")
     path.add_argument("--camera-path", metavar="FILE",
@@ -79,6 +67,7 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, help="frame width (default: the training width, or the path's)")
     p.add_argument("--height", type=int, help="frame height (default: keeps the aspect)")
     p.add_argument("--depth", action="store_true", help="colour-mapped depth instead of colour")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def _add_server_options(p: argparse.ArgumentParser, port_flag: str) -> None:
@@ -89,12 +78,13 @@ def _add_server_options(p: argparse.ArgumentParser, port_flag: str) -> None:
 
 
 def _view_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("view", help="orbit a trained run in the browser",
-                       description="Serve a browser viewer of a trained run: orbit with the mouse, render modes, "
+    p = sub.add_parser("view", help="orbit a trained or generated run in the browser",
+                       description="Serve a browser viewer of a run: orbit with the mouse, render modes, "
                                    "training cameras, camera paths. Runs until Ctrl+C.")
-    p.add_argument("run", help="run directory written by `nerfgen train`")
+    p.add_argument("run", help="run directory written by `nerfgen train` or `nerfgen generate`")
     _add_server_options(p, "--port")
     p.add_argument("--max-resolution", type=int, default=512, help="longest side of a still frame (default 512)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
 def _demo_parser(sub: argparse._SubParsersAction) -> None:
@@ -104,29 +94,13 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default="runs/demo", help="folder for the scene data and the run (default runs/demo)")
     p.add_argument("--max-seconds", type=float, default=90, help="training time (default 90 s)")
     p.add_argument("--seed", type=int, default=0, help="scene and training seed")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
-def _load_train_split(data: str, split: str, downscale: float):
-    from nerfgen.data import load_dataset
-
-    return load_dataset(data, split, downscale=downscale)
-
-
-def _val_split(data: str, downscale: float):
-    from nerfgen.data import DatasetError
-
-    for split in ("val", "test"):
-        try:
-            return _load_train_split(data, split, downscale)
-        except DatasetError:
-            continue
-    return None
-
-
-def _viewer_api():
-    """The viewer package (needs the ``viewer`` extra: viser)."""
+def viewer_package():
+    """``nerfgen.viewer`` (needs the ``viewer`` extra: viser)."""
     try:
-        import viewer
+        from nerfgen import viewer
     except ModuleNotFoundError as exc:
         if exc.name != "viser":
             raise
@@ -135,45 +109,34 @@ def _viewer_api():
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nerfgen.engine.checkpoint import CONFIG_FILE, STATE_FILE, read_json
-    from nerfgen.engine.config import config_from_dict, load_config
-    from nerfgen.engine.trainer import Trainer
+    from nerfgen.api import reconstruction
 
-    output = Path(args.output)
-    overrides = {"field": args.field, "max_steps": args.max_steps, "max_seconds": args.max_seconds,
-                 "downscale": args.downscale, "seed": args.seed, "val_every": args.val_every, "threads": args.threads,
-                 "device": args.device}
-    if args.resume:
-        if not (output / STATE_FILE).is_file():
-            raise FileNotFoundError(f"{output / STATE_FILE}: nothing to resume (no checkpoint in {output})")
-        saved = read_json(output / CONFIG_FILE)["train"]
-        saved.update({k: v for k, v in overrides.items() if v is not None})
-        config = config_from_dict(saved, str(output / CONFIG_FILE))
-    else:
-        if (output / STATE_FILE).exists():
-            raise FileExistsError(f"{output}: already holds a run; pass --resume to continue it or pick another --output")
-        config = load_config(args.config, overrides)
-    dataset = _load_train_split(args.data, "train", config.downscale)
-    val = _val_split(args.data, config.downscale) if config.val_every > 0 else None
-    trainer = Trainer(config, dataset, output, val_dataset=val, resume=args.resume)
-    viewer = None
+    options = {"field": args.field, "max_steps": args.max_steps, "max_seconds": args.max_seconds,
+               "downscale": args.downscale, "seed": args.seed, "eval_every": args.val_every, "threads": args.threads,
+               "device": args.device}
+    if args.data is None and not args.resume:
+        raise ValueError("give the dataset to train on (DATA), or --resume a run")
+    engine = reconstruction(args.data, args.output, args.config, args.resume, **options)
+    server = None
     if args.viewer:
-        api = _viewer_api()
-        viewer = api.Viewer(api.ViewerScene.from_trainer(trainer), host=args.host, port=args.viewer_port, training=True)
-        summary = viewer.train(trainer)
+        viewer = viewer_package()
+        scene = viewer.ViewerScene.from_run(engine.task.live_run(args.output), engine.task.dataset)
+        server = viewer.Viewer(scene, host=args.host, port=args.viewer_port, training=True)
+        summary = server.train(engine)
     else:
-        summary = trainer.train()
-    print(json.dumps({"output": str(output), "steps": summary.steps, "seconds": round(summary.seconds, 1),
-                      "rays_per_second": round(summary.rays / max(summary.seconds, 1e-9)),
-                      "samples_per_ray": round(summary.samples / max(summary.rays, 1), 1),
-                      "final_loss": summary.final_loss}))
-    if viewer is not None:
-        viewer.serve_forever()
+        summary = engine.run()
+    rays, samples = summary.totals.get("rays", 0), summary.totals.get("samples", 0)
+    print(json.dumps({"output": str(args.output), "steps": summary.steps, "seconds": round(summary.seconds, 1),
+                      "rays_per_second": round(rays / max(summary.seconds, 1e-9)),
+                      "samples_per_ray": round(samples / max(rays, 1), 1),
+                      "final_loss": summary.figures.get("loss")}), flush=True)
+    if server is not None:
+        server.serve_forever()
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from nerfgen.engine.evaluate import evaluate
+    from nerfgen.reconstruct.evaluate import evaluate
 
     report = evaluate(args.run, args.split, args.every, args.data, args.downscale, args.save_images, args.limit,
                       args.device)
@@ -184,42 +147,48 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from nerfgen.engine.video import render_camera_path, render_orbit
+    from nerfgen.runs import load_run
 
+    run = load_run(args.run, args.device)
     if args.camera_path:
-        n = render_camera_path(args.run, args.camera_path, args.output, args.width, args.height, args.depth, args.fps)
+        n = run.render_path(args.camera_path, args.output, args.width, args.height, args.depth, args.fps)
     else:
-        n = render_orbit(args.run, args.output, args.frames, args.width, args.height, args.depth, args.fps or 30)
+        n = run.render_orbit(args.output, args.frames, args.width, args.height, args.depth, args.fps or 30)
     print(f"wrote {args.output} ({n} frames)")
     return 0
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    api = _viewer_api()
-    viewer = api.Viewer(api.ViewerScene.from_run(args.run), host=args.host, port=args.port,
-                        max_resolution=args.max_resolution)
-    viewer.serve_forever()
+    from nerfgen.runs import load_run
+
+    viewer = viewer_package()
+    scene = viewer.ViewerScene.from_run(load_run(args.run, args.device))
+    server = viewer.Viewer(scene, host=args.host, port=args.port, max_resolution=args.max_resolution)
+    server.serve_forever()
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from scenes import render_dataset
+    from nerfgen import scenes
 
     root = Path(args.output)
-    data = render_dataset(root / "data", seed=args.seed)
+    data = scenes.render_dataset(root / "data", seed=args.seed)
     print(f"scene: {data}")
     run = root / "run"
     parser = build_parser()
-    train = ["train", str(data), "--output", str(run), "--config", str(CONFIGS / "demo.yaml"),
-             "--max-seconds", str(args.max_seconds), "--seed", str(args.seed)]
+    train = ["train", str(data), "--output", str(run), "--config", "demo", "--max-seconds", str(args.max_seconds),
+             "--seed", str(args.seed), "--device", args.device]
     cmd_train(parser.parse_args(train + (["--resume"] if (run / "state.json").exists() else [])))
-    cmd_eval(parser.parse_args(["eval", str(run), "--split", "test"]))
-    cmd_render(parser.parse_args(["render", str(run), "--orbit", "--output", str(root / "orbit.mp4"), "--frames", "60"]))
-    return mesh_cli.cmd_export(parser.parse_args(["export", str(run), "--output", str(root / "mesh.ply")]))
+    cmd_eval(parser.parse_args(["eval", str(run), "--split", "test", "--device", args.device]))
+    cmd_render(parser.parse_args(["render", str(run), "--orbit", "--output", str(root / "orbit.mp4"), "--frames", "60",
+                                  "--device", args.device]))
+    return mesh_cli.cmd_export(parser.parse_args(["export", str(run), "--output", str(root / "mesh.ply"),
+                                                  "--device", args.device]))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nerfgen", description="Radiance fields from posed images, on CPU and CUDA.")
+    parser = argparse.ArgumentParser(prog="nerfgen", description="Radiance fields from posed images and from text, "
+                                                                 "on CPU and CUDA.")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _eval_parser(sub)
@@ -238,8 +207,6 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export"
 
 
 def main(argv: list[str] | None = None) -> None:
-    if argv is None:
-        _maybe_reexec_with_jemalloc()
     args = build_parser().parse_args(argv)
     from nerfgen.data import DatasetError
 

@@ -2,15 +2,15 @@
 the NeRF-synthetic ("Blender") layout, so a radiance field can train with nothing downloaded. A second call on a complete dataset
 returns it without rendering.
 
->>> from scenes import render_dataset
+>>> from nerfgen.scenes import render_dataset
 >>> root = render_dataset("data/tabletop")  # doctest: +SKIP
 """
 
-from scenes.cameras import focal_from_fov, look_at, orbit_poses, pixel_rays, random_hemisphere_poses
-from scenes.dataset import FORMAT_VERSION, read_stamp, render_dataset
-from scenes.materials import PATTERNS, Material, albedo
-from scenes.raycast import Hits, Raycaster, ViewRender
-from scenes.tabletop import SceneObject, build_tabletop, scene_digest, to_trimesh_scene
+from nerfgen.scenes.cameras import focal_from_fov, look_at, orbit_poses, pixel_rays, random_hemisphere_poses
+from nerfgen.scenes.dataset import FORMAT_VERSION, read_stamp, render_dataset
+from nerfgen.scenes.materials import PATTERNS, Material, albedo
+from nerfgen.scenes.raycast import Hits, Raycaster, ViewRender
+from nerfgen.scenes.tabletop import SceneObject, build_tabletop, scene_digest, to_trimesh_scene
 
 __all__ = [
     "FORMAT_VERSION",

@@ -24,11 +24,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from nerfgen.scenes.cameras import focal_from_fov, orbit_poses, random_hemisphere_poses
+from nerfgen.scenes.raycast import Raycaster
+from nerfgen.scenes.tabletop import SceneObject, build_tabletop, check_bounds, scene_digest
 from PIL import Image
 
-from scenes.cameras import focal_from_fov, orbit_poses, random_hemisphere_poses
-from scenes.raycast import Raycaster
-from scenes.tabletop import SceneObject, build_tabletop, check_bounds, scene_digest
+from nerfgen.files import make_temp_dir
 
 FORMAT_VERSION = 1
 """Bump whenever the renderer or the layout changes, so stale cached datasets are re-rendered."""
@@ -168,8 +169,7 @@ def render_dataset(out_dir: str | os.PathLike, *, scene: list[SceneObject] | Non
         raise FileExistsError(f"{out_dir} exists and is not the requested dataset ({why}); "
                               "pass overwrite=True or choose another out_dir")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is not
+    tmp = make_temp_dir(out_dir)  # 0o777 & ~umask, like any folder the user makes (mkdtemp: 0o700)
     try:
         caster = Raycaster(objects, nthreads=nthreads)
         for split, poses in split_poses(seed, counts, radius).items():

@@ -26,16 +26,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from nerfgen.scenes.cameras import focal_from_fov, look_at
+from nerfgen.scenes.objects import build_object, captions, sample_object
+from nerfgen.scenes.raycast import Raycaster
+from nerfgen.scenes.tabletop import SceneObject
 
-from scenes.cameras import focal_from_fov, look_at
-from scenes.objects import build_object, captions, sample_object
-from scenes.raycast import Raycaster
-from scenes.tabletop import SceneObject
+from nerfgen.files import atomic_write
 
 FORMAT_VERSION = 1
 """Bump when rendering changes, so cached files are re-rendered."""
@@ -164,13 +164,10 @@ def render_object_views(path: str | os.PathLike, config: ObjectViewsConfig, prog
         if cached is not None:
             return cached
     views = _render(config, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, config=np.asarray(stamp), **dataclasses.asdict(views))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez appends no ".npz" to the name
+            np.savez(f, config=np.asarray(stamp), **dataclasses.asdict(views))
+
+    atomic_write(path, write)
     return views

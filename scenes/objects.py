@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import trimesh
-
-from scenes.materials import Material
-from scenes.tabletop import SceneObject
+from nerfgen.scenes.materials import Material
+from nerfgen.scenes.tabletop import SceneObject
 
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.10, 0.10),

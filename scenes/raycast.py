@@ -10,7 +10,7 @@ with albedo ``a`` from the hit object's procedural material, ambient ``k_a = 0.3
 light visibility from a second (shadow) cast toward ``l`` and ``n`` the shading normal facing
 the viewer. open3d is imported lazily, on the first :class:`Raycaster`.
 
->>> from scenes.tabletop import build_tabletop
+>>> from nerfgen.scenes.tabletop import build_tabletop
 >>> caster = Raycaster(build_tabletop(0))
 >>> hits = caster.cast(np.array([[0.0, 0.0, 3.0]]), np.array([[0.0, 0.0, -1.0]]))
 >>> bool(hits.mask[0])
@@ -22,10 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from scenes.cameras import pixel_rays
-from scenes.materials import albedo
-from scenes.tabletop import SceneObject
+from nerfgen.scenes.cameras import pixel_rays
+from nerfgen.scenes.materials import albedo
+from nerfgen.scenes.tabletop import SceneObject
 
 LIGHT_DIR = np.array([0.45, 0.30, 1.0]) / np.linalg.norm([0.45, 0.30, 1.0])
 """Unit direction *toward* the directional light (world frame)."""

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import trimesh
-
-from scenes.materials import Material
+from nerfgen.scenes.materials import Material
 
 SCENE_BOUND = 1.2
 """Every vertex of the scene lies in [-SCENE_BOUND, SCENE_BOUND]^3."""

@@ -12,8 +12,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nerfgen.ops import _backend, ray_aabb_intersect, ray_aabb_intersect_torch, traverse_grids, traverse_grids_torch
-from nerfgen.ops import packed_info_from_indices, volume_render, volume_render_torch
+from nerfgen.ops import (
+    _backend,
+    packed_info_from_indices,
+    ray_aabb_intersect,
+    ray_aabb_intersect_torch,
+    traverse_grids,
+    traverse_grids_torch,
+    volume_render,
+    volume_render_torch,
+)
 from nerfgen.ops.hashgrid import hash_grid_encode, hash_grid_encode_torch, level_strides
 from tests.test_hashgrid_kernel import FWD_ATOL, POS_RTOL, TABLE_ATOL, encode_and_grads, make_grid
 from tests.test_march_kernel import GRID_CASES, assert_march_properties, assert_same_samples, grid, rays

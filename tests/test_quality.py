@@ -10,13 +10,11 @@ import pytest
 import torch
 import trimesh
 
+from nerfgen.api import reconstruction
 from nerfgen.data import load_dataset
-from nerfgen.engine.config import load_config
-from nerfgen.engine.evaluate import evaluate
-from nerfgen.engine.trainer import Trainer
-from nerfgen.mesh import MeshCaster, MeshOptions
-from nerfgen.mesh.export import export_run
-from tests.conftest import REPO
+from nerfgen.mesh import MeshCaster
+from nerfgen.reconstruct.evaluate import evaluate
+from nerfgen.runs import load_run
 
 LEGO_STEPS = 600
 LEGO_MESH_MIN_IOU = 0.9  # measured: worst of the 25 views 0.943 (128 grid points across the box)
@@ -25,10 +23,9 @@ LEGO_MIN_PSNR = 26.0  # measured 27.4 dB, SSIM 0.928 (25 test views, 100x100) af
 
 def test_lego_downscale8_reaches_psnr(shared_data, tmp_path):
     lego = shared_data / "nerf_synthetic" / "lego"
-    config = load_config(REPO / "configs" / "ngp.yaml", {"max_steps": LEGO_STEPS, "downscale": 8, "val_every": 0,
-                                                         "checkpoint_every": 0, "target_samples": 1 << 14})
-    trainer = Trainer(config, load_dataset(lego, "train", downscale=8), tmp_path / "lego")
-    summary = trainer.train()
+    engine = reconstruction(lego, tmp_path / "lego", "ngp", max_steps=LEGO_STEPS, downscale=8, eval_every=0,
+                            checkpoint_every=0, target_samples=1 << 14)
+    summary = engine.run()
     assert summary.steps == LEGO_STEPS
     report = evaluate(tmp_path / "lego", "test", every=8)
     assert report["views"] == 25
@@ -36,7 +33,7 @@ def test_lego_downscale8_reaches_psnr(shared_data, tmp_path):
     assert report["ssim"] > 0.8
 
     # Its mesh, seen from the test cameras, covers what the ground-truth alpha covers.
-    export_run(tmp_path / "lego", tmp_path / "lego.ply", MeshOptions(resolution=128), "cpu")
+    load_run(tmp_path / "lego", "cpu").export_mesh(tmp_path / "lego.ply", resolution=128)
     caster = MeshCaster(trimesh.load(tmp_path / "lego.ply", process=False))
     test = load_dataset(lego, "test", downscale=8)
     ious = []
@@ -51,11 +48,10 @@ def test_fox_trains_with_cascades_and_distortion(shared_data, tmp_path):
     with pytest.warns(UserWarning, match="0005.jpg"):
         train = load_dataset(fox, "train", downscale=8)
     assert train.cascades == 3 and bool((train.cameras.distortion != 0).any())
-    config = load_config(REPO / "configs" / "ngp.yaml", {"max_steps": 150, "downscale": 8, "val_every": 0,
-                                                         "checkpoint_every": 0, "target_samples": 1 << 14})
-    trainer = Trainer(config, train, tmp_path / "fox")
-    first = trainer.train_step()[0]
-    summary = trainer.train()
-    assert summary.final_loss < 0.7 * first
+    engine = reconstruction(fox, tmp_path / "fox", "ngp", max_steps=150, downscale=8, eval_every=0,
+                            checkpoint_every=0, target_samples=1 << 14)
+    first = engine.train_step().figures["loss"]
+    summary = engine.run()
+    assert summary.figures["loss"] < 0.7 * first
     report = evaluate(tmp_path / "fox", "test", limit=2)
     assert report["psnr"] > 14.0

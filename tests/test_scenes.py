@@ -8,12 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+from nerfgen.scenes import (
+    Material,
+    Raycaster,
+    SceneObject,
+    build_tabletop,
+    focal_from_fov,
+    look_at,
+    pixel_rays,
+    read_stamp,
+    render_dataset,
+    scene_digest,
+)
+from nerfgen.scenes.raycast import AMBIENT, LIGHT_DIR
+from nerfgen.scenes.tabletop import SCENE_BOUND
 from PIL import Image
-
-from scenes import (Material, Raycaster, SceneObject, build_tabletop, focal_from_fov, look_at,
-                    pixel_rays, read_stamp, render_dataset, scene_digest)
-from scenes.raycast import AMBIENT, LIGHT_DIR
-from scenes.tabletop import SCENE_BOUND
 
 TINY = dict(width=64, height=64, n_train=6, n_val=2, n_test=2)
 SPLITS = {"train": 6, "val": 2, "test": 2}

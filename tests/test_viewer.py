@@ -25,20 +25,21 @@ import torch
 pytest.importorskip("viser")
 playwright_api = pytest.importorskip("playwright.sync_api")
 
+from nerfgen.scenes import render_dataset  # noqa: E402
+from nerfgen.viewer import Viewer, ViewerScene  # noqa: E402
+
+from nerfgen.api import reconstruction  # noqa: E402
 from nerfgen.cameras import Cameras, look_at  # noqa: E402
 from nerfgen.cli import main as nerfgen_main  # noqa: E402
-from nerfgen.data import load_dataset  # noqa: E402
-from nerfgen.engine.config import TrainConfig  # noqa: E402
-from nerfgen.engine.trainer import Trainer  # noqa: E402
+from nerfgen.reconstruct import TrainConfig  # noqa: E402
 from nerfgen.render import OccGridConfig  # noqa: E402
-from scenes import render_dataset  # noqa: E402
-from viewer import Viewer, ViewerScene  # noqa: E402
+from nerfgen.runs import load_run  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SMALL = dict(field_options={"log2_table_size": 14, "n_levels": 8, "max_resolution": 256},
-             grid=OccGridConfig(resolution=32), target_samples=8192, val_every=0, checkpoint_every=0)
+             grid=OccGridConfig(resolution=32), target_samples=8192, eval_every=0, checkpoint_every=0)
 MAX_SIDE = 96
 """Still-frame size in these tests (the canvas is ~400 px: the browser upsamples)."""
 TOLERANCE = 0.05
@@ -55,7 +56,7 @@ def tiny_run(tmp_path_factory):
     root = render_dataset(tmp_path_factory.mktemp("scene") / "tabletop", width=48, height=48,
                           n_train=30, n_val=2, n_test=4, samples_per_side=1)
     run = tmp_path_factory.mktemp("run") / "run"
-    Trainer(TrainConfig(max_steps=150, **SMALL), load_dataset(root, "train"), run).train()
+    reconstruction(root, run, TrainConfig(max_steps=150, **SMALL)).run()
     return root, run
 
 
@@ -129,7 +130,7 @@ def _diff(a, b, mask):
 
 def test_view_matches_render_drag_and_depth_change_it(tiny_run, browser):
     _, run = tiny_run
-    viewer = Viewer(ViewerScene.from_run(run), port=0, max_resolution=MAX_SIDE)
+    viewer = Viewer(ViewerScene.from_run(load_run(run)), port=0, max_resolution=MAX_SIDE)
     try:
         page = _open(browser, viewer)
         page.get_by_label("Training cameras").uncheck()  # frustums would cover the image
@@ -138,8 +139,8 @@ def test_view_matches_render_drag_and_depth_change_it(tiny_run, browser):
         renderer = viewer.renderers[client.client_id]
         size = renderer.last[1].shape[1::-1]
         shown = _canvas_frame(page, size)
-        direct = viewer.scene.model.render_camera(_browser_cameras(client, size), 0, viewer.scene.background).rgb
-        turned = viewer.scene.model.render_camera(_browser_cameras(client, size, 8.0), 0, viewer.scene.background).rgb
+        direct = viewer.scene.run.render(_browser_cameras(client, size), 0, viewer.scene.background).rgb
+        turned = viewer.scene.run.render(_browser_cameras(client, size, 8.0), 0, viewer.scene.background).rgb
         mask = _visible(shown)
         err, wrong = _diff(shown, direct, mask), _diff(shown, turned, mask)
         assert float(direct.std()) > 0.05, "the direct render is blank: nothing to compare"
@@ -153,7 +154,7 @@ def test_view_matches_render_drag_and_depth_change_it(tiny_run, browser):
         page.mouse.up()
         _settle(viewer)
         dragged = _canvas_frame(page, size)
-        again = viewer.scene.model.render_camera(_browser_cameras(client, size), 0, viewer.scene.background).rgb
+        again = viewer.scene.run.render(_browser_cameras(client, size), 0, viewer.scene.background).rgb
         moved, err = _diff(dragged, shown, mask), _diff(dragged, again, mask)
         assert err < TOLERANCE and moved > 3 * err, (err, moved)
 
@@ -178,7 +179,7 @@ def test_view_matches_render_drag_and_depth_change_it(tiny_run, browser):
 
 def test_camera_path_renders_from_the_viewer_and_the_cli(tiny_run, browser, tmp_path):
     _, run = tiny_run
-    viewer = Viewer(ViewerScene.from_run(run), port=0, max_resolution=32)
+    viewer = Viewer(ViewerScene.from_run(load_run(run)), port=0, max_resolution=32)
     try:
         page = _open(browser, viewer)
         panel = viewer.path_panel
@@ -231,8 +232,9 @@ def test_camera_path_renders_from_the_viewer_and_the_cli(tiny_run, browser, tmp_
 
 def test_live_training_pause_and_resume(tiny_run, browser, tmp_path):
     root, _ = tiny_run
-    trainer = Trainer(TrainConfig(max_steps=10**6, **SMALL), load_dataset(root, "train"), tmp_path / "live")
-    viewer = Viewer(ViewerScene.from_trainer(trainer), port=0, max_resolution=32, training=True)
+    trainer = reconstruction(root, tmp_path / "live", TrainConfig(max_steps=10**6, **SMALL))
+    scene = ViewerScene.from_run(trainer.task.live_run(tmp_path / "live"), trainer.task.dataset)
+    viewer = Viewer(scene, port=0, max_resolution=32, training=True)
     summary = {}
     training = threading.Thread(target=lambda: summary.update(done=viewer.train(trainer)))
     training.start()
@@ -266,18 +268,47 @@ def test_live_training_pause_and_resume(tiny_run, browser, tmp_path):
     assert summary["done"].steps == trainer.step and (tmp_path / "live" / "model.safetensors").is_file()
 
 
+def test_live_generation_shows_the_object_forming(browser, tmp_path):
+    """``nerfgen generate --viewer``: the panel follows the generation's own figures, the view
+    renders the field being optimised, and the run ends with its products."""
+    from nerfgen.api import generation
+    from nerfgen.generate import GenerateConfig
+    from tests.toy_priors import BoxTargetPrior
+
+    prior = BoxTargetPrior(half=0.45, fov=40.0, resolution=32)
+    engine = generation("a red cube", tmp_path / "cube", GenerateConfig(), loaded_prior=prior, max_steps=10**6,
+                        eval_every=0, orbit_frames=2, orbit_resolution=16, mesh_resolution=0,
+                        camera={"resolution": 32, "fov": [40.0, 40.0]})
+    viewer = Viewer(ViewerScene.from_run(engine.task.live_run(tmp_path / "cube")), port=0, max_resolution=32,
+                    training=True)
+    summary = {}
+    training = threading.Thread(target=lambda: summary.update(done=viewer.train(engine)))
+    training.start()
+    try:
+        page = _open(browser, viewer)
+        page.get_by_text("sds").first.wait_for(timeout=60_000)
+        page.get_by_text("images/s").first.wait_for(timeout=60_000)
+        _settle(viewer)
+        assert viewer.scene.train_cameras is None  # a generated object has no training images
+    finally:
+        engine.config.max_steps = 0  # ends the loop after the current step
+        training.join(timeout=120)
+        viewer.stop()
+    assert summary["done"].steps == engine.step > 0 and (tmp_path / "cube" / "orbit.mp4").is_file()
+
+
 def test_a_run_whose_dataset_moved_shows_without_training_cameras(tiny_run, tmp_path):
     _, run = tiny_run
     moved = tmp_path / "run"
     moved.mkdir()
-    config = json.loads((run / "config.json").read_text())
-    config["scene"]["data"] = str(tmp_path / "gone")
-    (moved / "config.json").write_text(json.dumps(config))
+    info = json.loads((run / "run.json").read_text())
+    info["data"] = str(tmp_path / "gone")
+    (moved / "run.json").write_text(json.dumps(info))
     (moved / "model.safetensors").symlink_to(run / "model.safetensors")
     with pytest.warns(UserWarning, match="training cameras not shown.*gone"):
-        scene = ViewerScene.from_run(moved)
+        scene = ViewerScene.from_run(load_run(moved))
     assert scene.train_cameras is None and scene.thumbnails is None
-    assert ViewerScene.from_run(run).train_cameras is not None
+    assert ViewerScene.from_run(load_run(run)).train_cameras is not None
 
 
 def _get(url):

@@ -13,17 +13,27 @@ import torch
 
 pytest.importorskip("viser")
 
-from nerfgen.cameras import look_at  # noqa: E402
-from nerfgen.engine.camera_path import (  # noqa: E402
-    Keyframe, camera_path_to_dict, interpolate, matrix_from_quaternion, path_from_keyframes, quaternion_from_matrix,
-    read_camera_path, write_camera_path,
+from nerfgen.viewer.frames import ViewCamera, compose, frame_size, preview_side, render_view, viser_pose  # noqa: E402
+from nerfgen.viewer.gate import (
+    ModelGate,  # noqa: E402
+    TrainStats,  # noqa: E402
 )
-from nerfgen.engine.config import TrainConfig  # noqa: E402
-from nerfgen.engine.model import ImageOutput, RadianceModel  # noqa: E402
-from nerfgen.render import OccGridConfig  # noqa: E402
-from viewer.frames import ViewCamera, compose, frame_size, preview_side, render_view, viser_pose  # noqa: E402
-from viewer.gate import ModelGate  # noqa: E402
-from viewer.path_panel import video_target  # noqa: E402
+from nerfgen.viewer.path_panel import video_target  # noqa: E402
+
+from nerfgen.cameras import (  # noqa: E402
+    Keyframe,
+    Orbit,
+    interpolate,
+    look_at,  # noqa: E402
+    matrix_from_quaternion,
+    path_from_keyframes,
+    quaternion_from_matrix,
+    read_camera_path,
+    write_camera_path,
+)
+from nerfgen.cameras.paths import camera_path_to_dict  # noqa: E402
+from nerfgen.render import ImageOutput, ModelSpec, OccGridConfig, RadianceModel  # noqa: E402
+from nerfgen.runs import Run, RunInfo  # noqa: E402
 
 
 def _keyframes() -> list[Keyframe]:
@@ -121,9 +131,12 @@ def test_frame_sizes_follow_the_measured_speed():
 @pytest.fixture(scope="module")
 def random_model():
     torch.manual_seed(0)
-    config = TrainConfig(field_options={"log2_table_size": 12, "n_levels": 4, "max_resolution": 64},
-                         grid=OccGridConfig(resolution=16))
-    return RadianceModel(config, torch.tensor([-1.0, -1, -1, 1, 1, 1])).eval()
+    spec = ModelSpec(field_options={"log2_table_size": 12, "n_levels": 4, "max_resolution": 64},
+                     grid=OccGridConfig(resolution=16))
+    model = RadianceModel(spec, torch.tensor([-1.0, -1, -1, 1, 1, 1])).eval()
+    orbit = Orbit((0.0, 0.0, 0.0), (0.0, 0.0, 1.0), 3.0, 1.0, 20.0, 20.0, 16, 16)
+    info = RunInfo("reconstruction", spec, [-1.0, -1, -1, 1, 1, 1], 1, "", "white", "white", 16, 16, orbit, {})
+    return Run(info, model, ".")
 
 
 def test_banded_render_equals_one_render_and_cancels(random_model):
@@ -131,7 +144,7 @@ def test_banded_render_equals_one_render_and_cancels(random_model):
     view = ViewCamera(tuple(position), tuple(wxyz), fov=0.8, aspect=1.25)
     cams = view.cameras(16, 12)
     bg = torch.ones(3)
-    whole = random_model.render_camera(cams, 0, bg, normals=True)
+    whole = random_model.render(cams, 0, bg, normals=True)
     bands = render_view(random_model, cams, bg, normals=True, band_rays=40)  # 2 rows a band
     assert float(whole.opacity.max()) > 0.05  # the random field is not empty
     for name in ("rgb", "depth", "opacity", "normals"):
@@ -180,7 +193,7 @@ def test_gate_serialises_training_and_renders_and_pauses():
                 time.sleep(0.01)  # a step
                 inside.remove("train")
                 steps.append(1)
-                gate.between_steps(len(steps), 0.01, 1000.0)
+                gate.between_steps(TrainStats(len(steps), {"loss": 0.01, "psnr": 20.0}, {"rays/s": 1000.0}))
 
     trainer = threading.Thread(target=train)
     trainer.start()
@@ -195,7 +208,7 @@ def test_gate_serialises_training_and_renders_and_pauses():
             inside.remove("render")
             renders += 1
     assert renders > 10 and len(steps) > 10 and not any(overlaps)
-    assert gate.stats.step == len(steps) and gate.stats.psnr == pytest.approx(20.0)
+    assert gate.stats.step == len(steps) and gate.stats.figures["psnr"] == pytest.approx(20.0)
     gate.pause()
     time.sleep(0.05)
     paused_at = len(steps)
@@ -221,16 +234,18 @@ def test_view_and_render_commands_explain_themselves_and_fail_clearly(tmp_path, 
         main(["view", str(tmp_path / "norun")])
     assert done.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("error") == 1 and "norun" in err and "config.json" in err
+    assert err.count("error") == 1 and "norun" in err and "run.json" in err
 
 
 class _SlowModel:
-    """Stands in for a RadianceModel: takes ``seconds_per_ray`` per pixel and records each band."""
+    """Stands in for a Run: takes ``seconds_per_ray`` per pixel and records each band."""
+
+    background = torch.zeros(3)
 
     def __init__(self, seconds_per_ray: float) -> None:
         self.seconds_per_ray, self.bands = seconds_per_ray, []
 
-    def render_camera(self, cameras, index, background, chunk=1 << 14, normals=False):
+    def render(self, cameras, index, background, normals=False, chunk=1 << 14):
         h, w = cameras.height, cameras.width
         time.sleep(h * w * self.seconds_per_ray)
         self.bands.append((w, h))
@@ -238,10 +253,10 @@ class _SlowModel:
 
 
 def _renderer(model, max_side):
-    from viewer.render_loop import ClientRenderer, RenderSettings
-    from viewer.scene import ViewerScene
+    from nerfgen.viewer.render_loop import ClientRenderer, RenderSettings
+    from nerfgen.viewer.scene import ViewerScene
 
-    scene = ViewerScene(model, torch.zeros(3), orbit={}, output_dir=None)
+    scene = ViewerScene(model)
     frames = []
     renderer = ClientRenderer(lambda image: None, scene, ModelGate(), RenderSettings(max_side=max_side, moving_fps=10),
                               frames.append)

@@ -1,10 +1,12 @@
-"""Browser viewer of nerfgen runs, built on viser: ``nerfgen view RUN`` and ``nerfgen train --viewer``.
+"""Browser viewer of nerfgen runs, built on viser: ``nerfgen view RUN``, ``nerfgen train --viewer``
+and ``nerfgen generate --viewer``.
 
-It uses nerfgen's public API only: :func:`nerfgen.engine.model.load_model` and
-:meth:`RadianceModel.render_camera`, the run's training cameras, and the engine's camera paths.
+It uses nerfgen's public API only (``import nerfgen``): :func:`nerfgen.load_run` and
+:meth:`nerfgen.Run.render`, the run's :class:`nerfgen.Orbit`, its training cameras
+(:func:`nerfgen.load_dataset`) and camera paths (:class:`nerfgen.CameraPath`).
 """
 
-from viewer.scene import ViewerScene
-from viewer.server import Viewer
+from nerfgen.viewer.scene import ViewerScene
+from nerfgen.viewer.server import Viewer
 
 __all__ = ["Viewer", "ViewerScene"]

@@ -11,10 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nerfgen.cameras import Cameras
-from nerfgen.engine.camera_path import matrix_from_quaternion, quaternion_from_matrix
-from nerfgen.engine.model import ImageOutput, RadianceModel
-from nerfgen.engine.video import colorize_depth
+import nerfgen
+from nerfgen import Cameras, ImageOutput, colorize_depth, matrix_from_quaternion, quaternion_from_matrix
 
 MODES = ("rgb", "depth", "accumulation", "normals")
 """What a view can show."""
@@ -71,7 +69,7 @@ def preview_side(rays_per_second: float, seconds: float, aspect: float, max_side
 
 
 def render_view(
-    model: RadianceModel, cameras: Cameras, background: Tensor, normals: bool = False,
+    run: nerfgen.Run, cameras: Cameras, background: Tensor, normals: bool = False,
     cancelled: Callable[[], bool] = lambda: False, band_rays: int = 1 << 14,
 ) -> ImageOutput | None:
     """Render camera 0 of ``cameras`` in bands of rows; returns None as soon as ``cancelled()``
@@ -85,7 +83,7 @@ def render_view(
         n = min(rows, h - y0)
         band = Cameras(c2w=cameras.c2w[:1], fx=cameras.fx[:1], fy=cameras.fy[:1], cx=cameras.cx[:1],
                        cy=cameras.cy[:1] - y0, width=w, height=n)
-        parts.append(model.render_camera(band, 0, background, chunk=band_rays, normals=normals))
+        parts.append(run.render(band, 0, background, normals=normals, chunk=band_rays))
     return ImageOutput(
         rgb=torch.cat([p.rgb for p in parts]), depth=torch.cat([p.depth for p in parts]),
         opacity=torch.cat([p.opacity for p in parts]),

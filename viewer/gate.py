@@ -1,7 +1,7 @@
 """Taking turns on one model: a training loop and the viewer's renderers never touch it at once.
 
 The training thread holds the gate while it steps and opens it only between steps
-(:meth:`ModelGate.between_steps`, the trainer's ``on_step`` hook). Renderers wait in
+(:meth:`ModelGate.between_steps`, called from the engine's per-step hook). Renderers wait in
 :meth:`ModelGate.render`. The split of time follows ``train_share``: each training step of
 ``dt`` seconds earns the renderers ``dt * (1 - share) / share`` seconds; a render that ran
 longer is paid back by the steps that follow. Without a training loop the gate is a plain lock.
@@ -9,12 +9,11 @@ longer is paid back by the steps that follow. Without a training loop the gate i
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAX_CREDIT = 2.0
 """Seconds of render time the renderers may bank while they are busy."""
@@ -22,17 +21,18 @@ MAX_CREDIT = 2.0
 
 @dataclass
 class TrainStats:
-    """The latest training step, as the panel shows it."""
+    """The latest training step, as the panel shows it: the run's own figures (``loss``, ``psnr``,
+    ``sds``, ...) and smoothed rates (``it/s``, ``rays/s``)."""
 
     step: int = 0
-    loss: float = math.nan
-    rays_per_second: float = 0.0
+    figures: dict = field(default_factory=dict)
+    rates: dict = field(default_factory=dict)
     done: bool = False
 
-    @property
-    def psnr(self) -> float:
-        """Training PSNR of the step's batch (from the MSE loss)."""
-        return -10 * math.log10(max(self.loss, 1e-10)) if self.loss == self.loss else math.nan
+    @classmethod
+    def of(cls, report) -> TrainStats:
+        """The stats of an engine's :class:`nerfgen.StepReport`."""
+        return cls(report.step, dict(report.figures), dict(report.rates))
 
 
 class ModelGate:
@@ -85,12 +85,12 @@ class ModelGate:
                 self._training = False
                 self.stats.done = True
 
-    def between_steps(self, step: int, loss: float, rays_per_second: float) -> None:
-        """The trainer's ``on_step`` hook: record the step, let renderers run for their share,
+    def between_steps(self, stats: TrainStats) -> None:
+        """The training loop's per-step hook: record the step, let renderers run for their share,
         and wait here while training is paused."""
         now = time.perf_counter()
         step_seconds = now - (self._last_step_end or now)
-        self.stats = TrainStats(step, loss, rays_per_second)
+        self.stats = stats
         if not self._running.is_set():
             self._lock.release()
             try:

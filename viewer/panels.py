@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import viser
+from nerfgen.viewer.frames import MODES
+from nerfgen.viewer.gate import ModelGate, TrainStats
+from nerfgen.viewer.render_loop import FrameStats, RenderSettings
 
-from viewer.frames import MODES
-from viewer.gate import ModelGate, TrainStats
-from viewer.render_loop import FrameStats, RenderSettings
+import nerfgen
 
 MIN_SIDE, MAX_SIDE = 32, 4096
 """Range of the still-frame resolution (longest side, pixels)."""
@@ -82,9 +83,10 @@ class TrainingPanel:
         self.show(self.gate.stats)
 
     def show(self, stats: TrainStats) -> None:
-        """Step, loss, PSNR and rays/s of the latest step (and whether training runs)."""
+        """Step, the run's figures and rates of the latest step (and whether training runs)."""
         state = "finished" if stats.done else "paused" if self.gate.paused else "training"
-        self.stats.content = (f"**{state}** · step {stats.step:,}  \nloss {stats.loss:.4f} · PSNR {stats.psnr:.2f} dB"
-                              f"  \n{stats.rays_per_second:,.0f} rays/s")
+        figures, rates = nerfgen.format_figures(stats.figures), nerfgen.format_figures(stats.rates)
+        self.stats.content = f"**{state}** · step {stats.step:,}  \n{figures}  \n{rates}"
         if stats.done:
             self.pause.disabled = True
+

@@ -1,6 +1,6 @@
 """Camera paths in the viewer: keyframes from the current view, a preview, and the video.
 
-The video is rendered by the same code as ``nerfgen render --camera-path`` (``render_path`` on
+The video is rendered by the same code as ``nerfgen render --camera-path`` (``Run.render_video`` of
 ``CameraPath.cameras()``), and the path is saved beside it as nerfstudio ``camera_path.json``.
 """
 
@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import viser
+from nerfgen.viewer.frames import ViewCamera, viser_pose
+from nerfgen.viewer.gate import ModelGate
+from nerfgen.viewer.scene import ViewerScene
 
-from nerfgen.engine.camera_path import CameraPath, Keyframe, path_from_keyframes, write_camera_path
-from nerfgen.engine.video import render_path
-from viewer.frames import ViewCamera, viser_pose
-from viewer.gate import ModelGate
-from viewer.scene import ViewerScene
+from nerfgen import CameraPath, Keyframe, path_from_keyframes, write_camera_path
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -37,7 +36,7 @@ class CameraPathPanel:
 
     Args:
         server: the viser server (GUI and scene).
-        scene: the scene (model, background, where videos go).
+        scene: the scene (the run, where videos go).
         gate: held while the video renders.
         view_of: the current :class:`ViewCamera` of a tab.
     """
@@ -49,7 +48,7 @@ class CameraPathPanel:
         self._nodes: list = []  # scene handles of the drawn path
         self._render_lock = threading.Lock()
         gui = server.gui
-        width, height = scene.orbit["width"], scene.orbit["height_px"]
+        width, height = scene.orbit.width, scene.orbit.height
         with gui.add_folder("Camera path", expand_by_default=False):
             self.add = gui.add_button("Add keyframe", icon=viser.Icon.CAMERA_PLUS, hint="the current view")
             self.clear = gui.add_button("Clear keyframes", icon=viser.Icon.TRASH)
@@ -92,7 +91,7 @@ class CameraPathPanel:
         for node in self._nodes:
             node.remove()
         self._nodes.clear()
-        size = 0.08 * self.scene.orbit["radius"]
+        size = 0.08 * self.scene.orbit.radius
         for i, kf in enumerate(self.keyframes):
             wxyz, position = viser_pose(kf.c2w)
             self._nodes.append(scene.add_camera_frustum(
@@ -102,7 +101,7 @@ class CameraPathPanel:
             dense = self.path().c2w[:, :, 3].numpy().astype(np.float32)
             self._nodes.append(scene.add_line_segments(
                 "/camera_path/line", np.stack([dense[:-1], dense[1:]], axis=1), colors=(230, 120, 20),
-                thickness=0.01 * self.scene.orbit["radius"]))
+                thickness=0.01 * self.scene.orbit.radius))
         n = len(self.keyframes)
         self.status.content = f"{n} keyframe{'s' if n != 1 else ''}" if n else "no keyframes"
 
@@ -143,7 +142,7 @@ class CameraPathPanel:
             self.status.content = f"rendering {len(path)} frames at {path.width}x{path.height} ..."
             start = time.perf_counter()
             with self.gate.render():
-                n = render_path(self.scene.model, path.cameras(), target, self.scene.background, fps=path.fps)
+                n = self.scene.run.render_video(path.cameras(), target, fps=path.fps)
             self.status.content = f"wrote {target} ({n} frames, {time.perf_counter() - start:.1f} s)"
             return target
         finally:

@@ -18,10 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
-from viewer.frames import ViewCamera, compose, frame_size, preview_side, render_view
-from viewer.gate import ModelGate
-from viewer.scene import ViewerScene
+from nerfgen.viewer.frames import ViewCamera, compose, frame_size, preview_side, render_view
+from nerfgen.viewer.gate import ModelGate
+from nerfgen.viewer.scene import ViewerScene
 
 STILL_AFTER = 0.2
 """Seconds without camera updates after which the view is refined to full resolution."""
@@ -145,7 +144,7 @@ class ClientRenderer:
         cancelled = (lambda: self._version != version or self._stopped) if still else (lambda: self._stopped)
         with self.gate.render():
             start = time.perf_counter()
-            image = render_view(self.scene.model, cameras, self.scene.background, s.normals, cancelled)
+            image = render_view(self.scene.run, cameras, self.scene.background, s.normals, cancelled)
             seconds = time.perf_counter() - start
         if image is None or self._stopped:
             return  # the camera moved on (this frame would be stale), or the tab is gone

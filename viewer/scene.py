@@ -1,4 +1,4 @@
-"""What the viewer shows: a model, its background, where to look from, and the training cameras."""
+"""What the viewer shows: a run (loaded, or training live), where to look from, the training cameras."""
 
 from __future__ import annotations
 
@@ -10,10 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nerfgen.cameras import Cameras
-from nerfgen.data import Dataset, DatasetError, load_dataset
-from nerfgen.engine.model import RadianceModel, load_model
-from nerfgen.engine.video import orbit_spec, run_background
+import nerfgen
 
 THUMBNAIL = 96
 """Longest side of the training-image thumbnails drawn on the frustums (pixels)."""
@@ -24,51 +21,57 @@ class ViewerScene:
     """A scene to view.
 
     Attributes:
-        model: the radiance field and its occupancy grid (shared with training when live).
-        background: ``[3]`` colour behind the scene.
-        orbit: the run's orbit spec (``nerfgen.engine.video.orbit_spec``): centre, up, radius, size.
-        output_dir: where camera paths and their videos are written.
+        run: the run (:class:`nerfgen.Run`; its model is shared with training when live).
         train_cameras: the training cameras, when their dataset can be read.
         thumbnails: one ``[h, w, 3]`` uint8 image per training camera (small), or None.
     """
 
-    model: RadianceModel
-    background: Tensor
-    orbit: dict
-    output_dir: Path
-    train_cameras: Cameras | None = None
+    run: nerfgen.Run
+    train_cameras: nerfgen.Cameras | None = None
     thumbnails: list[np.ndarray] | None = None
 
-    @classmethod
-    def from_run(cls, run_dir: str | Path) -> ViewerScene:
-        """A trained run directory; training cameras come from the dataset it trained on, if it
-        is still there (a warning says so when it is not)."""
-        run = load_model(run_dir)
-        background = run_background(run.meta)
-        cameras, thumbs = None, None
-        data = run.meta.get("data")
-        if data and Path(data).exists():
-            try:
-                full_side = max(run.meta["width"], run.meta["height"]) * run.config.downscale  # the files' size
-                scale = max(1.0, full_side / THUMBNAIL)
-                small = load_dataset(data, "train", downscale=scale)
-                cameras, thumbs = small.cameras, thumbnails(small, background)
-            except DatasetError as exc:
-                warnings.warn(f"training cameras not shown: {exc}", stacklevel=2)
-        else:
-            warnings.warn(f"training cameras not shown: the run's dataset {data!r} is not there", stacklevel=2)
-        return cls(run.model, background, run.meta["orbit"], Path(run_dir), cameras, thumbs)
+    @property
+    def background(self) -> Tensor:
+        """``[3]`` colour behind the scene."""
+        return self.run.background
+
+    @property
+    def orbit(self) -> nerfgen.Orbit:
+        """The run's orbit: centre, up, radius, frame size."""
+        return self.run.info.orbit
+
+    @property
+    def output_dir(self) -> Path:
+        """Where camera paths and their videos are written."""
+        return self.run.path
 
     @classmethod
-    def from_trainer(cls, trainer) -> ViewerScene:
-        """The model a :class:`nerfgen.engine.trainer.Trainer` is training, live."""
-        ds: Dataset = trainer.dataset
-        background = torch.ones(3) if ds.white_background else torch.zeros(3)
-        return cls(trainer.model, background, orbit_spec(ds.cameras), trainer.output, ds.cameras,
-                   thumbnails(ds, background))
+    def from_run(cls, run: nerfgen.Run, dataset=None) -> ViewerScene:
+        """A run; its training cameras come from ``dataset`` (the one training uses, live) or from
+        the dataset a reconstruction run trained on, if it is still there (a warning says so when
+        it is not). Generated runs have none."""
+        if dataset is None and run.info.kind == "reconstruction":
+            dataset = _small_training_set(run)
+        if dataset is None:
+            return cls(run)
+        return cls(run, dataset.cameras, thumbnails(dataset, run.background))
 
 
-def thumbnails(dataset: Dataset, background: Tensor, size: int = THUMBNAIL) -> list[np.ndarray]:
+def _small_training_set(run: nerfgen.Run):
+    """The run's training split loaded at thumbnail size, or None (with a warning)."""
+    data = run.info.data
+    if not (data and Path(data).exists()):
+        warnings.warn(f"training cameras not shown: the run's dataset {data!r} is not there", stacklevel=3)
+        return None
+    full_side = max(run.info.width, run.info.height) * run.info.downscale  # the files' size
+    try:
+        return nerfgen.load_dataset(data, "train", downscale=max(1.0, full_side / THUMBNAIL))
+    except nerfgen.DatasetError as exc:
+        warnings.warn(f"training cameras not shown: {exc}", stacklevel=3)
+        return None
+
+
+def thumbnails(dataset, background: Tensor, size: int = THUMBNAIL) -> list[np.ndarray]:
     """Small RGB copies of a dataset's images, alpha composited over ``background``."""
     images = dataset.images.permute(0, 3, 1, 2).float() / 255  # [n, 4, H, W]
     h, w = images.shape[2:]

@@ -14,14 +14,14 @@ import time
 import numpy as np
 import torch
 import viser
+from nerfgen.viewer.frames import ViewCamera, viser_pose
+from nerfgen.viewer.gate import ModelGate, TrainStats
+from nerfgen.viewer.panels import MAX_SIDE, MIN_SIDE, RenderPanel, TrainingPanel
+from nerfgen.viewer.path_panel import CameraPathPanel
+from nerfgen.viewer.render_loop import ClientRenderer, FrameStats, RenderSettings
+from nerfgen.viewer.scene import ViewerScene
 
-from nerfgen.engine.video import orbit_path
-from viewer.frames import ViewCamera, viser_pose
-from viewer.gate import ModelGate, TrainStats
-from viewer.panels import MAX_SIDE, MIN_SIDE, RenderPanel, TrainingPanel
-from viewer.path_panel import CameraPathPanel
-from viewer.render_loop import ClientRenderer, FrameStats, RenderSettings
-from viewer.scene import ViewerScene
+import nerfgen
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 STATS_EVERY = 0.25
@@ -51,7 +51,7 @@ class Viewer:
         host: address to bind; anything but loopback exposes the viewer (a warning is printed).
         port: port to bind (viser takes the next free one when it is busy; see :attr:`url`).
         max_resolution: longest side of a still frame.
-        training: show the training panel (``scene.model`` is being trained, see :meth:`train`).
+        training: show the training panel (``scene.run`` is being trained, see :meth:`train`).
     """
 
     def __init__(self, scene: ViewerScene, host: str = "127.0.0.1", port: int = 7007, max_resolution: int = 512,
@@ -88,20 +88,20 @@ class Viewer:
         """Start new tabs a little outside the run's orbit (behind the ring of training cameras),
         looking at its centre, with its up direction."""
         orbit = self.scene.orbit
-        center = torch.tensor(orbit["center"])
-        start = center + 1.25 * (orbit_path(orbit, 8).c2w[1, :, 3] - center)
-        self.server.scene.set_up_direction(tuple(orbit["up"]))
+        center = torch.tensor(orbit.center)
+        start = center + 1.25 * (orbit.cameras(8).c2w[1, :, 3] - center)
+        self.server.scene.set_up_direction(orbit.up)
         self.server.initial_camera.position = tuple(start.tolist())
-        self.server.initial_camera.look_at = tuple(orbit["center"])
-        self.server.initial_camera.up = tuple(orbit["up"])
-        self.server.initial_camera.fov = 2 * math.atan(0.5 * orbit["height_px"] / orbit["fy"])
+        self.server.initial_camera.look_at = orbit.center
+        self.server.initial_camera.up = orbit.up
+        self.server.initial_camera.fov = 2 * math.atan(0.5 * orbit.height / orbit.fy)
 
     def _add_frustums(self) -> list:
         cams = self.scene.train_cameras
         if cams is None:
             return []
         handles = []
-        scale = 0.06 * self.scene.orbit["radius"]
+        scale = 0.06 * self.scene.orbit.radius
         for i in range(len(cams)):
             wxyz, position = viser_pose(cams.c2w[i])
             fov = 2 * math.atan(0.5 * cams.height / float(cams.fy[i]))
@@ -154,21 +154,23 @@ class Viewer:
             renderer.refresh()
 
     # -- training --------------------------------------------------------------------------------
-    def train(self, trainer):
-        """Run ``trainer.train()`` with this viewer watching: renders take turns with its steps,
-        the panel shows its progress and can pause it. Returns the trainer's summary."""
+    def train(self, engine):
+        """Run ``engine`` (a :func:`nerfgen.reconstruction` or :func:`nerfgen.generation` run) with
+        this viewer watching: renders take turns with its steps, the panel shows its progress and
+        can pause it. Returns the run's summary."""
         with self.gate.training():
-            summary = trainer.train(on_step=self._on_step)
+            summary = engine.run([self._on_step])
         if self.training_panel is not None:
             self.training_panel.show(self.gate.stats)
         return summary
 
-    def _on_step(self, step: int, loss: float, rays_per_second: float) -> None:
+    def _on_step(self, report: nerfgen.StepReport) -> None:
         now = time.monotonic()
+        stats = TrainStats.of(report)
         if self.training_panel is not None and (self.gate.paused or now - self._stats_at >= STATS_EVERY):
             self._stats_at = now  # shown before a pause takes hold, so the panel has the step it stopped at
-            self.training_panel.show(TrainStats(step, loss, rays_per_second))
-        self.gate.between_steps(step, loss, rays_per_second)
+            self.training_panel.show(stats)
+        self.gate.between_steps(stats)
 
     # -- lifetime --------------------------------------------------------------------------------
     def serve_forever(self) -> None:

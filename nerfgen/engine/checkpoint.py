@@ -1,71 +1,14 @@
-"""Checkpoints: tensors in safetensors, everything else in JSON, both written atomically."""
+"""What a checkpoint holds beyond a task's own files: optimiser states and random states."""
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from pathlib import Path
-
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
 
-MODEL_FILE = "model.safetensors"
-OPTIMIZER_FILE = "optimizer.safetensors"
-CONFIG_FILE = "config.json"
+TRAIN_STATE_FILE = "train_state.safetensors"
+"""Optimisers, random states and a task's training-only tensors (to resume)."""
 STATE_FILE = "state.json"
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write through ``write(tmp_path)`` to a temp file beside ``path``, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Atomically write ``data`` as indented JSON."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-
-    atomic_write(Path(path), write)
-
-
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    """Atomically write tensors (made contiguous, on the CPU) as safetensors."""
-    clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(Path(path), lambda tmp: save_file(clean, tmp))
-
-
-def read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Read a safetensors file, with an error naming it when it is missing or corrupt."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint file not found")
-    try:
-        return load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types
-        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
-
-
-def read_json(path: Path) -> dict:
-    """Read a JSON file, with an error naming it when it is missing or malformed."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: malformed JSON ({exc})") from exc
+"""Step, training seconds, totals and a task's training-only values; written last."""
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -86,3 +29,27 @@ def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
         state.setdefault(int(index), {})[key] = value
     sd["state"] = state
     optimizer.load_state_dict(sd)
+
+
+def rng_tensors(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The run's generator and torch's global random states (CPU, and each GPU's when there are any)."""
+    out = {"rng.generator": generator.get_state(), "rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out.update({f"rng.cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return out
+
+
+def load_rng_tensors(generator: torch.Generator, tensors: dict[str, torch.Tensor]) -> None:
+    """Inverse of :func:`rng_tensors`: a resumed run draws what the uninterrupted run would have."""
+    generator.set_state(tensors["rng.generator"].to(torch.uint8))
+    torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
+    keys = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    cuda = [tensors[k].to(torch.uint8) for k in keys]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def tensors_metadata(path) -> dict[str, str]:
+    """The string metadata in a safetensors file's header."""
+    with safe_open(str(path), "pt") as f:
+        return f.metadata() or {}

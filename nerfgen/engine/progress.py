@@ -1,59 +1,78 @@
-"""Training progress bar: step, rays/s, loss, PSNR, ETA."""
+"""The progress bar of a run: step, it/s, the task's own figures, elapsed time and ETA."""
 
 from __future__ import annotations
 
 import math
 import sys
 import time
+from collections.abc import Mapping
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
+from nerfgen.engine.schedule import progress
 
-class TrainProgress:
-    """A rich progress bar over steps or seconds, whichever budget binds; plain lines when the
-    output is not a terminal (CI logs)."""
+PLAIN_EVERY = 10.0
+"""Seconds between plain progress lines when the output is not a terminal (CI logs)."""
 
-    def __init__(
-        self, max_steps: int, max_seconds: float, start_step: int = 0, start_seconds: float = 0.0, label: str = "train",
-    ) -> None:
-        self.max_steps, self.max_seconds, self.label = max_steps, max_seconds, label
+
+def format_figures(figures: Mapping[str, float | int | str]) -> str:
+    """``key value`` pairs: large numbers with thousands separators, others to 4 significant digits.
+
+    >>> format_figures({"loss": 0.012345, "rays/s": 40123.4, "shading": "albedo"})
+    'loss 0.01235  rays/s 40,123  shading albedo'
+    """
+    parts = []
+    for key, value in figures.items():
+        if isinstance(value, str):
+            parts.append(f"{key} {value}")
+        elif abs(value) >= 1000:
+            parts.append(f"{key} {value:,.0f}")
+        else:
+            parts.append(f"{key} {value:.4g}")
+    return "  ".join(parts)
+
+
+class RunProgress:
+    """A rich progress bar over the nearer of the step and time budgets; plain lines every
+    :data:`PLAIN_EVERY` seconds when the output is not a terminal.
+
+    Args:
+        label: what runs (``train``, ``generate``, ``prior``).
+        max_steps, max_seconds: the budgets (``max_seconds`` 0: none).
+        start_step, start_seconds: where a resumed run starts.
+    """
+
+    def __init__(self, label: str, max_steps: int, max_seconds: float, start_step: int = 0,
+                 start_seconds: float = 0.0) -> None:
+        self.label, self.max_steps, self.max_seconds = label, max_steps, max_seconds
         self.console = Console(stderr=True)
         self.interactive = self.console.is_terminal
         self.progress = Progress(
             TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
             TextColumn("{task.fields[info]}"), console=self.console, transient=False, disable=not self.interactive,
         )
-        self.task = self.progress.add_task("train", total=1.0, info="", completed=0.0)
-        self.start_step, self.start_seconds = start_step, start_seconds
+        done = progress(start_step, max_steps, start_seconds, max_seconds)
+        self.task = self.progress.add_task(label, total=1.0, info="", completed=done)
+        self.start_done, self.start_seconds = done, start_seconds
         self.last_print = 0.0
-        self.rays_per_s = 0.0
 
-    def __enter__(self) -> "TrainProgress":
+    def __enter__(self) -> RunProgress:
         self.progress.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         self.progress.__exit__(*exc)
 
-    def update(self, step: int, seconds: float, loss: float, rays_per_s: float) -> None:
-        """Record a finished training step (``seconds`` is total training time so far)."""
-        self.rays_per_s = rays_per_s if self.rays_per_s == 0 else 0.9 * self.rays_per_s + 0.1 * rays_per_s
-        psnr = -10 * math.log10(max(loss, 1e-10))
-        self.show(step, seconds, f"step {step}  {self.rays_per_s:,.0f} rays/s  loss {loss:.4f}  PSNR {psnr:.2f}")
-
-    def show(self, step: int, seconds: float, info: str) -> None:
-        """Move the bar to ``step`` / ``seconds`` with ``info`` beside it (elapsed time and ETA added)."""
-        done = step / max(self.max_steps, 1)
-        if self.max_seconds > 0:
-            done = max(done, seconds / self.max_seconds)
-        done = min(done, 1.0)
-        rate = (done - 0) / max(seconds, 1e-9)
+    def update(self, step: int, seconds: float, figures: Mapping[str, float | int | str]) -> None:
+        """Show the run at ``step`` after ``seconds`` of training with ``figures`` beside the bar."""
+        done = progress(step, self.max_steps, seconds, self.max_seconds)
+        rate = (done - self.start_done) / max(seconds - self.start_seconds, 1e-9)
         eta = (1.0 - done) / rate if rate > 0 else math.inf
-        info = f"{info}  {seconds:,.0f}s  ETA {eta:,.0f}s"
+        info = f"step {step}  {format_figures(figures)}  {seconds:,.0f}s  ETA {eta:,.0f}s"
         self.progress.update(self.task, completed=done, info=info)
         now = time.monotonic()
-        if not self.interactive and now - self.last_print > 10:
+        if not self.interactive and now - self.last_print > PLAIN_EVERY:
             self.last_print = now
             print(f"{self.label} {done:4.0%} {info}", file=sys.stderr, flush=True)
 

@@ -1,6 +1,8 @@
-"""Learning-rate schedule that follows either a step budget or a time budget."""
+"""Learning-rate schedules that follow either a step budget or a time budget."""
 
 from __future__ import annotations
+
+import math
 
 
 def progress(step: int, max_steps: int, seconds: float, max_seconds: float) -> float:
@@ -21,3 +23,14 @@ def learning_rate(base: float, step: int, done: float, warmup_steps: int, decay:
     warm = min(1.0, 0.01 + 0.99 * step / warmup_steps) if warmup_steps > 0 else 1.0
     drops = sum(done >= m for m in (0.5, 0.75, 0.9))
     return base * warm * decay**drops
+
+
+def cosine_rate(base: float, step: int, done: float, warmup_steps: int) -> float:
+    """Warm-up ``(step + 1) / warmup_steps`` (capped at 1), then ``base`` times a cosine from 1 at
+    the start of the run to 0 at its end.
+
+    >>> cosine_rate(1.0, 500, 0.5, 100)
+    0.5
+    """
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    return base * warm * 0.5 * (1 + math.cos(math.pi * done))

@@ -1,10 +1,11 @@
-"""Radiance fields and the registry that picks one by name."""
+"""Radiance fields, their conditioning, composition, and the registry that picks one by name."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from nerfgen.fields.base import RadianceField
+from nerfgen.fields.base import Conditioning, FieldOutput, RadianceField
+from nerfgen.fields.compose import ComposedField, compose
 from nerfgen.fields.ngp import NGPField, NGPFieldConfig
 from nerfgen.fields.vanilla import VanillaField, VanillaFieldConfig
 
@@ -15,12 +16,20 @@ FIELDS: dict[str, tuple[type[RadianceField], type]] = {
 """Registry: field name -> (class, config dataclass)."""
 
 
+def field_config(name: str, options: dict | None = None, source: str = "field_options"):
+    """The config dataclass of field ``name`` built from ``options`` (every key and value checked,
+    errors naming ``source``)."""
+    from nerfgen.config import build_config
+
+    if name not in FIELDS:
+        raise ValueError(f"{source}: unknown field {name!r}; expected one of {', '.join(sorted(FIELDS))}")
+    return build_config(FIELDS[name][1], options or {}, source)
+
+
 def build_field(name: str, aabb: Tensor, options: dict | None = None) -> RadianceField:
     """Build the field registered as ``name`` over ``aabb`` with config ``options``."""
-    if name not in FIELDS:
-        raise ValueError(f"unknown field {name!r}; choose one of {sorted(FIELDS)}")
-    cls, config_cls = FIELDS[name]
-    return cls(aabb, config_cls(**(options or {})))
+    return FIELDS[name][0](aabb, field_config(name, options))
 
 
-__all__ = ["FIELDS", "NGPField", "NGPFieldConfig", "RadianceField", "VanillaField", "VanillaFieldConfig", "build_field"]
+__all__ = ["FIELDS", "ComposedField", "Conditioning", "FieldOutput", "NGPField", "NGPFieldConfig", "RadianceField",
+           "VanillaField", "VanillaFieldConfig", "build_field", "compose", "field_config"]

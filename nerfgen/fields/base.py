@@ -1,20 +1,94 @@
-"""What every radiance field provides to the renderer."""
+"""What every radiance field provides to the renderer: one call, conditioned or not.
+
+``field(positions, directions, cond) -> FieldOutput(sigma, rgb | features)``. ``cond`` is a
+:class:`Conditioning`: per-point latent codes (a GAN's shape and appearance codes), an object's
+pose (world to object frame) and which object slots exist (a composed scene). Fields know nothing
+about rays or cameras; the renderer hands them per-sample conditioning, gathered from per-ray
+conditioning with :meth:`Conditioning.take`.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 
-class RadianceField(nn.Module):
-    """A field over a box: ``field(positions, directions) -> (sigma, rgb)``.
+@dataclass
+class Conditioning:
+    """What a field is conditioned on, per point (leading dimension ``n``) or shared by every
+    point (leading dimension 1).
 
-    Subclasses implement :meth:`density` and :meth:`forward`. Points outside ``aabb`` have zero
-    density. Fields know nothing about rays or cameras.
+    Attributes:
+        latent: ``[n | 1, D]`` latent codes (:class:`~nerfgen.fields.VanillaField` splits them into
+            shape and appearance codes, as GRAF does); ``[n | 1, K, D]`` for a composed field's K slots.
+        transform: ``[n | 1, 3, 4]`` world-to-object affine maps ``x_obj = A x + b`` (rotation,
+            scale and translation of an object); ``[n | 1, K, 3, 4]`` for K slots.
+        present: ``[n | 1, K]`` bool, which slots of a composed field hold an object.
+    """
+
+    latent: Tensor | None = None
+    transform: Tensor | None = None
+    present: Tensor | None = None
+
+    def take(self, index: Tensor) -> Conditioning:
+        """Rows ``index [m]`` of the per-point parts (per-ray conditioning -> per-sample); shared
+        parts (leading dimension 1) stay shared."""
+
+        def pick(t: Tensor | None) -> Tensor | None:
+            return t if t is None or t.shape[0] == 1 else t[index]
+
+        return Conditioning(pick(self.latent), pick(self.transform), pick(self.present))
+
+    def slot(self, k: int) -> Conditioning:
+        """The conditioning of slot ``k`` of a composed field (its latent and transform)."""
+        return Conditioning(None if self.latent is None else self.latent[:, k],
+                            None if self.transform is None else self.transform[:, k])
+
+    def to(self, device: torch.device | str) -> Conditioning:
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device)
+
+        return Conditioning(move(self.latent), move(self.transform), move(self.present))
+
+
+@dataclass
+class FieldOutput:
+    """A field's answer at ``n`` points: density and either colour or feature vectors.
+
+    Attributes:
+        sigma: ``[n]`` non-negative density (per world unit).
+        rgb: ``[n, 3]`` colour in [0, 1] (radiance fields), or None.
+        features: ``[n, C]`` feature vectors (feature fields, GIRAFFE), or None.
+    """
+
+    sigma: Tensor
+    rgb: Tensor | None = None
+    features: Tensor | None = None
+
+    @property
+    def channels(self) -> Tensor:
+        """``[n, C]`` what the renderer composites: the colour, else the features."""
+        return self.rgb if self.rgb is not None else self.features
+
+
+class RadianceField(nn.Module):
+    """A field over a box: ``field(positions, directions, cond=None) -> FieldOutput``.
+
+    Subclasses implement :meth:`density` and :meth:`forward`, and list in :attr:`accepts` which
+    parts of :class:`Conditioning` they use (anything else given is an error, never silently
+    ignored). Points outside ``aabb`` have zero density.
 
     Args:
-        aabb: ``[6]`` the box the field covers (``xmin, ymin, zmin, xmax, ymax, zmax``).
+        aabb: ``[6]`` the box the field covers (``xmin, ymin, zmin, xmax, ymax, zmax``), in the
+            field's own frame (the object frame when a transform is given).
     """
+
+    accepts: frozenset[str] = frozenset({"transform"})
+    """The :class:`Conditioning` parts this field understands."""
+    out_channels: int = 3
+    """Channels of :attr:`FieldOutput.channels`."""
 
     def __init__(self, aabb: Tensor) -> None:
         super().__init__()
@@ -27,10 +101,31 @@ class RadianceField(nn.Module):
         inside = ((unit >= 0) & (unit <= 1)).all(-1)
         return unit.clamp(0.0, 1.0), inside
 
-    def density(self, positions: Tensor) -> Tensor:
+    def check(self, cond: Conditioning | None) -> None:
+        """Raise when ``cond`` carries something this field does not use."""
+        if cond is None:
+            return
+        given = {name for name in ("latent", "transform", "present") if getattr(cond, name) is not None}
+        if given - self.accepts:
+            raise ValueError(f"{type(self).__name__} takes no {', '.join(sorted(given - self.accepts))} "
+                             f"conditioning (it accepts: {', '.join(sorted(self.accepts)) or 'none'})")
+
+    def local(self, positions: Tensor, directions: Tensor | None, cond: Conditioning | None
+              ) -> tuple[Tensor, Tensor | None]:
+        """Points (and unit directions) in the field's frame: ``cond.transform`` applied when given."""
+        self.check(cond)
+        if cond is None or cond.transform is None:
+            return positions, directions
+        a, b = cond.transform[..., :3], cond.transform[..., 3]
+        positions = (a @ positions[..., None])[..., 0] + b
+        if directions is not None:
+            directions = torch.nn.functional.normalize((a @ directions[..., None])[..., 0], dim=-1)
+        return positions, directions
+
+    def density(self, positions: Tensor, cond: Conditioning | None = None) -> Tensor:
         """``positions [n, 3]`` -> ``sigma [n]``."""
         raise NotImplementedError
 
-    def forward(self, positions: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
-        """``positions [n, 3]``, unit ``directions [n, 3]`` -> ``sigma [n]``, ``rgb [n, 3]`` in [0, 1]."""
+    def forward(self, positions: Tensor, directions: Tensor, cond: Conditioning | None = None) -> FieldOutput:
+        """``positions [n, 3]``, unit ``directions [n, 3]`` -> :class:`FieldOutput` of ``n`` points."""
         raise NotImplementedError

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from nerfgen.fields.activations import trunc_exp
-from nerfgen.fields.base import RadianceField
+from nerfgen.fields.base import Conditioning, FieldOutput, RadianceField
 from nerfgen.fields.encodings import HashEncoding, SHEncoding, mlp
 
 
@@ -32,7 +33,7 @@ class NGPFieldConfig:
     """Features passed from the density network to the colour network."""
     color_layers: int = 2
     """Hidden layers of the colour network."""
-    implementation: str = "auto"
+    implementation: Literal["auto", "nerfgen", "tcnn"] = "auto"
     """Hash encoding backend: auto | nerfgen | tcnn."""
     blob_density: float = 0.0
     """Density bias of a blob at the box centre, ``blob_density * (1 - r / blob_radius)`` added to the
@@ -45,9 +46,11 @@ class NGPFieldConfig:
 class NGPField(RadianceField):
     """Hash-grid radiance field (Müller et al. 2022).
 
+    Conditioning: an object transform (:class:`Conditioning`); no latent codes.
+
     >>> field = NGPField(torch.tensor([-1.0, -1, -1, 1, 1, 1]), NGPFieldConfig(log2_table_size=12))
-    >>> sigma, rgb = field(torch.zeros(4, 3), torch.tensor([[0.0, 0, 1]]).expand(4, 3))
-    >>> sigma.shape, rgb.shape
+    >>> out = field(torch.zeros(4, 3), torch.tensor([[0.0, 0, 1]]).expand(4, 3))
+    >>> out.sigma.shape, out.rgb.shape
     (torch.Size([4]), torch.Size([4, 3]))
     """
 
@@ -73,10 +76,12 @@ class NGPField(RadianceField):
         sigma = trunc_exp(raw) * inside
         return sigma, h[:, 1:]
 
-    def density(self, positions: Tensor) -> Tensor:
+    def density(self, positions: Tensor, cond: Conditioning | None = None) -> Tensor:
+        positions, _ = self.local(positions, None, cond)
         return self._geometry(positions)[0]
 
-    def forward(self, positions: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, positions: Tensor, directions: Tensor, cond: Conditioning | None = None) -> FieldOutput:
+        positions, directions = self.local(positions, directions, cond)
         sigma, geo = self._geometry(positions)
         h = torch.cat([self.direction_encoding(directions), geo], -1)
-        return sigma, torch.sigmoid(self.color_net(h))
+        return FieldOutput(sigma, torch.sigmoid(self.color_net(h)))

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-"""The YAML configs shipped beside the package: ``generate_{prior}.yaml`` per prior."""
 PRIOR_NAMES = ("builtin", "stable-diffusion", "deepfloyd-if")
 
 
@@ -18,16 +17,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "generate", help="generate a 3D object from a text prompt (score distillation)",
         description="Optimise a radiance field until its renders look right to a text-conditioned diffusion "
                     "prior (DreamFusion's score distillation). Writes a run directory per prompt: model + "
-                    "config (opened by `nerfgen view` / `nerfgen render --orbit`), previews/, preview.png, orbit.mp4.",
+                    "config (opened by `nerfgen view` / `nerfgen render --orbit`), previews/, preview.png, orbit.mp4, "
+                    "mesh.ply. --resume continues an interrupted run; --viewer shows the object forming.",
     )
     p.add_argument("prompt", nargs="?", help="the text prompt (or use --prompts)")
     p.add_argument("--prompts", help="text file with one prompt a line (blank lines and # comments skipped); "
                                      "each prompt runs in turn into OUTPUT/NN-slug")
     p.add_argument("--output", required=True, help="run directory (a parent folder with --prompts)")
     p.add_argument("--prior", choices=PRIOR_NAMES, help="diffusion prior (default: builtin, or the config's)")
-    p.add_argument("--config", help="YAML config (default: configs/generate_{prior}.yaml); flags override it")
+    p.add_argument("--config", help="YAML config: a shipped one by name or a file (default: generate_{prior}); "
+                                    "flags override it")
     p.add_argument("--model", help="prior weights: a local folder or a Hugging Face repo id in the local cache")
-    p.add_argument("--steps", type=int, help="optimisation steps")
+    p.add_argument("--max-steps", "--steps", dest="max_steps", type=int, help="optimisation steps")
     p.add_argument("--max-seconds", type=float, help="stop after this much time per prompt")
     p.add_argument("--seed", type=int, help="random seed (a run is repeatable for a seed)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
@@ -35,9 +36,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-guidance", type=float,
                    help="builtin prior: scale of its noisy image-text guidance (default: the weights'; 0: off)")
     p.add_argument("--preview-every", type=int, help="steps between preview images (0: only at the end)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (--resume continues from the last)")
     p.add_argument("--device", help="cpu | cuda | auto (default auto)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace existing run directories")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run(s) in --output from their last checkpoint (finished ones are left as they are)")
+    p.add_argument("--viewer", action="store_true",
+                   help="serve the browser viewer while generating (one prompt); it stays up until Ctrl+C")
+    p.add_argument("--viewer-port", type=int, default=7007, help="viewer port (default 7007)")
+    p.add_argument("--host", default="127.0.0.1", help="viewer address (default 127.0.0.1, this machine only)")
 
 
 def read_prompts(path: str | Path) -> list[str]:
@@ -61,37 +69,57 @@ def slug(text: str, limit: int = 48) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].rstrip("-") or "prompt"
 
 
-def _config(args: argparse.Namespace):
-    from nerfgen.generate.config import load_config
-
-    prior = args.prior or "builtin"
-    path = args.config or CONFIGS / f"generate_{prior.replace('-', '_')}.yaml"
-    overrides = {"prior": args.prior, "model": args.model, "steps": args.steps, "max_seconds": args.max_seconds,
-                 "seed": args.seed, "guidance": args.guidance, "negative_prompt": args.negative_prompt,
-                 "clip_guidance": args.clip_guidance,
-                 "preview_every": args.preview_every, "device": args.device, "threads": args.threads}
-    return load_config(path, overrides)
+def _options(args: argparse.Namespace) -> dict:
+    """The config keys the flags set (None: unset)."""
+    return {"prior": args.prior, "model": args.model, "max_steps": args.max_steps, "max_seconds": args.max_seconds,
+            "seed": args.seed, "guidance": args.guidance, "negative_prompt": args.negative_prompt,
+            "clip_guidance": args.clip_guidance, "eval_every": args.preview_every,
+            "checkpoint_every": args.checkpoint_every, "device": args.device, "threads": args.threads}
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from nerfgen.engine.config import resolve_device
-    from nerfgen.generate.trainer import GenerationRun
-    from nerfgen.prior import build_prior
+    import shutil
 
-    if (args.prompt is None) == (args.prompts is None):
+    from nerfgen.api import generation
+    from nerfgen.runs import RUN_FILE
+
+    if (args.prompt is None) == (args.prompts is None) and not (args.resume and args.prompts is None):
         raise ValueError("give either a PROMPT or --prompts FILE")
-    prompts = [args.prompt] if args.prompt is not None else read_prompts(args.prompts)
+    prompts = [args.prompt] if args.prompts is None else read_prompts(args.prompts)
     output = Path(args.output)
-    outputs = [output] if args.prompt is not None else [output / f"{i:02d}-{slug(p)}" for i, p in enumerate(prompts)]
+    outputs = [output] if args.prompts is None else [output / f"{i:02d}-{slug(p)}" for i, p in enumerate(prompts)]
+    if args.viewer and len(outputs) > 1:
+        raise ValueError("--viewer shows one prompt at a time; give a PROMPT, not --prompts")
     for out in outputs:
-        if (out / "config.json").exists() and not args.overwrite:
-            raise FileExistsError(f"{out}: already holds a run; pass --overwrite or pick another --output")
-    config = _config(args)
-    device = resolve_device(config.device)
-    prior = build_prior(config.prior, config.model, device)
+        if (out / RUN_FILE).exists() and not (args.overwrite or args.resume):
+            raise FileExistsError(f"{out}: already holds a run; pass --resume, --overwrite or pick another --output")
+    prior = None
     for prompt, out in zip(prompts, outputs):
-        summary = GenerationRun(prompt, config, prior, out, device).run()
-        print(json.dumps({"prompt": prompt, "output": str(out), "steps": summary.steps,
-                          "seconds": round(summary.seconds, 1), "orbit": str(out / "orbit.mp4")
-                          if config.orbit_frames > 0 else None}))
+        resume = args.resume and (out / "state.json").is_file()
+        if args.overwrite and not resume and out.exists():
+            shutil.rmtree(out)
+        engine = generation(prompt, out, args.config, resume, prior, **_options(args))
+        prior = engine.task.prior  # loaded once, shared by every prompt
+        if resume and engine.finished:
+            print(f"{out}: already finished ({engine.step} steps)", file=sys.stderr)
+            continue
+        print(f"generating {engine.task.prompt!r} with the {engine.config.prior} prior into {out}", file=sys.stderr)
+        summary = _run(engine, args, out)
+        print(json.dumps({"prompt": engine.task.prompt, "output": str(out), "steps": summary.steps,
+                          "seconds": round(summary.seconds, 1),
+                          "orbit": str(out / "orbit.mp4") if engine.config.orbit_frames > 0 else None}), flush=True)
     return 0
+
+
+def _run(engine, args: argparse.Namespace, out: Path):
+    """Run ``engine``, with the live viewer when asked (serving until Ctrl+C afterwards)."""
+    if not args.viewer:
+        return engine.run()
+    from nerfgen.cli import viewer_package
+
+    viewer = viewer_package()
+    scene = viewer.ViewerScene.from_run(engine.task.live_run(out))
+    server = viewer.Viewer(scene, host=args.host, port=args.viewer_port, training=True)
+    summary = server.train(engine)
+    server.serve_forever()
+    return summary

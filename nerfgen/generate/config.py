@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from nerfgen.engine.config import build_dataclass, read_options
-from nerfgen.render import OccGridConfig
+from nerfgen.engine.config import EngineConfig
+from nerfgen.render import ModelSpec, OccGridConfig
 
 
 @dataclass
 class CameraConfig:
     """Random training cameras on a sphere around the object, looking at its centre (+z up;
-    see :class:`nerfgen.prior.Views` for the angles)."""
+    see :class:`nerfgen.cameras.Views` for the angles)."""
 
     distance: tuple[float, float] = (3.0, 3.8)
     """Camera distance from the centre, drawn uniformly in this range."""
@@ -47,11 +46,27 @@ class ShadingConfig:
 
 
 @dataclass
-class GenerateConfig:
-    """Everything that decides a generation run (the prompt and output are given apart)."""
+class GenerateConfig(ModelSpec, EngineConfig):
+    """Everything that decides a generation run (the prompt and output are given apart): the
+    engine's keys (``max_steps``, ``max_seconds``, seed, device; a checkpoint every
+    ``checkpoint_every`` steps, a preview sheet every ``eval_every``), the model's and these."""
 
-    prior: str = "builtin"
-    """Registered prior (``nerfgen.prior.PRIORS``): builtin | stable-diffusion | deepfloyd-if."""
+    max_steps: int = 1500
+    """Optimisation steps."""
+    checkpoint_every: int = 100
+    """Steps between checkpoints (``--resume`` continues from the last)."""
+    eval_every: int = 100
+    """Steps between preview sheets ``previews/step_*.png`` (0: only at the end)."""
+    field: Literal["ngp"] = "ngp"
+    """The generated field: a hash grid that starts from a density blob."""
+    field_options: dict[str, Any] = dataclasses.field(default_factory=lambda: {
+        "log2_table_size": 16, "max_resolution": 512, "n_levels": 12,
+    })
+    """Options of the ngp field's config (``nerfgen.fields.NGPFieldConfig``); the blob is added."""
+    grid: OccGridConfig = dataclasses.field(default_factory=OccGridConfig)
+    """Occupancy grid and ray marching (one cascade over the box)."""
+    prior: Literal["builtin", "stable-diffusion", "deepfloyd-if"] = "builtin"
+    """Registered prior (``nerfgen.prior.PRIORS``)."""
     model: str | None = None
     """Prior weights: a local folder, a Hugging Face repo id in the local cache, or None (default)."""
     guidance: float = 7.5
@@ -64,10 +79,6 @@ class GenerateConfig:
     view_prompts: bool = True
     """Append "front / side / back / overhead view" to the prompt by camera angle (text-only
     priors; camera-conditioned priors see the angles instead)."""
-    steps: int = 1500
-    """Optimisation steps."""
-    max_seconds: float = 0.0
-    """Stop after this much time (0: no limit); the schedules follow the nearer budget."""
     t_min: float = 0.02
     """Smallest diffusion timestep drawn (fraction of the schedule)."""
     t_max: tuple[float, float] = (0.98, 0.5)
@@ -76,7 +87,7 @@ class GenerateConfig:
     """Adam learning rate of the field."""
     background_lr: float = 1e-3
     """Adam learning rate of the background network."""
-    background: str = "white"
+    background: Literal["mlp", "white", "black", "random"] = "white"
     """Background behind the object: mlp (a network of the view direction) | white | black | random."""
     box: float = 1.0
     """Half side of the cube the object lives in, centred at the origin."""
@@ -84,12 +95,6 @@ class GenerateConfig:
     """Initial density blob at the centre (``nerfgen.fields.NGPFieldConfig.blob_density``)."""
     blob_radius: float = 0.5
     """Radius where the blob's density bias crosses zero."""
-    field_options: dict[str, Any] = dataclasses.field(default_factory=lambda: {
-        "log2_table_size": 16, "max_resolution": 512, "n_levels": 12,
-    })
-    """Options of the ngp field's config (``nerfgen.fields.NGPFieldConfig``); the blob is added."""
-    grid: OccGridConfig = dataclasses.field(default_factory=OccGridConfig)
-    """Occupancy grid and ray marching (one cascade over the box)."""
     camera: CameraConfig = dataclasses.field(default_factory=CameraConfig)
     """Random training cameras."""
     shading: ShadingConfig = dataclasses.field(default_factory=ShadingConfig)
@@ -102,8 +107,6 @@ class GenerateConfig:
     """Weight of the opacity sparsity loss :math:`\\mathrm{mean}\\sqrt{o^2 + 0.01}` (fewer floaters)."""
     lambda_entropy: float = 0.0
     """Weight of the binary entropy of the opacity (crisp silhouettes)."""
-    preview_every: int = 100
-    """Steps between preview images (0: only at the end)."""
     preview_resolution: int = 96
     """Side of each view in the preview image."""
     orbit_frames: int = 60
@@ -112,45 +115,24 @@ class GenerateConfig:
     """Side of the orbit video's frames."""
     mesh_resolution: int = 128
     """Grid points along the box of the ``mesh.ply`` exported at the end (0: no mesh)."""
-    seed: int = 0
-    """Seed of every random choice; a run is repeatable for a seed."""
-    threads: int = 0
-    """CPU threads for torch (0: all cores)."""
-    device: str = "auto"
-    """cpu | cuda | auto (cuda when available)."""
 
+    def validate(self, source: str) -> None:
+        EngineConfig.validate(self, source)
+        ModelSpec.validate(self, source)
+        cam, shade = self.camera, self.shading
+        checks = [
+            (0 <= self.t_min < min(self.t_max) and max(self.t_max) <= 1, "need 0 <= t_min < t_max <= 1"),
+            (cam.batch >= 1 and cam.resolution >= 8, "camera.batch >= 1 and camera.resolution >= 8"),
+            (cam.distance[0] > self.box * 3**0.5, "camera.distance must keep cameras outside the box"),
+            (-90 < cam.elevation[0] <= cam.elevation[1] < 90, "camera.elevation must lie in (-90, 90), low <= high"),
+            (0 < cam.fov[0] <= cam.fov[1] < 180, "camera.fov must lie in (0, 180), low <= high"),
+            (shade.lambertian + shade.textureless <= 1, "shading.lambertian + shading.textureless must be <= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"{source}: {message}")
 
-def config_from_dict(values: dict[str, Any], source: str = "config") -> GenerateConfig:
-    """A :class:`GenerateConfig` from a (possibly partial, nested) dict."""
-    config = build_dataclass(GenerateConfig, values, source)
-    _validate(config, source)
-    return config
-
-
-def _validate(config: GenerateConfig, source: str) -> None:
-    cam, shade = config.camera, config.shading
-    checks = [
-        (config.background in ("mlp", "white", "black", "random"), "background must be mlp, white, black or random"),
-        (config.steps > 0 or config.max_seconds > 0, "steps or max_seconds must be positive"),
-        (0 <= config.t_min < min(config.t_max) and max(config.t_max) <= 1, "need 0 <= t_min < t_max <= 1"),
-        (cam.batch >= 1 and cam.resolution >= 8, "camera.batch >= 1 and camera.resolution >= 8"),
-        (cam.distance[0] > config.box * 3**0.5, "camera.distance must keep cameras outside the box"),
-        (-90 < cam.elevation[0] <= cam.elevation[1] < 90, "camera.elevation must lie in (-90, 90), low <= high"),
-        (0 < cam.fov[0] <= cam.fov[1] < 180, "camera.fov must lie in (0, 180), low <= high"),
-        (shade.lambertian + shade.textureless <= 1, "shading.lambertian + shading.textureless must be <= 1"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(f"{source}: {message}")
-
-
-def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> GenerateConfig:
-    """Read a YAML config (or the defaults when ``path`` is None) and apply non-None ``overrides``."""
-    values = read_options(path) if path is not None else {}
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return config_from_dict(values, str(path) if path is not None else "defaults")
-
-
-def config_to_dict(config: GenerateConfig) -> dict[str, Any]:
-    """Plain dict of a config (JSON/YAML ready)."""
-    return dataclasses.asdict(config)
+    def model_spec(self) -> ModelSpec:
+        """The generated field: ngp with the density blob, one cascade over the box."""
+        options = {**self.field_options, "blob_density": self.blob_density, "blob_radius": self.blob_radius}
+        return ModelSpec(self.field, options, self.sampler, self.grid, self.stratified)

@@ -1,8 +1,7 @@
-"""Looking at a generation: preview sheets of four sides, and the orbit stored with a run."""
+"""Looking at a generation while it forms: preview sheets of four sides."""
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -10,32 +9,24 @@ import imageio.v3 as iio
 import torch
 from torch import Tensor
 
-from nerfgen.engine.model import RadianceModel
-from nerfgen.cameras import image_rays
-from nerfgen.generate.cameras import preview_views, view_cameras
-from nerfgen.generate.config import CameraConfig, GenerateConfig
+from nerfgen.cameras import image_rays, orbit_views, view_cameras
+from nerfgen.generate.config import GenerateConfig
 from nerfgen.generate.shading import shade, surface_normals
+from nerfgen.render import RadianceModel
 
 PREVIEW_ELEVATION = 15.0
 """Elevation (degrees) of preview and orbit cameras."""
 
 
-def orbit_meta(camera: CameraConfig, resolution: int) -> dict:
-    """The orbit spec (:func:`nerfgen.engine.video.orbit_spec`'s keys) of a generated run: around
-    the origin, +z up, at the mid training distance and field of view, :data:`PREVIEW_ELEVATION` up."""
-    distance, fov = sum(camera.distance) / 2, sum(camera.fov) / 2
-    focal = 0.5 * resolution / math.tan(math.radians(fov) / 2)
-    return {"center": [0.0, 0.0, 0.0], "up": [0.0, 0.0, 1.0], "radius": distance,
-            "height": distance * math.sin(math.radians(PREVIEW_ELEVATION)),
-            "fx": focal, "fy": focal, "width": resolution, "height_px": resolution}
-
-
 @torch.no_grad()
 def render_sheet(model: RadianceModel, config: GenerateConfig, background: Tensor, n_views: int = 4) -> Tensor:
     """``[2 * R, n_views * R, 3]``: colour on ``background`` above textureless shading (light from
-    the camera, normals at the surface points as in training), at azimuths 0, 90, 180, 270."""
-    views, fov = preview_views(config.camera, n_views, PREVIEW_ELEVATION)
-    cameras = view_cameras(views, fov, config.preview_resolution).to(background.device)
+    the camera, normals at the surface points as in training), at azimuths 0, 90, 180, 270, at the
+    mid training distance and field of view."""
+    cam = config.camera
+    views = orbit_views(n_views, PREVIEW_ELEVATION, sum(cam.distance) / 2)
+    cameras = view_cameras(views, torch.full((n_views,), sum(cam.fov) / 2), config.preview_resolution)
+    cameras = cameras.to(background.device)
     rows: list[list[Tensor]] = [[], []]
     for i in range(n_views):
         image = model.render_camera(cameras, i, background)

@@ -28,10 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nerfgen.mesh.export import export_run
-    from nerfgen.mesh.extract import MeshOptions
+    from nerfgen.runs import load_run
 
-    options = MeshOptions(resolution=args.resolution, threshold=args.threshold, min_component=args.min_component,
-                          box=tuple(args.box) if args.box else None, colors=not args.no_colors)
-    print(json.dumps(export_run(args.run, args.output, options, args.device)))
+    run = load_run(args.run, args.device)
+    print(json.dumps(run.export_mesh(args.output, resolution=args.resolution, threshold=args.threshold,
+                                     min_component=args.min_component, box=tuple(args.box) if args.box else None,
+                                     colors=not args.no_colors)))
     return 0

@@ -1,17 +1,16 @@
-"""Export a run directory's surface to a mesh file (the work behind ``nerfgen export``)."""
+"""Export a model's surface to a mesh file (the work behind ``nerfgen export`` and ``Run.export_mesh``)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-import torch
+from torch import Tensor
 
-from nerfgen.engine.checkpoint import atomic_write
-from nerfgen.engine.config import resolve_device
-from nerfgen.engine.model import load_model
-from nerfgen.engine.video import orbit_path
+from nerfgen.cameras import Orbit
+from nerfgen.files import atomic_write
 from nerfgen.mesh.extract import MeshOptions, extract_mesh
+from nerfgen.render import RadianceModel
 
 FORMATS = (".ply", ".obj", ".glb", ".off", ".stl")
 """Mesh files trimesh writes (vertex colours in all but STL)."""
@@ -19,18 +18,17 @@ CALIBRATION_VIEWS = 8
 """Orbit cameras the density threshold is calibrated against."""
 
 
-def export_run(run_dir: str | Path, output: str | Path, options: MeshOptions, device: str = "auto") -> dict:
-    """Extract ``run_dir``'s mesh with ``options`` (:class:`~nerfgen.mesh.MeshOptions`) and write
-    it atomically to ``output``; returns what was written (counts, threshold, seconds)."""
+def export_mesh(model: RadianceModel, scene_box: Tensor, orbit: Orbit, output: str | Path, options: MeshOptions) -> dict:
+    """Extract ``model``'s mesh in ``scene_box`` with ``options`` (the threshold calibrated from
+    views on ``orbit`` unless given) and write it atomically to ``output``; returns what was
+    written (counts, threshold, seconds)."""
     output = Path(output)
     if output.suffix.lower() not in FORMATS:
         raise ValueError(f"{output}: unknown mesh format {output.suffix!r} (expected one of {', '.join(FORMATS)})")
     start = time.perf_counter()
-    run = load_model(run_dir, resolve_device(device))
-    views = orbit_path(run.meta["orbit"], CALIBRATION_VIEWS, width=96)
-    made = extract_mesh(run.model, torch.tensor(run.meta["aabb"]), options, views)
+    made = extract_mesh(model, scene_box, options, orbit.cameras(CALIBRATION_VIEWS, width=96))
     if len(made.mesh.faces) == 0:
-        raise ValueError(f"{run_dir}: no surface at density {made.threshold:g} inside the box (try a lower --threshold)")
+        raise ValueError(f"{output}: no surface at density {made.threshold:g} inside the box (try a lower --threshold)")
     atomic_write(output, lambda tmp: made.mesh.export(tmp, file_type=output.suffix.lower()[1:]))
     return {"output": str(output), "vertices": len(made.mesh.vertices), "faces": len(made.mesh.faces),
             "threshold": round(made.threshold, 3),

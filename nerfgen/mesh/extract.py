@@ -18,9 +18,8 @@ import trimesh
 from torch import Tensor
 
 from nerfgen.cameras import Cameras
-from nerfgen.engine.model import RadianceModel
 from nerfgen.mesh.raycast import MeshCaster
-from nerfgen.ops import grid_lookup
+from nerfgen.render import RadianceModel
 
 
 @dataclass
@@ -52,7 +51,7 @@ def grid_axes(box: Tensor, resolution: int) -> tuple[list[Tensor], float]:
 @torch.no_grad()
 def density_grid(model: RadianceModel, axes: list[Tensor], chunk: int = 1 << 18) -> Tensor:
     """``[nx, ny, nz]`` density at the grid points ``axes`` (x index first); zero in cells the
-    occupancy grid marks empty and outside the field's box."""
+    sampler marks empty (:meth:`nerfgen.render.Sampler.occupied`) and outside the field's box."""
     device = model.device
     shape = [len(a) for a in axes]
     out = torch.zeros(math.prod(shape))
@@ -62,7 +61,7 @@ def density_grid(model: RadianceModel, axes: list[Tensor], chunk: int = 1 << 18)
     for start in range(0, shape[0], rows):  # slabs of x
         x = xs[start:start + rows]
         points = torch.cat([x.repeat_interleave(plane.shape[0])[:, None], plane.repeat(len(x), 1)], 1)
-        keep = grid_lookup(points, model.estimator.binaries, model.estimator.aabbs)
+        keep = model.sampler.occupied(points)
         sigma = torch.zeros(points.shape[0], device=device)
         if keep.any():
             sigma[keep] = model.field.density(points[keep]).float()
@@ -104,7 +103,7 @@ def vertex_colors(model: RadianceModel, vertices: np.ndarray, normals: np.ndarra
     for start in range(0, len(vertices), chunk):
         positions = torch.tensor(vertices[start:start + chunk], dtype=torch.float32, device=device)
         inward = -torch.tensor(normals[start:start + chunk], dtype=torch.float32, device=device)
-        out.append(model.field(positions, torch.nn.functional.normalize(inward, dim=-1))[1].float().clamp(0, 1).cpu())
+        out.append(model.field(positions, torch.nn.functional.normalize(inward, dim=-1)).rgb.float().clamp(0, 1).cpu())
     return (torch.cat(out) * 255 + 0.5).byte().numpy()
 
 
@@ -124,7 +123,7 @@ def extract_mesh(model: RadianceModel, scene_box: Tensor, options: MeshOptions |
     outward-facing triangles.
 
     Args:
-        model: a trained model (:func:`nerfgen.engine.model.load_model`).
+        model: a trained model (``nerfgen.load_run(...).model``).
         scene_box: ``[6]`` the box to mesh when ``options.box`` is None.
         options: resolution, threshold, floater removal, colours.
         views: cameras to calibrate the threshold against when ``options.threshold`` is None.

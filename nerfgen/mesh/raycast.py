@@ -1,6 +1,6 @@
 """Look at a mesh through nerfgen's cameras (open3d ray casting): silhouette, depth, vertex colours.
 
-What :func:`nerfgen.engine.model.RadianceModel.render_camera` is for a field, :func:`render_mesh`
+What :meth:`nerfgen.render.RadianceModel.render_camera` is for a field, :func:`render_mesh`
 is for a mesh, so an exported mesh can be measured against the images it came from.
 """
 

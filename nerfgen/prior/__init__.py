@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from nerfgen.prior.base import DiffusionPrior, PromptEmbedding, SDSOutput, Views
+from nerfgen.cameras import Views
+from nerfgen.prior.base import DiffusionPrior, PromptEmbedding, SDSOutput
 
 PRIORS: dict[str, str] = {
     "builtin": "nerfgen.prior.builtin:load_builtin_prior",

@@ -22,30 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-
-@dataclass
-class Views:
-    r"""Viewing angles of a batch of rendered images (what camera-conditioned priors see).
-
-    Convention (``scenes/cameras.py`` and :mod:`nerfgen.generate.cameras`): world +z is up and the
-    object's centre is the origin; a camera at elevation :math:`e`, azimuth :math:`a` and distance
-    :math:`r` sits at :math:`r(\cos e \cos a, \cos e \sin a, \sin e)` and looks at the origin with
-    +z as its up vector. Azimuth 0 (camera on +x, looking down -x) sees the object's front;
-    azimuth grows counter-clockwise seen from above.
-
-    Attributes:
-        elevation: ``[B]`` degrees above the horizon.
-        azimuth: ``[B]`` degrees about the up axis; 0 looks at the object's front.
-        distance: ``[B]`` camera distance from the object's centre.
-    """
-
-    elevation: Tensor
-    azimuth: Tensor
-    distance: Tensor
-
-    def repeat(self, n: int) -> "Views":
-        """The views ``n`` times over (``[n * B]``), as classifier-free guidance batches them."""
-        return Views(self.elevation.repeat(n), self.azimuth.repeat(n), self.distance.repeat(n))
+from nerfgen.cameras import Views
 
 
 @dataclass

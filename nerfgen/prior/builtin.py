@@ -19,7 +19,8 @@ network predicts the noise. The empty prompt is the zero embedding the model was
 read as "no caption" (classifier-free guidance).
 
 >>> prior = load_builtin_prior(None, "cpu")  # doctest: +SKIP
->>> images = ddim_sample(prior, prior.encode_prompt("a red cube"), orbit_views(8), guidance=5.0)  # doctest: +SKIP
+>>> views = nerfgen.cameras.orbit_views(8, 15.0, VIEW_DISTANCE)  # doctest: +SKIP
+>>> images = ddim_sample(prior, prior.encode_prompt("a red cube"), views, guidance=5.0)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nerfgen.engine.checkpoint import read_json, read_tensors, write_json, write_tensors
+from nerfgen.files import read_json, read_tensors, write_json, write_tensors
 from nerfgen.prior.base import DiffusionPrior, PromptEmbedding, Views
 from nerfgen.prior.guide import NoisyCLIP, guide_path, load_guide, save_guide
 from nerfgen.prior.text import embed_texts
@@ -46,6 +47,8 @@ ELEVATION_RANGE = (-10.0, 60.0)
 """Elevations (degrees) the model was trained on."""
 DISTANCE_RANGE = (3.0, 3.6)
 """Camera distances from the object's centre the model was trained on."""
+VIEW_DISTANCE = sum(DISTANCE_RANGE) / 2
+"""The mid training distance, where samples and tests look from."""
 OBJECT_RADIUS = 1.0
 """Objects fit in a sphere of this radius about the origin."""
 BACKGROUND = (1.0, 1.0, 1.0)
@@ -96,7 +99,7 @@ class BuiltinPrior(DiffusionPrior):
         return images * 2 - 1
 
     def predict_noise(self, z_t: Tensor, t: Tensor, embeddings: Tensor, views: Views) -> Tensor:
-        return self.net(z_t, t, embeddings.reshape(embeddings.shape[0], -1), _cameras(views, z_t))
+        return self.net(z_t, t, embeddings.reshape(embeddings.shape[0], -1), views.stacked().to(z_t))
 
     def guided_noise(self, z_t: Tensor, t: Tensor, prompt: PromptEmbedding, views: Views, guidance: float) -> Tensor:
         r"""Classifier-free guidance, plus the guidance model's gradient when one is loaded:
@@ -106,19 +109,8 @@ class BuiltinPrior(DiffusionPrior):
         if self.guide is None or self.guide_scale <= 0:
             return eps
         text = prompt.cond.reshape(prompt.cond.shape[0], -1).expand(z_t.shape[0], -1)
-        grad = self.guide.guidance_gradient(z_t, t, _cameras(views, z_t), text)
+        grad = self.guide.guidance_gradient(z_t, t, views.stacked().to(z_t), text)
         return eps - self.guide_scale * (1 - self.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1) * grad
-
-
-def _cameras(views: Views, like: Tensor) -> Tensor:
-    return torch.stack([views.elevation, views.azimuth, views.distance], -1).to(like)
-
-
-def orbit_views(n: int, elevation: float = 15.0, distance: float = sum(DISTANCE_RANGE) / 2,
-                start: float = 0.0) -> Views:
-    """``n`` views evenly spaced in azimuth from ``start`` (degrees) at one elevation."""
-    azimuth = start + 360.0 * torch.arange(n, dtype=torch.float32) / n
-    return Views(torch.full((n,), float(elevation)), azimuth % 360.0, torch.full((n,), float(distance)))
 
 
 @torch.no_grad()
@@ -153,7 +145,7 @@ def caption_errors(prior: BuiltinPrior, images: Tensor, views: Views, captions: 
     x = prior.encode_images(images)
     ab = prior.alphas_cumprod[t]
     c, b = captions.shape[0], x.shape[0]
-    cameras = _cameras(views, x).repeat(c, 1)
+    cameras = views.stacked().to(x).repeat(c, 1)
     out = torch.zeros(c, b, device=x.device)
     for _ in range(noises):
         noise = torch.randn(x.shape, generator=generator).to(x)

@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "prior.yaml"
-"""The config the shipped weights were trained with."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,12 +17,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              description="Render the procedural object library, embed its captions and train "
                                          "the camera-conditioned noise predictor. The defaults reproduce the shipped weights.")
     t.add_argument("--output", required=True, help="run folder (training set cache, checkpoints, model.safetensors)")
-    t.add_argument("--config", default=None, help=f"YAML config (default: {CONFIG.name}, the shipped weights' config)")
-    t.add_argument("--steps", type=int, help="optimisation steps (overrides the config)")
-    t.add_argument("--minutes", type=float, help="time budget in minutes (overrides the config)")
+    t.add_argument("--config", default=None,
+                   help="YAML config: a shipped one by name or a file (default: prior, the shipped weights' config)")
+    t.add_argument("--max-steps", type=int, help="optimisation steps (overrides the config)")
+    t.add_argument("--max-seconds", type=float, help="time budget in seconds (overrides the config)")
     t.add_argument("--seed", type=int, help="training seed (overrides the config)")
     t.add_argument("--threads", type=int, help="CPU threads (overrides the config's 2)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --output from its last checkpoint (the UNet, then the guidance model)")
     e = prior_sub.add_parser("export", help="store a trained run's weights in fp16 (as the shipped ones)",
                              description="Write a run's EMA weights in fp16 with their JSON config: the shipped "
                                          "nerfgen/prior/weights/builtin.safetensors is `prior export RUN`.")
@@ -49,50 +47,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_config(args: argparse.Namespace):
-    import yaml
-
-    from nerfgen.prior.train import config_from_dict, read_config
+    from nerfgen.config import config_path, load_config
+    from nerfgen.prior.train import PriorTrainConfig
 
     output = Path(args.output)
+    overrides = {"max_steps": args.max_steps, "max_seconds": args.max_seconds, "seed": args.seed,
+                 "threads": args.threads}
     if args.resume:
         if not (output / "state.json").is_file():
             raise FileNotFoundError(f"{output / 'state.json'}: nothing to resume (no checkpoint in {output})")
-        config = read_config(output)
-    else:
-        if (output / "state.json").exists():
-            raise FileExistsError(f"{output}: already holds a run; pass --resume or pick another --output")
-        path = Path(args.config) if args.config else CONFIG
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: config file not found")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: malformed YAML ({exc})") from exc
-        config = config_from_dict(values, str(path))
-    for key in ("steps", "minutes", "seed", "threads"):
-        if getattr(args, key) is not None:
-            setattr(config, key, getattr(args, key))
-    return config
+        return load_config(PriorTrainConfig, output / "config.json", overrides)  # JSON is YAML
+    if (output / "state.json").exists():
+        raise FileExistsError(f"{output}: already holds a run; pass --resume or pick another --output")
+    return load_config(PriorTrainConfig, config_path(args.config or "prior"), overrides)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from nerfgen.engine.checkpoint import write_json
+    from nerfgen.config import config_to_dict
+    from nerfgen.engine import Engine
+    from nerfgen.files import write_json
     from nerfgen.prior.guide import guide_path
     from nerfgen.prior.guide_train import train_guide
-    from nerfgen.prior.train import PriorTrainer, config_to_dict, prepare
+    from nerfgen.prior.train import PriorTask, prepare
 
     config = _train_config(args)
-    torch.set_num_threads(max(1, config.threads))
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     write_json(output / "config.json", config_to_dict(config))
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("{task.fields[info]}"), TimeElapsedColumn())
-    with Progress(*columns, transient=False, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("render", total=config.views.n_objects, info="")
+               TimeElapsedColumn())
+    with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("render", total=config.views.n_objects)
 
         def rendered(done: int, total: int) -> None:
             bar.update(task, completed=done)
@@ -100,31 +87,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                 print(f"prior train: rendered {done}/{total} objects", file=sys.stderr, flush=True)
 
         views, text = prepare(config, output, rendered)
-        bar.update(task, completed=config.views.n_objects)
-        trainer = PriorTrainer(config, output, resume=args.resume)
-        task = bar.add_task("train", total=config.steps, info="", completed=trainer.step)
-        last = [0.0]
-
-        def report(step: int, seconds: float, loss: float) -> None:
-            bar.update(task, completed=step, info=f"loss {loss:.4f}  {seconds:,.0f}s")
-            if not bar.console.is_terminal and time.monotonic() - last[0] > 30:
-                last[0] = time.monotonic()
-                print(f"prior train: step {step}/{config.steps} loss {loss:.4f} {seconds:,.0f}s", file=sys.stderr, flush=True)
-
-        trainer.train(views, text, report)
-        guide = guide_path(output / "model.safetensors")
-        if config.guide.steps > 0 and not guide.is_file():
-            task = bar.add_task("guide", total=config.guide.steps, info="")
-
-            def guide_report(step: int, seconds: float, loss: float) -> None:
-                bar.update(task, completed=step, info=f"loss {loss:.3f}  {seconds:,.0f}s")
-                if not bar.console.is_terminal and time.monotonic() - last[0] > 30:
-                    last[0] = time.monotonic()
-                    print(f"prior train: guide step {step}/{config.guide.steps} loss {loss:.3f}", file=sys.stderr, flush=True)
-
-            train_guide(views, text, config.guide, output, guide_report)
-    print(json.dumps({"output": str(output), "steps": trainer.step, "seconds": round(trainer.seconds, 1),
-                      "images": int(views.images.shape[0]), "final_loss": trainer.history[-1][1] if trainer.history else None,
+    prior = PriorTask(config, views, text)
+    summary = Engine(config, prior, output, resume=args.resume).run()
+    guide = guide_path(output / "model.safetensors")
+    if config.guide.max_steps > 0 or config.guide.max_seconds > 0:
+        train_guide(views, text, config.guide, output, resume=(output / "guide" / "state.json").is_file())
+    print(json.dumps({"output": str(output), "steps": summary.steps, "seconds": round(summary.seconds, 1),
+                      "images": int(views.images.shape[0]), "final_loss": prior.history[-1][1] if prior.history else None,
                       "guide": str(guide) if guide.is_file() else None}))
     return 0
 
@@ -134,7 +103,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     import torch
     from PIL import Image
 
-    from nerfgen.prior.builtin import ddim_sample, load_builtin_prior, orbit_views
+    from nerfgen.cameras import orbit_views
+    from nerfgen.prior.builtin import VIEW_DISTANCE, ddim_sample, load_builtin_prior
 
     if args.views < 1 or args.rows < 1:
         raise ValueError(f"--views and --rows must be >= 1, got {args.views} and {args.rows}")
@@ -145,7 +115,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     rows = []
     for row in range(args.rows):
         g = torch.Generator().manual_seed(args.seed + row)
-        views = orbit_views(args.views, args.elevation)
+        views = orbit_views(args.views, args.elevation, VIEW_DISTANCE)
         images = ddim_sample(prior, prompt, views, args.guidance, args.steps, g)  # [V, 3, R, R]
         rows.append(torch.cat(list(images), dim=2))  # [3, R, V R]
     grid = (torch.cat(rows, dim=1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

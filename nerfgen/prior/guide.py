@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nerfgen.engine.checkpoint import read_json, read_tensors, write_json, write_tensors
+from nerfgen.engine import EngineConfig
+from nerfgen.files import read_json, read_tensors, write_json, write_tensors
 from nerfgen.prior.unet import ResBlock, camera_features, timestep_embedding
 
 
@@ -135,21 +136,36 @@ class NoisyCLIP(nn.Module):
 
 
 @dataclass
-class GuideTrainConfig:
-    """How the guidance model is trained (``guide:`` in ``configs/prior.yaml``; :mod:`nerfgen.prior.guide_train`)."""
+class GuideTrainConfig(EngineConfig):
+    """How the guidance model is trained (``guide:`` in ``configs/prior.yaml``;
+    :mod:`nerfgen.prior.guide_train`): the engine's keys (``max_steps``, ``seed``, ...) and these.
+    ``max_steps: 0`` trains none."""
 
     model: GuideConfig = dataclasses.field(default_factory=GuideConfig)
-    steps: int = 2000
+    """The network."""
+    max_steps: int = 2000
+    """Optimisation steps (warm-up over 100, then a cosine decay to 0)."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints (one is always written at the end)."""
+    eval_every: int = 0
+    """Unused (no periodic evaluation)."""
     batch_size: int = 128
+    """Images per step."""
     lr: float = 1e-3
+    """Peak AdamW learning rate."""
     weight_decay: float = 1e-4
-    seed: int = 0
+    """AdamW weight decay."""
     camera_batch: int = 32
     """Images per step (the first of the batch) that also pick their camera among ``camera_candidates``
     views of the same object (:meth:`NoisyCLIP.camera_loss`; 0: off)."""
     camera_candidates: int = 4
+    """Views of an object, the right one among them, that ``camera_batch`` images choose from."""
     scale: float = 20.0
     """Default guidance scale written with the weights (what generation and sampling use)."""
+
+    def validate(self, source: str) -> None:
+        if self.max_steps > 0 or self.max_seconds > 0:  # max_steps 0: no guidance model
+            EngineConfig.validate(self, source)
 
 
 def guide_path(weights: Path) -> Path:

@@ -1,24 +1,28 @@
-"""Training of the guidance model (the second stage of ``nerfgen prior train``) on the prior's
-training set: noisy renders of the object library against their template captions, contrastively,
-and each image against other cameras of its object.
+"""Training of the guidance model (the second stage of ``nerfgen prior train``, a :class:`Task`) on
+the prior's training set: noisy renders of the object library against their template captions,
+contrastively, and each image against other cameras of its object.
 
-It reads the views and caption embeddings of a ``nerfgen prior train`` folder and writes ``model.guide.safetensors`` + ``model.guide.json`` beside the prior's weights, where
-:func:`nerfgen.prior.builtin.load_builtin_prior` finds them.
+It reads the views and caption embeddings of a ``nerfgen prior train`` folder and writes
+``model.guide.safetensors`` + ``model.guide.json`` beside the prior's weights, where
+:func:`nerfgen.prior.builtin.load_builtin_prior` finds them; its own checkpoints go to ``guide/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from nerfgen.engine import Engine, Env, Schedule, StepContext, StepResult, Task
 from nerfgen.prior.builtin import TIMESTEPS, cosine_alphas_cumprod
-from nerfgen.prior.guide import GuideTrainConfig, NoisyCLIP, guide_path, save_guide
+from nerfgen.prior.guide import GuideTrainConfig, NoisyCLIP, guide_path, load_guide, save_guide
 from nerfgen.prior.train import add_noise, sample_batch
-from scenes.object_views import ObjectViews
+from nerfgen.scenes.object_views import ObjectViews
+
+WARMUP_STEPS = 100
+"""Steps of linear learning-rate warm-up."""
 
 
 def content_keys(views: ObjectViews) -> np.ndarray:
@@ -28,42 +32,74 @@ def content_keys(views: ObjectViews) -> np.ndarray:
     return ids
 
 
-def train_guide(views: ObjectViews, text: torch.Tensor, config: GuideTrainConfig, output: Path,
-                report=None) -> NoisyCLIP:
-    """Fit :class:`NoisyCLIP` on ``views`` with caption embeddings ``text [n_objects, K, 384]``,
-    write it beside the prior's weights in ``output`` and return it. ``report(step, seconds, loss)`` after each step."""
-    torch.manual_seed(config.seed)
-    g = torch.Generator().manual_seed(config.seed)
-    model = NoisyCLIP(config.model)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    ab = cosine_alphas_cumprod(TIMESTEPS)
-    keys = torch.from_numpy(content_keys(views))
-    ids = torch.from_numpy(views.object_ids).long()
-    per_object = [torch.nonzero(ids == o)[:, 0] for o in range(int(ids.max()) + 1)]
-    several_views = min(len(p) for p in per_object) > 1
-    start, running = time.perf_counter(), None
-    for step in range(config.steps):
-        for group in opt.param_groups:  # warm-up then cosine decay
-            group["lr"] = config.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + np.cos(np.pi * step / config.steps))
-        batch = sample_batch(views, text, config.batch_size, 0.0, g)
-        x_t, t, _ = add_noise(batch.images, ab, g)
+class GuideTask(Task):
+    """Fits :class:`NoisyCLIP` on ``views`` with caption embeddings ``text [n_objects, K, 384]``.
+
+    Args:
+        config: the run's settings.
+        views: the rendered training set.
+        text: caption embeddings.
+        weights_dir: the prior's folder; the model is written beside its ``model.safetensors``.
+    """
+
+    name = "guide"
+
+    def __init__(self, config: GuideTrainConfig, views: ObjectViews, text: torch.Tensor, weights_dir: Path) -> None:
+        self.config, self.views, self.text = config, views, text
+        self.path = guide_path(Path(weights_dir) / "model.safetensors")
+        self.running: float | None = None
+        self.keys = torch.from_numpy(content_keys(views))
+        ids = torch.from_numpy(views.object_ids).long()
+        self.per_object = [torch.nonzero(ids == o)[:, 0] for o in range(int(ids.max()) + 1)]
+        self.several_views = min(len(p) for p in self.per_object) > 1
+
+    def build(self, env: Env) -> None:
+        self.generator = env.generator
+        self.model = NoisyCLIP(self.config.model)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr,
+                                           weight_decay=self.config.weight_decay)
+        self.alphas_cumprod = cosine_alphas_cumprod(TIMESTEPS)
+
+    def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
+        return {"guide": (self.optimizer, Schedule(WARMUP_STEPS, kind="cosine"))}
+
+    def step(self, ctx: StepContext) -> StepResult:
+        c, g = self.config, self.generator
+        batch = sample_batch(self.views, self.text, c.batch_size, 0.0, g)
+        x_t, t, _ = add_noise(batch.images, self.alphas_cumprod, g)
         obj = batch.objects
-        same = keys[obj][:, None] == keys[obj][None, :]
-        loss = model.contrastive_loss(x_t, t, batch.cameras, batch.text, same)
-        m = min(config.camera_batch, len(obj)) if several_views else 0
+        same = self.keys[obj][:, None] == self.keys[obj][None, :]
+        loss = self.model.contrastive_loss(x_t, t, batch.cameras, batch.text, same)
+        m = min(c.camera_batch, len(obj)) if self.several_views else 0
         if m > 0:
-            pools = [per_object[o][per_object[o] != i] for o, i in zip(obj[:m].tolist(), batch.indices[:m].tolist())]
-            others = [p[torch.randint(0, len(p), (config.camera_candidates - 1,), generator=g)] for p in pools]
+            pools = [self.per_object[o][self.per_object[o] != i] for o, i in zip(obj[:m].tolist(), batch.indices[:m].tolist())]
+            others = [p[torch.randint(0, len(p), (c.camera_candidates - 1,), generator=g)] for p in pools]
             candidates = torch.cat([batch.cameras[:m, None],
-                                    torch.from_numpy(views.cameras[torch.stack(others).numpy()]).float()], 1)
-            loss = loss + model.camera_loss(x_t[:m], t[:m], candidates, batch.text[:m])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if report is not None:
-            report(step + 1, time.perf_counter() - start, running)
-    model.eval().requires_grad_(False)
-    training = {**dataclasses.asdict(config), "final_loss": round(running, 4), "seconds": round(time.perf_counter() - start, 1)}
-    save_guide(guide_path(output / "model.safetensors"), model, {"scale": config.scale, "training": training})
-    return model
+                                    torch.from_numpy(self.views.cameras[torch.stack(others).numpy()]).float()], 1)
+            loss = loss + self.model.camera_loss(x_t[:m], t[:m], candidates, batch.text[:m])
+        ctx.optimize("guide", loss)
+        self.running = loss.item() if self.running is None else 0.98 * self.running + 0.02 * loss.item()
+        return StepResult({"loss": self.running}, {"images": c.batch_size})
+
+    def save(self, output: Path, step: int, seconds: float) -> None:
+        training = {**dataclasses.asdict(self.config), "final_loss": round(self.running or 0.0, 4),
+                    "seconds": round(seconds, 1)}
+        save_guide(self.path, self.model, {"scale": self.config.scale, "training": training})
+
+    def load(self, output: Path) -> None:
+        self.model.load_state_dict(load_guide(self.path)[0].state_dict())
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {}, {"running": self.running}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], values: dict) -> None:
+        self.running = values["running"]
+
+
+def train_guide(views: ObjectViews, text: torch.Tensor, config: GuideTrainConfig, output: Path,
+                resume: bool = False, hooks=()) -> NoisyCLIP:
+    """Train the guidance model of the prior in ``output`` (checkpoints in ``output/guide``) and
+    return it (eval mode, no gradients)."""
+    task = GuideTask(config, views, text, output)
+    Engine(config, task, Path(output) / "guide", resume=resume).run(hooks)
+    return task.model.eval().requires_grad_(False)

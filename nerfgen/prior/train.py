@@ -11,42 +11,47 @@ An output folder holds::
     captions.safetensors           caption embeddings [n_objects, K, 384] (cache)
     config.json                    the PriorTrainConfig
     model.safetensors, model.json  EMA weights + architecture (what load_builtin_prior reads)
-    train_state.safetensors        raw weights and Adam state (to --resume)
+    train_state.safetensors        raw weights, Adam and random states (to --resume)
     state.json                     step, seconds, loss history
+    guide/                         the guidance model's run (its weights go beside model.safetensors)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from nerfgen.engine.checkpoint import (load_optimizer_tensors, optimizer_tensors, read_json, read_tensors,
-                                       write_json, write_tensors)
-from nerfgen.engine.schedule import learning_rate, progress
+from nerfgen.config import build_config
+from nerfgen.engine import EngineConfig, Env, Schedule, StepContext, StepResult, Task
+from nerfgen.files import read_json, read_tensors, write_tensors
 from nerfgen.prior.builtin import TIMESTEPS, cosine_alphas_cumprod, save_weights
-from nerfgen.prior.guide import GuideConfig, GuideTrainConfig
+from nerfgen.prior.guide import GuideTrainConfig
 from nerfgen.prior.text import embed_texts
 from nerfgen.prior.unet import UNet, UNetConfig
-from scenes.object_views import ObjectViews, ObjectViewsConfig, render_object_views
+from nerfgen.scenes.object_views import ObjectViews, ObjectViewsConfig, render_object_views
 
 
 @dataclass
-class PriorTrainConfig:
-    """Everything that decides a prior training run (``configs/prior.yaml`` maps onto it)."""
+class PriorTrainConfig(EngineConfig):
+    """Everything that decides a prior training run (``configs/prior.yaml`` maps onto it): the
+    engine's keys (``max_steps``, ``max_seconds``, ``seed`` of the batches, timesteps and noise,
+    ``threads``) and these."""
 
+    max_steps: int = 3500
+    """Optimisation steps."""
+    checkpoint_every: int = 250
+    """Steps between checkpoints (one is always written at the end)."""
+    eval_every: int = 0
+    """Unused (the prior has no periodic evaluation)."""
+    threads: int = 2
+    """CPU threads for torch."""
     views: ObjectViewsConfig = field(default_factory=ObjectViewsConfig)
-    """The rendered training set."""
+    """The rendered training set (it has its own seed)."""
     unet: UNetConfig = field(default_factory=UNetConfig)
     """The network."""
-    steps: int = 3500
-    """Optimisation steps."""
-    minutes: float = 0.0
-    """Time budget in minutes (0: none); the learning-rate schedule follows the nearer budget."""
     batch_size: int = 32
     """Images per step."""
     lr: float = 5e-4
@@ -63,34 +68,8 @@ class PriorTrainConfig:
     outline, are not drowned by the nearly clean ones (0: plain mean squared error)."""
     ema_decay: float = 0.995
     """Decay of the weights' exponential moving average (warmed up as (1 + n) / (10 + n))."""
-    checkpoint_every: int = 250
-    """Steps between checkpoints (one is always written at the end)."""
-    seed: int = 0
-    """Seed of the batches, timesteps and noise (the training set has its own seed)."""
-    threads: int = 2
-    """CPU threads for torch."""
     guide: GuideTrainConfig = field(default_factory=GuideTrainConfig)
-    """The noisy image-text guidance model trained after the network (``guide.steps: 0``: none)."""
-
-
-def _nested(cls: type, values: dict[str, Any], source: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - known
-    if unknown:
-        raise ValueError(f"{source}: unknown option(s) {sorted(unknown)} for {cls.__name__}; expected {sorted(known)}")
-    return cls(**values)
-
-
-def config_from_dict(values: dict[str, Any], source: str = "config") -> PriorTrainConfig:
-    """A :class:`PriorTrainConfig` from a (partial) dict such as a YAML file's content."""
-    values = dict(values or {})
-    views = _nested(ObjectViewsConfig, {k: tuple(v) if isinstance(v, list) else v
-                                        for k, v in values.pop("views", {}).items()}, f"{source} [views]")
-    unet = _nested(UNetConfig, values.pop("unet", {}), f"{source} [unet]")
-    guide = dict(values.pop("guide", {}))
-    guide["model"] = _nested(GuideConfig, guide.get("model", {}), f"{source} [guide.model]")
-    guide = _nested(GuideTrainConfig, guide, f"{source} [guide]")
-    return _nested(PriorTrainConfig, {**values, "views": views, "unet": unet, "guide": guide}, source)
+    """The noisy image-text guidance model trained after the network (``guide.max_steps: 0``: none)."""
 
 
 def caption_embeddings(views: ObjectViews, cache: Path) -> torch.Tensor:
@@ -151,84 +130,69 @@ def diffusion_loss(net: UNet, batch: Batch, alphas_cumprod: torch.Tensor, g: tor
     return error.mean()
 
 
-class PriorTrainer:
-    """Owns the network, its EMA copy, the optimiser and the run folder.
+class PriorTask(Task):
+    """Fits the noise predictor, keeping an EMA copy of its weights (what ships and samples).
+
+    At every checkpoint the run folder gets the EMA weights as ``model.safetensors`` + ``model.json``.
 
     Args:
-        config: The run's settings.
-        output: Run folder (see the module docstring).
-        resume: Continue from ``output``'s last checkpoint.
+        config: the run's settings.
+        views: the rendered training set.
+        text: ``[n_objects, K, 384]`` caption embeddings.
     """
 
-    def __init__(self, config: PriorTrainConfig, output: Path, resume: bool = False):
-        self.config, self.output = config, Path(output)
-        torch.manual_seed(config.seed)
-        self.net = UNet(config.unet)
-        self.ema = UNet(config.unet).requires_grad_(False)
+    name = "prior"
+
+    def __init__(self, config: PriorTrainConfig, views: ObjectViews, text: torch.Tensor) -> None:
+        self.config, self.views, self.text = config, views, text
+        self.history: list[list[float]] = []
+        self.running: float | None = None
+
+    def build(self, env: Env) -> None:
+        self.generator = env.generator
+        self.net = UNet(self.config.unet)
+        self.ema = UNet(self.config.unet).requires_grad_(False)
         self.ema.load_state_dict(self.net.state_dict())
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
         self.alphas_cumprod = cosine_alphas_cumprod(TIMESTEPS)
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.step, self.seconds, self.history = 0, 0.0, []
-        if resume:
-            self._load()
 
-    def _load(self) -> None:
-        state = read_json(self.output / "state.json")
-        tensors = read_tensors(self.output / "train_state.safetensors")
-        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        self.ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
-        load_optimizer_tensors(self.optimizer, {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")})
-        self.step, self.seconds, self.history = state["step"], state["seconds"], state["history"]
-        self.generator.set_state(tensors["rng"].to(torch.uint8))
-
-    def save(self) -> None:
-        """Checkpoint: EMA model (+ JSON), raw weights + optimizer + RNG, state."""
-        info = {"training": {"steps": self.step, "seconds": round(self.seconds, 1),
-                             "final_loss": self.history[-1][1] if self.history else None,
-                             "views": dataclasses.asdict(self.config.views)}}
-        save_weights(self.output / "model.safetensors", self.ema, info)
-        tensors = {**{f"net.{k}": v for k, v in self.net.state_dict().items()},
-                   **{f"ema.{k}": v for k, v in self.ema.state_dict().items()},
-                   **{f"opt.{k}": v for k, v in optimizer_tensors(self.optimizer).items()},
-                   "rng": self.generator.get_state()}
-        write_tensors(self.output / "train_state.safetensors", tensors)
-        write_json(self.output / "state.json", {"step": self.step, "seconds": self.seconds, "history": self.history})
+    def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
+        return {"unet": (self.optimizer, Schedule(self.config.warmup_steps, self.config.lr_decay))}
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
-        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+    def _update_ema(self, step: int) -> None:
+        decay = min(self.config.ema_decay, (1 + step) / (10 + step))
         for e, p in zip(self.ema.parameters(), self.net.parameters()):
             e.lerp_(p, 1 - decay)
 
-    def train(self, views: ObjectViews, text: torch.Tensor, report=None) -> None:
-        """Run until the step or time budget is spent; ``report(step, seconds, loss)`` after each step."""
+    def step(self, ctx: StepContext) -> StepResult:
         c = self.config
-        max_seconds = 60.0 * c.minutes
-        running = None
-        while True:
-            done = progress(self.step, c.steps, self.seconds, max_seconds)
-            if done >= 1.0:
-                break
-            start = time.perf_counter()
-            for group in self.optimizer.param_groups:
-                group["lr"] = learning_rate(c.lr, self.step, done, c.warmup_steps, c.lr_decay)
-            batch = sample_batch(views, text, c.batch_size, c.caption_dropout, self.generator)
-            loss = diffusion_loss(self.net, batch, self.alphas_cumprod, self.generator, c.min_snr_gamma)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self._update_ema()
-            self.step += 1
-            self.seconds += time.perf_counter() - start
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-            if self.step % 25 == 0:
-                self.history.append([self.step, round(running, 5)])
-            if report is not None:
-                report(self.step, self.seconds, running)
-            if self.step % c.checkpoint_every == 0:
-                self.save()
-        self.save()
+        batch = sample_batch(self.views, self.text, c.batch_size, c.caption_dropout, self.generator)
+        loss = diffusion_loss(self.net, batch, self.alphas_cumprod, self.generator, c.min_snr_gamma)
+        ctx.optimize("unet", loss)
+        self._update_ema(ctx.step)
+        value = loss.item()
+        self.running = value if self.running is None else 0.98 * self.running + 0.02 * value
+        if (ctx.step + 1) % 25 == 0:
+            self.history.append([ctx.step + 1, round(self.running, 5)])
+        return StepResult({"loss": self.running}, {"images": c.batch_size})
+
+    def save(self, output: Path, step: int, seconds: float) -> None:
+        info = {"training": {"steps": step, "seconds": round(seconds, 1),
+                             "final_loss": self.history[-1][1] if self.history else None,
+                             "views": dataclasses.asdict(self.config.views)}}
+        save_weights(output / "model.safetensors", self.ema, info)
+
+    def load(self, output: Path) -> None:
+        self.ema.load_state_dict(read_tensors(output / "model.safetensors"))
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        net = {f"net.{k}": v for k, v in self.net.state_dict().items()}
+        return net, {"history": self.history, "running": self.running}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], values: dict) -> None:
+        self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.history, self.running = values["history"], values["running"]
 
 
 def prepare(config: PriorTrainConfig, output: Path, progress_fn=None) -> tuple[ObjectViews, torch.Tensor]:
@@ -239,11 +203,6 @@ def prepare(config: PriorTrainConfig, output: Path, progress_fn=None) -> tuple[O
     return views, caption_embeddings(views, output / "captions.safetensors")
 
 
-def config_to_dict(config: PriorTrainConfig) -> dict[str, Any]:
-    """Plain dict of a config (JSON ready)."""
-    return dataclasses.asdict(config)
-
-
 def read_config(output: Path) -> PriorTrainConfig:
     """The config a run in ``output`` was started with."""
-    return config_from_dict(read_json(output / "config.json"), str(output / "config.json"))
+    return build_config(PriorTrainConfig, read_json(output / "config.json"), str(output / "config.json"))

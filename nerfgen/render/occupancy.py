@@ -1,4 +1,4 @@
-"""Occupancy-grid estimator: which parts of space hold anything, to skip empty space."""
+"""Occupancy-grid sampler: which parts of space hold anything, to skip empty space (instant-ngp)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from nerfgen.ops import RaySamples, traverse_grids
+from nerfgen.cameras import Rays
+from nerfgen.ops import RaySamples, grid_lookup, traverse_grids
+from nerfgen.render.sampler import DensityFn, Sampler, SigmaFn
 
 
 @dataclass
@@ -48,7 +50,7 @@ class OccGridConfig:
     has not yet given density is not carved away before it can learn it."""
 
 
-class OccGridEstimator(nn.Module):
+class OccupancyGrid(Sampler):
     """Multi-cascade occupancy grid with nerfacc/instant-ngp style updates.
 
     Cascade ``l`` covers the finest box scaled by ``2^l`` about its centre.
@@ -60,7 +62,7 @@ class OccGridEstimator(nn.Module):
     """
 
     def __init__(self, aabb: Tensor, cascades: int = 1, config: OccGridConfig | None = None) -> None:
-        super().__init__()
+        super().__init__(aabb)
         cfg = config or OccGridConfig()
         self.config = cfg
         aabb = torch.as_tensor(aabb, dtype=torch.float32)
@@ -92,34 +94,33 @@ class OccGridEstimator(nn.Module):
         """Fraction of cells marked occupied."""
         return float(self.binaries.float().mean())
 
+    @property
+    def early_stop_eps(self) -> float:
+        return self.config.early_stop_eps
+
+    def occupied(self, positions: Tensor) -> Tensor:
+        return grid_lookup(positions, self.binaries, self.aabbs)
+
     @torch.no_grad()
-    def sampling(
-        self,
-        origins: Tensor,
-        directions: Tensor,
-        sigma_fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
-        stratified: bool = False,
-        far_plane: float = 1e10,
-    ) -> RaySamples:
+    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False) -> RaySamples:
         """Samples of the rays in occupied space, with early termination.
 
         Args:
-            origins: ``[n_rays, 3]``.
-            directions: ``[n_rays, 3]`` unit.
+            rays: ``[n_rays]`` rays with unit directions.
             sigma_fn: ``sigma_fn(t_starts, t_ends, ray_indices) -> sigmas [n_samples]``; when given,
                 samples behind an opaque surface (transmittance below ``early_stop_eps``) are dropped.
             stratified: jitter each ray's samples by a random fraction of a step.
-            far_plane: largest ``t``.
 
         Returns:
             :class:`RaySamples` (no gradient flows through the positions).
         """
         cfg = self.config
+        origins, directions = rays.origins, rays.directions
         jitter = torch.rand(origins.shape[0], device=origins.device) if stratified else None
         step = self.current_step_size()
         group = max(1, int(self.cell_size(0) / (2 * step)))
         samples = traverse_grids(
-            origins, directions, self.binaries, self.aabbs, cfg.near_plane, far_plane,
+            origins, directions, self.binaries, self.aabbs, cfg.near_plane, 1e10,
             step, self.cone_angle, jitter, group,
         )
         if sigma_fn is None or len(samples) == 0:
@@ -127,7 +128,7 @@ class OccGridEstimator(nn.Module):
         keep = self._visible(samples, sigma_fn)
         return samples.masked(keep)
 
-    def _visible(self, samples: RaySamples, sigma_fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+    def _visible(self, samples: RaySamples, sigma_fn: SigmaFn) -> Tensor:
         """Early ray termination, marching front to back in rounds of ``march_round`` samples a
         ray, so samples behind opaque surfaces are never evaluated.
 
@@ -191,7 +192,7 @@ class OccGridEstimator(nn.Module):
         self.binaries &= self.hull.view_as(self.binaries)
 
     @torch.no_grad()
-    def update(self, step: int, density_fn: Callable[[Tensor], Tensor], chunk: int = 1 << 16) -> bool:
+    def update(self, step: int, density_fn: DensityFn, chunk: int = 1 << 16) -> bool:
         """Refresh the grid every ``update_every`` steps (not at step 0).
 
         Each update decays every cell's stored opacity by ``ema_decay`` and takes the max with

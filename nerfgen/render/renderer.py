@@ -1,4 +1,4 @@
-"""Render rays through a field: sample, query, composite."""
+"""Render rays through a field: sample, query, composite any number of channels."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nerfgen.fields import RadianceField
-from nerfgen.ops import volume_render
+from nerfgen.cameras import Rays
+from nerfgen.fields import Conditioning, RadianceField
+from nerfgen.ops import RaySamples, volume_render
 from nerfgen.render.normals import density_normals
-from nerfgen.render.occupancy import OccGridEstimator
+from nerfgen.render.sampler import Sampler
 
 
 @dataclass
@@ -18,89 +19,101 @@ class RenderOutput:
     """What rendering a batch of rays produces.
 
     Attributes:
-        rgb: ``[n_rays, 3]`` colour composited over the background.
+        rgb: ``[n_rays, 3]`` colour composited over the background (colour fields), else None.
         depth: ``[n_rays]`` expected ray distance of the visible surface (0 where empty).
         opacity: ``[n_rays]`` accumulated weight (1 - final transmittance).
         n_samples: number of field samples that were shaded.
         normals: ``[n_rays, 3]`` weight-averaged unit normals of the density (not renormalised,
             so their length is about the opacity), when asked for; else None.
+        features: ``[n_rays, C]`` feature vectors composited over the background's (feature
+            fields), else None.
+        weights: ``[n_samples]`` compositing weights of :attr:`samples` (for losses on them).
+        samples: the packed samples the field was evaluated at.
     """
 
-    rgb: Tensor
+    rgb: Tensor | None
     depth: Tensor
     opacity: Tensor
     n_samples: int
     normals: Tensor | None = None
+    features: Tensor | None = None
+    weights: Tensor | None = None
+    samples: RaySamples | None = None
 
 
 def render_rays(
     field: RadianceField,
-    estimator: OccGridEstimator,
-    origins: Tensor,
-    directions: Tensor,
+    sampler: Sampler,
+    rays: Rays,
     background: Tensor,
+    cond: Conditioning | None = None,
     stratified: bool = False,
     normals: bool = False,
 ) -> RenderOutput:
     r"""Volume-render rays: :math:`C = \sum_i T_i \alpha_i c_i + (1 - \sum_i T_i \alpha_i) c_{bg}`.
 
     Args:
-        field: the radiance field.
-        estimator: occupancy grid that places samples.
-        origins: ``[n_rays, 3]``.
-        directions: ``[n_rays, 3]`` unit.
-        background: ``[3]`` or ``[n_rays, 3]`` colour behind the scene.
+        field: the radiance (or feature) field.
+        sampler: places the samples (:class:`~nerfgen.render.Sampler`).
+        rays: ``[n_rays]`` rays with unit directions.
+        background: ``[C]`` or ``[n_rays, C]`` behind the scene, ``C`` the field's channels.
+        cond: per-ray (``[n_rays, ...]``) or shared (``[1, ...]``) conditioning of the field.
         stratified: jitter sample positions (training).
         normals: also composite density normals (:func:`density_normals`, central differences
             1/2048 of the field's box apart).
 
     Returns:
-        :class:`RenderOutput`; differentiable in the field's parameters.
+        :class:`RenderOutput`; differentiable in the field's parameters (and ``cond``).
     """
-    n_rays = origins.shape[0]
+    origins, directions, n_rays = rays.origins, rays.directions, len(rays)
 
     def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
         mids = origins[ray_indices] + directions[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
-        return field.density(mids)
+        return field.density(mids, None if cond is None else cond.take(ray_indices))
 
-    samples = estimator.sampling(origins, directions, sigma_fn=sigma_fn, stratified=stratified)
+    samples = sampler.sample(rays, sigma_fn=sigma_fn, stratified=stratified)
     ri = samples.ray_indices
     mids_t = (samples.t_starts + samples.t_ends) * 0.5
     positions = origins[ri] + directions[ri] * mids_t[:, None]
-    sigmas, colors = field(positions, directions[ri])
+    sample_cond = None if cond is None else cond.take(ri)
+    out = field(positions, directions[ri], sample_cond)
+    colors = out.channels
     n_color = colors.shape[-1]
     if normals:  # composited in the same pass as the colour
         eps = float((field.aabb[3:] - field.aabb[:3]).max()) / 2048
-        colors = torch.cat([colors, density_normals(field.density, positions, eps)], -1)
-    out = volume_render(samples.t_starts, samples.t_ends, sigmas, colors, ri, n_rays,
-                        estimator.config.early_stop_eps)
-    opacity = out.opacity
-    rgb = out.color[:, :n_color] + (1.0 - opacity[:, None]) * background
-    depth = out.depth / opacity.clamp(min=1e-6)
-    normal_map = out.color[:, n_color:] if normals else None
-    return RenderOutput(rgb=rgb, depth=depth, opacity=opacity, n_samples=len(samples), normals=normal_map)
+        six = None if cond is None else cond.take(ri.repeat_interleave(6))  # density_normals asks 6 points each
+        colors = torch.cat([colors, density_normals(lambda x: field.density(x, six), positions, eps)], -1)
+    comp = volume_render(samples.t_starts, samples.t_ends, out.sigma, colors, ri, n_rays, sampler.early_stop_eps)
+    opacity = comp.opacity
+    value = comp.color[:, :n_color] + (1.0 - opacity[:, None]) * background
+    depth = comp.depth / opacity.clamp(min=1e-6)
+    rgb, features = (value, None) if out.rgb is not None else (None, value)
+    return RenderOutput(rgb=rgb, depth=depth, opacity=opacity, n_samples=len(samples),
+                        normals=comp.color[:, n_color:] if normals else None, features=features,
+                        weights=comp.weights, samples=samples)
 
 
 @torch.no_grad()
 def render_rays_chunked(
     field: RadianceField,
-    estimator: OccGridEstimator,
-    origins: Tensor,
-    directions: Tensor,
+    sampler: Sampler,
+    rays: Rays,
     background: Tensor,
+    cond: Conditioning | None = None,
     chunk: int = 1 << 14,
     normals: bool = False,
 ) -> RenderOutput:
-    """:func:`render_rays` over many rays in chunks, without gradients (images, evaluation)."""
-    parts = [
-        render_rays(field, estimator, origins[i : i + chunk], directions[i : i + chunk],
-                    background if background.ndim == 1 else background[i : i + chunk], normals=normals)
-        for i in range(0, origins.shape[0], chunk)
-    ]
-    return RenderOutput(
-        rgb=torch.cat([p.rgb for p in parts]),
-        depth=torch.cat([p.depth for p in parts]),
-        opacity=torch.cat([p.opacity for p in parts]),
-        n_samples=sum(p.n_samples for p in parts),
-        normals=torch.cat([p.normals for p in parts]) if normals else None,
-    )
+    """:func:`render_rays` over many rays in chunks, without gradients (images, evaluation);
+    per-sample weights are not kept."""
+    parts = []
+    for i in range(0, len(rays), chunk):
+        rows = slice(i, i + chunk)
+        parts.append(render_rays(field, sampler, rays[rows], background if background.ndim == 1 else background[rows],
+                                 None if cond is None else cond.take(rows), normals=normals))
+
+    def cat(name: str) -> Tensor | None:
+        values = [getattr(p, name) for p in parts]
+        return None if values[0] is None else torch.cat(values)
+
+    return RenderOutput(rgb=cat("rgb"), depth=cat("depth"), opacity=cat("opacity"),
+                        n_samples=sum(p.n_samples for p in parts), normals=cat("normals"), features=cat("features"))

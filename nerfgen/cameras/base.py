@@ -23,17 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = [
-    "Rays",
-    "Cameras",
-    "distort",
-    "undistort",
-    "pixel_rays",
-    "image_rays",
-    "project",
-    "look_at",
-    "orbit_cameras",
-]
+__all__ = ["Rays", "Cameras", "all_rays", "distort", "undistort", "pixel_rays", "image_rays", "project"]
 
 Index = int | slice | Sequence[int] | Tensor
 
@@ -363,95 +353,10 @@ def image_rays(cameras: Cameras, index: int) -> Rays:
     return pixel_rays(cameras, cam_idx, px.reshape(-1), py.reshape(-1))
 
 
-def look_at(
-    eye: Sequence[float] | Tensor,
-    target: Sequence[float] | Tensor,
-    up: Sequence[float] | Tensor = (0.0, 0.0, 1.0),
-) -> Tensor:
-    """OpenGL camera-to-world pose at ``eye`` looking at ``target``.
-
-    Args:
-        eye: Camera centre. ``[3]``.
-        target: Point the camera looks at (along its -z). ``[3]``.
-        up: World up; the camera's +y lies in the plane of ``up`` and the view axis.
-
-    Returns:
-        ``c2w``, float32. ``[3, 4]``.
-    """
-    eye_t = torch.as_tensor(eye, dtype=torch.float32)
-    target_t = torch.as_tensor(target, dtype=torch.float32, device=eye_t.device)
-    up_t = torch.as_tensor(up, dtype=torch.float32, device=eye_t.device)
-    back = eye_t - target_t  # camera +z points away from the target
-    if back.norm() < 1e-8:
-        raise ValueError("look_at: eye and target coincide")
-    z = back / back.norm()
-    x = torch.linalg.cross(up_t, z)
-    if x.norm() < 1e-6:
-        raise ValueError(f"look_at: up {up_t.tolist()} is parallel to the view direction")
-    x = x / x.norm()
-    y = torch.linalg.cross(z, x)
-    return torch.stack([x, y, z, eye_t], dim=1)
-
-
-def orbit_cameras(
-    n: int,
-    radius: float,
-    elevation_deg: float,
-    fov_x_deg: float,
-    width: int,
-    height: int,
-    center: Sequence[float] = (0.0, 0.0, 0.0),
-    up: Sequence[float] = (0.0, 0.0, 1.0),
-) -> Cameras:
-    """``n`` cameras on a 360-degree orbit around ``center``, all looking at it.
-
-    Azimuths are ``2 pi k / n``, counter-clockwise about ``up``; the first
-    camera lies along the world axis (x, or y if ``up`` is close to x)
-    projected onto the plane orthogonal to ``up``.
-
-    Args:
-        n: Number of cameras.
-        radius: Distance from ``center``.
-        elevation_deg: Angle above the orbit plane, in (-90, 90).
-        fov_x_deg: Horizontal field of view.
-        width: Image width in pixels.
-        height: Image height in pixels.
-        center: Orbit centre. ``[3]``.
-        up: Orbit axis / world up. ``[3]``.
-
-    Returns:
-        Pinhole cameras with the principal point at the image centre.
-    """
-    if n < 1 or radius <= 0 or not 0 < fov_x_deg < 180 or not -90 < elevation_deg < 90:
-        raise ValueError(
-            "orbit_cameras expects n >= 1, radius > 0, 0 < fov_x_deg < 180 and "
-            f"-90 < elevation_deg < 90, got n={n}, radius={radius}, "
-            f"fov_x_deg={fov_x_deg}, elevation_deg={elevation_deg}"
-        )
-    up_t = torch.as_tensor(up, dtype=torch.float32)
-    up_t = up_t / up_t.norm()
-    center_t = torch.as_tensor(center, dtype=torch.float32)
-    axis = torch.tensor([1.0, 0.0, 0.0]) if abs(float(up_t[0])) < 0.9 else torch.tensor([0.0, 1.0, 0.0])
-    e1 = axis - (axis @ up_t) * up_t
-    e1 = e1 / e1.norm()
-    e2 = torch.linalg.cross(up_t, e1)
-    elev = math.radians(elevation_deg)
-    poses = []
-    for k in range(n):
-        azim = 2.0 * math.pi * k / n
-        offset = math.cos(elev) * (math.cos(azim) * e1 + math.sin(azim) * e2) + math.sin(elev) * up_t
-        poses.append(look_at(center_t + radius * offset, center_t, up_t))
-    focal = 0.5 * width / math.tan(0.5 * math.radians(fov_x_deg))
-
-    def full(value: float) -> Tensor:
-        return torch.full((n,), value, dtype=torch.float32)
-
-    return Cameras(
-        c2w=torch.stack(poses),
-        fx=full(focal),
-        fy=full(focal),
-        cx=full(width / 2),
-        cy=full(height / 2),
-        width=width,
-        height=height,
-    )
+def all_rays(cameras: Cameras) -> Rays:
+    """Rays through every pixel centre of every camera: ``[n_cams * H * W]``, image-major, row-major."""
+    h, w, n = cameras.height, cameras.width, len(cameras)
+    py, px = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    cam = torch.arange(n).repeat_interleave(h * w)
+    return pixel_rays(cameras, cam.to(cameras.device), px.reshape(-1).repeat(n).to(cameras.device),
+                      py.reshape(-1).repeat(n).to(cameras.device))

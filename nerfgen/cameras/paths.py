@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from nerfgen.cameras import Cameras
-from nerfgen.engine.checkpoint import read_json, write_json
+from nerfgen.cameras.base import Cameras
+from nerfgen.cameras.poses import fov_cameras
+from nerfgen.files import read_json, write_json
 
 
 @dataclass
@@ -64,10 +65,7 @@ class CameraPath:
         alone keeps the aspect); the principal point sits at the image centre."""
         w = width or (self.width if height is None else round(self.width * height / self.height))
         h = height or (self.height if width is None else round(self.height * width / self.width))
-        focal = 0.5 * h / torch.tan(torch.deg2rad(self.fov.float()) / 2)
-        n = len(self)
-        return Cameras(c2w=self.c2w.float(), fx=focal, fy=focal.clone(), cx=torch.full((n,), w / 2),
-                       cy=torch.full((n,), h / 2), width=int(w), height=int(h))
+        return fov_cameras(self.c2w, self.fov, int(w), int(h), axis="y")
 
 
 # -- rotations --------------------------------------------------------------------------------

@@ -9,11 +9,11 @@ import imageio.v3 as iio
 import torch
 
 from nerfgen.data import load_dataset
-from nerfgen.engine.checkpoint import write_json
-from nerfgen.engine.config import resolve_device
 from nerfgen.engine.metrics import psnr, ssim
-from nerfgen.engine.model import load_model
-from nerfgen.engine.trainer import composite, eval_background
+from nerfgen.files import write_json
+from nerfgen.reconstruct.task import composite, shown_on
+from nerfgen.render import background_color
+from nerfgen.runs import load_run
 
 
 def evaluate(
@@ -37,17 +37,19 @@ def evaluate(
         rays/s.
     """
     run_dir = Path(run_dir)
-    run = load_model(run_dir, resolve_device(device))
-    data = data or run.meta["data"]
-    dataset = load_dataset(data, split, downscale=downscale or run.config.downscale)
-    bg = eval_background(dataset)
+    run = load_run(run_dir, device)
+    if run.info.kind != "reconstruction" and data is None:
+        raise ValueError(f"{run_dir}: a {run.info.kind} run has no dataset to evaluate on (give --data)")
+    data = data or run.info.data
+    dataset = load_dataset(data, split, downscale=downscale or run.info.downscale)
+    bg = background_color(shown_on(dataset))
     views = list(range(0, len(dataset.cameras), max(every, 1)))
     if limit > 0:
         views = views[:limit]
     per_view, start = [], time.perf_counter()
     out_dir = run_dir / f"renders_{split}"
     for i in views:
-        image = run.model.render_camera(dataset.cameras, i, bg)
+        image = run.render(dataset.cameras, i, bg)
         gt = composite(dataset.images[i], bg)
         per_view.append({"view": i, "file": dataset.filenames[i], "psnr": psnr(image.rgb, gt), "ssim": ssim(image.rgb, gt)})
         if save_images:

@@ -1,0 +1,140 @@
+"""nerfgen's public API, what a notebook and the viewer use (re-exported as ``nerfgen.*``).
+
+>>> import nerfgen
+>>> run = nerfgen.train("data/tabletop", "runs/tabletop", config="demo", max_seconds=60)  # doctest: +SKIP
+>>> image = run.render(run.orbit_cameras(8), 3)                                           # doctest: +SKIP
+>>> run.render_orbit("runs/tabletop/orbit.mp4", frames=60)                                # doctest: +SKIP
+>>> run.export_mesh("runs/tabletop/mesh.ply")                                             # doctest: +SKIP
+>>> cube = nerfgen.generate("a red cube", "runs/red-cube")                                # doctest: +SKIP
+>>> same = nerfgen.load_run("runs/red-cube", device="cpu")                                # doctest: +SKIP
+
+:func:`reconstruction` and :func:`generation` give the prepared :class:`~nerfgen.engine.Engine`
+instead of running it (the command line and the live viewer start runs that way).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nerfgen.config import build_config, config_path, load_config
+from nerfgen.engine import Engine, Hook
+from nerfgen.engine.checkpoint import STATE_FILE, TRAIN_STATE_FILE
+from nerfgen.runs import RUN_FILE, Run, load_run, read_run_info
+
+__all__ = ["generate", "generation", "load_run", "reconstruction", "train"]
+
+
+def _check_output(output: Path, resume: bool) -> None:
+    """A new run needs a fresh directory; a resumed one a complete checkpoint."""
+    if resume:
+        for name in (STATE_FILE, TRAIN_STATE_FILE, RUN_FILE):
+            if not (output / name).is_file():
+                raise FileNotFoundError(f"{output / name}: nothing to resume (no checkpoint of this nerfgen in {output})")
+    elif (output / STATE_FILE).exists():
+        raise FileExistsError(f"{output}: already holds a run; pass --resume to continue it or pick another --output")
+
+
+def _resumed_config(cls: type, output: Path, kind: str, options: dict[str, Any]):
+    info = read_run_info(output)
+    if info.kind != kind:
+        raise ValueError(f"{output / RUN_FILE}: a {info.kind} run, not a {kind} run")
+    given = {k: v for k, v in options.items() if v is not None}
+    return info, build_config(cls, {**info.config, **given}, str(output / RUN_FILE))
+
+
+def reconstruction(data: str | Path | None, output: str | Path, config: Any = "ngp", resume: bool = False,
+                   **options: Any) -> Engine:
+    """The engine of a reconstruction run on ``data`` into ``output``, ready to :meth:`~Engine.run`.
+
+    Args:
+        data: dataset folder (NeRF-synthetic, instant-ngp / nerfstudio ``transforms.json``); None
+            when resuming (the run's own).
+        output: run directory.
+        config: a shipped config name (``ngp``, ``demo``, ...), a YAML path, or a ``TrainConfig``.
+        resume: continue the run in ``output`` (its config, with ``options`` on top).
+        options: config keys to override (``max_seconds=60``); None values are ignored.
+    """
+    from nerfgen.data import DatasetError, load_dataset
+    from nerfgen.reconstruct import ReconstructionTask, TrainConfig
+
+    output = Path(output)
+    _check_output(output, resume)
+    if resume:
+        info, cfg = _resumed_config(TrainConfig, output, "reconstruction", options)
+        data = data or info.data
+    elif isinstance(config, TrainConfig):
+        cfg = build_config(TrainConfig, {**vars(config), **{k: v for k, v in options.items() if v is not None}},
+                           "TrainConfig")
+    else:
+        cfg = load_config(TrainConfig, config_path(config), options)
+    if data is None:
+        raise ValueError("reconstruction needs a dataset path")
+    dataset = load_dataset(data, "train", downscale=cfg.downscale)
+    val = None
+    for split in ("val", "test") if cfg.eval_every > 0 else ():
+        try:
+            val = load_dataset(data, split, downscale=cfg.downscale)
+            break
+        except DatasetError:
+            continue
+    return Engine(cfg, ReconstructionTask(cfg, dataset, val), output, resume=resume)
+
+
+def train(data: str | Path | None, output: str | Path, config: Any = "ngp", resume: bool = False,
+          on_step: Hook | None = None, **options: Any) -> Run:
+    """Train a radiance field on posed images (see :func:`reconstruction`) and return it as a :class:`Run`.
+
+    ``on_step`` is called after every step with a :class:`~nerfgen.engine.StepReport`.
+    """
+    engine = reconstruction(data, output, config, resume, **options)
+    engine.run([on_step] if on_step is not None else [])
+    return engine.task.live_run(output)
+
+
+def generation(prompt: str | None, output: str | Path, config: Any = None, resume: bool = False,
+               loaded_prior: Any = None, **options: Any) -> Engine:
+    """The engine of a text-to-3D run into ``output``, ready to :meth:`~Engine.run`.
+
+    Args:
+        prompt: the text (None when resuming: the run's own).
+        output: run directory.
+        config: a shipped config name, a YAML path or a ``GenerateConfig``; default
+            ``generate_{prior}`` for the prior the options name (``builtin`` unless told).
+        resume: continue the run in ``output``.
+        loaded_prior: a loaded :class:`~nerfgen.prior.DiffusionPrior` to use (shared by several
+            prompts); default: load the one the config names (``prior``, ``model``).
+        options: config keys to override (``max_steps=500``, ``prior="stable-diffusion"``).
+    """
+    from nerfgen.engine import resolve_device
+    from nerfgen.generate.config import GenerateConfig
+    from nerfgen.generate.task import GenerationTask
+    from nerfgen.prior import build_prior
+
+    output = Path(output)
+    _check_output(output, resume)
+    if resume:
+        info, cfg = _resumed_config(GenerateConfig, output, "generation", options)
+        if prompt is not None and prompt != info.prompt:
+            raise ValueError(f"{output}: generated {info.prompt!r}; it cannot resume as {prompt!r}")
+        prompt = info.prompt
+    elif isinstance(config, GenerateConfig):
+        cfg = build_config(GenerateConfig, {**vars(config), **{k: v for k, v in options.items() if v is not None}},
+                           "GenerateConfig")
+    else:
+        name = config or f"generate_{(options.get('prior') or 'builtin').replace('-', '_')}"
+        cfg = load_config(GenerateConfig, config_path(name), options)
+    if not prompt:
+        raise ValueError("generation needs a prompt")
+    if loaded_prior is None:
+        loaded_prior = build_prior(cfg.prior, cfg.model, resolve_device(cfg.device))
+    return Engine(cfg, GenerationTask(prompt, cfg, loaded_prior), output, resume=resume)
+
+
+def generate(prompt: str | None, output: str | Path, config: Any = None, resume: bool = False,
+             loaded_prior: Any = None, on_step: Hook | None = None, **options: Any) -> Run:
+    """Generate an object from ``prompt`` (see :func:`generation`) and return it as a :class:`Run`
+    (``output`` also gets previews, ``orbit.mp4`` and ``mesh.ply``)."""
+    engine = generation(prompt, output, config, resume, loaded_prior, **options)
+    engine.run([on_step] if on_step is not None else [])
+    return engine.task.live_run(output)

@@ -1,0 +1,293 @@
+"""Typed configs from YAML files and command-line overrides, every key and value checked.
+
+:func:`build_config` fills a config dataclass from a partial, nested mapping (missing keys keep
+their defaults) and checks each value against its field's annotation: a bad key or value raises one
+``ValueError`` naming the source (a file path, ``defaults``, ``command line``), the dotted key, what
+was expected and what was given. Once an instance is built (nested ones first), its method
+``validate(self, source: str) -> None``, if it has one, checks cross-field rules and raises
+``ValueError`` messages that start with ``source`` (``"<source>: grid"`` for a config nested at key
+``grid``). Building a config touches no files, devices or torch.
+
+>>> from dataclasses import dataclass
+>>> @dataclass
+... class Camera:
+...     fov: tuple[float, float] = (40.0, 50.0)
+>>> build_config(Camera, {"fov": [30, 35]}, "command line")
+Camera(fov=(30.0, 35.0))
+>>> build_config(Camera, {"fov": "wide"}, "cam.yaml")
+Traceback (most recent call last):
+ValueError: cam.yaml: fov: expected a list of 2 numbers, got 'wide'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union
+
+import yaml
+
+_C = TypeVar("_C")
+_UNIONS = (Union, types.UnionType)
+_SCALARS = {bool: ("true or false", "booleans"), int: ("an integer", "integers"),
+            float: ("a number", "numbers"), str: ("a string", "strings"), type(None): ("null", "nulls")}
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_YAML_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # PyYAML reads 1e-3 as a string
+
+
+class _Mismatch(Exception):
+    """A value does not fit an annotation (turned into a ``ValueError`` at the field)."""
+
+
+def build_config(cls: type[_C], values: Mapping[str, Any] | None, source: str) -> _C:
+    """Builds dataclass ``cls`` from a partial, nested mapping, checking every key and value.
+
+    Annotations: ``bool``, ``int`` (3.0 converts), ``float`` (ints convert), ``str``, ``Literal[...]``,
+    ``tuple[X, Y]``, ``tuple[X, ...]``, ``list[X]``, ``dict[K, V]``, ``Any``, nested dataclasses (a
+    mapping, or an instance passed through), unions of these tried in order, other classes by isinstance.
+
+    Args:
+        cls: The config dataclass.
+        values: Options by field name (nested configs as mappings); None: all defaults.
+        source: Where the values come from, for messages (a file path, ``defaults``, ...).
+
+    Returns:
+        The config, values converted (lists to tuples, ints to floats) and validated.
+
+    Raises:
+        ValueError: An unknown or missing key, a value of the wrong type, or a failed ``validate``.
+    """
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise TypeError(f"build_config needs a dataclass type, got {cls!r}")
+    if values is not None and not isinstance(values, Mapping):
+        raise ValueError(f"{source}: expected a mapping of {cls.__name__} options, got {values!r}")
+    return _build(cls, values or {}, source, prefix="")
+
+
+def _build(cls: type[_C], values: Mapping[str, Any], source: str, prefix: str) -> _C:
+    """Builds ``cls`` whose keys sit under dotted ``prefix`` (``""`` or ``"grid."``), then validates it."""
+    kwargs = _convert_fields(cls, values, source, prefix)
+    missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"{source}: missing option {prefix + missing[0]!r} for {cls.__name__}")
+    config = cls(**kwargs)
+    validate = getattr(config, "validate", None)
+    if callable(validate):
+        validate(f"{source}: {prefix[:-1]}" if prefix else source)
+    return config
+
+
+def _convert_fields(cls: type, values: Mapping[str, Any], source: str, prefix: str) -> dict[str, Any]:
+    """``values`` checked against the fields of dataclass ``cls`` and converted, by field name."""
+    names = sorted(f.name for f in dataclasses.fields(cls) if f.init)
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise ValueError(f"{source}: unknown option {path!r} for {cls.__name__}; expected one of {names}")
+        kwargs[key] = _field_value(hints[key], value, source, path)
+    return kwargs
+
+
+def _field_value(tp: Any, value: Any, source: str, path: str) -> Any:
+    """``value`` converted to annotation ``tp``, or one ``ValueError`` naming source, key and value."""
+    try:
+        return _convert(tp, value, source, path)
+    except _Mismatch:
+        pass
+    hint = ""
+    if isinstance(value, str) and _YAML_EXPONENT.fullmatch(value):
+        hint = " (YAML reads an exponent without a decimal point as a string: write 1.0e-3, not 1e-3)"
+    raise ValueError(f"{source}: {path}: expected {_describe(tp)}, got {value!r}{hint}")
+
+
+def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
+    """``value`` checked and converted to annotation ``tp``; raises ``_Mismatch`` when it does not fit."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any or tp is object:
+        return value
+    if origin in _UNIONS:
+        return _convert_union(args, value, source, path)
+    if origin is Literal:
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+        raise _Mismatch
+    if origin in (tuple, list) or tp in (tuple, list):
+        return _convert_sequence(tp, value, source, path)
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise _Mismatch
+        key_tp, value_tp = args or (Any, Any)
+        return {_convert(key_tp, k, source, path): _convert(value_tp, v, source, f"{path}.{k}")
+                for k, v in value.items()}
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if isinstance(value, Mapping):
+            return _build(tp, value, source, prefix=f"{path}.")
+        raise _Mismatch
+    return _convert_scalar(tp, value)
+
+
+def _convert_union(args: tuple, value: Any, source: str, path: str) -> Any:
+    """``value`` as the first alternative in ``args`` that accepts it.
+
+    A nested config's own error (say an unknown key inside it) is raised when no alternative fits.
+    """
+    nested_error = None
+    for tp in args:
+        try:
+            return _convert(tp, value, source, path)
+        except _Mismatch:
+            continue
+        except ValueError as exc:
+            nested_error = nested_error or exc
+    if nested_error is not None:
+        raise nested_error
+    raise _Mismatch
+
+
+def _convert_sequence(tp: Any, value: Any, source: str, path: str) -> tuple | list:
+    """A list or tuple ``value`` as ``tuple[...]`` or ``list[...]``, each element converted."""
+    origin, args = typing.get_origin(tp) or tp, typing.get_args(tp)
+    if not isinstance(value, (list, tuple)):
+        raise _Mismatch
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise _Mismatch
+        item_types = args
+    else:
+        item_types = (args[0] if args else Any,) * len(value)
+    items = [_convert(t, v, source, f"{path}[{i}]") for i, (t, v) in enumerate(zip(item_types, value))]
+    return tuple(items) if origin is tuple else items
+
+
+def _convert_scalar(tp: Any, value: Any) -> Any:
+    """``value`` as ``bool``/``int``/``float``/``str``/``None`` (no bool passes as a number) or a class."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and number and (isinstance(value, int) or value.is_integer()):
+        return int(value)
+    if tp is float and number:
+        return float(value)
+    if (tp is str and isinstance(value, str)) or (tp is type(None) and value is None):
+        return value
+    if tp not in _SCALARS and isinstance(tp, type) and isinstance(value, tp):
+        return value
+    if tp in _SCALARS or isinstance(tp, type):
+        raise _Mismatch
+    raise TypeError(f"unsupported config annotation {tp!r}")
+
+
+def _describe(tp: Any, plural: bool = False) -> str:
+    """What annotation ``tp`` accepts, in words (``"a list of 2 numbers"``); ``plural`` for elements."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp in _SCALARS:
+        return _SCALARS[tp][plural]
+    if tp is Any or tp is object:
+        return "values" if plural else "anything"
+    if plural:
+        return f"items each {_describe(tp)}"
+    if origin in _UNIONS:
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if (origin is tuple or tp is tuple) and args and args[-1] is not Ellipsis:
+        if len(set(args)) == 1:
+            return f"a list of {len(args)} {_describe(args[0], plural=True)}"
+        return f"a list of {len(args)} items ({', '.join(_describe(a) for a in args)})"
+    if origin in (tuple, list) or tp in (tuple, list):
+        return f"a list of {_describe(args[0] if args else Any, plural=True)}"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return f"a mapping of {tp.__name__} options"
+    return f"a {getattr(tp, '__name__', tp)}"
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A plain, JSON-ready dict of config instance ``config`` (tuples as lists); builds back equal."""
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"config_to_dict needs a dataclass instance, got {config!r}")
+    return _plain(dataclasses.asdict(config))
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every tuple, at any depth, turned into a list."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping of options in a YAML file (an empty file gives ``{}``).
+
+    Raises:
+        FileNotFoundError: ``{path}: config file not found``.
+        ValueError: ``{path}: malformed YAML (...)``, or the top level is not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: malformed YAML ({exc})") from None
+    values = {} if values is None else values
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of options at the top level, got {type(values).__name__}")
+    return values
+
+
+def load_config(cls: type[_C], path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> _C:
+    """Config ``cls`` from a YAML file (``path``; None: the defaults) with top-level ``overrides``.
+
+    Overrides whose value is None (unset command-line flags) are ignored; the others are checked
+    with source ``command line``, then all is built with source ``str(path)`` or ``defaults``.
+    """
+    values = read_yaml(path) if path is not None else {}
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    values.update(_convert_fields(cls, given, "command line", prefix=""))
+    return build_config(cls, values, str(path) if path is not None else "defaults")
+
+
+def check_device(value: str, source: str, key: str = "device") -> None:
+    """Checks a device name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (for ``validate`` hooks).
+
+    Raises:
+        ValueError: ``{source}: {key}: expected one of ...`` for any other value.
+    """
+    if not (isinstance(value, str) and _DEVICE.fullmatch(value)):
+        raise ValueError(f"{source}: {key}: expected one of 'auto', 'cpu', 'cuda', 'cuda:N' (N a GPU index), "
+                         f"got {value!r}")
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs that ship with nerfgen (``nerfgen/configs/*.yaml``)."""
+    root = importlib.resources.files("nerfgen.configs")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def config_path(name: str | Path) -> Path:
+    """The YAML file ``--config NAME`` means: a shipped config by name (``ngp`` is
+    ``nerfgen/configs/ngp.yaml``, in the installed package), or a file by its path.
+
+    Raises:
+        FileNotFoundError: neither a file nor a shipped config, naming what ships.
+    """
+    path = Path(name)
+    if path.is_file() or path.suffix in (".yaml", ".yml", ".json") or len(path.parts) > 1:
+        return path  # a file (read_yaml names it when it is missing)
+    shipped = importlib.resources.files("nerfgen.configs") / f"{name}.yaml"
+    if not shipped.is_file():
+        raise FileNotFoundError(f"{name}: no such config file, and not a shipped config "
+                                f"(shipped: {', '.join(shipped_configs())})")
+    return Path(str(shipped))

@@ -1,0 +1,132 @@
+"""What a kind of training run gives the engine: a :class:`Task` (batch -> loss -> figures).
+
+The engine (:class:`nerfgen.engine.Engine`) owns everything runs share: seeds, threads, device,
+budgets, learning-rate schedules, the optimiser steps and gradient clipping, the progress bar,
+tensorboard, checkpoints and resume, per-step hooks. A task owns its modules, its batches and
+losses, and the files that make its run directory useful (the model, previews, videos).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from nerfgen.engine.schedule import cosine_rate, learning_rate
+
+if TYPE_CHECKING:
+    from nerfgen.engine.loop import Engine
+
+Figure = float | int | str
+"""A figure a step reports: numbers are logged and shown, strings only shown."""
+
+
+@dataclass
+class Schedule:
+    """Learning-rate schedule of one optimiser, over the fraction of the budget done.
+
+    ``steps`` (instant-ngp / nerfacc): linear warm-up from 1% over ``warmup_steps``, then ``decay``
+    applied at 50%, 75% and 90% of the run (:func:`nerfgen.engine.schedule.learning_rate`).
+    ``cosine``: warm-up ``(step + 1) / warmup_steps``, then a cosine from the peak to 0
+    (:func:`nerfgen.engine.schedule.cosine_rate`).
+    """
+
+    warmup_steps: int = 0
+    decay: float = 1.0
+    kind: str = "steps"
+
+    def rate(self, base: float, step: int, done: float) -> float:
+        """The learning rate at ``step``, ``done`` of the budget spent, for peak rate ``base``."""
+        if self.kind == "cosine":
+            return cosine_rate(base, step, done, self.warmup_steps)
+        return learning_rate(base, step, done, self.warmup_steps, self.decay)
+
+
+@dataclass
+class Env:
+    """Where a task builds its modules: the device, the run's random generator (CPU, seeded,
+    saved with every checkpoint) and the run directory."""
+
+    device: torch.device
+    generator: torch.Generator
+    output: Path
+
+
+@dataclass
+class StepResult:
+    """What one step reports.
+
+    Attributes:
+        figures: shown on the progress bar and, when numeric, logged (``loss`` is checked finite).
+        counts: things processed this step (``rays``, ``samples``, ``images``): summed into the
+            run's totals, shown and logged per second.
+    """
+
+    figures: dict[str, Figure] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class StepContext:
+    """Handed to :meth:`Task.step`: where the run is, and how a loss is optimised.
+
+    Attributes:
+        step: steps done before this one.
+        done: fraction of the budget (steps or seconds, the nearer) used before this step.
+        generator: the run's random generator.
+        device: the run's device.
+    """
+
+    def __init__(self, engine: Engine, done: float) -> None:
+        self._engine = engine
+        self.step, self.done = engine.step, done
+        self.generator, self.device = engine.generator, engine.device
+
+    def optimize(self, name: str, loss: Tensor) -> None:
+        """Zero optimiser ``name``'s gradients, backpropagate ``loss``, clip (``grad_clip``), step."""
+        self._engine.optimize(name, loss)
+
+
+class Task(abc.ABC):
+    """One kind of training run on the engine."""
+
+    name: str = "train"
+    """Progress-bar label and tensorboard prefix."""
+
+    @abc.abstractmethod
+    def build(self, env: Env) -> None:
+        """Create the modules on ``env.device`` (called once the engine has seeded torch)."""
+
+    @abc.abstractmethod
+    def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
+        """The optimisers by name, each with its schedule (their groups' ``lr`` is the peak rate)."""
+
+    @abc.abstractmethod
+    def step(self, ctx: StepContext) -> StepResult:
+        """One step: a batch, its loss(es) through ``ctx.optimize``, and what to report."""
+
+    @abc.abstractmethod
+    def save(self, output: Path, step: int, seconds: float) -> None:
+        """Write the run's products (model, run description) into ``output``, each file atomically,
+        after ``step`` steps and ``seconds`` of training."""
+
+    @abc.abstractmethod
+    def load(self, output: Path) -> None:
+        """Read back what :meth:`save` wrote (to resume)."""
+
+    def state(self) -> tuple[dict[str, Tensor], dict]:
+        """Training-only state beyond the optimisers: tensors and JSON-ready values."""
+        return {}, {}
+
+    def load_state(self, tensors: dict[str, Tensor], values: dict) -> None:
+        """Inverse of :meth:`state`."""
+
+    def evaluate(self, step: int) -> dict[str, Figure]:
+        """Every ``eval_every`` steps: validation figures, preview files; returns what to report."""
+        return {}
+
+    def finish(self, step: int) -> None:
+        """After the last checkpoint (at ``step``): final products (videos, meshes)."""

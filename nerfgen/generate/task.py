@@ -1,0 +1,218 @@
+"""Text-to-3D by score distillation (a :class:`Task`): optimise a radiance field until its renders
+satisfy a diffusion prior.
+
+The run directory it writes is an ordinary nerfgen run (``run.json`` of kind ``generation`` +
+``model.safetensors``), so :func:`nerfgen.load_run`, ``nerfgen render --orbit`` and the viewer open
+it; ``previews/`` and ``preview.png`` show four sides every ``eval_every`` steps, and the end of a
+run adds ``orbit.mp4`` and ``mesh.ply``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nerfgen.cameras import Orbit, Views, all_rays, random_views, view_cameras
+from nerfgen.config import config_to_dict
+from nerfgen.engine import Env, Schedule, StepContext, StepResult, Task
+from nerfgen.generate.config import GenerateConfig
+from nerfgen.generate.preview import PREVIEW_ELEVATION, write_preview
+from nerfgen.generate.prompts import VIEW_SUFFIXES, view_suffix_index
+from nerfgen.generate.shading import opacity_entropy, opacity_sparsity, orientation_loss, shade, surface_normals
+from nerfgen.prior import DiffusionPrior, PromptEmbedding
+from nerfgen.render import Background, RadianceModel, background_color
+from nerfgen.runs import Run, RunInfo, load_model_tensors, write_run
+
+
+@dataclass
+class ShadedRenders:
+    """Renders of a batch of views as the prior sees them, and what the regularisers need
+    (``r``: the render resolution, ``R``: the prior's).
+
+    Attributes:
+        images: ``[B, 3, R, R]`` in [0, 1], shaded, over the background.
+        opacity: ``[B * r * r]`` accumulated opacity.
+        normals: ``[B * r * r, 3]`` unit surface normals (None when not needed this step).
+        directions: ``[B * r * r, 3]`` unit ray directions.
+        n_samples: field samples shaded.
+    """
+
+    images: Tensor
+    opacity: Tensor
+    normals: Tensor | None
+    directions: Tensor
+    n_samples: int
+
+
+def choose_shading(config: GenerateConfig, done: float, generator: torch.Generator) -> str:
+    """Albedo during the first ``albedo_fraction`` of the run, then a random mode."""
+    s = config.shading
+    if done < s.albedo_fraction:
+        return "albedo"
+    u = float(torch.rand((), generator=generator))
+    return "lambertian" if u < s.lambertian else "textureless" if u < s.lambertian + s.textureless else "albedo"
+
+
+def anneal_t_max(config: GenerateConfig, done: float) -> float:
+    """Largest timestep at fraction ``done`` of the run, linear from ``t_max[0]`` to ``t_max[1]``."""
+    return config.t_max[0] + (config.t_max[1] - config.t_max[0]) * done
+
+
+def generated_orbit(config: GenerateConfig) -> Orbit:
+    """How a generated object is shown: around the origin at the mid training distance and field
+    of view, :data:`PREVIEW_ELEVATION` up, ``orbit_resolution`` square frames."""
+    return Orbit.around_origin(sum(config.camera.distance) / 2, PREVIEW_ELEVATION, sum(config.camera.fov) / 2,
+                               config.orbit_resolution)
+
+
+class GenerationTask(Task):
+    """Optimises one prompt into a radiance field against ``prior``.
+
+    Args:
+        prompt: the text.
+        config: generation settings.
+        prior: the loaded diffusion prior (shared by the prompts of one call), on the run's device.
+    """
+
+    name = "generate"
+
+    def __init__(self, prompt: str, config: GenerateConfig, prior: DiffusionPrior) -> None:
+        self.prompt, self.config, self.prior = prompt, config, prior
+        self.suffixes = not prior.camera_conditioned and config.view_prompts
+        self.previewed: int | None = None  # the step of the last preview sheet
+
+    def build(self, env: Env) -> None:
+        cfg, prior = self.config, self.prior
+        self.device, self.generator, self.output = env.device, env.generator, env.output
+        if cfg.clip_guidance is not None:
+            if not hasattr(prior, "guide_scale"):
+                raise ValueError(f"clip_guidance is set but the {cfg.prior} prior has no guidance model")
+            prior.guide_scale = cfg.clip_guidance
+        b = cfg.box
+        self.aabb = torch.tensor([-b, -b, -b, b, b, b])
+        self.model = RadianceModel(cfg.model_spec(), self.aabb, 1).to(self.device)
+        self.background = Background(cfg.background).to(self.device)
+        groups = [{"params": list(self.model.field.parameters()), "lr": cfg.lr}]
+        if cfg.background == "mlp":
+            groups.append({"params": list(self.background.parameters()), "lr": cfg.background_lr})
+        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=True)
+        self.embeddings = self._encode_prompts()
+
+    def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
+        return {"field": (self.optimizer, Schedule())}  # constant rates, as DreamFusion
+
+    def _encode_prompts(self) -> list[PromptEmbedding]:
+        """The prompt (one embedding), or one per view suffix (:data:`VIEW_SUFFIXES`)."""
+        negative = self.config.negative_prompt
+        if not self.suffixes:
+            return [self.prior.encode_prompt(self.prompt, negative)]
+        return [self.prior.encode_prompt(f"{self.prompt}, {suffix}", negative) for suffix in VIEW_SUFFIXES]
+
+    def prompt_for(self, views: Views) -> PromptEmbedding:
+        """The embedding of each view: ``cond [B, ...]`` by view suffix, or the one prompt."""
+        if not self.suffixes:
+            return self.embeddings[0]
+        index = view_suffix_index(views).tolist()
+        return PromptEmbedding(torch.cat([self.embeddings[i].cond for i in index]), self.embeddings[0].uncond)
+
+    # -- one step ----------------------------------------------------------------------------
+    def render_views(self, views: Views, fov: Tensor, mode: str) -> ShadedRenders:
+        """Render ``views`` (``[B]``, horizontal fields of view ``fov [B]`` in degrees) and shade
+        them with ``mode`` for the prior."""
+        cfg, n = self.config, len(views)
+        res = cfg.camera.resolution
+        rays = all_rays(view_cameras(views, fov, res)).to(self.device)
+        out = self.model.render_rays(rays, torch.zeros(3, device=self.device), stratified=True)
+        normals = None
+        if mode != "albedo" or cfg.lambda_orientation > 0:
+            normals = surface_normals(self.model.field.density, rays.origins, rays.directions, out.depth, cfg.normal_eps)
+        light = None
+        if mode != "albedo":
+            towards = views.positions().to(self.device)
+            towards = towards / towards.norm(dim=-1, keepdim=True)
+            light = towards + cfg.shading.light_jitter * torch.randn(n, 3, generator=self.generator).to(self.device)
+            light = (light / light.norm(dim=-1, keepdim=True)).repeat_interleave(res * res, 0)
+        fg = shade(out.rgb, out.opacity, normals, light, mode, cfg.shading.ambient)
+        rgb = fg + (1 - out.opacity[:, None]) * self.background(rays.directions, n, self.generator)
+        images = rgb.view(n, res, res, 3).permute(0, 3, 1, 2)
+        if res != self.prior.resolution:
+            images = F.interpolate(images, size=(self.prior.resolution,) * 2, mode="bilinear",
+                                   align_corners=False, antialias=res > self.prior.resolution)
+        return ShadedRenders(images, out.opacity, normals, rays.directions, out.n_samples)
+
+    def step(self, ctx: StepContext) -> StepResult:
+        """Random views, render, score distillation + regularisers, Adam."""
+        cfg = self.config
+        self.model.train()
+        self.model.sampler.update(ctx.step, self.model.field.density)
+        views, fov = random_views(cfg.camera.batch, cfg.camera.elevation, cfg.camera.distance, cfg.camera.fov,
+                                  self.generator)
+        mode = choose_shading(cfg, ctx.done, self.generator)
+        renders = self.render_views(views, fov, mode)
+        t_max = anneal_t_max(cfg, ctx.done)
+        sds = self.prior.sds_loss(renders.images, self.prompt_for(views), views.to(self.device), cfg.guidance,
+                                  (cfg.t_min, t_max), self.generator)
+        loss = sds.loss
+        if renders.normals is not None and cfg.lambda_orientation > 0:
+            loss = loss + cfg.lambda_orientation * orientation_loss(renders.normals, renders.directions, renders.opacity)
+        if cfg.lambda_opacity > 0:
+            loss = loss + cfg.lambda_opacity * opacity_sparsity(renders.opacity)
+        if cfg.lambda_entropy > 0:
+            loss = loss + cfg.lambda_entropy * opacity_entropy(renders.opacity)
+        if loss.requires_grad:
+            ctx.optimize("field", loss)
+        figures = {"loss": float(loss.detach()), "sds": float(sds.loss.detach()), "t_max": t_max, "shading": mode}
+        return StepResult(figures, {"images": len(views), "samples": renders.n_samples})
+
+    # -- output ------------------------------------------------------------------------------
+    def evaluate(self, step: int) -> dict[str, str]:
+        """Write ``previews/step_NNNNNN.png`` (and ``preview.png``): four sides, colour above shading."""
+        self.model.eval()
+        path = write_preview(self.model, self.config, background_color(self.background.shown_on).to(self.device),
+                             self.output, step)
+        self.previewed = step
+        return {"preview": str(path)}
+
+    def info(self) -> RunInfo:
+        """What the run directory says about this run."""
+        cfg = self.config
+        return RunInfo("generation", cfg.model_spec(), self.aabb.tolist(), 1, f"generated: {self.prompt}",
+                       self.background.shown_on, cfg.background, cfg.orbit_resolution, cfg.orbit_resolution,
+                       generated_orbit(cfg), config_to_dict(cfg), prompt=self.prompt)
+
+    def live_run(self, output: str | Path) -> Run:
+        """The field being optimised, as a :class:`Run` (what the viewer shows live)."""
+        return Run(self.info(), self.model, output)
+
+    def save(self, output: Path, step: int, seconds: float) -> None:
+        write_run(output, self.info(), self.model)
+
+    def load(self, output: Path) -> None:
+        load_model_tensors(self.model, output)
+
+    def state(self) -> tuple[dict[str, Tensor], dict]:
+        tensors = {f"background.{k}": v for k, v in self.background.state_dict().items()}
+        return tensors, {}
+
+    def load_state(self, tensors: dict[str, Tensor], values: dict) -> None:
+        if self.config.background == "mlp":
+            self.background.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("background.")})
+
+    def finish(self, step: int) -> None:
+        """The final preview (unless the last evaluation made it), the orbit video and ``mesh.ply``."""
+        if self.previewed != step:
+            self.evaluate(step)
+        run = self.live_run(self.output)
+        if self.config.orbit_frames > 0:
+            res = self.config.orbit_resolution
+            run.render_orbit(self.output / "orbit.mp4", self.config.orbit_frames, res, res)
+        if self.config.mesh_resolution > 0:
+            try:
+                run.export_mesh(self.output / "mesh.ply", resolution=self.config.mesh_resolution)
+            except ValueError as exc:  # an empty field: the run itself is still written
+                warnings.warn(f"no mesh written: {exc}", stacklevel=2)

@@ -1,0 +1,52 @@
+"""Typed configuration of reconstruction (``nerfgen train``); ``configs/ngp.yaml`` and friends map onto it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from nerfgen.engine.config import EngineConfig
+from nerfgen.render import ModelSpec
+
+
+@dataclass
+class TrainConfig(ModelSpec, EngineConfig):
+    """Everything that decides a reconstruction run (the dataset path and output are given apart):
+    the engine's keys (budgets, seed, device, intervals), the model's (field, sampler) and these."""
+
+    carve: bool = True
+    """Where training images have alpha, start the occupancy grid from their visual hull."""
+    downscale: float = 1.0
+    """Divide image width and height by this (intrinsics follow)."""
+    target_samples: int = 1 << 16
+    """Field samples per step; the number of rays adapts to reach it (nerfacc's rule)."""
+    init_rays: int = 1024
+    """Rays in the first step."""
+    max_rays: int = 1 << 15
+    """Most rays in one step."""
+    lr: float = 1e-2
+    """Peak Adam learning rate."""
+    lr_warmup_steps: int = 20
+    """Linear warm-up from 1% of ``lr``."""
+    lr_decay: float = 0.33
+    """Factor applied at 50%, 75% and 90% of the run (steps or seconds, whichever is nearer)."""
+    weight_decay: float = 1e-6
+    """L2 on the MLP weights."""
+    background: Literal["auto", "random", "white", "black"] = "auto"
+    """Training background: auto (random where images have alpha, else black) | random | white | black."""
+    val_views: int = 2
+    """Views rendered at each evaluation (``eval_every``): validation PSNR."""
+    val_downscale: float = 4.0
+    """Extra downscale of validation renders."""
+
+    def validate(self, source: str) -> None:
+        EngineConfig.validate(self, source)
+        ModelSpec.validate(self, source)
+        if not self.downscale >= 1:
+            raise ValueError(f"{source}: downscale: expected a number >= 1, got {self.downscale}")
+        if not 0 < self.init_rays <= self.max_rays or self.target_samples < 1:
+            raise ValueError(f"{source}: need 0 < init_rays <= max_rays and target_samples >= 1")
+
+    def model_spec(self) -> ModelSpec:
+        """The :class:`ModelSpec` part of this config."""
+        return ModelSpec(self.field, dict(self.field_options), self.sampler, self.grid, self.stratified)

@@ -1,0 +1,125 @@
+"""The training engine on its own terms: a task of a new kind (an auto-decoder with two optimisers
+and per-ray latent codes on a stratified sampler), hooks, budgets, clipping, logs and checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from nerfgen.cameras import Rays
+from nerfgen.engine import Engine, EngineConfig, Env, Schedule, StepContext, StepResult, Task
+from nerfgen.fields import Conditioning
+from nerfgen.fields.vanilla import VanillaField, VanillaFieldConfig
+from nerfgen.files import read_tensors, write_tensors
+from nerfgen.render import StratifiedConfig, StratifiedSampler, render_rays
+
+BOX = torch.tensor([-1.0, -1, -1, 1, 1, 1])
+COLOURS = torch.tensor([[0.9, 0.1, 0.1], [0.1, 0.2, 0.9]])
+"""What latent code 0 and latent code 1 must render inside the box."""
+
+
+class AutoDecoder(Task):
+    """Two scenes in one conditioned field: the rays of scene ``k`` carry latent code ``k`` (a free
+    parameter, DeepSDF's auto-decoder) and must render ``COLOURS[k]`` where they cross the box;
+    the field and the codes have an optimiser each."""
+
+    name = "autodecoder"
+
+    def build(self, env: Env) -> None:
+        self.generator = env.generator
+        self.field = VanillaField(BOX, VanillaFieldConfig(depth=2, width=32, skip=1, position_frequencies=2,
+                                                          direction_frequencies=1, shape_latent=2,
+                                                          appearance_latent=2))
+        self.codes = torch.nn.Parameter(0.1 * torch.randn(2, 4))
+        self.sampler = StratifiedSampler(BOX, StratifiedConfig(n_samples=16))
+        self.field_opt = torch.optim.Adam(self.field.parameters(), lr=5e-3)
+        self.code_opt = torch.optim.Adam([self.codes], lr=5e-2)
+
+    def optimizers(self):
+        return {"field": (self.field_opt, Schedule(10, 0.5)), "codes": (self.code_opt, Schedule())}
+
+    def rays(self, n: int) -> tuple[Rays, torch.Tensor]:
+        scene = torch.randint(0, 2, (n,), generator=self.generator)
+        xy = torch.rand(n, 2, generator=self.generator) * 1.6 - 0.8
+        origins = torch.cat([xy, torch.full((n, 1), 3.0)], -1)
+        return Rays(origins, torch.tensor([[0.0, 0, -1]]).expand(n, 3).contiguous()), scene
+
+    def step(self, ctx: StepContext) -> StepResult:
+        rays, scene = self.rays(256)
+        out = render_rays(self.field, self.sampler, rays, torch.ones(3), Conditioning(self.codes[scene]),
+                          stratified=True)
+        loss = (out.rgb - COLOURS[scene]).square().mean()
+        self.field_opt.zero_grad(set_to_none=True)  # the codes' step below backpropagates into both
+        ctx.optimize("codes", loss)
+        self.field_opt.step()
+        return StepResult({"loss": float(loss.detach())}, {"rays": 256})
+
+    def save(self, output: Path, step: int, seconds: float) -> None:
+        write_tensors(output / "model.safetensors", {**self.field.state_dict(), "codes": self.codes.detach()})
+
+    def load(self, output: Path) -> None:
+        tensors = read_tensors(output / "model.safetensors")
+        with torch.no_grad():
+            self.codes.copy_(tensors.pop("codes"))
+        self.field.load_state_dict(tensors)
+
+    def render(self, k: int) -> torch.Tensor:
+        rays, _ = self.rays(64)
+        with torch.no_grad():
+            return render_rays(self.field, self.sampler, rays, torch.ones(3), Conditioning(self.codes[k:k + 1])).rgb
+
+
+def test_a_new_kind_of_task_trains_two_scenes_into_one_conditioned_field(tmp_path):
+    reports = []
+    engine = Engine(EngineConfig(max_steps=150, checkpoint_every=50, eval_every=0, log_every=10), AutoDecoder(),
+                    tmp_path / "run")
+    summary = engine.run([reports.append])
+    assert summary.steps == 150 and [r.step for r in reports] == list(range(1, 151))
+    assert summary.totals["rays"] == 150 * 256 and reports[-1].rates["rays/s"] > 0
+    assert summary.figures["loss"] < 0.01
+    for k in range(2):
+        assert (engine.task.render(k) - COLOURS[k]).abs().mean() < 0.06, f"scene {k}"
+    assert engine.optimizers["field"][0].param_groups[0]["lr"] == pytest.approx(5e-3 * 0.5**3)  # decayed 3 times
+    assert engine.optimizers["codes"][0].param_groups[0]["lr"] == pytest.approx(5e-2)  # constant
+    events = list((tmp_path / "run" / "tensorboard").iterdir())
+    assert events and json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 150
+
+    again = Engine(EngineConfig(max_steps=150), AutoDecoder(), tmp_path / "run", resume=True)
+    assert again.step == 150 and again.finished and torch.equal(again.task.codes, engine.task.codes)
+
+
+def test_the_budget_in_seconds_ends_the_run_and_drives_the_schedule(tmp_path):
+    engine = Engine(EngineConfig(max_steps=10**9, max_seconds=1.0, checkpoint_every=0, eval_every=0), AutoDecoder(),
+                    tmp_path / "run")
+    summary = engine.run()
+    assert 1.0 <= summary.seconds < 3.0 and 0 < summary.steps < 10**9
+    assert engine.optimizers["field"][0].param_groups[0]["lr"] == pytest.approx(5e-3 * 0.5**3)
+
+
+def test_gradients_are_clipped_to_the_configured_norm(tmp_path):
+    engine = Engine(EngineConfig(max_steps=1, grad_clip=1e-3, checkpoint_every=0, eval_every=0), AutoDecoder(),
+                    tmp_path / "run")
+    engine.train_step()
+    norm = torch.cat([engine.task.codes.grad.flatten()]).norm()
+    assert float(norm) <= 1e-3 * 1.001
+
+
+def test_a_diverging_loss_stops_the_run_with_the_step(tmp_path):
+    class Diverges(AutoDecoder):
+        def step(self, ctx):
+            return StepResult({"loss": float("nan")})
+
+    with pytest.raises(FloatingPointError, match="autodecoder diverged at step 1"):
+        Engine(EngineConfig(max_steps=5), Diverges(), tmp_path / "run").run()
+
+
+def test_an_interrupted_checkpoint_is_refused_with_its_steps(tmp_path):
+    Engine(EngineConfig(max_steps=4, checkpoint_every=2), AutoDecoder(), tmp_path / "run").run()
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    state["step"] = 2  # as if the crash came after the tensors but before state.json
+    (tmp_path / "run" / "state.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="interrupted.*from step 4.*from step 2"):
+        Engine(EngineConfig(max_steps=4), AutoDecoder(), tmp_path / "run", resume=True)
