@@ -8,7 +8,6 @@
    training masks, densities and colours drawn at random.
 
     python bench/kernels.py [--run runs/lego]
-    LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 python bench/kernels.py
     python bench/kernels.py --save-problem lego_march.safetensors   # the march problem, for a GPU machine
     python bench/kernels.py --device cuda --problem lego_march.safetensors --sizes 65536 262144 1048576
 

@@ -20,6 +20,7 @@ from torch import Tensor
 from nerfgen.cameras import CameraPath, Cameras, Orbit, read_camera_path
 from nerfgen.config import build_config, config_to_dict
 from nerfgen.engine.config import resolve_device
+from nerfgen.engine.task import Task
 from nerfgen.fields import Conditioning
 from nerfgen.files import read_json, read_tensors, write_json, write_tensors
 from nerfgen.render import ImageOutput, ModelSpec, OccGridConfig, RadianceModel, background_color
@@ -204,3 +205,24 @@ def load_run(run_dir: str | Path, device: str = "auto") -> Run:
     model = build_model(info)
     load_model_tensors(model, run_dir)
     return Run(info, model.to(device).eval(), run_dir)
+
+
+class SceneTask(Task):
+    """A task whose product is a run directory of a :class:`RadianceModel` (``self.model``), as
+    :meth:`info` describes it: saved, loaded to resume, and shown live as a :class:`Run`."""
+
+    model: RadianceModel
+
+    def info(self) -> RunInfo:
+        """What the run directory says about this run."""
+        raise NotImplementedError
+
+    def live_run(self, output: str | Path) -> Run:
+        """The model being trained, as a :class:`Run` (what the viewer shows live)."""
+        return Run(self.info(), self.model, output)
+
+    def save(self, output: Path, step: int, seconds: float) -> None:
+        write_run(output, self.info(), self.model)
+
+    def load(self, output: Path) -> None:
+        load_model_tensors(self.model, output)

@@ -11,7 +11,7 @@ import pytest
 
 def _nerfgen(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "nerfgen", *args], capture_output=True, text=True, cwd=cwd,
-                          env={"NERFGEN_NO_JEMALLOC": "1", "PATH": "/usr/bin:/bin"}, timeout=120)
+                          env={"PATH": "/usr/bin:/bin"}, timeout=120)
 
 
 @pytest.mark.parametrize("command", ["train", "eval", "render", "demo"])

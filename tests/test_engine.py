@@ -164,3 +164,31 @@ def test_shipped_training_configs_build_a_model(name):
     out = model.field(torch.rand(8, 3) * 2 - 1, torch.nn.functional.normalize(torch.randn(8, 3), dim=-1))
     assert out.sigma.shape == (8,) and out.rgb.shape == (8, 3)
     assert resolve_device(config.device) in ("cpu", "cuda")
+
+
+def test_run_directories_of_earlier_versions_still_load_and_render(tabletop, tmp_path):
+    """Before run.json, a run said what it was in config.json ({"train", "scene"}) and stored the
+    grid under ``estimator.``: such a run opens and renders what it rendered then."""
+    from safetensors.torch import load_file, save_file
+
+    reconstruction(tabletop, tmp_path / "new", TrainConfig(max_steps=5, **SMALL)).run()
+    new = load_run(tmp_path / "new")
+    old = tmp_path / "old"
+    old.mkdir()
+    info = json.loads((tmp_path / "new" / "run.json").read_text())
+    o = info["orbit"]
+    scene = {"aabb": info["aabb"], "cascades": info["cascades"], "data": info["data"], "white_background": True,
+             "train_background": "random", "width": info["width"], "height": info["height"],
+             "orbit": {"center": o["center"], "up": o["up"], "radius": o["radius"], "height": o["rise"], "fx": o["fx"],
+                       "fy": o["fy"], "width": o["width"], "height_px": o["height"]}}
+    train = {**info["config"], "val_every": 0}
+    (old / "config.json").write_text(json.dumps({"train": train, "scene": scene}))
+    tensors = {k.replace("sampler.", "estimator."): v for k, v in load_file(tmp_path / "new" / "model.safetensors").items()}
+    save_file(tensors, old / "model.safetensors")
+    legacy = load_run(old)
+    assert legacy.info.kind == "reconstruction" and legacy.info.background == "white"
+    assert legacy.info.orbit == new.info.orbit
+    cams = new.orbit_cameras(2, 16, 16)
+    assert torch.equal(legacy.render(cams, 1).rgb, new.render(cams, 1).rgb)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        reconstruction(None, old, resume=True)

@@ -110,3 +110,8 @@ def test_grid_updates_keep_every_cell_until_the_warmup_ends():
     assert est.update(48, ball) and est.binaries.all()
     assert est.update(64, ball)
     assert 0 < est.occupancy_fraction() < 0.2 and bool(est.binaries[0, 4, 4, 4])
+    assert est.occupancy_fraction() == float(est.binaries.float().mean())  # counted once per change of the grid
+    est.binaries[:] = True
+    assert est.occupancy_fraction() == 1.0
+    est.load_state_dict({**est.state_dict(), "binaries": torch.zeros_like(est.binaries)})
+    assert est.occupancy_fraction() == 0.0

@@ -321,7 +321,7 @@ def _get(url):
 
 def test_view_command_serves_only_the_viewer_and_warns_when_exposed(tiny_run):
     _, run = tiny_run
-    env = dict(os.environ, NERFGEN_NO_JEMALLOC="1", OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "nerfgen", "view", str(run), "--port", "0", "--host", "0.0.0.0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=Path(__file__).resolve().parents[1])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -19,14 +18,14 @@ from torch import Tensor
 
 from nerfgen.cameras import Orbit, Views, all_rays, random_views, view_cameras
 from nerfgen.config import config_to_dict
-from nerfgen.engine import Env, Schedule, StepContext, StepResult, Task
+from nerfgen.engine import Env, Schedule, StepContext, StepResult
 from nerfgen.generate.config import GenerateConfig
 from nerfgen.generate.preview import PREVIEW_ELEVATION, write_preview
 from nerfgen.generate.prompts import VIEW_SUFFIXES, view_suffix_index
 from nerfgen.generate.shading import opacity_entropy, opacity_sparsity, orientation_loss, shade, surface_normals
 from nerfgen.prior import DiffusionPrior, PromptEmbedding
 from nerfgen.render import Background, RadianceModel, background_color
-from nerfgen.runs import Run, RunInfo, load_model_tensors, write_run
+from nerfgen.runs import RunInfo, SceneTask
 
 
 @dataclass
@@ -70,7 +69,7 @@ def generated_orbit(config: GenerateConfig) -> Orbit:
                                config.orbit_resolution)
 
 
-class GenerationTask(Task):
+class GenerationTask(SceneTask):
     """Optimises one prompt into a radiance field against ``prior``.
 
     Args:
@@ -179,21 +178,10 @@ class GenerationTask(Task):
         return {"preview": str(path)}
 
     def info(self) -> RunInfo:
-        """What the run directory says about this run."""
         cfg = self.config
         return RunInfo("generation", cfg.model_spec(), self.aabb.tolist(), 1, f"generated: {self.prompt}",
                        self.background.shown_on, cfg.background, cfg.orbit_resolution, cfg.orbit_resolution,
                        generated_orbit(cfg), config_to_dict(cfg), prompt=self.prompt)
-
-    def live_run(self, output: str | Path) -> Run:
-        """The field being optimised, as a :class:`Run` (what the viewer shows live)."""
-        return Run(self.info(), self.model, output)
-
-    def save(self, output: Path, step: int, seconds: float) -> None:
-        write_run(output, self.info(), self.model)
-
-    def load(self, output: Path) -> None:
-        load_model_tensors(self.model, output)
 
     def state(self) -> tuple[dict[str, Tensor], dict]:
         tensors = {f"background.{k}": v for k, v in self.background.state_dict().items()}

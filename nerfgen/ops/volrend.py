@@ -1,7 +1,7 @@
 """Volume rendering on packed samples: the fused compositing kernel and its pure-torch twin.
 
 Every function takes samples packed flat and sorted by ray (``ray_indices``), as produced by
-:class:`nerfgen.render.OccGridEstimator`; rays own any number of samples, zero included.
+the samplers of :mod:`nerfgen.render`; rays own any number of samples, zero included.
 :func:`volume_render` composites in one pass forward and one pass backward (C++/OpenMP kernel,
 ``cuda/src/volrend*``) when the kernels are available, else :func:`volume_render_torch`; the other
 functions are the torch building blocks.

@@ -7,7 +7,7 @@ both branches of classifier-free guidance; the camera is always seen.
 
 An output folder holds::
 
-    views.npz                      the rendered training set (cache, see scenes.object_views)
+    views.npz                      the rendered training set (cache, see nerfgen.scenes.object_views)
     captions.safetensors           caption embeddings [n_objects, K, 384] (cache)
     config.json                    the PriorTrainConfig
     model.safetensors, model.json  EMA weights + architecture (what load_builtin_prior reads)

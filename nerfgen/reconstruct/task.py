@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -12,12 +11,12 @@ from torch import Tensor
 from nerfgen.cameras import Orbit, Rays, pixel_rays
 from nerfgen.config import config_to_dict
 from nerfgen.data import Dataset
-from nerfgen.engine import Env, Schedule, StepContext, StepResult, Task
+from nerfgen.engine import Env, Schedule, StepContext, StepResult
 from nerfgen.engine.metrics import psnr
 from nerfgen.reconstruct.config import TrainConfig
 from nerfgen.render import Background, OccupancyGrid, RadianceModel, background_color, training_background
 from nerfgen.render.carving import visual_hull
-from nerfgen.runs import Run, RunInfo, load_model_tensors, write_run
+from nerfgen.runs import RunInfo, SceneTask
 
 
 def shown_on(dataset: Dataset) -> str:
@@ -41,7 +40,7 @@ def field_optimizer(model: RadianceModel, config: TrainConfig) -> torch.optim.Ad
     return torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.99), eps=1e-15, fused=True)
 
 
-class ReconstructionTask(Task):
+class ReconstructionTask(SceneTask):
     """Random pixels of random training images -> rendered rays -> MSE against the pixels.
 
     Args:
@@ -122,21 +121,10 @@ class ReconstructionTask(Task):
 
     # -- the run directory -------------------------------------------------------------------
     def info(self) -> RunInfo:
-        """What the run directory says about this run."""
         d, cfg = self.dataset, self.config
         return RunInfo("reconstruction", cfg.model_spec(), d.aabb.tolist(), d.cascades, d.source, shown_on(d),
                        self.background.mode, d.cameras.width, d.cameras.height, Orbit.from_cameras(d.cameras),
                        config_to_dict(cfg), cfg.downscale)
-
-    def live_run(self, output: str | Path) -> Run:
-        """The model being trained, as a :class:`Run` (what the viewer shows live)."""
-        return Run(self.info(), self.model, output)
-
-    def save(self, output: Path, step: int, seconds: float) -> None:
-        write_run(output, self.info(), self.model)
-
-    def load(self, output: Path) -> None:
-        load_model_tensors(self.model, output)
 
     def state(self) -> tuple[dict[str, Tensor], dict]:
         return {}, {"n_rays": self.n_rays}

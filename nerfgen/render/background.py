@@ -58,7 +58,8 @@ class Background(nn.Module):
             return torch.sigmoid(self.net(self.encoding(directions)))
         if self.mode == "random":
             colors = torch.rand(groups, 3, generator=generator).to(directions)
-            return colors.repeat_interleave(directions.shape[0] // groups, 0)
+            per_group = directions.shape[0] // groups
+            return colors if per_group == 1 else colors.repeat_interleave(per_group, 0)
         return torch.full_like(directions, 1.0 if self.mode == "white" else 0.0)
 
     @property

@@ -73,6 +73,7 @@ class OccupancyGrid(Sampler):
         self.register_buffer("occs", torch.zeros(cascades, res**3))
         self.register_buffer("binaries", torch.ones(cascades, res, res, res, dtype=torch.bool))
         self.register_buffer("hull", torch.ones(cascades, res**3, dtype=torch.bool))
+        self._fraction, self._counted = 1.0, None
         self.step_size = cfg.render_step_size or float((aabb[3:] - aabb[:3]).norm()) / cfg.diagonal_steps
         self.cone_angle = cfg.cone_angle if cfg.cone_angle >= 0 else (0.0 if cascades == 1 else 1 / 256)
 
@@ -91,8 +92,12 @@ class OccupancyGrid(Sampler):
         return self.step_size * 2**level
 
     def occupancy_fraction(self) -> float:
-        """Fraction of cells marked occupied."""
-        return float(self.binaries.float().mean())
+        """Fraction of cells marked occupied (recounted only after the grid changed: updates,
+        :meth:`restrict`, loading a state dict all bump the tensor's version)."""
+        version = (self.binaries.data_ptr(), self.binaries._version)
+        if self._counted != version:
+            self._fraction, self._counted = float(self.binaries.float().mean()), version
+        return self._fraction
 
     @property
     def early_stop_eps(self) -> float:
