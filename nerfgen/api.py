@@ -35,12 +35,19 @@ def _check_output(output: Path, resume: bool) -> None:
         raise FileExistsError(f"{output}: already holds a run; pass --resume to continue it or pick another --output")
 
 
-def _resumed_config(cls: type, output: Path, kind: str, options: dict[str, Any]):
-    info = read_run_info(output)
-    if info.kind != kind:
-        raise ValueError(f"{output / RUN_FILE}: a {info.kind} run, not a {kind} run")
+def _config(cls: type, config: Any, output: Path, resume: bool, kind: str, options: dict[str, Any]):
+    """The run's config and, when resuming, its :class:`~nerfgen.runs.RunInfo`: the resumed run's
+    own config, a ``cls`` instance, or a shipped config name / YAML path, with ``options`` on top
+    (None values ignored)."""
     given = {k: v for k, v in options.items() if v is not None}
-    return info, build_config(cls, {**info.config, **given}, str(output / RUN_FILE))
+    if resume:
+        info = read_run_info(output)
+        if info.kind != kind:
+            raise ValueError(f"{output / RUN_FILE}: a {info.kind} run, not a {kind} run")
+        return build_config(cls, {**info.config, **given}, str(output / RUN_FILE)), info
+    if isinstance(config, cls):
+        return build_config(cls, {**vars(config), **given}, cls.__name__), None
+    return load_config(cls, config_path(config), given), None
 
 
 def reconstruction(data: str | Path | None, output: str | Path, config: Any = "ngp", resume: bool = False,
@@ -60,14 +67,8 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "n
 
     output = Path(output)
     _check_output(output, resume)
-    if resume:
-        info, cfg = _resumed_config(TrainConfig, output, "reconstruction", options)
-        data = data or info.data
-    elif isinstance(config, TrainConfig):
-        cfg = build_config(TrainConfig, {**vars(config), **{k: v for k, v in options.items() if v is not None}},
-                           "TrainConfig")
-    else:
-        cfg = load_config(TrainConfig, config_path(config), options)
+    cfg, info = _config(TrainConfig, config, output, resume, "reconstruction", options)
+    data = data or (info.data if info is not None else None)
     if data is None:
         raise ValueError("reconstruction needs a dataset path")
     dataset = load_dataset(data, "train", downscale=cfg.downscale)
@@ -113,17 +114,12 @@ def generation(prompt: str | None, output: str | Path, config: Any = None, resum
 
     output = Path(output)
     _check_output(output, resume)
-    if resume:
-        info, cfg = _resumed_config(GenerateConfig, output, "generation", options)
+    default = f"generate_{(options.get('prior') or 'builtin').replace('-', '_')}"
+    cfg, info = _config(GenerateConfig, config or default, output, resume, "generation", options)
+    if info is not None:
         if prompt is not None and prompt != info.prompt:
             raise ValueError(f"{output}: generated {info.prompt!r}; it cannot resume as {prompt!r}")
         prompt = info.prompt
-    elif isinstance(config, GenerateConfig):
-        cfg = build_config(GenerateConfig, {**vars(config), **{k: v for k, v in options.items() if v is not None}},
-                           "GenerateConfig")
-    else:
-        name = config or f"generate_{(options.get('prior') or 'builtin').replace('-', '_')}"
-        cfg = load_config(GenerateConfig, config_path(name), options)
     if not prompt:
         raise ValueError("generation needs a prompt")
     if loaded_prior is None:

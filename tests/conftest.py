@@ -32,3 +32,19 @@ def kernels() -> None:
     if _backend.backend_mode() == "torch":
         pytest.skip("NERFGEN_BACKEND=torch forces the torch twins")
     assert _backend.backend_available(), f"the C++ kernels did not build:\n{_backend.backend_error()}"
+
+
+class Interrupted(Exception):
+    """Raised by :func:`interrupt_after` to stop a run as a crash or Ctrl+C would."""
+
+
+def interrupt_after(engine, step: int) -> None:
+    """Run ``engine`` and stop it as if interrupted right after step ``step`` (its hooks have run,
+    its checkpoint at ``step`` has not been written by them)."""
+
+    def stop(report) -> None:
+        if report.step == step + 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        engine.run([stop])

@@ -18,6 +18,7 @@ from nerfgen.reconstruct import TrainConfig
 from nerfgen.reconstruct.evaluate import evaluate
 from nerfgen.render import OccGridConfig
 from nerfgen.runs import load_run
+from tests.conftest import interrupt_after
 
 SMALL = dict(field_options={"log2_table_size": 14, "n_levels": 8, "max_resolution": 256},
              grid=OccGridConfig(resolution=32), target_samples=8192, eval_every=0, checkpoint_every=0)
@@ -64,15 +65,7 @@ def test_a_resumed_run_is_the_run_that_was_never_stopped(tabletop, tmp_path):
     whole = reconstruction(tabletop, tmp_path / "whole", config)
     whole.run()
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_the_checkpoint(report):
-        if report.step == 21:
-            raise Stop
-
-    with pytest.raises(Stop):
-        reconstruction(tabletop, tmp_path / "split", config).run([stop_after_the_checkpoint])
+    interrupt_after(reconstruction(tabletop, tmp_path / "split", config), 20)  # just after the checkpoint
     resumed = reconstruction(None, tmp_path / "split", resume=True)
     assert resumed.step == 20
     resumed.run()

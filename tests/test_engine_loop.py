@@ -123,3 +123,19 @@ def test_an_interrupted_checkpoint_is_refused_with_its_steps(tmp_path):
     (tmp_path / "run" / "state.json").write_text(json.dumps(state))
     with pytest.raises(ValueError, match="interrupted.*from step 4.*from step 2"):
         Engine(EngineConfig(max_steps=4), AutoDecoder(), tmp_path / "run", resume=True)
+
+
+def test_each_step_is_checkpointed_once(tmp_path):
+    saved = []
+
+    class Counts(AutoDecoder):
+        def save(self, output, step, seconds):
+            saved.append(step)
+            super().save(output, step, seconds)
+
+    Engine(EngineConfig(max_steps=4, checkpoint_every=2, eval_every=0), Counts(), tmp_path / "run").run()
+    assert saved == [2, 4]  # the last periodic checkpoint is the final one
+    Engine(EngineConfig(max_steps=5, checkpoint_every=2, eval_every=0), Counts(), tmp_path / "more").run()
+    assert saved == [2, 4, 2, 4, 5]
+    Engine(EngineConfig(max_steps=5), Counts(), tmp_path / "more", resume=True).run()
+    assert saved == [2, 4, 2, 4, 5]  # resumed at its end: nothing to write again

@@ -22,6 +22,7 @@ from nerfgen.generate.prompts import view_suffix_index
 from nerfgen.generate.shading import opacity_entropy, opacity_sparsity, orientation_loss, shade, surface_normals
 from nerfgen.prior import Views
 from nerfgen.runs import load_run
+from tests.conftest import interrupt_after
 from tests.toy_priors import BoxTargetPrior, box_views_image
 
 SIDES = [0.0, 90.0, 180.0, 270.0]
@@ -170,15 +171,7 @@ def test_an_interrupted_generation_resumes_into_the_same_object(tmp_path):
     whole = generation("a red cube", tmp_path / "whole", config, loaded_prior=prior)
     whole.run()
 
-    class Stop(Exception):
-        pass
-
-    def stop(report):
-        if report.step == 9:
-            raise Stop
-
-    with pytest.raises(Stop):
-        generation("a red cube", tmp_path / "split", config, loaded_prior=prior).run([stop])
+    interrupt_after(generation("a red cube", tmp_path / "split", config, loaded_prior=prior), 8)
     with pytest.raises(ValueError, match="cannot resume as 'a blue cube'"):
         generation("a blue cube", tmp_path / "split", resume=True, loaded_prior=prior)
     resumed = generation(None, tmp_path / "split", resume=True, loaded_prior=prior)

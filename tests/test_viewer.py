@@ -6,6 +6,7 @@ independently from viser's look-at camera state with ``nerfgen.cameras.look_at``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -230,15 +231,28 @@ def test_camera_path_renders_from_the_viewer_and_the_cli(tiny_run, browser, tmp_
     assert both.value.code == 2
 
 
+@contextlib.contextmanager
+def _training(viewer, engine):
+    """``viewer.train(engine)`` on a thread; at exit the loop ends after its current step and the
+    viewer stops. Yields a dict that gets the run's summary under ``done``."""
+    summary = {}
+    training = threading.Thread(target=lambda: summary.update(done=viewer.train(engine)))
+    training.start()
+    try:
+        yield summary
+    finally:
+        engine.config.max_steps = 0  # ends the loop after the current step
+        viewer.gate.resume()
+        training.join(timeout=120)
+        viewer.stop()
+
+
 def test_live_training_pause_and_resume(tiny_run, browser, tmp_path):
     root, _ = tiny_run
     trainer = reconstruction(root, tmp_path / "live", TrainConfig(max_steps=10**6, **SMALL))
     scene = ViewerScene.from_run(trainer.task.live_run(tmp_path / "live"), trainer.task.dataset)
     viewer = Viewer(scene, port=0, max_resolution=32, training=True)
-    summary = {}
-    training = threading.Thread(target=lambda: summary.update(done=viewer.train(trainer)))
-    training.start()
-    try:
+    with _training(viewer, trainer) as summary:
         page = _open(browser, viewer)
         page.get_by_text("rays/s").first.wait_for(timeout=60_000)
         page.get_by_text("PSNR").first.wait_for(timeout=60_000)
@@ -260,11 +274,6 @@ def test_live_training_pause_and_resume(tiny_run, browser, tmp_path):
         while trainer.step <= paused_at + 3 and time.monotonic() < end:
             time.sleep(0.1)
         assert trainer.step > paused_at + 3
-    finally:
-        trainer.config.max_steps = 0  # ends the loop after the current step
-        viewer.gate.resume()
-        training.join(timeout=120)
-        viewer.stop()
     assert summary["done"].steps == trainer.step and (tmp_path / "live" / "model.safetensors").is_file()
 
 
@@ -281,19 +290,12 @@ def test_live_generation_shows_the_object_forming(browser, tmp_path):
                         camera={"resolution": 32, "fov": [40.0, 40.0]})
     viewer = Viewer(ViewerScene.from_run(engine.task.live_run(tmp_path / "cube")), port=0, max_resolution=32,
                     training=True)
-    summary = {}
-    training = threading.Thread(target=lambda: summary.update(done=viewer.train(engine)))
-    training.start()
-    try:
+    with _training(viewer, engine) as summary:
         page = _open(browser, viewer)
         page.get_by_text("sds").first.wait_for(timeout=60_000)
         page.get_by_text("images/s").first.wait_for(timeout=60_000)
         _settle(viewer)
         assert viewer.scene.train_cameras is None  # a generated object has no training images
-    finally:
-        engine.config.max_steps = 0  # ends the loop after the current step
-        training.join(timeout=120)
-        viewer.stop()
     assert summary["done"].steps == engine.step > 0 and (tmp_path / "cube" / "orbit.mp4").is_file()
 
 

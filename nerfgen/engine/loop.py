@@ -79,6 +79,7 @@ class Engine:
         self.totals: dict[str, int] = {}
         self.rates: dict[str, float] = {}
         self.figures: dict[str, Figure] = {}
+        self.saved: int | None = None  # the step of the last checkpoint written
         if resume:
             self._resume()
 
@@ -149,7 +150,8 @@ class Engine:
                         self._evaluate(writer, bar)
                     if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
                         self.save()
-            self.save()
+            if self.saved != self.step:  # the last step's checkpoint, unless it was just written
+                self.save()
         finally:
             writer.close()
         self.task.finish(self.step)
@@ -179,6 +181,7 @@ class Engine:
         self.task.save(self.output, self.step, self.seconds)
         write_json(self.output / ckpt.STATE_FILE, {"step": self.step, "seconds": self.seconds, "totals": self.totals,
                                                    "task": values})
+        self.saved = self.step
 
     def _resume(self) -> None:
         state_file, tensors_file = self.output / ckpt.STATE_FILE, self.output / ckpt.TRAIN_STATE_FILE
@@ -198,3 +201,4 @@ class Engine:
         ckpt.load_rng_tensors(self.generator, tensors)
         self.task.load_state({k[5:]: v for k, v in tensors.items() if k.startswith("task.")}, state.get("task", {}))
         self.step, self.seconds, self.totals = int(state["step"]), float(state["seconds"]), dict(state["totals"])
+        self.saved = self.step

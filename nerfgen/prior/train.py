@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 
-from nerfgen.config import build_config
 from nerfgen.engine import EngineConfig, Env, Schedule, StepContext, StepResult, Task
-from nerfgen.files import read_json, read_tensors, write_tensors
+from nerfgen.files import read_tensors, write_tensors
 from nerfgen.prior.builtin import TIMESTEPS, cosine_alphas_cumprod, save_weights
 from nerfgen.prior.guide import GuideTrainConfig
 from nerfgen.prior.text import embed_texts
@@ -201,8 +200,3 @@ def prepare(config: PriorTrainConfig, output: Path, progress_fn=None) -> tuple[O
     if views.images.shape[1] != config.unet.resolution:
         raise ValueError(f"views are {views.images.shape[1]} px but the unet expects {config.unet.resolution} px")
     return views, caption_embeddings(views, output / "captions.safetensors")
-
-
-def read_config(output: Path) -> PriorTrainConfig:
-    """The config a run in ``output`` was started with."""
-    return build_config(PriorTrainConfig, read_json(output / "config.json"), str(output / "config.json"))

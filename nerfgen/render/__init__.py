@@ -2,11 +2,11 @@
 :class:`RadianceModel` holds a field with its sampler."""
 
 from nerfgen.render.background import BACKGROUNDS, Background, background_color, training_background
-from nerfgen.render.model import SAMPLERS, ImageOutput, ModelSpec, RadianceModel, build_sampler
+from nerfgen.render.model import ImageOutput, ModelSpec, RadianceModel, build_sampler
 from nerfgen.render.occupancy import OccGridConfig, OccupancyGrid
 from nerfgen.render.renderer import RenderOutput, render_rays, render_rays_chunked
 from nerfgen.render.sampler import Sampler, StratifiedConfig, StratifiedSampler
 
 __all__ = ["BACKGROUNDS", "Background", "ImageOutput", "ModelSpec", "OccGridConfig", "OccupancyGrid",
-           "RadianceModel", "RenderOutput", "SAMPLERS", "Sampler", "StratifiedConfig", "StratifiedSampler",
+           "RadianceModel", "RenderOutput", "Sampler", "StratifiedConfig", "StratifiedSampler",
            "background_color", "build_sampler", "render_rays", "render_rays_chunked", "training_background"]

@@ -15,9 +15,6 @@ from nerfgen.render.occupancy import OccGridConfig, OccupancyGrid
 from nerfgen.render.renderer import RenderOutput, render_rays, render_rays_chunked
 from nerfgen.render.sampler import Sampler, StratifiedConfig, StratifiedSampler
 
-SAMPLERS = ("occupancy", "stratified")
-"""Registered samplers: the occupancy grid (:class:`OccupancyGrid`) and :class:`StratifiedSampler`."""
-
 
 @dataclass
 class ModelSpec:
