@@ -14,6 +14,7 @@ instead of running it (the command line and the live viewer start runs that way)
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,39 +51,53 @@ def _config(cls: type, config: Any, output: Path, resume: bool, kind: str, optio
     return load_config(cls, config_path(config), given), None
 
 
-def reconstruction(data: str | Path | None, output: str | Path, config: Any = "ngp", resume: bool = False,
+LAYOUT_CONFIGS = {"object": "ngp", "forward": "llff", "unbounded": "ngp_unbounded"}
+"""The shipped config ``config="auto"`` picks for each scene layout (:func:`nerfgen.data.scene_layout`)."""
+
+
+def reconstruction(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,
                    **options: Any) -> Engine:
     """The engine of a reconstruction run on ``data`` into ``output``, ready to :meth:`~Engine.run`.
 
     Args:
-        data: dataset folder (NeRF-synthetic, instant-ngp / nerfstudio ``transforms.json``); None
-            when resuming (the run's own).
+        data: capture folder (NeRF-synthetic, instant-ngp / nerfstudio ``transforms.json``, LLFF,
+            COLMAP, IDR/NeuS); None when resuming (the run's own).
         output: run directory.
-        config: a shipped config name (``ngp``, ``demo``, ...), a YAML path, or a ``TrainConfig``.
+        config: ``"auto"`` (the shipped config for the capture's layout: ``ngp`` for an object in a
+            box, ``llff`` for forward-facing, ``ngp_unbounded`` otherwise, said on stderr), a
+            shipped config name (``ngp``, ``demo``, ...), a YAML path, or a ``TrainConfig``.
         resume: continue the run in ``output`` (its config, with ``options`` on top).
         options: config keys to override (``max_seconds=60``); None values are ignored.
     """
-    from nerfgen.data import DatasetError, load_dataset
+    from nerfgen.data import DatasetError, load_dataset, scene_layout
     from nerfgen.reconstruct import ReconstructionTask, TrainConfig
 
     output = Path(output)
     _check_output(output, resume)
-    cfg, info = _config(TrainConfig, config, output, resume, "reconstruction", options)
-    data = data or (info.data if info is not None else None)
+    data = data or (read_run_info(output).data if resume else None)
     if data is None:
         raise ValueError("reconstruction needs a dataset path")
-    dataset = load_dataset(data, "train", downscale=cfg.downscale)
+    dataset = None
+    if config == "auto" and not resume:
+        dataset = load_dataset(data, "train", downscale=options.get("downscale") or 1.0)
+        layout = scene_layout(dataset)
+        config = LAYOUT_CONFIGS[layout.kind]
+        print(f"nerfgen: {data}: {layout.kind} scene ({layout.reason}): config {config}", file=sys.stderr)
+    cfg, _ = _config(TrainConfig, config, output, resume, "reconstruction", options)
+    memory = cfg.image_memory_mb << 20
+    if dataset is None or cfg.downscale != (options.get("downscale") or 1.0):
+        dataset = load_dataset(data, "train", downscale=cfg.downscale, image_memory=memory)
     val = None
     for split in ("val", "test") if cfg.eval_every > 0 else ():
         try:
-            val = load_dataset(data, split, downscale=cfg.downscale)
+            val = load_dataset(data, split, downscale=cfg.downscale, image_memory=memory)
             break
         except DatasetError:
             continue
     return Engine(cfg, ReconstructionTask(cfg, dataset, val), output, resume=resume)
 
 
-def train(data: str | Path | None, output: str | Path, config: Any = "ngp", resume: bool = False,
+def train(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,
           on_step: Hook | None = None, **options: Any) -> Run:
     """Train a radiance field on posed images (see :func:`reconstruction`) and return it as a :class:`Run`.
 

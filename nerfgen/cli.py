@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from nerfgen.data import cli as data_cli
 from nerfgen.generate import cli as generate_cli
 from nerfgen.mesh import cli as mesh_cli
 from nerfgen.prior import cli as prior_cli
@@ -21,9 +22,11 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="dataset folder (transforms_{train,val,test}.json or transforms.json) or a transforms JSON file "
                         "(optional with --resume: the run's own)")
     p.add_argument("--output", required=True, help="run directory to write (checkpoint, config, logs)")
-    p.add_argument("--config", default="ngp",
-                   help="a shipped config by name (ngp, ngp_fine, ngp_cuda, vanilla, demo) or a YAML file "
-                        "(default: ngp); command-line options override it")
+    p.add_argument("--config", default="auto",
+                   help="auto (default: ngp for an object in a box, llff for a forward-facing capture, "
+                        "ngp_unbounded otherwise, picked from the cameras and said), a shipped config by name "
+                        "(ngp, ngp_fine, ngp_cuda, llff, ngp_unbounded, vanilla, demo) or a YAML file; "
+                        "command-line options override it")
     p.add_argument("--field", choices=["ngp", "vanilla"], help="field architecture (default: ngp)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps")
     p.add_argument("--max-seconds", type=float, help="stop after this much training time (seconds)")
@@ -198,12 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_parser(sub)
     generate_cli.add_parser(sub)
     prior_cli.add_parser(sub)
+    data_cli.add_parser(sub)
     return parser
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export": mesh_cli.cmd_export,
             "view": cmd_view, "demo": cmd_demo,
-            "generate": generate_cli.cmd_generate, "prior": prior_cli.cmd_prior}
+            "generate": generate_cli.cmd_generate, "prior": prior_cli.cmd_prior, "data": data_cli.cmd_data}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -251,7 +251,7 @@ BAD_NGP = {
     "no focal": (lambda m: m.pop("fl_x"), "fl_x' or 'camera_angle_x"),
     "aabb_scale 3": (lambda m: m.update(aabb_scale=3), "power of two"),
     "w mismatch": (lambda m: m.update(w=24), "declares 'w' = 24"),
-    "fisheye": (lambda m: m.update(camera_model="OPENCV_FISHEYE"), "camera_model"),
+    "camera model": (lambda m: m.update(camera_model="FOV"), "camera_model"),
     "bad offset": (lambda m: m.update(offset=[0.5, 0.5]), "offset"),
     "string focal": (lambda m: m.update(fl_x="ten"), "'fl_x' must be a finite number"),
 }

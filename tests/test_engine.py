@@ -111,7 +111,7 @@ def test_config_errors_name_the_file(tmp_path):
     ("field_options: {log2_tabel_size: 12}\n", r"bad.yaml: field_options: unknown option 'log2_tabel_size' for NGPFieldConfig"),
     ("background: whte\n", r"bad.yaml: background: expected one of 'auto', 'random', 'white', 'black', got 'whte'"),
     ("grid: {resolution: many}\n", r"bad.yaml: grid.resolution: expected an integer, got 'many'"),
-    ("sampler: proposal\n", r"bad.yaml: sampler: expected one of 'occupancy', 'stratified'"),
+    ("sampler: proposl\n", r"bad.yaml: sampler: expected one of 'occupancy', 'stratified', 'proposal'"),
     ("field_options: {implementation: cuda}\n", r"bad.yaml: field_options: implementation: expected one of 'auto'"),
     ("device: gpu\n", r"bad.yaml: device: expected one of 'auto', 'cpu', 'cuda'"),
 ])

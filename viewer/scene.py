@@ -73,11 +73,14 @@ def _small_training_set(run: nerfgen.Run):
 
 def thumbnails(dataset, background: Tensor, size: int = THUMBNAIL) -> list[np.ndarray]:
     """Small RGB copies of a dataset's images, alpha composited over ``background``."""
-    images = dataset.images.permute(0, 3, 1, 2).float() / 255  # [n, 4, H, W]
-    h, w = images.shape[2:]
-    scale = min(1.0, size / max(h, w))
-    if scale < 1:
-        images = torch.nn.functional.interpolate(images, size=(max(1, round(h * scale)), max(1, round(w * scale))),
-                                                 mode="area")
-    rgb = images[:, :3] * images[:, 3:] + background[None, :, None, None] * (1 - images[:, 3:])
-    return list((rgb.clamp(0, 1) * 255 + 0.5).byte().permute(0, 2, 3, 1).numpy())
+    out = []
+    for i in range(len(dataset)):
+        image = dataset.image(i).permute(2, 0, 1)[None].float() / 255  # [1, 4, H, W]
+        h, w = image.shape[2:]
+        scale = min(1.0, size / max(h, w))
+        if scale < 1:
+            image = torch.nn.functional.interpolate(image, size=(max(1, round(h * scale)), max(1, round(w * scale))),
+                                                    mode="area")
+        rgb = image[:, :3] * image[:, 3:] + background[None, :, None, None] * (1 - image[:, 3:])
+        out.append((rgb[0].clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).numpy())
+    return out

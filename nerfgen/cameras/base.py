@@ -10,7 +10,9 @@ Conventions (shared by the whole package):
   covering ``[j, j + 1] x [i, i + 1]``; its centre is at ``(j + 0.5, i + 0.5)``.
 * Intrinsics ``fx, fy, cx, cy`` are in pixels, image y pointing down (OpenCV).
 * Distortion is OpenCV's radial-tangential model ``(k1, k2, p1, p2)``, applied
-  to normalised image coordinates (y down), see :func:`distort`.
+  to normalised image coordinates (y down), see :func:`distort`; cameras flagged
+  ``fisheye`` use OpenCV's fisheye (equidistant) model ``(k1, k2, k3, k4)``
+  instead, see :func:`distort_fisheye`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Rays", "Cameras", "all_rays", "distort", "undistort", "pixel_rays", "image_rays", "project"]
+__all__ = [
+    "Rays", "Cameras", "all_rays", "distort", "undistort", "distort_fisheye", "undistort_fisheye", "pixel_rays",
+    "image_rays", "project",
+]  # fmt: skip
 
 Index = int | slice | Sequence[int] | Tensor
 
@@ -93,8 +98,10 @@ class Cameras:
         cy: Principal point y (down), pixels. ``[n_cams]``.
         width: Image width in pixels, the same for all cameras.
         height: Image height in pixels, the same for all cameras.
-        distortion: OpenCV ``(k1, k2, p1, p2)``. ``[n_cams, 4]``. ``None`` at
-            construction means pinhole and is replaced by zeros.
+        distortion: OpenCV ``(k1, k2, p1, p2)``, or ``(k1, k2, k3, k4)`` for a fisheye camera.
+            ``[n_cams, 4]``. ``None`` at construction means pinhole and is replaced by zeros.
+        fisheye: Per camera, whether the lens follows OpenCV's fisheye (equidistant) model.
+            ``[n_cams]`` bool. ``None`` at construction means no fisheye camera (all False).
     """
 
     c2w: Tensor  # [n_cams, 3, 4]
@@ -105,6 +112,7 @@ class Cameras:
     width: int
     height: int
     distortion: Tensor | None = None  # [n_cams, 4]
+    fisheye: Tensor | None = None  # [n_cams] bool
 
     def __post_init__(self) -> None:
         if self.c2w.ndim != 3 or tuple(self.c2w.shape[1:]) != (3, 4):
@@ -125,6 +133,14 @@ class Cameras:
                     f"Cameras.{name} is {value.dtype} on {value.device}, "
                     f"expected {self.c2w.dtype} on {self.c2w.device} like c2w"
                 )
+        if self.fisheye is None:
+            self.fisheye = torch.zeros(n, dtype=torch.bool, device=self.c2w.device)
+        fish = self.fisheye
+        if not isinstance(fish, Tensor) or fish.dtype != torch.bool or tuple(fish.shape) != (n,):
+            got = f"{fish.dtype} {list(fish.shape)}" if isinstance(fish, Tensor) else type(fish).__name__
+            raise ValueError(f"Cameras.fisheye must be a bool tensor of shape [{n}], got {got}")
+        if fish.device != self.c2w.device:
+            raise ValueError(f"Cameras.fisheye is on {fish.device}, expected {self.c2w.device} like c2w")
         for name in ("width", "height"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -149,6 +165,7 @@ class Cameras:
             width=self.width,
             height=self.height,
             distortion=self.distortion[idx],
+            fisheye=self.fisheye[idx],
         )
 
     def scaled(self, factor: float) -> Cameras:
@@ -180,6 +197,7 @@ class Cameras:
             width=new_w,
             height=new_h,
             distortion=self.distortion.clone(),
+            fisheye=self.fisheye.clone(),
         )
 
     def to(self, device: torch.device | str) -> Cameras:
@@ -192,6 +210,7 @@ class Cameras:
             width=self.width,
             height=self.height,
             distortion=self.distortion.to(device),
+            fisheye=self.fisheye.to(device),
         )
 
 
@@ -272,13 +291,93 @@ def undistort(
     return x, y
 
 
+def _fisheye_poly(theta: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+    """``theta_d(theta)`` of the fisheye model and its derivative in ``theta``."""
+    k1, k2, k3, k4 = params.unbind(-1)
+    t2 = theta * theta
+    poly = 1.0 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4)))
+    slope = 1.0 + t2 * (3.0 * k1 + t2 * (5.0 * k2 + t2 * (7.0 * k3 + t2 * 9.0 * k4)))
+    return theta * poly, slope
+
+
+def distort_fisheye(x: Tensor, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+    r"""OpenCV fisheye (equidistant) distortion of normalised image coordinates.
+
+    With :math:`r = \sqrt{x^2 + y^2}` and :math:`\theta = \arctan r` (the angle to the optical axis),
+
+    .. math::
+        \theta_d = \theta (1 + k_1 \theta^2 + k_2 \theta^4 + k_3 \theta^6 + k_4 \theta^8), \qquad
+        (x_d, y_d) = \frac{\theta_d}{r} (x, y).
+
+    Args:
+        x: Undistorted normalised x, ``(u - cx) / fx`` of a pinhole image. ``[n]``.
+        y: Undistorted normalised y (down). ``[n]``.
+        params: ``(k1, k2, k3, k4)`` per point. ``[n, 4]`` (or ``[4]``).
+
+    Returns:
+        ``(x_d, y_d)``, each ``[n]``.
+
+    >>> distort_fisheye(torch.tensor([1.0]), torch.tensor([0.0]), torch.zeros(4))  # theta_d = pi / 4
+    (tensor([0.7854]), tensor([0.]))
+    """
+    r = torch.sqrt(x * x + y * y)
+    theta_d, _ = _fisheye_poly(torch.atan(r), params)
+    scale = torch.where(r > 0, theta_d / torch.where(r > 0, r, torch.ones_like(r)), torch.ones_like(r))
+    return scale * x, scale * y
+
+
+def _fisheye_theta(theta_d: Tensor, params: Tensor, iterations: int = 20, eps: float = 1e-12) -> Tensor:
+    """Solves ``theta (1 + k1 theta^2 + ...) = theta_d`` for ``theta`` in ``[0, pi]`` by Newton's method."""
+    theta = theta_d
+    for _ in range(iterations):
+        value, slope = _fisheye_poly(theta, params)
+        ok = slope.abs() > eps
+        step = torch.where(ok, (value - theta_d) / torch.where(ok, slope, torch.ones_like(slope)), 0.0 * slope)
+        theta = (theta - step).clamp(0.0, math.pi)
+    return theta
+
+
+def undistort_fisheye(
+    xd: Tensor, yd: Tensor, params: Tensor, iterations: int = 20, eps: float = 1e-12
+) -> tuple[Tensor, Tensor]:
+    """Inverts :func:`distort_fisheye`: Newton steps on the angle ``theta`` (1-D, float64-accurate).
+
+    Valid for rays less than 90 degrees off the optical axis (pinhole coordinates exist);
+    :func:`pixel_rays` handles wider fisheye angles itself.
+
+    Args:
+        xd: Distorted normalised x. ``[n]``.
+        yd: Distorted normalised y (down). ``[n]``.
+        params: ``(k1, k2, k3, k4)`` per point. ``[n, 4]`` (or ``[4]``).
+        iterations: Number of Newton steps.
+        eps: Derivative magnitude below which a step is skipped.
+
+    Returns:
+        Undistorted ``(x, y)``, each ``[n]``.
+    """
+    rd = torch.sqrt(xd * xd + yd * yd)
+    theta = _fisheye_theta(rd, params, iterations, eps)
+    scale = torch.where(rd > 0, torch.tan(theta) / torch.where(rd > 0, rd, torch.ones_like(rd)), torch.ones_like(rd))
+    return scale * xd, scale * yd
+
+
+def _fisheye_directions(xd: Tensor, yd: Tensor, params: Tensor) -> Tensor:
+    """OpenGL camera-space unit directions of distorted fisheye coordinates (any angle up to 180 degrees)."""
+    rd = torch.sqrt(xd * xd + yd * yd)
+    theta = _fisheye_theta(rd, params)
+    scale = torch.where(rd > 0, torch.sin(theta) / torch.where(rd > 0, rd, torch.ones_like(rd)), torch.ones_like(rd))
+    return torch.stack([scale * xd, -scale * yd, -torch.cos(theta)], dim=-1)
+
+
 def pixel_rays(cameras: Cameras, cam_idx: Tensor, px: Tensor, py: Tensor) -> Rays:
     """Rays through continuous pixel coordinates of chosen cameras.
 
     The pixel is mapped to normalised coordinates ``((px - cx)/fx, (py - cy)/fy)``,
     undistorted (:func:`undistort`, skipped when all distortion is zero), and
     turned into the OpenGL camera-space direction ``(x, -y, -1)``, rotated to
-    world space and normalised. Origins are the camera centres.
+    world space and normalised. Origins are the camera centres. Rays of fisheye
+    cameras invert :func:`distort_fisheye` for the angle ``theta`` off the axis
+    and point along ``(sin(theta) x_d / r_d, -sin(theta) y_d / r_d, -cos(theta))``.
 
     Args:
         cameras: The camera set.
@@ -301,16 +400,35 @@ def pixel_rays(cameras: Cameras, cam_idx: Tensor, px: Tensor, py: Tensor) -> Ray
     c2w = cameras.c2w[cam_idx]  # [n, 3, 4]
     x = (px - cameras.cx[cam_idx]) / cameras.fx[cam_idx]
     y = (py - cameras.cy[cam_idx]) / cameras.fy[cam_idx]
-    if bool((cameras.distortion != 0).any()):
-        x, y = undistort(x, y, cameras.distortion[cam_idx])
-    dirs_cam = torch.stack([x, -y, -torch.ones_like(x)], dim=-1)  # [n, 3]
+    fish = cameras.fisheye[cam_idx]
+    if bool(fish.any()):
+        dirs_cam = _mixed_directions(x, y, cameras.distortion[cam_idx], fish)
+    else:
+        if bool((cameras.distortion != 0).any()):
+            x, y = undistort(x, y, cameras.distortion[cam_idx])
+        dirs_cam = torch.stack([x, -y, -torch.ones_like(x)], dim=-1)  # [n, 3]
     dirs = (c2w[:, :, :3] @ dirs_cam.unsqueeze(-1)).squeeze(-1)
     dirs = torch.nn.functional.normalize(dirs, dim=-1)
     return Rays(origins=c2w[:, :, 3].contiguous(), directions=dirs)
 
 
+def _mixed_directions(x: Tensor, y: Tensor, params: Tensor, fish: Tensor) -> Tensor:
+    """Camera-space directions (unnormalised) of rays, ``fish`` ones through the fisheye model."""
+    dirs = x.new_empty(x.shape[0], 3)
+    dirs[fish] = _fisheye_directions(x[fish], y[fish], params[fish])
+    pin = ~fish
+    xp, yp = x[pin], y[pin]
+    if bool((params[pin] != 0).any()):
+        xp, yp = undistort(xp, yp, params[pin])
+    dirs[pin] = torch.stack([xp, -yp, -torch.ones_like(xp)], dim=-1)
+    return dirs
+
+
 def project(cameras: Cameras, index: int, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Project world points into one camera (with lens distortion); inverse of :func:`pixel_rays`.
+
+    Fisheye cameras map the angle ``theta`` off the optical axis (up to 180 degrees, so points
+    beside and behind the camera get a position too) through :func:`distort_fisheye`'s polynomial.
 
     Args:
         cameras: The camera set.
@@ -324,6 +442,13 @@ def project(cameras: Cameras, index: int, points: Tensor) -> tuple[Tensor, Tenso
     c2w = cameras.c2w[index]
     local = (points - c2w[:, 3]) @ c2w[:, :3]  # world -> camera (rotation is orthonormal)
     depth = -local[:, 2]
+    if bool(cameras.fisheye[index]):
+        a, b = local[:, 0], -local[:, 1]
+        rho = torch.sqrt(a * a + b * b)
+        theta_d, _ = _fisheye_poly(torch.atan2(rho, depth), cameras.distortion[index])
+        scale = theta_d / torch.where(rho > 0, rho, torch.ones_like(rho))
+        px = scale * a * cameras.fx[index] + cameras.cx[index]
+        return px, scale * b * cameras.fy[index] + cameras.cy[index], depth
     safe = torch.where(depth.abs() < 1e-9, torch.full_like(depth, 1e-9), depth)
     x, y = local[:, 0] / safe, -local[:, 1] / safe
     if bool((cameras.distortion[index] != 0).any()):

@@ -175,6 +175,10 @@ class Orbit:
         rise: Their height above ``center`` along ``up`` (``radius * sin(elevation)``).
         fx, fy: Focal lengths in pixels at ``width`` x ``height``.
         width, height: Image size the focal lengths refer to (the default frame size).
+        axis: Forward-facing captures: the mean viewing direction. The cameras then circle at
+            ``radius`` in the plane perpendicular to it, ``focus`` behind ``center`` (their shared
+            target), instead of going round the scene (None: a 360-degree orbit).
+        focus: Distance from the circle's centre to ``center`` along ``axis`` (forward-facing).
     """
 
     center: tuple[float, float, float]
@@ -185,6 +189,8 @@ class Orbit:
     fy: float
     width: int
     height: int
+    axis: tuple[float, float, float] | None = None
+    focus: float = 0.0
 
     @classmethod
     def from_cameras(cls, cameras: Cameras) -> Orbit:
@@ -198,6 +204,24 @@ class Orbit:
         return cls(tuple(center.tolist()), tuple(up.tolist()), float(offsets.norm(dim=-1).median()),
                    float((offsets @ up).median()), float(cameras.fx[0]), float(cameras.fy[0]),
                    cameras.width, cameras.height)
+
+    @classmethod
+    def facing(cls, cameras: Cameras, focus: float) -> Orbit:
+        """The circle of a forward-facing capture (NeRF's LLFF videos): around the mean camera
+        position, perpendicular to the mean viewing direction, with the radius that 90% of the
+        cameras lie within, every camera looking at the point ``focus`` ahead."""
+        c2w = cameras.c2w.cpu().double()
+        mean = c2w[:, :, 3].mean(0)
+        axis = -c2w[:, :, 2].mean(0)
+        axis = axis / axis.norm()
+        up = c2w[:, :, 1].mean(0)
+        up = up - (up @ axis) * axis
+        up = up / up.norm()
+        offsets = c2w[:, :, 3] - mean
+        offsets = offsets - (offsets @ axis)[:, None] * axis
+        radius = float(torch.quantile(offsets.norm(dim=-1), 0.9)) or 1e-3
+        return cls(tuple((mean + focus * axis).tolist()), tuple(up.tolist()), radius, 0.0, float(cameras.fx[0]),
+                   float(cameras.fy[0]), cameras.width, cameras.height, tuple(axis.tolist()), float(focus))
 
     @classmethod
     def around_origin(cls, distance: float, elevation: float, fov: float, resolution: int) -> Orbit:
@@ -228,9 +252,16 @@ class Orbit:
         up, e1, e2 = self.basis()
         ring = math.sqrt(max(self.radius**2 - self.rise**2, 1e-12))
         poses = []
+        if self.axis is not None:  # a circle facing the scene
+            axis = torch.tensor(self.axis, dtype=torch.float32)
+            middle, e1 = center - self.focus * axis, up
+            e2 = torch.linalg.cross(axis, e1)
         for k in range(n):
             angle = 2 * math.pi * k / n
-            eye = center + self.rise * up + ring * (math.cos(angle) * e1 + math.sin(angle) * e2)
+            if self.axis is not None:
+                eye = middle + self.radius * (math.cos(angle) * e1 + math.sin(angle) * e2)
+            else:
+                eye = center + self.rise * up + ring * (math.cos(angle) * e1 + math.sin(angle) * e2)
             poses.append(look_at(eye, center, up))
 
         def full(value: float) -> Tensor:
@@ -241,8 +272,9 @@ class Orbit:
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""
+        facing = {} if self.axis is None else {"axis": list(self.axis), "focus": self.focus}
         return {"center": list(self.center), "up": list(self.up), "radius": self.radius, "rise": self.rise,
-                "fx": self.fx, "fy": self.fy, "width": self.width, "height": self.height}
+                "fx": self.fx, "fy": self.fy, "width": self.width, "height": self.height, **facing}
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "orbit") -> Orbit:
@@ -251,8 +283,10 @@ class Orbit:
         try:
             if "height_px" in d:  # written before run directories were typed
                 d = {**d, "rise": d["height"], "height": d["height_px"]}
+            axis = tuple(float(v) for v in d["axis"]) if d.get("axis") is not None else None
             return cls(tuple(float(v) for v in d["center"]), tuple(float(v) for v in d["up"]), float(d["radius"]),
-                       float(d["rise"]), float(d["fx"]), float(d["fy"]), int(d["width"]), int(d["height"]))
+                       float(d["rise"]), float(d["fx"]), float(d["fy"]), int(d["width"]), int(d["height"]), axis,
+                       float(d.get("focus", 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{source}: malformed orbit {d!r} ({exc})") from exc
 

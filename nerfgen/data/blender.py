@@ -69,10 +69,10 @@ def parse_blender(folder: Path, split: str) -> ParsedScene:
     return ParsedScene(
         frames=frames,
         intrinsics=intrinsics,
-        width=width,
-        height=height,
+        sizes=np.tile(np.array([width, height], dtype=np.int64), (len(frames), 1)),
         aabb=np.array([-BLENDER_BOUND] * 3 + [BLENDER_BOUND] * 3),
         cascades=1,
         white_background=True,
         source=files[0],
+        layout="object",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,14 @@ from torch import Tensor
 
 from nerfgen.cameras import Cameras
 from nerfgen.data.blender import is_blender, parse_blender
+from nerfgen.data.colmap import find_colmap_model, parse_colmap
 from nerfgen.data.errors import DatasetError
-from nerfgen.data.images import load_depths, load_images
+from nerfgen.data.idr import find_idr_cameras, parse_idr
+from nerfgen.data.images import decode_into, load_depths, pyramid_source
 from nerfgen.data.instant_ngp import parse_instant_ngp
-from nerfgen.data.transforms import ParsedScene
+from nerfgen.data.llff import is_llff, parse_llff
+from nerfgen.data.store import ImageStore
+from nerfgen.data.transforms import ParsedScene, SfMPoints
 
 __all__ = ["Dataset", "load_dataset"]
 
@@ -25,9 +30,10 @@ class Dataset:
     """Posed images of one split.
 
     Attributes:
-        cameras: One camera per image, at the loaded (downscaled) resolution.
-        images: RGBA images, alpha 255 everywhere when the source has none. ``[n, H, W, 4]`` uint8.
-        has_alpha: Whether the source images carry alpha.
+        cameras: One camera per image, at the loaded (downscaled) resolution; ``width``/``height``
+            are the largest image's (see :meth:`camera` for one image's own size).
+        store: The images, RGBA uint8, each at its own size (alpha 255 where the source has none),
+            held in memory or decoded lazily (:class:`~nerfgen.data.store.ImageStore`).
         aabb: Scene box of the finest cascade ``(xmin, ymin, zmin, xmax, ymax, zmax)``. ``[6]`` float32.
         cascades: Occupancy-grid cascades; cascade ``c`` spans ``2**c`` times the finest box about its centre.
         filenames: Image path of each frame.
@@ -36,11 +42,14 @@ class Dataset:
         depths: Ground-truth depth along the ray (inf or 0 for a miss) when the frames carry
             ``depth_file_path``, else None. ``[n, H, W]`` float32.
         source: The absolute path the dataset was loaded from.
+        sizes: ``(width, height)`` of each loaded image. ``[n, 2]`` int64.
+        bounds: Per image ``(near, far)`` scene depths when the format stores them (LLFF). ``[n, 2]``.
+        points: SfM points (COLMAP), in the cameras' world coordinates, else None.
+        layout: What the format says of the scene: ``"object"``, ``"forward"``, ``"unbounded"`` or None.
     """
 
     cameras: Cameras
-    images: Tensor  # [n, H, W, 4] uint8
-    has_alpha: bool
+    store: ImageStore
     aabb: Tensor  # [6]
     cascades: int
     filenames: list[str]
@@ -48,23 +57,47 @@ class Dataset:
     white_background: bool
     depths: Tensor | None = None  # [n, H, W]
     source: str = ""
+    sizes: Tensor | None = None  # [n, 2]
+    bounds: Tensor | None = None  # [n, 2]
+    points: SfMPoints | None = None
+    layout: str | None = None
 
     def __post_init__(self) -> None:
-        n, h, w = len(self.cameras), self.cameras.height, self.cameras.width
-        if self.images.dtype != torch.uint8 or tuple(self.images.shape) != (n, h, w, 4):
-            raise ValueError(
-                f"Dataset.images must be uint8 [{n}, {h}, {w}, 4] to match the cameras, "
-                f"got {self.images.dtype} {list(self.images.shape)}"
-            )
+        n = len(self.cameras)
+        if self.sizes is None:
+            self.sizes = torch.tensor([[self.cameras.width, self.cameras.height]] * n, dtype=torch.long)
+        if tuple(self.sizes.shape) != (n, 2) or len(self.store) != n:
+            raise ValueError(f"Dataset: {n} cameras but {len(self.store)} images / sizes {list(self.sizes.shape)}")
         if tuple(self.aabb.shape) != (6,) or not bool((self.aabb[3:] > self.aabb[:3]).all()):
             raise ValueError(f"Dataset.aabb must be [6] with max > min, got {self.aabb.tolist()}")
         if len(self.filenames) != n:
             raise ValueError(f"Dataset.filenames must have {n} entries, got {len(self.filenames)}")
+        h, w = self.cameras.height, self.cameras.width
         if self.depths is not None and tuple(self.depths.shape) != (n, h, w):
             raise ValueError(f"Dataset.depths must be [{n}, {h}, {w}], got {list(self.depths.shape)}")
 
     def __len__(self) -> int:
         return len(self.cameras)
+
+    @property
+    def has_alpha(self) -> bool:
+        """Whether the source images carry alpha."""
+        return self.store.has_alpha
+
+    @property
+    def images(self) -> Tensor:
+        """All images as one ``[n, H, W, 4]`` uint8 tensor (images of one size only)."""
+        return self.store.dense()
+
+    def image(self, i: int) -> Tensor:
+        """Image ``i`` at its own size, ``[H_i, W_i, 4]`` uint8."""
+        return self.store[i]
+
+    def camera(self, i: int) -> Cameras:
+        """Camera ``i`` alone, with its own image size."""
+        cam = self.cameras[i : i + 1]
+        w, h = (int(v) for v in self.sizes[i])
+        return dataclasses.replace(cam, width=w, height=h)
 
 
 def _find_scene(path: Path, split: str, holdout_every: int) -> ParsedScene:
@@ -74,49 +107,82 @@ def _find_scene(path: Path, split: str, holdout_every: int) -> ParsedScene:
         return parse_instant_ngp(path, split, holdout_every)
     if is_blender(path, split):
         return parse_blender(path, split)
+    if is_llff(path):
+        return parse_llff(path, split, holdout_every)
     if (path / "transforms.json").is_file():
         return parse_instant_ngp(path / "transforms.json", split, holdout_every)
+    if find_colmap_model(path) is not None:
+        return parse_colmap(path, split, holdout_every)
+    if find_idr_cameras(path) is not None:
+        return parse_idr(path, split, holdout_every)
     found = sorted(p.name for p in path.glob("transforms*.json"))
     raise DatasetError(
-        f"{path}: expected transforms_{split}.json (NeRF-synthetic) or transforms.json (instant-ngp) "
-        f"in this folder, found {', '.join(found) if found else 'no transforms*.json'}"
+        f"{path}: expected transforms_{split}.json (NeRF-synthetic), transforms.json (instant-ngp), "
+        f"poses_bounds.npy (LLFF), a COLMAP model in sparse/0, sparse or colmap/sparse/0 (cameras.bin/.txt) "
+        f"or cameras_sphere.npz (IDR/NeuS) in this folder, "
+        f"found {', '.join(found) if found else 'no transforms*.json'}"
     )
 
 
-def _cameras(scene: ParsedScene) -> Cameras:
-    """Full-resolution cameras of a parsed split, float32."""
-    c2w = torch.from_numpy(np.stack([f.c2w for f in scene.frames])).float()
-    k = torch.from_numpy(scene.intrinsics).float()
-    return Cameras(
-        c2w=c2w,
-        fx=k[:, 0].contiguous(),
-        fy=k[:, 1].contiguous(),
-        cx=k[:, 2].contiguous(),
-        cy=k[:, 3].contiguous(),
-        width=scene.width,
-        height=scene.height,
-        distortion=k[:, 4:8].contiguous(),
+def _cameras(scene: ParsedScene, downscale: float) -> tuple[Cameras, np.ndarray]:
+    """Cameras of a parsed split at the loaded resolution, float32, and each image's loaded size.
+
+    Each image is scaled on its own: ``round(w / downscale) x round(h / downscale)``, intrinsics by
+    the ratio of the new size to the old along each axis (:meth:`Cameras.scaled` for one size).
+    """
+    full = scene.sizes.astype(np.float64)
+    sizes = np.maximum(1, np.round(full / downscale)).astype(np.int64)  # [n, 2]
+    ratio = sizes / full
+    k = scene.intrinsics.copy()
+    k[:, [0, 2]] *= ratio[:, :1]
+    k[:, [1, 3]] *= ratio[:, 1:]
+    kt = torch.from_numpy(k).float()
+    options = {}
+    if scene.fisheye is not None:
+        options["fisheye"] = torch.from_numpy(np.asarray(scene.fisheye, dtype=bool))
+    cameras = Cameras(
+        c2w=torch.from_numpy(np.stack([f.c2w for f in scene.frames])).float(),
+        fx=kt[:, 0].contiguous(), fy=kt[:, 1].contiguous(), cx=kt[:, 2].contiguous(), cy=kt[:, 3].contiguous(),
+        width=int(sizes[:, 0].max()), height=int(sizes[:, 1].max()), distortion=kt[:, 4:8].contiguous(), **options,
     )
+    return cameras, sizes
+
+
+def _check_downscale(downscale: float) -> None:
+    if isinstance(downscale, bool) or not isinstance(downscale, (int, float)) or not (
+        math.isfinite(downscale) and downscale >= 1
+    ):
+        raise ValueError(f"downscale must be a finite number >= 1, got {downscale!r}")
+
+
+DEFAULT_IMAGE_MEMORY = 1 << 30
+"""Decoded pixels a split may hold in memory before its images are decoded lazily (bytes)."""
 
 
 def load_dataset(
-    path: str | Path, split: str = "train", downscale: float = 1, holdout_every: int = 8
+    path: str | Path, split: str = "train", downscale: float = 1, holdout_every: int = 8,
+    image_memory: int = DEFAULT_IMAGE_MEMORY,
 ) -> Dataset:
-    """Loads one split of a NeRF-synthetic or instant-ngp dataset.
+    """Loads one split of a posed-image capture; the format is found from the folder.
 
-    A folder with ``transforms_{split}.json`` is read as NeRF-synthetic
-    (``split="all"`` joins train, val and test); otherwise a ``transforms.json``
-    in the folder (or ``path`` itself, when it is a file) as instant-ngp /
-    nerfstudio, split by holding out every ``holdout_every``-th frame.
-    Frames whose image is missing are skipped with one :class:`DatasetWarning`.
+    - ``transforms_{split}.json``: NeRF-synthetic (``split="all"`` joins train, val and test);
+    - ``transforms.json`` (or ``path`` itself, a JSON file): instant-ngp / nerfstudio;
+    - ``poses_bounds.npy``: LLFF;
+    - COLMAP and IDR/NeuS projects (see :func:`_find_scene`).
+
+    Formats without a split hold out every ``holdout_every``-th frame (sorted by name) for
+    test/val. Frames whose image is missing are skipped with one :class:`DatasetWarning` where the
+    format allows it.
 
     Args:
         path: Scene folder, or an instant-ngp JSON file.
         split: ``"train"``, ``"val"``, ``"test"`` or ``"all"``.
-        downscale: Factor >= 1; images are box-filtered to
-            ``round(W / downscale) x round(H / downscale)`` and the cameras
-            follow (:meth:`Cameras.scaled`).
-        holdout_every: instant-ngp only: hold out frames 0, k, 2k, ... for test.
+        downscale: Factor >= 1; each image is box-filtered to ``round(W / downscale) x
+            round(H / downscale)`` (from a pyramid level ``images_N/`` when one matches) and its
+            camera follows.
+        holdout_every: Formats without a split: hold out frames 0, k, 2k, ... for test.
+        image_memory: Decoded pixels (bytes) held in memory at most; a larger split is decoded
+            lazily, a subset of images at a time (:class:`~nerfgen.data.store.ImageStore`).
 
     Returns:
         The loaded split.
@@ -128,24 +194,22 @@ def load_dataset(
     >>> ds.images.shape
     torch.Size([100, 100, 100, 4])
     """
-    if isinstance(downscale, bool) or not isinstance(downscale, (int, float)) or not (
-        math.isfinite(downscale) and downscale >= 1
-    ):
-        raise ValueError(f"downscale must be a finite number >= 1, got {downscale!r}")
+    _check_downscale(downscale)
     scene = _find_scene(Path(path), split, holdout_every)
-    cameras = _cameras(scene)
-    if downscale != 1:
-        cameras = cameras.scaled(downscale)
-    out_size = (cameras.width, cameras.height)
-    images, has_alpha = load_images([f.image for f in scene.frames], out_size)
+    cameras, sizes = _cameras(scene, downscale)
+    sources = [pyramid_source(f.image, tuple(s)) for f, s in zip(scene.frames, sizes)]
+    masks = [f.mask for f in scene.frames]
+    store = ImageStore(sizes, lambda i, out: decode_into(sources[i], out, masks[i]), image_memory)
     depths = None
     if scene.frames[0].depth is not None:
+        if not (sizes == sizes[0]).all():
+            raise DatasetError(f"{scene.source}: depth maps need images of one size")
         depth_files = [f.depth for f in scene.frames]
-        depths = torch.from_numpy(load_depths(depth_files, (scene.width, scene.height), out_size))
+        full = (int(scene.sizes[0, 0]), int(scene.sizes[0, 1]))
+        depths = torch.from_numpy(load_depths(depth_files, full, (int(sizes[0, 0]), int(sizes[0, 1]))))
     return Dataset(
         cameras=cameras,
-        images=torch.from_numpy(images),
-        has_alpha=has_alpha,
+        store=store,
         aabb=torch.from_numpy(scene.aabb).float(),
         cascades=scene.cascades,
         filenames=[str(f.image) for f in scene.frames],
@@ -153,4 +217,8 @@ def load_dataset(
         white_background=scene.white_background,
         depths=depths,
         source=str(Path(path).resolve()),
+        sizes=torch.from_numpy(sizes),
+        bounds=None if scene.bounds is None else torch.from_numpy(scene.bounds).float(),
+        points=scene.points,
+        layout=scene.layout,
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,7 +14,7 @@ from PIL import Image
 
 from nerfgen.data.errors import DatasetError
 
-__all__ = ["probe_size", "load_images", "load_depths"]
+__all__ = ["probe_size", "probe_sizes", "decode_into", "pyramid_source", "load_depths"]
 
 Size = tuple[int, int]  # (width, height)
 
@@ -54,6 +56,25 @@ def probe_size(paths: Sequence[Path], source: Path) -> Size:
     return sizes[0]
 
 
+def probe_sizes(paths: Sequence[Path]) -> list[Size]:
+    """Reads each image's header: its ``(width, height)``, sizes free to differ.
+
+    Args:
+        paths: Image files.
+
+    Returns:
+        One ``(width, height)`` per path, in order.
+    """
+    sizes = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                sizes.append(im.size)
+        except Exception as err:  # PIL raises many types for corrupt files
+            raise DatasetError(f"{path}: cannot read image header ({err})") from err
+    return sizes
+
+
 def _resize(im: Image.Image, size: Size) -> Image.Image:
     """Area (box) downscaling; alpha is premultiplied by PIL for RGBA."""
     if im.size == size:
@@ -64,8 +85,12 @@ def _resize(im: Image.Image, size: Size) -> Image.Image:
     return im.resize(size, Image.Resampling.BOX)
 
 
-def _decode_into(path: Path, out: np.ndarray) -> bool:
-    """Decodes ``path`` into ``out`` ``[H, W, 4]`` uint8; returns whether it had alpha."""
+def decode_into(path: Path, out: np.ndarray, mask: Path | None = None) -> bool:
+    """Decodes ``path`` into ``out`` ``[H, W, 4]`` uint8, box-downscaled; returns whether it had alpha.
+
+    With ``mask`` (a grey image of the same size, as DTU / IDR scans ship), the mask becomes the
+    alpha channel.
+    """
     size = (out.shape[1], out.shape[0])
     try:
         with Image.open(path) as im:
@@ -78,24 +103,42 @@ def _decode_into(path: Path, out: np.ndarray) -> bool:
             out[...] = np.asarray(im)
     except Exception as err:  # truncated / corrupt data surfaces only while decoding
         raise DatasetError(f"{path}: cannot decode image ({type(err).__name__}: {err})") from err
-    return has_alpha
+    if mask is None:
+        return has_alpha
+    try:
+        with Image.open(mask) as im:
+            out[..., 3] = np.asarray(_resize(im.convert("L"), size))
+    except Exception as err:
+        raise DatasetError(f"{mask}: cannot decode mask image ({type(err).__name__}: {err})") from err
+    return True
 
 
-def load_images(paths: Sequence[Path], out_size: Size) -> tuple[np.ndarray, bool]:
-    """Decodes images in parallel, box-downscaled to ``out_size``, as RGBA.
-
-    Args:
-        paths: Image files, all of one size (see :func:`probe_size`).
-        out_size: Output ``(width, height)``.
-
-    Returns:
-        ``(images, has_alpha)``: images ``[n, H, W, 4]`` uint8 with alpha 255
-        where the source has none; ``has_alpha`` is True when any source image
-        has an alpha channel.
-    """
-    out = np.empty((len(paths), out_size[1], out_size[0], 4), dtype=np.uint8)
-    flags = _parallel(lambda i: _decode_into(paths[i], out[i]), len(paths))
-    return out, any(flags)
+def pyramid_source(path: Path, size: Size) -> Path:
+    """The smallest pyramid level of ``path`` still at least ``size``: ``folder/name`` may have
+    siblings ``folder_N/stem.*`` (``images/`` -> ``images_2/``, ``images_4/``, ...), as LLFF and
+    ``nerfgen data process`` write them; ``path`` itself when there is none."""
+    parent = path.parent
+    base = re.sub(r"_\d+$", "", parent.name)
+    best, best_pixels = path, None
+    for folder in parent.parent.glob(f"{base}_*"):
+        if folder == parent or not re.fullmatch(rf"{re.escape(base)}_\d+", folder.name):
+            continue
+        for candidate in folder.glob(f"{glob.escape(path.stem)}.*"):
+            try:
+                with Image.open(candidate) as im:
+                    w, h = im.size
+            except Exception:
+                continue
+            if w >= size[0] and h >= size[1] and (best_pixels is None or w * h < best_pixels):
+                best, best_pixels = candidate, w * h
+    if best_pixels is not None:
+        try:
+            with Image.open(path) as im:
+                if im.size[0] * im.size[1] <= best_pixels:
+                    return path
+        except Exception:
+            pass
+    return best
 
 
 def _load_depth_into(path: Path, in_size: Size, out: np.ndarray) -> bool:

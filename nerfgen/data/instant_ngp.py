@@ -1,7 +1,8 @@
 """instant-ngp / nerfstudio format: one ``transforms.json`` with all frames.
 
 Intrinsics are global keys (``fl_x, fl_y, cx, cy, w, h``, or ``camera_angle_x/y``;
-``k1, k2, p1, p2``), each of which a frame may override. instant-ngp maps a
+``k1, k2, p1, p2``, or ``k1..k4`` with ``camera_model: OPENCV_FISHEYE``), each of which a frame
+may override; frames may differ in size (``w``, ``h`` must match each image's header). instant-ngp maps a
 point to ``p * scale + offset`` (then permutes axes) and calls the unit cube
 ``[0, 1]^3`` its finest cascade, with ``aabb_scale`` (a power of two) the
 extent of the coarsest one. We keep poses in the file's coordinates, so the
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from nerfgen.data.errors import DatasetError, DatasetWarning
-from nerfgen.data.images import probe_size
+from nerfgen.data.images import probe_sizes
 from nerfgen.data.transforms import Frame, ParsedScene, drop_missing, get_number, parse_frames, read_json
 
 __all__ = ["NGP_SPLITS", "parse_instant_ngp"]
@@ -34,7 +35,7 @@ DEFAULT_OFFSET = (0.5, 0.5, 0.5)
 _INTRINSIC_KEYS = (
     "fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y", "k1", "k2", "k3", "k4", "p1", "p2",
 )  # fmt: skip
-_SUPPORTED_MODELS = ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE")
+_SUPPORTED_MODELS = ("OPENCV", "PINHOLE", "SIMPLE_PINHOLE", "OPENCV_FISHEYE")
 
 
 def _aabb(meta: dict[str, Any], path: Path) -> tuple[np.ndarray, int]:
@@ -56,12 +57,17 @@ def _aabb(meta: dict[str, Any], path: Path) -> tuple[np.ndarray, int]:
     return aabb, 1 + int(math.log2(int(aabb_scale)))
 
 
-def _check_camera_model(meta: dict[str, Any], path: Path) -> None:
+def _check_camera_model(meta: dict[str, Any], path: Path) -> bool:
+    """Whether the file's cameras are OpenCV fisheye (else pinhole with OpenCV distortion)."""
     model = meta.get("camera_model", "OPENCV")
     if model not in _SUPPORTED_MODELS:
         raise DatasetError(f"{path}: 'camera_model' must be one of {', '.join(_SUPPORTED_MODELS)}, got {model!r}")
     if meta.get("is_fisheye", False):
-        raise DatasetError(f"{path}: fisheye cameras ('is_fisheye') are not supported, expected pinhole + OpenCV")
+        raise DatasetError(
+            f"{path}: instant-ngp's 'is_fisheye' cameras are not supported, expected pinhole + OpenCV or "
+            "'camera_model': 'OPENCV_FISHEYE'"
+        )
+    return model == "OPENCV_FISHEYE"
 
 
 def _focal_from_angle(keys: dict[str, Any], key: str, pixels: int, where: str) -> float | None:
@@ -73,8 +79,8 @@ def _focal_from_angle(keys: dict[str, Any], key: str, pixels: int, where: str) -
     return 0.5 * pixels / math.tan(0.5 * angle)
 
 
-def _intrinsics(meta: dict[str, Any], frame: Frame, size: tuple[int, int]) -> list[float]:
-    """``(fx, fy, cx, cy, k1, k2, p1, p2)`` of one frame: global keys, frame overrides."""
+def _intrinsics(meta: dict[str, Any], frame: Frame, size: tuple[int, int], fisheye: bool) -> list[float]:
+    """``(fx, fy, cx, cy, k1, k2, p1, p2)`` (fisheye: ``k1..k4``) of one frame: global keys, frame overrides."""
     keys = {k: meta[k] for k in _INTRINSIC_KEYS if k in meta}
     keys.update({k: frame.raw[k] for k in _INTRINSIC_KEYS if k in frame.raw})
     where = f"{frame.source}: frame {frame.index}"
@@ -94,15 +100,18 @@ def _intrinsics(meta: dict[str, Any], frame: Frame, size: tuple[int, int]) -> li
             f"{where} has no focal length: expected 'fl_x' or 'camera_angle_x' at the top level or in the frame"
         )
     fx, fy = fx or fy, fy or fx
-    for key in ("k3", "k4"):
+    used, unsupported = ("k1", "k2", "p1", "p2"), ("k3", "k4")
+    if fisheye:
+        used, unsupported = ("k1", "k2", "k3", "k4"), ("p1", "p2")
+    for key in unsupported:
         if get_number(keys, key, where, default=0.0) != 0.0:
-            raise DatasetError(f"{where} '{key}' is not supported: expected only k1, k2, p1, p2 distortion")
+            raise DatasetError(f"{where} '{key}' is not supported: expected only {', '.join(used)} distortion")
     return [
         fx,
         fy,
         get_number(keys, "cx", where, default=w / 2),
         get_number(keys, "cy", where, default=h / 2),
-        *(get_number(keys, key, where, default=0.0) for key in ("k1", "k2", "p1", "p2")),
+        *(get_number(keys, key, where, default=0.0) for key in used),
     ]
 
 
@@ -140,24 +149,25 @@ def parse_instant_ngp(path: Path, split: str, holdout_every: int = 8) -> ParsedS
     if isinstance(holdout_every, bool) or not isinstance(holdout_every, int) or holdout_every < 2:
         raise ValueError(f"holdout_every must be an int >= 2, got {holdout_every!r}")
     meta = read_json(path)
-    _check_camera_model(meta, path)
+    fisheye = _check_camera_model(meta, path)
     aabb, cascades = _aabb(meta, path)
     frames = sorted(parse_frames(meta, path), key=lambda f: str(f.raw["file_path"]))
     frames = drop_missing(frames)
     if not frames:
         raise DatasetError(f"{path}: no images found for split '{split}' (none of the frames' files exist)")
-    size = probe_size([f.image for f in frames], path)
-    intrinsics = np.array([_intrinsics(meta, f, size) for f in frames], dtype=np.float64)
     chosen = _split_indices(len(frames), split, holdout_every, path)
     if not chosen:
         raise DatasetError(f"{path}: no images found for split '{split}' with holdout_every={holdout_every}")
+    frames = [frames[i] for i in chosen]
+    sizes = probe_sizes([f.image for f in frames])
+    intrinsics = np.array([_intrinsics(meta, f, size, fisheye) for f, size in zip(frames, sizes)], dtype=np.float64)
     return ParsedScene(
-        frames=[frames[i] for i in chosen],
-        intrinsics=intrinsics[chosen],
-        width=size[0],
-        height=size[1],
+        frames=frames,
+        intrinsics=intrinsics,
+        sizes=np.array(sizes, dtype=np.int64),
         aabb=aabb,
         cascades=cascades,
         white_background=False,
         source=path,
+        fisheye=np.ones(len(frames), dtype=bool) if fisheye else None,
     )

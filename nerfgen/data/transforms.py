@@ -16,7 +16,7 @@ import numpy as np
 
 from nerfgen.data.errors import DatasetError, DatasetWarning
 
-__all__ = ["Frame", "ParsedScene", "read_json", "get_number", "parse_frames", "drop_missing"]
+__all__ = ["Frame", "ParsedScene", "SfMPoints", "read_json", "get_number", "parse_frames", "drop_missing"]
 
 
 @dataclass
@@ -30,6 +30,7 @@ class Frame:
         index: Position of the frame in the file's ``frames`` list.
         source: The JSON file the frame came from.
         depth: Depth ``.npy`` path when the frame has ``depth_file_path``.
+        mask: Foreground mask image (white = object) when the format has one (IDR/NeuS ``mask/``).
     """
 
     image: Path
@@ -38,31 +39,67 @@ class Frame:
     index: int
     source: Path
     depth: Path | None = None
+    mask: Path | None = None
+
+
+@dataclass
+class SfMPoints:
+    """Triangulated structure-from-motion points of a capture (COLMAP ``points3D``).
+
+    Attributes:
+        xyz: Point positions in the scene's (loaded) world coordinates. ``[p, 3]`` float64.
+        error: Mean reprojection error of each point, pixels. ``[p]`` float64.
+        visible: Per frame of the split (same order as ``ParsedScene.frames``), the indices into
+            ``xyz`` of the points observed in that image. A list of ``[k_i]`` int64 arrays.
+    """
+
+    xyz: np.ndarray
+    error: np.ndarray
+    visible: list[np.ndarray]
 
 
 @dataclass
 class ParsedScene:
-    """What a transforms file says about one split, before images are decoded.
+    """What a capture's files say about one split, before images are decoded.
 
     Attributes:
         frames: Frames of the split whose images exist.
-        intrinsics: Per frame ``(fx, fy, cx, cy, k1, k2, p1, p2)``, pixels at full resolution. ``[n, 8]``.
-        width: Full-resolution image width.
-        height: Full-resolution image height.
+        intrinsics: Per frame ``(fx, fy, cx, cy, d0, d1, d2, d3)``, pixels at full resolution: the
+            distortion is OpenCV's ``(k1, k2, p1, p2)``, or ``(k1, k2, k3, k4)`` for a fisheye frame. ``[n, 8]``.
+        sizes: Per frame full-resolution ``(width, height)``. ``[n, 2]`` int64.
         aabb: Finest-cascade scene box ``(xmin, ymin, zmin, xmax, ymax, zmax)``. ``[6]``.
         cascades: Number of occupancy-grid cascades.
         white_background: Whether evaluation composites alpha on white.
-        source: The JSON file (first one, for Blender ``"all"``), for messages.
+        source: The file the capture was read from (first one, for Blender ``"all"``), for messages.
+        fisheye: Per frame, whether the lens is OpenCV's fisheye (equidistant) model. ``[n]`` bool;
+            None means no fisheye frame.
+        bounds: Per frame ``(near, far)`` scene depth bounds when the format stores them (LLFF). ``[n, 2]``.
+        points: SfM points when the format carries them (COLMAP), else None.
+        layout: What the format knows of the scene's shape: ``"object"`` (a bounded box around an
+            object), ``"forward"`` (forward-facing, LLFF), ``"unbounded"`` or ``None`` (decide from the cameras).
     """
 
     frames: list[Frame]
     intrinsics: np.ndarray  # [n, 8]
-    width: int
-    height: int
+    sizes: np.ndarray  # [n, 2] (width, height)
     aabb: np.ndarray  # [6]
     cascades: int
     white_background: bool
     source: Path
+    fisheye: np.ndarray | None = None  # [n] bool
+    bounds: np.ndarray | None = None  # [n, 2]
+    points: SfMPoints | None = None
+    layout: str | None = None
+
+    @property
+    def width(self) -> int:
+        """Largest full-resolution width."""
+        return int(self.sizes[:, 0].max())
+
+    @property
+    def height(self) -> int:
+        """Largest full-resolution height."""
+        return int(self.sizes[:, 1].max())
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -89,13 +89,26 @@ class RadianceField(nn.Module):
     """The :class:`Conditioning` parts this field understands."""
     out_channels: int = 3
     """Channels of :attr:`FieldOutput.channels`."""
+    contraction: str = "none"
+    """How points beyond ``aabb`` are seen: ``none`` (they are outside: zero density), ``linf`` or
+    ``l2`` (mip-NeRF 360's scene contraction, :mod:`nerfgen.render.contraction`: ``aabb`` is the
+    inner region and all of space is inside). Set by :class:`~nerfgen.render.RadianceModel`."""
 
     def __init__(self, aabb: Tensor) -> None:
         super().__init__()
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).clone())
 
     def normalize(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """``positions [n, 3]`` -> points in ``[0, 1]^3`` (clamped) and an inside mask ``[n]``."""
+        """``positions [n, 3]`` -> points in ``[0, 1]^3`` (clamped) and an inside mask ``[n]``.
+
+        With a :attr:`contraction`, the points are contracted (``aabb`` maps to ``[1/4, 3/4]^3``)
+        and every point is inside.
+        """
+        if self.contraction != "none":
+            from nerfgen.render.contraction import contract_to_unit  # render imports fields, not at load
+
+            unit = contract_to_unit(positions, self.aabb, self.contraction)
+            return unit, torch.ones(positions.shape[:-1], dtype=torch.bool, device=positions.device)
         lo, hi = self.aabb[:3], self.aabb[3:]
         unit = (positions - lo) / (hi - lo)
         inside = ((unit >= 0) & (unit <= 1)).all(-1)

@@ -41,12 +41,27 @@ class NGPFieldConfig:
     keeps the box edges empty. 0 turns it off. Text-to-3D starts from this blob."""
     blob_radius: float = 0.5
     """Distance from the box centre (world units) where the blob's bias crosses zero."""
+    appearance_dim: int = 0
+    """Length of a learned per-image appearance embedding appended to the colour network's input
+    (NeRF-W / nerfacto); 0 turns it off, and the field is then exactly the plain instant-ngp one."""
+    appearance_images: int = 0
+    """Rows of the appearance embedding: the number of training images. Needed when
+    ``appearance_dim > 0``; reconstruction fills it in from the training set."""
+
+    def validate(self, source: str) -> None:
+        if self.appearance_dim < 0 or self.appearance_images < 0:
+            raise ValueError(f"{source}: appearance_dim and appearance_images must be >= 0, got "
+                             f"{self.appearance_dim} and {self.appearance_images}")
 
 
 class NGPField(RadianceField):
     """Hash-grid radiance field (Müller et al. 2022).
 
-    Conditioning: an object transform (:class:`Conditioning`); no latent codes.
+    Conditioning: an object transform (:class:`Conditioning`). With an appearance embedding
+    (``appearance_dim > 0``) also ``cond.latent``: ``[n | 1]`` integer training-image indices (their
+    embedding rows are used) or ``[n | 1, appearance_dim]`` float codes used as given; without one,
+    the mean of the training images' embeddings (:attr:`appearance_protocol`). Density never
+    depends on appearance. Without an embedding, latent codes are rejected.
 
     >>> field = NGPField(torch.tensor([-1.0, -1, -1, 1, 1, 1]), NGPFieldConfig(log2_table_size=12))
     >>> out = field(torch.zeros(4, 3), torch.tensor([[0.0, 0, 1]]).expand(4, 3))
@@ -64,7 +79,38 @@ class NGPField(RadianceField):
         )
         self.density_net = mlp(self.encoding.out_dim, cfg.hidden, 1, 1 + cfg.geo_features)
         self.direction_encoding = SHEncoding()
-        self.color_net = mlp(SHEncoding.out_dim + cfg.geo_features, cfg.hidden, cfg.color_layers, 3)
+        self.color_net = mlp(SHEncoding.out_dim + cfg.geo_features + cfg.appearance_dim, cfg.hidden,
+                             cfg.color_layers, 3)
+        if cfg.appearance_dim > 0:  # made last: the other modules draw the same initial values as without it
+            if cfg.appearance_images < 1:
+                raise ValueError("NGPField: appearance_dim > 0 needs appearance_images >= 1 (the number of "
+                                 "training images)")
+            self.appearance = torch.nn.Embedding(cfg.appearance_images, cfg.appearance_dim)
+            self.accepts = type(self).accepts | {"latent"}
+
+    @property
+    def appearance_protocol(self) -> str:
+        """How views without an image index (evaluation, novel views) are coloured, for reports."""
+        if self.config.appearance_dim == 0:
+            return "appearance: no embedding"
+        return f"appearance: mean training embedding (of {self.config.appearance_images} images)"
+
+    def appearance_code(self, latent: Tensor | None, n: int) -> Tensor:
+        """The appearance codes ``[n | 1, appearance_dim]`` for ``cond.latent`` (see the class)."""
+        table = self.appearance.weight
+        if latent is None:
+            return table.mean(0, keepdim=True)
+        if not latent.is_floating_point():
+            if latent.ndim != 1 or latent.shape[0] not in (1, n):
+                raise ValueError(f"NGPField: integer cond.latent must be image indices [{n} | 1], got "
+                                 f"{list(latent.shape)}")
+            if bool(((latent < 0) | (latent >= table.shape[0])).any()):
+                raise ValueError(f"NGPField: image index out of range [0, {table.shape[0]}) in cond.latent")
+            return self.appearance(latent)
+        if latent.ndim != 2 or latent.shape[0] not in (1, n) or latent.shape[1] != table.shape[1]:
+            raise ValueError(f"NGPField: float cond.latent must be appearance codes [{n} | 1, {table.shape[1]}], "
+                             f"got {list(latent.shape)}")
+        return latent.to(table.dtype)
 
     def _geometry(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         unit, inside = self.normalize(positions)
@@ -83,5 +129,8 @@ class NGPField(RadianceField):
     def forward(self, positions: Tensor, directions: Tensor, cond: Conditioning | None = None) -> FieldOutput:
         positions, directions = self.local(positions, directions, cond)
         sigma, geo = self._geometry(positions)
-        h = torch.cat([self.direction_encoding(directions), geo], -1)
-        return FieldOutput(sigma, torch.sigmoid(self.color_net(h)))
+        parts = [self.direction_encoding(directions), geo]
+        if self.config.appearance_dim > 0:
+            code = self.appearance_code(None if cond is None else cond.latent, positions.shape[0])
+            parts.append(code.expand(positions.shape[0], -1))
+        return FieldOutput(sigma, torch.sigmoid(self.color_net(torch.cat(parts, -1))))

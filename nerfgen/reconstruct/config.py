@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
 from nerfgen.engine.config import EngineConfig
+from nerfgen.reconstruct.camera_opt import CameraOptConfig
+from nerfgen.reconstruct.depth import DepthLossConfig
 from nerfgen.render import ModelSpec
 
 
@@ -38,6 +41,17 @@ class TrainConfig(ModelSpec, EngineConfig):
     """Views rendered at each evaluation (``eval_every``): validation PSNR."""
     val_downscale: float = 4.0
     """Extra downscale of validation renders."""
+    forward_facing: bool = False
+    """Model the scene in NDC (forward-facing captures, as LLFF): rays are mapped by the training
+    cameras' mean focal length from a near plane at 3/4 of the nearest scene depth, and the box is
+    NDC's ``[-1.5, 1.5]^2 x [-1, 1]``."""
+    camera_opt: CameraOptConfig = dataclasses.field(default_factory=CameraOptConfig)
+    """Pose refinement of the training cameras (nerfacto's camera optimiser); off by default."""
+    depth: DepthLossConfig = dataclasses.field(default_factory=DepthLossConfig)
+    """Depth supervision from SfM points (DS-NeRF); off unless ``depth.weight > 0``."""
+    image_memory_mb: int = 1024
+    """Decoded training pixels held in memory at most; larger captures are decoded lazily, a
+    rotating subset of images at a time."""
 
     def validate(self, source: str) -> None:
         EngineConfig.validate(self, source)
@@ -49,4 +63,6 @@ class TrainConfig(ModelSpec, EngineConfig):
 
     def model_spec(self) -> ModelSpec:
         """The :class:`ModelSpec` part of this config."""
-        return ModelSpec(self.field, dict(self.field_options), self.sampler, self.grid, self.stratified)
+        spec = ModelSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelSpec)})
+        spec.field_options = dict(spec.field_options)
+        return spec

@@ -49,15 +49,15 @@ def evaluate(
     per_view, start = [], time.perf_counter()
     out_dir = run_dir / f"renders_{split}"
     for i in views:
-        image = run.render(dataset.cameras, i, bg)
-        gt = composite(dataset.images[i], bg)
+        image = run.render(dataset.camera(i), 0, bg)
+        gt = composite(dataset.image(i), bg)
         per_view.append({"view": i, "file": dataset.filenames[i], "psnr": psnr(image.rgb, gt), "ssim": ssim(image.rgb, gt)})
         if save_images:
             out_dir.mkdir(exist_ok=True)
             pair = torch.cat([image.rgb, gt], 1).clamp(0, 1)
             iio.imwrite(out_dir / f"{i:03d}.png", (pair * 255 + 0.5).byte().numpy())
     seconds = time.perf_counter() - start
-    n_rays = len(views) * dataset.cameras.width * dataset.cameras.height
+    n_rays = int(dataset.sizes[views].prod(1).sum())
     report = {
         "split": split, "every": every, "views": len(views),
         "width": dataset.cameras.width, "height": dataset.cameras.height,

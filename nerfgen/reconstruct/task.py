@@ -9,11 +9,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nerfgen.cameras import Orbit, Rays, pixel_rays
+from nerfgen.cameras.ndc import ndc_points, ndc_rays
 from nerfgen.config import config_to_dict
 from nerfgen.data import Dataset
 from nerfgen.engine import Env, Schedule, StepContext, StepResult
 from nerfgen.engine.metrics import psnr
+from nerfgen.fields import Conditioning
+from nerfgen.reconstruct.camera_opt import CameraOptimizer, camera_optimizer
 from nerfgen.reconstruct.config import TrainConfig
+from nerfgen.reconstruct.depth import depth_loss, sfm_depth_targets
+from nerfgen.reconstruct.scene import NEAR_FRACTION, model_setup
 from nerfgen.render import Background, OccupancyGrid, RadianceModel, background_color, training_background
 from nerfgen.render.carving import visual_hull
 from nerfgen.runs import RunInfo, SceneTask
@@ -34,7 +39,7 @@ def field_optimizer(model: RadianceModel, config: TrainConfig) -> torch.optim.Ad
     """Adam over the field: no weight decay on the hash tables and biases, ``weight_decay`` on the
     MLP weights."""
     grid, rest = [], []
-    for name, p in model.field.named_parameters():
+    for name, p in [*model.field.named_parameters(), *model.sampler.named_parameters()]:
         (grid if p.ndim < 2 or "encoding" in name else rest).append(p)
     groups = [{"params": grid, "weight_decay": 0.0}, {"params": rest, "weight_decay": config.weight_decay}]
     return torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.99), eps=1e-15, fused=True)
@@ -53,52 +58,98 @@ class ReconstructionTask(SceneTask):
 
     def __init__(self, config: TrainConfig, dataset: Dataset, val_dataset: Dataset | None = None) -> None:
         self.config, self.dataset, self.val_dataset = config, dataset, val_dataset
+        self.spec, self.aabb, self.cascades = model_setup(config, dataset)
+        options = self.spec.field_options
+        self.appearance = self.spec.field == "ngp" and options.get("appearance_dim", 0) > 0
+        if self.appearance and not options.get("appearance_images"):
+            options["appearance_images"] = len(dataset)
 
     def build(self, env: Env) -> None:
         cfg, ds = self.config, self.dataset
         self.device, self.generator = env.device, env.generator
-        self.model = RadianceModel(cfg.model_spec(), ds.aabb, ds.cascades)
-        if ds.has_alpha and cfg.carve and isinstance(self.model.sampler, OccupancyGrid):
+        self.model = RadianceModel(self.spec, self.aabb, self.cascades)
+        if (ds.has_alpha and cfg.carve and isinstance(self.model.sampler, OccupancyGrid) and ds.store.uniform
+                and not ds.store.lazy and not self.spec.ndc.enabled):
             alphas = ds.images[..., 3]
             self.model.sampler.restrict(lambda c, size: visual_hull(c, size, ds.cameras, alphas))
         self.model.to(self.device)
         self.optimizer = field_optimizer(self.model, cfg)
         self.background = Background(training_background(cfg.background, ds.has_alpha))
-        self.pixels = ds.images.reshape(-1, 4).to(self.device)  # [n * H * W, 4] uint8
         self.cameras = ds.cameras.to(self.device)
         self.n_rays = cfg.init_rays
+        self.camera_opt = CameraOptimizer(len(ds), cfg.camera_opt.mode).to(self.device)
+        self.camera_adam = camera_optimizer(self.camera_opt, cfg.camera_opt) if self.camera_opt.enabled else None
+        self.depth_targets = None
+        if cfg.depth.weight > 0:
+            if ds.points is None:
+                raise ValueError(f"{ds.source}: depth supervision (depth.weight > 0) needs SfM points: a COLMAP "
+                                 "model beside the images (`nerfgen data triangulate` makes one for posed captures)")
+            self.depth_targets = sfm_depth_targets(ds.cameras, ds.points, sizes=ds.sizes).to(self.device)
 
     def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
-        return {"field": (self.optimizer, Schedule(self.config.lr_warmup_steps, self.config.lr_decay))}
+        optimizers = {"field": (self.optimizer, Schedule(self.config.lr_warmup_steps, self.config.lr_decay))}
+        if self.camera_adam is not None:
+            optimizers["camera"] = self.camera_adam
+        return optimizers
 
     # -- one step ----------------------------------------------------------------------------
-    def batch(self) -> tuple[Rays, Tensor, Tensor]:
-        """Random pixels of random training images: their rays, targets and backgrounds."""
+    def rays(self, cam: Tensor, px: Tensor, py: Tensor) -> Rays:
+        """Training rays through pixels (refined poses when the camera optimiser is on)."""
+        if self.camera_adam is None:
+            return pixel_rays(self.cameras, cam, px, py)
+        return self.camera_opt.rays(self.cameras, cam, px, py)
+
+    def batch(self) -> tuple[Rays, Tensor, Tensor, Tensor]:
+        """Random pixels of random training images: their rays, targets, backgrounds and images."""
         n, dev = self.n_rays, self.device
-        h, w = self.cameras.height, self.cameras.width
-        flat = torch.randint(0, self.pixels.shape[0], (n,), generator=self.generator).to(dev)
-        cam = flat // (h * w)
-        py = (flat // w) % h
-        px = flat % w
+        pixels = self.dataset.store.sample(n, self.generator)
+        cam, px, py = pixels.cam.to(dev), pixels.px.to(dev), pixels.py.to(dev)
         jitter = torch.rand(n, 2, generator=self.generator).to(dev)
-        rays = pixel_rays(self.cameras, cam, px + jitter[:, 0], py + jitter[:, 1])
+        rays = self.rays(cam, px + jitter[:, 0], py + jitter[:, 1])
         bg = self.background(rays.directions, n, self.generator)
-        return rays, composite(self.pixels[flat], bg), bg
+        return rays, composite(pixels.rgba.to(dev), bg), bg, cam
+
+    def depth_term(self) -> Tensor:
+        """DS-NeRF's depth loss on a batch of SfM points' rays (ray distances mapped to NDC when
+        the model lives there)."""
+        cfg = self.config.depth
+        d = self.depth_targets.sample(cfg.rays, self.generator)
+        rays = self.rays(d.cam_idx, d.px, d.py)
+        t = d.t
+        if self.spec.ndc.enabled:
+            points = rays.origins + rays.directions * t[:, None]
+            ndc = ndc_rays(rays, self.spec.ndc)
+            t = ((ndc_points(points, self.spec.ndc) - ndc.origins) * ndc.directions).sum(-1)
+        cond = Conditioning(latent=d.cam_idx) if self.appearance else None
+        out = self.model.render_rays(rays, torch.zeros(3, device=self.device), cond, stratified=True)
+        return depth_loss(out, t, d.weight, cfg.sigma, cfg.mode)
 
     def step(self, ctx: StepContext) -> StepResult:
         cfg = self.config
         self.model.train()
         self.model.sampler.update(ctx.step, self.model.field.density)
-        rays, target, bg = self.batch()
-        out = self.model.render_rays(rays, bg, stratified=True)
-        loss = F.mse_loss(out.rgb, target)
+        rays, target, bg, cam = self.batch()
+        out = self.model.render_rays(rays, bg, Conditioning(latent=cam) if self.appearance else None, stratified=True)
+        photometric = F.mse_loss(out.rgb, target)
+        loss, figures = photometric, {}
+        for name, term in self.model.sampler.losses(out).items():
+            loss = loss + term
+            figures[name] = float(term.detach())
+        if self.depth_targets is not None and len(self.depth_targets) > 0:
+            depth = self.depth_term()
+            loss = loss + cfg.depth.weight * depth
+            figures["depth"] = float(depth.detach())
         if out.n_samples > 0:
+            if self.camera_adam is not None:  # one backward fills the pose corrections' gradients too
+                self.camera_adam[0].zero_grad(set_to_none=True)
             ctx.optimize("field", loss)
+            if self.camera_adam is not None:
+                self.camera_adam[0].step()
         n_rays = len(rays)
         ratio = cfg.target_samples / max(out.n_samples, 1)
         self.n_rays = int(min(cfg.max_rays, max(64, self.n_rays * min(ratio, 4.0))))
-        value = float(loss.detach())
-        figures = {"loss": value, "psnr": -10 * math.log10(max(value, 1e-10)),
+        value = float(photometric.detach())
+        figures = {"loss": value, "psnr": -10 * math.log10(max(value, 1e-10)), **figures,
                    "occupancy": self.model.sampler.occupancy_fraction()}
         return StepResult(figures, {"rays": n_rays, "samples": out.n_samples})
 
@@ -108,13 +159,13 @@ class ReconstructionTask(SceneTask):
         if self.val_dataset is None or self.config.val_views <= 0:
             return {}
         d = self.val_dataset
-        cams = d.cameras.scaled(self.config.val_downscale)
         bg = background_color(shown_on(d))
         self.model.eval()
         scores = []
-        for i in range(min(self.config.val_views, len(cams))):
-            image = self.model.render_camera(cams, i, bg)
-            gt = F.interpolate(composite(d.images[i], bg).permute(2, 0, 1)[None], size=(cams.height, cams.width),
+        for i in range(min(self.config.val_views, len(d))):
+            cams = d.camera(i).scaled(self.config.val_downscale)
+            image = self.model.render_camera(cams, 0, bg)
+            gt = F.interpolate(composite(d.image(i), bg).permute(2, 0, 1)[None], size=(cams.height, cams.width),
                                mode="area")[0].permute(1, 2, 0)
             scores.append(psnr(image.rgb, gt))
         return {"psnr": sum(scores) / len(scores)}
@@ -122,12 +173,28 @@ class ReconstructionTask(SceneTask):
     # -- the run directory -------------------------------------------------------------------
     def info(self) -> RunInfo:
         d, cfg = self.dataset, self.config
-        return RunInfo("reconstruction", cfg.model_spec(), d.aabb.tolist(), d.cascades, d.source, shown_on(d),
-                       self.background.mode, d.cameras.width, d.cameras.height, Orbit.from_cameras(d.cameras),
+        return RunInfo("reconstruction", self.spec, self.aabb.tolist(), self.cascades, d.source, shown_on(d),
+                       self.background.mode, d.cameras.width, d.cameras.height, self.orbit(),
                        config_to_dict(cfg), cfg.downscale)
 
+    def orbit(self) -> Orbit:
+        """The circle the run's videos start from: round the scene, or facing it (forward-facing,
+        focused at NeRF's mean-disparity depth of the capture's bounds or of its nearest depth)."""
+        d = self.dataset
+        if not self.spec.ndc.enabled:
+            return Orbit.from_cameras(d.cameras)
+        if d.bounds is not None:
+            near, far = float(d.bounds[:, 0].min()) * 0.9, float(d.bounds[:, 1].max()) * 5
+        else:
+            near = self.spec.ndc.near / NEAR_FRACTION
+            far = 20 * near
+        return Orbit.facing(d.cameras, 1.0 / (0.25 / near + 0.75 / far))
+
     def state(self) -> tuple[dict[str, Tensor], dict]:
-        return {}, {"n_rays": self.n_rays}
+        tensors = {"pose_adjustment": self.camera_opt.pose_adjustment.detach()} if self.camera_opt.enabled else {}
+        return tensors, {"n_rays": self.n_rays}
 
     def load_state(self, tensors: dict[str, Tensor], values: dict) -> None:
         self.n_rays = int(values["n_rays"])
+        if "pose_adjustment" in tensors:
+            self.camera_opt.pose_adjustment.data.copy_(tensors["pose_adjustment"])

@@ -2,11 +2,16 @@
 :class:`RadianceModel` holds a field with its sampler."""
 
 from nerfgen.render.background import BACKGROUNDS, Background, background_color, training_background
+from nerfgen.render.contraction import CONTRACTIONS, Contraction, contract, contract_to_unit
+from nerfgen.render.losses import distortion_loss, interlevel_loss, outer_weights
 from nerfgen.render.model import ImageOutput, ModelSpec, RadianceModel, build_sampler
 from nerfgen.render.occupancy import OccGridConfig, OccupancyGrid
+from nerfgen.render.proposal import ProposalConfig, ProposalDensity, ProposalSampler
 from nerfgen.render.renderer import RenderOutput, render_rays, render_rays_chunked
 from nerfgen.render.sampler import Sampler, StratifiedConfig, StratifiedSampler
 
-__all__ = ["BACKGROUNDS", "Background", "ImageOutput", "ModelSpec", "OccGridConfig", "OccupancyGrid",
-           "RadianceModel", "RenderOutput", "Sampler", "StratifiedConfig", "StratifiedSampler",
-           "background_color", "build_sampler", "render_rays", "render_rays_chunked", "training_background"]
+__all__ = ["BACKGROUNDS", "CONTRACTIONS", "Background", "Contraction", "ImageOutput", "ModelSpec", "OccGridConfig",
+           "OccupancyGrid", "ProposalConfig", "ProposalDensity", "ProposalSampler", "RadianceModel", "RenderOutput",
+           "Sampler", "StratifiedConfig", "StratifiedSampler", "background_color", "build_sampler", "contract",
+           "contract_to_unit", "distortion_loss", "interlevel_loss", "outer_weights", "render_rays",
+           "render_rays_chunked", "training_background"]

@@ -10,8 +10,11 @@ import torch
 from torch import Tensor, nn
 
 from nerfgen.cameras import Cameras, image_rays
+from nerfgen.cameras.ndc import NDCConfig, ndc_rays
 from nerfgen.fields import Conditioning, build_field, field_config
+from nerfgen.render.contraction import Contraction
 from nerfgen.render.occupancy import OccGridConfig, OccupancyGrid
+from nerfgen.render.proposal import ProposalConfig, ProposalSampler
 from nerfgen.render.renderer import RenderOutput, render_rays, render_rays_chunked
 from nerfgen.render.sampler import Sampler, StratifiedConfig, StratifiedSampler
 
@@ -24,12 +27,21 @@ class ModelSpec:
     """Registered field name (``nerfgen.fields.FIELDS``)."""
     field_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Options of the field's config dataclass (e.g. ``log2_table_size``)."""
-    sampler: Literal["occupancy", "stratified"] = "occupancy"
-    """How rays are sampled: an occupancy grid with early termination, or stratified between near/far."""
+    sampler: Literal["occupancy", "stratified", "proposal"] = "occupancy"
+    """How rays are sampled: an occupancy grid with early termination, stratified between near/far,
+    or proposal density nets (unbounded captures, with ``contraction``)."""
     grid: OccGridConfig = dataclasses.field(default_factory=OccGridConfig)
     """Occupancy grid and ray-marching settings (``sampler: occupancy``)."""
     stratified: StratifiedConfig = dataclasses.field(default_factory=StratifiedConfig)
     """Samples per ray and near/far (``sampler: stratified``)."""
+    contraction: Contraction = "none"
+    """Scene contraction of the field (and proposal nets): ``none`` (the box bounds the scene),
+    ``linf`` (nerfacto) or ``l2`` (mip-NeRF 360); the box is then the inner, uncontracted region."""
+    proposal: ProposalConfig = dataclasses.field(default_factory=ProposalConfig)
+    """Proposal sampling settings (``sampler: proposal``)."""
+    ndc: NDCConfig = dataclasses.field(default_factory=NDCConfig)
+    """Map rays to normalised device coordinates before sampling (forward-facing captures): the
+    box and field then live in NDC space. Filled from the training cameras by ``forward_facing``."""
 
     def validate(self, source: str) -> None:
         field_config(self.field, self.field_options, f"{source}: field_options")
@@ -39,6 +51,8 @@ def build_sampler(spec: ModelSpec, aabb: Tensor, cascades: int) -> Sampler:
     """The sampler ``spec`` names, over ``aabb`` (the finest cascade's box for the grid)."""
     if spec.sampler == "occupancy":
         return OccupancyGrid(aabb, cascades, spec.grid)
+    if spec.sampler == "proposal":
+        return ProposalSampler(aabb, spec.proposal, spec.contraction)
     return StratifiedSampler(aabb, spec.stratified)
 
 
@@ -68,9 +82,10 @@ class RadianceModel(nn.Module):
         self.spec = spec
         self.sampler = build_sampler(spec, torch.as_tensor(aabb, dtype=torch.float32), cascades)
         options = dict(spec.field_options)
-        if spec.field == "ngp":  # finer hash grid where the box grows with the cascades
+        if spec.field == "ngp" and spec.contraction == "none":  # finer hash grid where the box grows with the cascades
             options["max_resolution"] = options.get("max_resolution", 2048) * 2 ** (cascades - 1)
         self.field = build_field(spec.field, self.sampler.outer_aabb, options)
+        self.field.contraction = spec.contraction
 
     @property
     def device(self) -> torch.device:
@@ -79,7 +94,10 @@ class RadianceModel(nn.Module):
 
     def render_rays(self, rays, background: Tensor, cond: Conditioning | None = None,
                     stratified: bool = False, normals: bool = False) -> RenderOutput:
-        """Render a batch of rays (differentiable); see :func:`nerfgen.render.render_rays`."""
+        """Render a batch of rays (differentiable); see :func:`nerfgen.render.render_rays`. World
+        rays are mapped to NDC first when the model lives there (``spec.ndc``)."""
+        if self.spec.ndc.enabled:
+            rays = ndc_rays(rays, self.spec.ndc)
         return render_rays(self.field, self.sampler, rays, background, cond, stratified, normals)
 
     @torch.no_grad()
@@ -94,6 +112,8 @@ class RadianceModel(nn.Module):
         every pixel (leading dimension 1).
         """
         rays = image_rays(cameras.to(self.device), index)
+        if self.spec.ndc.enabled:
+            rays = ndc_rays(rays, self.spec.ndc)
         out = render_rays_chunked(self.field, self.sampler, rays, background.to(self.device),
                                   None if cond is None else cond.to(self.device), chunk, normals)
         h, w = cameras.height, cameras.width

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from nerfgen.cameras import Rays
 from nerfgen.ops import RaySamples, ray_aabb_intersect
+
+if TYPE_CHECKING:
+    from nerfgen.render.renderer import RenderOutput
 
 SigmaFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 """``sigma_fn(t_starts [m], t_ends [m], ray_indices [m]) -> sigmas [m]`` of the rays' samples."""
@@ -56,6 +60,11 @@ class Sampler(nn.Module):
     def update(self, step: int, density_fn: DensityFn) -> bool:
         """Refresh cached state from the field at training step ``step``; True if it changed."""
         return False
+
+    def losses(self, output: RenderOutput) -> dict[str, Tensor]:
+        """The sampler's own loss terms on a training render ``output`` of its last samples, ready
+        to add to the task's loss (a proposal sampler's interlevel and distortion); none by default."""
+        return {}
 
     def occupied(self, positions: Tensor) -> Tensor:
         """``[n]`` bool: which of ``positions [n, 3]`` may hold anything (all of the box by default)."""
