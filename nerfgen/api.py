@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nerfgen.config import build_config, config_path, load_config
+from nerfgen.config import build_config, config_path, load_config, merge_overrides
 from nerfgen.engine import Engine, Hook
 from nerfgen.engine.checkpoint import STATE_FILE, TRAIN_STATE_FILE
 from nerfgen.runs import RUN_FILE, Run, load_run, read_run_info
@@ -45,7 +45,7 @@ def _config(cls: type, config: Any, output: Path, resume: bool, kind: str, optio
         info = read_run_info(output)
         if info.kind != kind:
             raise ValueError(f"{output / RUN_FILE}: a {info.kind} run, not a {kind} run")
-        return build_config(cls, {**info.config, **given}, str(output / RUN_FILE)), info
+        return build_config(cls, {**info.config, **merge_overrides(info.config, given)}, str(output / RUN_FILE)), info
     if isinstance(config, cls):
         return build_config(cls, {**vars(config), **given}, cls.__name__), None
     return load_config(cls, config_path(config), given), None
@@ -70,6 +70,7 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
         options: config keys to override (``max_seconds=60``); None values are ignored.
     """
     from nerfgen.data import DatasetError, load_dataset, scene_layout
+    from nerfgen.data.dataset import spread_views
     from nerfgen.reconstruct import ReconstructionTask, TrainConfig
 
     output = Path(output)
@@ -87,6 +88,8 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
     memory = cfg.image_memory_mb << 20
     if dataset is None or cfg.downscale != (options.get("downscale") or 1.0):
         dataset = load_dataset(data, "train", downscale=cfg.downscale, image_memory=memory)
+    if cfg.train_views > 0:
+        dataset = dataset.subset(spread_views(len(dataset), cfg.train_views))
     val = None
     for split in ("val", "test") if cfg.eval_every > 0 else ():
         try:

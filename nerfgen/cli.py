@@ -17,10 +17,12 @@ DEVICE_HELP = "cpu | cuda[:n] | auto (default: auto, CUDA when torch sees a GPU)
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a radiance field on posed images",
-                       description="Train a radiance field on a NeRF-synthetic or instant-ngp/nerfstudio dataset.")
+                       description="Train a radiance field on posed images: NeRF-synthetic, instant-ngp/nerfstudio, "
+                                   "LLFF, COLMAP or IDR/NeuS captures (the format is found from the folder).")
     p.add_argument("data", nargs="?",
-                   help="dataset folder (transforms_{train,val,test}.json or transforms.json) or a transforms JSON file "
-                        "(optional with --resume: the run's own)")
+                   help="capture folder (transforms_{train,val,test}.json, transforms.json, poses_bounds.npy, "
+                        "sparse/0 + images/, cameras_sphere.npz) or a transforms JSON file (optional with --resume: "
+                        "the run's own)")
     p.add_argument("--output", required=True, help="run directory to write (checkpoint, config, logs)")
     p.add_argument("--config", default="auto",
                    help="auto (default: ngp for an object in a box, llff for a forward-facing capture, "
@@ -35,6 +37,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-every", type=int, help="steps between validation PSNR renders (0: never)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--device", help=DEVICE_HELP)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="set any config key, repeatable; dotted keys reach nested sections and values are YAML "
+                        "(--set depth.weight=0.1 --set camera_opt.mode=SO3xR3 --set train_views=10)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     p.add_argument("--viewer", action="store_true",
                    help="serve the browser viewer while training (pause/resume there); it stays up after training "
@@ -113,10 +118,11 @@ def viewer_package():
 
 def cmd_train(args: argparse.Namespace) -> int:
     from nerfgen.api import reconstruction
+    from nerfgen.config import parse_overrides
 
     options = {"field": args.field, "max_steps": args.max_steps, "max_seconds": args.max_seconds,
                "downscale": args.downscale, "seed": args.seed, "eval_every": args.val_every, "threads": args.threads,
-               "device": args.device}
+               "device": args.device, **parse_overrides(args.overrides)}
     if args.data is None and not args.resume:
         raise ValueError("give the dataset to train on (DATA), or --resume a run")
     engine = reconstruction(args.data, args.output, args.config, args.resume, **options)
@@ -144,7 +150,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate(args.run, args.split, args.every, args.data, args.downscale, args.save_images, args.limit,
                       args.device)
     print(f"{args.run}: {report['split']} ({report['views']} views, {report['width']}x{report['height']}): "
-          f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}  ({report['rays_per_second']:,.0f} rays/s)")
+          f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}  ({report['rays_per_second']:,.0f} rays/s; "
+          f"{report['appearance']})")
     print(f"wrote {Path(args.run) / ('eval_' + args.split + '.json')}")
     return 0
 

@@ -254,9 +254,46 @@ def load_config(cls: type[_C], path: str | Path | None, overrides: Mapping[str, 
     with source ``command line``, then all is built with source ``str(path)`` or ``defaults``.
     """
     values = read_yaml(path) if path is not None else {}
-    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    given = merge_overrides(values, {key: value for key, value in (overrides or {}).items() if value is not None})
     values.update(_convert_fields(cls, given, "command line", prefix=""))
     return build_config(cls, values, str(path) if path is not None else "defaults")
+
+
+def merge_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` with each nested section merged into the one ``values`` has: ``{"depth":
+    {"weight": 0.1}}`` over ``{"depth": {"sigma": 0.2}}`` keeps the sigma."""
+    out = dict(overrides)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(values.get(key), Mapping):
+            out[key] = {**values[key], **merge_overrides(values[key], value)}
+    return out
+
+
+_EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def parse_overrides(pairs: list[str], source: str = "--set") -> dict[str, Any]:
+    """``["lr=0.01", "depth.weight=0.1"]`` -> ``{"lr": 0.01, "depth": {"weight": 0.1}}`` (values read
+    as YAML; a dotted key sets one key of a nested section)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{source}: expected KEY=VALUE (e.g. depth.weight=0.1), got {pair!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{source}: {key}: cannot read {text!r} as a YAML value ({exc})") from None
+        if isinstance(value, str) and _EXPONENT.fullmatch(value):  # YAML 1.1 reads 1e-3 as a string
+            value = float(value)
+        *path, last = key.split(".")
+        node = out
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{source}: {key}: {part} is set to a value and a section at once")
+        node[last] = value
+    return out
 
 
 def check_device(value: str, source: str, key: str = "device") -> None:

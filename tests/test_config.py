@@ -296,3 +296,19 @@ def test_module_imports_without_torch() -> None:
             "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
             "assert 'torch' not in sys.modules, 'nerfgen.config imported torch'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_set_overrides_reach_nested_sections_and_keep_the_rest(tmp_path):
+    from nerfgen.config import load_config, parse_overrides
+    from nerfgen.reconstruct import TrainConfig
+
+    given = parse_overrides(["depth.weight=0.1", "camera_opt.mode=SO3xR3", "train_views=5", "lr=1e-3"])
+    assert given == {"depth": {"weight": 0.1}, "camera_opt": {"mode": "SO3xR3"}, "train_views": 5, "lr": 1e-3}
+    path = tmp_path / "c.yaml"
+    path.write_text("depth: {sigma: 0.2}\nlr: 0.05\n")
+    cfg = load_config(TrainConfig, path, given)
+    assert (cfg.depth.weight, cfg.depth.sigma, cfg.camera_opt.mode, cfg.train_views, cfg.lr) == (0.1, 0.2, "SO3xR3", 5, 1e-3)
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        parse_overrides(["depth.weight"])
+    with pytest.raises(ValueError, match="command line: unknown option 'depth.wieght' for DepthLossConfig"):
+        load_config(TrainConfig, path, parse_overrides(["depth.wieght=1"]))

@@ -23,15 +23,8 @@ from nerfgen.cameras import Cameras, image_rays, pixel_rays, project
 from nerfgen.cameras.base import distort_fisheye, undistort_fisheye
 from nerfgen.data import DatasetError, load_dataset
 from nerfgen.data.blender import parse_blender
-from nerfgen.data.colmap import (
-    ColmapCamera,
-    ColmapImage,
-    parse_colmap,
-    read_images,
-    write_cameras,
-    write_colmap,
-    write_images,
-)
+from nerfgen.data.colmap import parse_colmap, write_colmap
+from nerfgen.data.colmap_model import ColmapCamera, ColmapImage, read_images, write_cameras, write_images
 from nerfgen.data.idr import decompose_projection, parse_idr, write_idr
 from nerfgen.data.instant_ngp import parse_instant_ngp
 from nerfgen.data.transforms import ParsedScene, SfMPoints

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageFilter
 
 from nerfgen.data import DatasetError, load_dataset
+from nerfgen.data.dataset import spread_views
 from nerfgen.data.frames import blurry, collect_frames, sharpness
 from nerfgen.data.process import (
     CAMERA_DISTANCE,
@@ -24,8 +26,8 @@ from nerfgen.data.process import (
     opengl_c2w_from_colmap,
     pose_errors,
     process,
-    triangulate_known_poses,
 )
+from nerfgen.data.triangulate import triangulate_known_poses
 
 pycolmap = pytest.importorskip("pycolmap", reason="pycolmap is not installed: pip install 'nerfgen[capture]'")
 
@@ -206,6 +208,26 @@ def test_triangulate_known_poses_keeps_fox_poses_fixed(tmp_path):
         assert camera.params[0] == pytest.approx(float(ds.cameras.fx[i]), rel=1e-5)
     xyz = np.array([p.xyz for p in model.points3D.values()])
     assert np.isfinite(xyz).all() and np.abs(xyz).max() < 100  # fox's scene spans a few units
+    # The output is a COLMAP project nerfgen trains on: the same cameras, now with points.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        project = load_dataset(r.output, "all")
+    assert torch.allclose(project.cameras.c2w, ds.cameras.c2w, atol=1e-5) and project.points is not None
+    assert sum(len(v) for v in project.points.visible) > 3 * r.points  # tracks span several images
+
+
+def test_triangulate_from_the_few_views_training_uses(tmp_path):
+    if not FOX.is_dir():
+        pytest.skip(f"{FOX} not found: the fox tests need the shared datasets beside the repo")
+    r = triangulate_known_poses(FOX, tmp_path / "points", downscale=8, threads=2, progress=False, views=5)
+    assert r.images == 5 and r.points > 10  # measured 28 at 1/8 size: five views of fox overlap little
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train = load_dataset(r.output, "train")
+    few = train.subset(spread_views(len(train), 5))
+    seen = [len(v) for v in train.points.visible]
+    assert sum(1 for v in seen if v) == 5  # only the five training views observe points
+    assert all(len(v) > 0 for v in few.points.visible)
 
 
 # --- bad input ------------------------------------------------------------------------------------------------------

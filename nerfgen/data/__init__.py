@@ -1,4 +1,4 @@
-"""Posed-image datasets: NeRF-synthetic (Blender) and instant-ngp / nerfstudio formats."""
+"""Posed-image captures: NeRF-synthetic, instant-ngp / nerfstudio, LLFF, COLMAP and IDR/NeuS formats."""
 
 from nerfgen.data.dataset import Dataset, load_dataset
 from nerfgen.data.errors import DatasetError, DatasetWarning

@@ -41,17 +41,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tri = data_sub.add_parser(
         "triangulate", help="SfM points for a posed capture, its poses held fixed (depth supervision)",
         description="Match SIFT features between the images of a posed dataset and triangulate 3D points with "
-                    "its cameras held fixed. Writes OUTPUT/images and OUTPUT/sparse/0 (COLMAP binary, in the "
-                    "dataset's world coordinates).")
+                    "its cameras held fixed. Writes a COLMAP project of every frame, OUTPUT/images and "
+                    "OUTPUT/sparse/0, in the coordinates nerfgen loads the dataset in: train on OUTPUT with "
+                    "depth supervision (`depth: {weight: ...}`).")
     tri.add_argument("data", help="a dataset `nerfgen train` reads (transforms.json capture, ...)")
     tri.add_argument("--output", required=True, help="folder to create (must not exist)")
     tri.add_argument("--downscale", type=float, default=1, help="image downscale for the features (default 1)")
     tri.add_argument("--threads", type=int, default=-1, help="CPU threads (default -1: all)")
+    tri.add_argument("--views", type=int, default=0,
+                     help="triangulate from only the N training images that `train_views: N` trains on "
+                          "(few-view training; default 0: every image)")
 
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Run ``nerfgen data process`` or ``nerfgen data triangulate``; prints one JSON line."""
-    from nerfgen.data.process import ProcessOptions, process, triangulate_known_poses
+    from nerfgen.data.process import ProcessOptions, process
+    from nerfgen.data.triangulate import triangulate_known_poses
 
     if args.data_command == "process":
         options = ProcessOptions(fps=args.fps, max_size=args.max_size, matcher=args.matcher,
@@ -63,7 +68,7 @@ def cmd_data(args: argparse.Namespace) -> int:
                           "reprojection_error_px": round(r.reprojection_error, 3), "camera": r.camera,
                           "seconds": r.seconds}), flush=True)
         return 0
-    r = triangulate_known_poses(args.data, args.output, args.downscale, args.threads)
+    r = triangulate_known_poses(args.data, args.output, args.downscale, args.threads, views=args.views)
     print(json.dumps({"output": str(r.output), "images": r.images, "points": r.points,
                       "reprojection_error_px": round(r.reprojection_error, 3),
                       "mean_track_length": round(r.mean_track_length, 2), "seconds": r.seconds}), flush=True)

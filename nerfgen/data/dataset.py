@@ -22,7 +22,7 @@ from nerfgen.data.llff import is_llff, parse_llff
 from nerfgen.data.store import ImageStore
 from nerfgen.data.transforms import ParsedScene, SfMPoints
 
-__all__ = ["Dataset", "load_dataset"]
+__all__ = ["Dataset", "load_dataset", "spread_views"]
 
 
 @dataclass
@@ -93,11 +93,31 @@ class Dataset:
         """Image ``i`` at its own size, ``[H_i, W_i, 4]`` uint8."""
         return self.store[i]
 
+    def subset(self, indices: list[int]) -> Dataset:
+        """The images ``indices`` of this split alone (few-view training); SfM points keep only
+        what those images see."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        points = self.points
+        if points is not None:
+            points = SfMPoints(points.xyz, points.error, [points.visible[i] for i in indices])
+        return dataclasses.replace(
+            self, cameras=self.cameras[idx], store=self.store.subset(indices), filenames=[self.filenames[i] for i in indices],
+            depths=None if self.depths is None else self.depths[idx], sizes=self.sizes[idx],
+            bounds=None if self.bounds is None else self.bounds[idx], points=points,
+        )
+
     def camera(self, i: int) -> Cameras:
         """Camera ``i`` alone, with its own image size."""
         cam = self.cameras[i : i + 1]
         w, h = (int(v) for v in self.sizes[i])
         return dataclasses.replace(cam, width=w, height=h)
+
+
+def spread_views(n: int, k: int) -> list[int]:
+    """``k`` of ``n`` views, evenly spaced from the first to the last (all when ``k >= n``)."""
+    if k >= n:
+        return list(range(n))
+    return sorted({int(round(v)) for v in np.linspace(0, n - 1, k)})
 
 
 def _find_scene(path: Path, split: str, holdout_every: int) -> ParsedScene:

@@ -13,7 +13,7 @@ scaled so the mean camera distance from it is :data:`CAMERA_DISTANCE` (instant-n
 0.33 / ``offset`` 0.5 defaults then frame the scene); ``colmap_to_world`` is the 4x4 similarity
 that takes a point of ``sparse/0`` into those coordinates.
 
-:func:`triangulate_known_poses` keeps a capture's own poses fixed and only matches features and
+:mod:`nerfgen.data.triangulate` keeps a capture's own poses fixed and only matches features and
 triangulates points (depth supervision for captures that have no COLMAP model).
 
 COLMAP's cameras are OpenCV world-to-camera (x right, y down, z forward); nerfgen's are OpenGL
@@ -41,9 +41,8 @@ from nerfgen.data.frames import collect_frames, write_pyramid
 from nerfgen.files import make_temp_dir, write_json
 
 __all__ = [
-    "CAMERA_DISTANCE", "MATCHERS", "ProcessOptions", "ProcessResult", "TriangulationResult", "align_similarity",
-    "colmap_from_opengl_c2w", "normalise_poses", "opengl_c2w_from_colmap", "pose_errors", "process",
-    "triangulate_known_poses",
+    "CAMERA_DISTANCE", "MATCHERS", "ProcessOptions", "ProcessResult", "align_similarity", "colmap_from_opengl_c2w",
+    "normalise_poses", "opengl_c2w_from_colmap", "pose_errors", "process",
 ]  # fmt: skip
 
 CAMERA_DISTANCE = 4.0
@@ -124,18 +123,6 @@ class ProcessResult:
     points: int
     reprojection_error: float
     camera: dict
-    seconds: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class TriangulationResult:
-    """What :func:`triangulate_known_poses` wrote: ``output/images/`` and ``output/sparse/0``."""
-
-    output: Path
-    images: int
-    points: int
-    reprojection_error: float
-    mean_track_length: float
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -512,107 +499,3 @@ def process(source: str | Path, output: str | Path, options: ProcessOptions | No
                          float(model.compute_mean_reprojection_error()),
                          {"model": camera.model_name, "width": camera.width, "height": camera.height,
                           "params": [float(p) for p in camera.params]}, stages.seconds)
-
-
-# --- triangulation with known poses ---------------------------------------------------------------------------------
-
-
-def _save_rgb(images, names: list[str], folder: Path) -> None:
-    from PIL import Image
-
-    for image, name in zip(images, names):
-        Image.fromarray(image[..., :3].numpy()).save(folder / name)
-
-
-def _unique_names(filenames: list[str]) -> list[str]:
-    stems = [Path(f).stem for f in filenames]
-    if len(set(stems)) == len(stems):
-        return [f"{s}.png" for s in stems]
-    return [f"{i:05d}_{s}.png" for i, s in enumerate(stems)]
-
-
-def _neighbour_pairs(names: list[str], centres: np.ndarray, forward: np.ndarray, k: int) -> list[tuple[str, str]]:
-    """Each image with its ``k`` nearest cameras that look the same way (within 90 degrees)."""
-    n = len(names)
-    if n <= EXHAUSTIVE_MAX:
-        return _pairs(names, "exhaustive", 0)
-    dist = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
-    dist[forward @ forward.T <= 0] = np.inf
-    np.fill_diagonal(dist, np.inf)
-    chosen = {tuple(sorted((i, int(j)))) for i in range(n) for j in np.argsort(dist[i])[:k] if np.isfinite(dist[i, j])}
-    return [(names[i], names[j]) for i, j in sorted(chosen)]
-
-
-def triangulate_known_poses(data: str | Path, output: str | Path, downscale: float = 1, threads: int = -1,
-                            neighbours: int = 20, progress: bool = True) -> TriangulationResult:
-    """Triangulates SfM points of a posed capture with its poses and intrinsics held fixed.
-
-    Loads ``load_dataset(data, "all", downscale)``, writes its images to ``output/images/``,
-    extracts and matches SIFT features (every pair up to :data:`EXHAUSTIVE_MAX` images, else
-    each image with its ``neighbours`` nearest cameras) and triangulates with pycolmap into
-    ``output/sparse/0``, in the dataset's world coordinates.
-
-    Args:
-        data: A dataset :func:`nerfgen.data.load_dataset` reads.
-        output: Folder to create (must not exist).
-        downscale: Image downscale for the features (intrinsics follow).
-        threads: CPU threads (-1: all).
-        neighbours: Matching partners per image for large captures.
-        progress: Progress bar per stage on stderr.
-
-    Returns:
-        Point count, mean reprojection error (pixels) and track length.
-    """
-    from nerfgen.data import load_dataset
-
-    pycolmap = _pycolmap()
-    output = Path(output)
-    stages = _Stages(progress)
-    ds = load_dataset(data, "all", downscale)
-    cams = ds.cameras
-    if getattr(cams, "fisheye", None) is not None and bool(np.asarray(cams.fisheye).any()):
-        raise DatasetError(f"{data}: fisheye cameras are not supported for triangulation")
-    dist = cams.distortion.numpy() if cams.distortion is not None else np.zeros((len(cams), 4))
-    params = np.concatenate([np.stack([t.numpy() for t in (cams.fx, cams.fy, cams.cx, cams.cy)], 1), dist], 1)
-    c2w = cams.c2w.double().numpy()
-    names = _unique_names(ds.filenames)
-    with _building(output) as tmp, _quiet_colmap(pycolmap):
-        images, work = tmp / "images", tmp / ".work"
-        images.mkdir()
-        work.mkdir()
-        _save_rgb(ds.images, names, images)
-        db = work / "database.db"
-        with stages.stage("extract", len(names)) as advance:
-            same = bool(np.allclose(params, params[:1]))
-            for i in ([0] if same else range(len(names))):  # one camera per distinct intrinsics
-                chunk = names if same else [names[i]]
-                _extract(pycolmap, db, images, chunk, "OPENCV", threads, lambda d, i=i: advance(d if same else i + 1),
-                         camera=("OPENCV", params[i].tolist()))
-        pairs = _neighbour_pairs(names, c2w[:, :3, 3], -c2w[:, :3, 2], neighbours)
-        with stages.stage("match", len(pairs)) as advance:
-            _match(pycolmap, db, work, pairs, threads, 0, advance)
-        with stages.stage("triangulate", len(names)) as advance:
-            database = pycolmap.Database.open(db)
-            model = pycolmap.Reconstruction()
-            index = {name: i for i, name in enumerate(names)}
-            for camera in database.read_all_cameras():
-                model.add_camera_with_trivial_rig(camera)
-            for image in database.read_all_images():
-                i = index[image.name]
-                pose = pycolmap.Rigid3d(colmap_from_opengl_c2w(c2w[i]))
-                model.add_image_with_trivial_frame(
-                    pycolmap.Image(name=image.name, camera_id=image.camera_id, image_id=image.image_id), pose)
-            database.close()
-            options = pycolmap.IncrementalPipelineOptions()
-            options.num_threads = threads
-            known, result = model, []
-            _in_worker(pycolmap, lambda token: result.append(pycolmap.triangulate_points(
-                known, db, images, work / "triangulated", clear_points=True, options=options, refine_intrinsics=False,
-                cancellation_token=token)))
-            model = result[0]
-            (tmp / "sparse" / "0").mkdir(parents=True)
-            model.write(tmp / "sparse" / "0")
-            advance(len(names))
-    return TriangulationResult(output, len(names), model.num_points3D(),
-                               float(model.compute_mean_reprojection_error()),
-                               float(model.compute_mean_track_length()), stages.seconds)

@@ -84,7 +84,7 @@ class ImageStore:
 
     def __init__(self, sizes: np.ndarray, decode: Decode, max_bytes: int = 0, refresh_every: int = 256) -> None:
         self.sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
-        self._decode, self.refresh_every = decode, refresh_every
+        self._decode, self.refresh_every, self._max_bytes = decode, refresh_every, max_bytes
         per_image = self.sizes.prod(1) * 4
         self.lazy = bool(max_bytes) and int(per_image.sum()) > max_bytes
         n = len(self.sizes)
@@ -145,6 +145,12 @@ class ImageStore:
     def _next_pool(self) -> _Pool:
         chosen = np.sort(self._subset_rng.choice(len(self), self.subset_size, replace=False))
         return _Pool(chosen.tolist(), self.sizes, self._decode)
+
+    def subset(self, indices: Sequence[int]) -> ImageStore:
+        """A store of images ``indices`` of this one (decoded again, under the same budget)."""
+        chosen = [int(i) for i in indices]
+        budget = self._max_bytes
+        return ImageStore(self.sizes[chosen], lambda i, out: self._decode(chosen[i], out), budget, self.refresh_every)
 
     @property
     def next_subset(self) -> Future | None:

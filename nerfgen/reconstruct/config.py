@@ -49,6 +49,13 @@ class TrainConfig(ModelSpec, EngineConfig):
     """Pose refinement of the training cameras (nerfacto's camera optimiser); off by default."""
     depth: DepthLossConfig = dataclasses.field(default_factory=DepthLossConfig)
     """Depth supervision from SfM points (DS-NeRF); off unless ``depth.weight > 0``."""
+    distortion: float = 0.0
+    """Weight of mip-NeRF 360's distortion loss on the field's compositing weights along each ray
+    (in the ray distances the sampler uses: NDC for forward-facing scenes); it pulls each ray's
+    weight into one compact surface and clears floaters. 0: off (the proposal sampler has its own)."""
+    train_views: int = 0
+    """Train on this many of the training images, evenly spaced in file order (few-view
+    training); 0 uses them all."""
     image_memory_mb: int = 1024
     """Decoded training pixels held in memory at most; larger captures are decoded lazily, a
     rotating subset of images at a time."""

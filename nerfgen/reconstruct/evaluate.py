@@ -63,7 +63,10 @@ def evaluate(
         "width": dataset.cameras.width, "height": dataset.cameras.height,
         "psnr": sum(v["psnr"] for v in per_view) / max(len(per_view), 1),
         "ssim": sum(v["ssim"] for v in per_view) / max(len(per_view), 1),
-        "seconds": seconds, "rays_per_second": n_rays / max(seconds, 1e-9), "per_view": per_view,
+        "seconds": seconds, "rays_per_second": n_rays / max(seconds, 1e-9),
+        "appearance": getattr(run.model.field, "appearance_protocol", "appearance: no embedding"),
+        "poses": "as given (training-time pose refinement is not applied to held-out views)",
+        "per_view": per_view,
     }
     write_json(run_dir / f"eval_{split}.json", report)
     return report

@@ -21,6 +21,7 @@ from nerfgen.reconstruct.depth import depth_loss, sfm_depth_targets
 from nerfgen.reconstruct.scene import NEAR_FRACTION, model_setup
 from nerfgen.render import Background, OccupancyGrid, RadianceModel, background_color, training_background
 from nerfgen.render.carving import visual_hull
+from nerfgen.render.losses import distortion_loss
 from nerfgen.runs import RunInfo, SceneTask
 
 
@@ -135,6 +136,11 @@ class ReconstructionTask(SceneTask):
         for name, term in self.model.sampler.losses(out).items():
             loss = loss + term
             figures[name] = float(term.detach())
+        if cfg.distortion > 0 and out.n_samples > 0:
+            s = out.samples
+            distortion = distortion_loss(out.weights, s.t_starts, s.t_ends, s.ray_indices, s.n_rays).mean()
+            loss = loss + cfg.distortion * distortion
+            figures["distortion"] = float(distortion.detach())
         if self.depth_targets is not None and len(self.depth_targets) > 0:
             depth = self.depth_term()
             loss = loss + cfg.depth.weight * depth

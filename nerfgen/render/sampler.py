@@ -3,8 +3,9 @@
 A sampler places packed samples on rays, ``sample(rays, sigma_fn) -> RaySamples``, and may keep
 state that it refreshes from the field during training, ``update(step, density_fn)``. The
 renderer calls nothing else, so an occupancy grid (bounded scenes, fast), a plain stratified
-sampler between near and far (a GAN: a new scene per latent code, nothing to cache) and, later, a
-proposal network (unbounded captures) are interchangeable.
+sampler between near and far (a GAN: a new scene per latent code, nothing to cache) and proposal
+density networks (unbounded captures, :mod:`nerfgen.render.proposal`) are interchangeable; a
+sampler with losses of its own returns them from ``losses(output)``.
 """
 
 from __future__ import annotations
