@@ -40,7 +40,7 @@ from nerfgen.data.colmap_model import (
 )  # fmt: skip
 from nerfgen.data.errors import DatasetError
 from nerfgen.data.images import probe_sizes
-from nerfgen.data.instant_ngp import NGP_SPLITS, _split_indices
+from nerfgen.data.instant_ngp import _split_indices, check_split
 from nerfgen.data.transforms import Frame, ParsedScene, SfMPoints
 
 __all__ = ["find_colmap_model", "parse_colmap", "write_colmap"]
@@ -193,10 +193,7 @@ def parse_colmap(folder: Path, split: str, holdout_every: int = 8) -> ParsedScen
         The parsed split in COLMAP's world coordinates, SfM points kept, the box around the points.
     """
     folder = Path(folder)
-    if split not in NGP_SPLITS:
-        raise DatasetError(f"{folder}: split must be one of {', '.join(NGP_SPLITS)} for COLMAP, got {split!r}")
-    if isinstance(holdout_every, bool) or not isinstance(holdout_every, int) or holdout_every < 2:
-        raise ValueError(f"holdout_every must be an int >= 2, got {holdout_every!r}")
+    check_split(split, holdout_every, folder, "COLMAP")
     model_dir = find_colmap_model(folder)
     if model_dir is None:
         raise DatasetError(f"{folder}: expected a COLMAP model in {' or '.join(_MODEL_DIRS)} (cameras.bin/.txt)")

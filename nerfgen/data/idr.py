@@ -24,7 +24,7 @@ import numpy as np
 from nerfgen.cameras.base import Cameras
 from nerfgen.data.errors import DatasetError
 from nerfgen.data.images import probe_sizes
-from nerfgen.data.instant_ngp import NGP_SPLITS, _split_indices
+from nerfgen.data.instant_ngp import _split_indices, check_split
 from nerfgen.data.transforms import Frame, ParsedScene
 
 __all__ = ["decompose_projection", "find_idr_cameras", "parse_idr", "write_idr"]
@@ -125,10 +125,7 @@ def parse_idr(folder: Path, split: str, holdout_every: int = 8) -> ParsedScene:
         masks in :attr:`Frame.mask` when ``mask/`` exists.
     """
     folder = Path(folder)
-    if split not in NGP_SPLITS:
-        raise DatasetError(f"{folder}: split must be one of {', '.join(NGP_SPLITS)} for IDR/NeuS, got {split!r}")
-    if isinstance(holdout_every, bool) or not isinstance(holdout_every, int) or holdout_every < 2:
-        raise ValueError(f"holdout_every must be an int >= 2, got {holdout_every!r}")
+    check_split(split, holdout_every, folder, "IDR/NeuS")
     npz = find_idr_cameras(folder)
     if npz is None:
         raise DatasetError(f"{folder}: expected {' or '.join(_NPZ_NAMES)} (IDR/NeuS cameras)")

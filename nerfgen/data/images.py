@@ -40,13 +40,7 @@ def probe_size(paths: Sequence[Path], source: Path) -> Size:
     Returns:
         The common ``(width, height)``.
     """
-    sizes = []
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                sizes.append(im.size)
-        except Exception as err:  # PIL raises many types for corrupt files
-            raise DatasetError(f"{path}: cannot read image header ({err})") from err
+    sizes = probe_sizes(paths)
     for path, size in zip(paths, sizes):
         if size != sizes[0]:
             raise DatasetError(

@@ -115,6 +115,15 @@ def _intrinsics(meta: dict[str, Any], frame: Frame, size: tuple[int, int], fishe
     ]
 
 
+def check_split(split: str, holdout_every: int, where: Path, fmt: str) -> None:
+    """Raises unless ``split`` is one of :data:`NGP_SPLITS` and ``holdout_every`` an int >= 2 (formats
+    whose split is every ``holdout_every``-th frame)."""
+    if split not in NGP_SPLITS:
+        raise DatasetError(f"{where}: split must be one of {', '.join(NGP_SPLITS)} for {fmt}, got {split!r}")
+    if isinstance(holdout_every, bool) or not isinstance(holdout_every, int) or holdout_every < 2:
+        raise ValueError(f"holdout_every must be an int >= 2, got {holdout_every!r}")
+
+
 def _split_indices(n: int, split: str, holdout_every: int, path: Path) -> list[int]:
     """Indices of ``split`` among ``n`` frames; every ``holdout_every``-th is held out."""
     if split == "all":
@@ -144,10 +153,7 @@ def parse_instant_ngp(path: Path, split: str, holdout_every: int = 8) -> ParsedS
     Returns:
         The parsed split, poses in the file's coordinates.
     """
-    if split not in NGP_SPLITS:
-        raise DatasetError(f"{path}: split must be one of {', '.join(NGP_SPLITS)} for transforms.json, got {split!r}")
-    if isinstance(holdout_every, bool) or not isinstance(holdout_every, int) or holdout_every < 2:
-        raise ValueError(f"holdout_every must be an int >= 2, got {holdout_every!r}")
+    check_split(split, holdout_every, path, "transforms.json")
     meta = read_json(path)
     fisheye = _check_camera_model(meta, path)
     aabb, cascades = _aabb(meta, path)

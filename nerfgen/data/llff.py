@@ -21,7 +21,7 @@ import numpy as np
 
 from nerfgen.data.errors import DatasetError
 from nerfgen.data.images import probe_size
-from nerfgen.data.instant_ngp import _split_indices as split_indices
+from nerfgen.data.instant_ngp import _split_indices, check_split
 from nerfgen.data.transforms import Frame, ParsedScene
 
 __all__ = ["is_llff", "parse_llff", "recenter"]
@@ -92,6 +92,7 @@ def parse_llff(folder: Path, split: str, holdout_every: int = 8) -> ParsedScene:
         ``layout="forward"``.
     """
     path = folder / POSES_FILE
+    check_split(split, holdout_every, path, "LLFF")
     array = _read_poses(path)
     image_dir, factor = _image_folder(folder)
     images = sorted(p for p in image_dir.iterdir() if p.suffix in IMAGE_SUFFIXES)
@@ -115,7 +116,7 @@ def parse_llff(folder: Path, split: str, holdout_every: int = 8) -> ParsedScene:
                            f"({factor}x smaller) holds {width}x{height} images")
     f = focal * width / w
     frames = [Frame(p, c2w[i], {"file_path": p.name}, i, path) for i, p in enumerate(images)]
-    chosen = split_indices(len(frames), split, holdout_every, path)
+    chosen = _split_indices(len(frames), split, holdout_every, path)
     n = len(chosen)
     intrinsics = np.tile(np.array([f, f, width / 2, height / 2, 0, 0, 0, 0], dtype=np.float64), (n, 1))
     near, far = bounds[:, 0].min(), bounds[:, 1].max()
