@@ -9,6 +9,7 @@ The public API (:mod:`nerfgen.api`; names load on first use, so ``import nerfgen
     run.export_mesh("mesh.ply")
     cube = nerfgen.generate("a red cube", "runs/red-cube")
     again = nerfgen.load_run("runs/red-cube", device="cpu")
+    gan = nerfgen.train_gan("data/clevr", "runs/clevr", config="giraffe")  # GIRAFFE on unposed images
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ _EXPORTS = {
     "train": "nerfgen.api", "generate": "nerfgen.api", "reconstruction": "nerfgen.api", "generation": "nerfgen.api",
     "load_run": "nerfgen.runs", "Run": "nerfgen.runs", "RunInfo": "nerfgen.runs", "StepReport": "nerfgen.engine",
     "format_figures": "nerfgen.engine.progress",
+    # GAN runs (GRAF / GIRAFFE)
+    "train_gan": "nerfgen.gan.api", "gan_training": "nerfgen.gan.api", "load_gan_run": "nerfgen.gan.run",
+    "GanRun": "nerfgen.gan.run", "SceneCodes": "nerfgen.gan.priors",
     # cameras and camera paths
     "Cameras": "nerfgen.cameras", "Rays": "nerfgen.cameras", "Orbit": "nerfgen.cameras", "Views": "nerfgen.cameras",
     "look_at": "nerfgen.cameras", "orbit_cameras": "nerfgen.cameras", "view_cameras": "nerfgen.cameras",

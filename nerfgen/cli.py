@@ -1,4 +1,4 @@
-"""The ``nerfgen`` command: train, eval, render, export, view, demo, generate, prior."""
+"""The ``nerfgen`` command: train, eval, render, export, view, demo, generate, prior, data, gan."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from nerfgen.data import cli as data_cli
+from nerfgen.gan import cli as gan_cli
 from nerfgen.generate import cli as generate_cli
 from nerfgen.mesh import cli as mesh_cli
 from nerfgen.prior import cli as prior_cli
@@ -209,12 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     generate_cli.add_parser(sub)
     prior_cli.add_parser(sub)
     data_cli.add_parser(sub)
+    gan_cli.add_parser(sub)
     return parser
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export": mesh_cli.cmd_export,
             "view": cmd_view, "demo": cmd_demo,
-            "generate": generate_cli.cmd_generate, "prior": prior_cli.cmd_prior, "data": data_cli.cmd_data}
+            "generate": generate_cli.cmd_generate, "prior": prior_cli.cmd_prior, "data": data_cli.cmd_data,
+            "gan": gan_cli.cmd_gan}
 
 
 def main(argv: list[str] | None = None) -> None:

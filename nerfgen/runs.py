@@ -130,6 +130,12 @@ def load_model_tensors(model: RadianceModel, run_dir: str | Path) -> None:
         raise ValueError(f"{path}: does not match the run's model (missing {missing}, unexpected {unexpected})")
 
 
+def _kind(run_dir: str | Path) -> str | None:
+    """The ``kind`` ``run_dir/run.json`` names, None when there is none to read."""
+    path = Path(run_dir) / RUN_FILE
+    return read_json(path).get("kind") if path.is_file() else None
+
+
 class Run:
     """A trained or generated scene, ready to render: what :func:`load_run` gives (and what a
     training run shows live).
@@ -198,9 +204,14 @@ class Run:
         return export_mesh(self.model, torch.tensor(self.info.aabb), self.info.orbit, output, MeshOptions(**options))
 
 
-def load_run(run_dir: str | Path, device: str = "auto") -> Run:
-    """Open the run in ``run_dir`` on ``device`` (``cpu``, ``cuda[:n]``, ``auto``) for rendering."""
+def load_run(run_dir: str | Path, device: str = "auto"):
+    """Open the run in ``run_dir`` on ``device`` (``cpu``, ``cuda[:n]``, ``auto``) for rendering: a
+    :class:`Run`, or a :class:`~nerfgen.gan.run.GanRun` for a GAN run (``run.json`` kind ``gan``)."""
     device = resolve_device(device)  # an unusable device fails before anything is read
+    if _kind(run_dir) == "gan":
+        from nerfgen.gan.run import load_gan_run
+
+        return load_gan_run(run_dir, device)
     info = read_run_info(run_dir)
     model = build_model(info)
     load_model_tensors(model, run_dir)

@@ -9,10 +9,18 @@ import pytest
 import torch
 
 from nerfgen.cameras import Rays, image_rays, orbit_cameras
-from nerfgen.fields import ComposedField, Conditioning, FieldOutput, RadianceField, build_field, compose
+from nerfgen.fields import Conditioning, FieldOutput, RadianceField, build_field
 from nerfgen.fields.vanilla import VanillaField, VanillaFieldConfig
 from nerfgen.ops import volume_render_torch
-from nerfgen.render import OccGridConfig, OccupancyGrid, StratifiedConfig, StratifiedSampler, render_rays
+from nerfgen.render import (
+    ComposedField,
+    OccGridConfig,
+    OccupancyGrid,
+    StratifiedConfig,
+    StratifiedSampler,
+    compose,
+    render_rays,
+)
 
 BOX = torch.tensor([-1.0, -1, -1, 1, 1, 1])
 

@@ -3,7 +3,9 @@ and ``nerfgen generate --viewer``.
 
 It uses nerfgen's public API only (``import nerfgen``): :func:`nerfgen.load_run` and
 :meth:`nerfgen.Run.render`, the run's :class:`nerfgen.Orbit`, its training cameras
-(:func:`nerfgen.load_dataset`) and camera paths (:class:`nerfgen.CameraPath`).
+(:func:`nerfgen.load_dataset`) and camera paths (:class:`nerfgen.CameraPath`). A GAN run (GRAF or
+GIRAFFE) shows the scene its codes describe, with an objects panel that edits them
+(:mod:`nerfgen.viewer.objects_panel`).
 """
 
 from nerfgen.viewer.scene import ViewerScene

@@ -73,7 +73,10 @@ def render_view(
     cancelled: Callable[[], bool] = lambda: False, band_rays: int = 1 << 14,
 ) -> ImageOutput | None:
     """Render camera 0 of ``cameras`` in bands of rows; returns None as soon as ``cancelled()``
-    is true between bands (the camera moved on)."""
+    is true between bands (the camera moved on). A run with ``whole_frames`` set (a GAN run:
+    GIRAFFE's neural renderer is convolutional) is rendered in one call instead."""
+    if getattr(run, "whole_frames", False):
+        return None if cancelled() else run.render(cameras, 0, background, normals=normals, chunk=band_rays)
     w, h = cameras.width, cameras.height
     rows = max(1, band_rays // w)
     parts = []

@@ -22,16 +22,20 @@ class RenderPanel:
         gui: the server's GUI (shared by every tab).
         settings: changed in place when a control changes.
         changed: called after a change (re-render the tabs).
+        modes: the render modes the run can show (a GAN run has no normals).
     """
 
-    def __init__(self, gui: viser.GuiApi, settings: RenderSettings, changed: Callable[[], None]) -> None:
+    def __init__(self, gui: viser.GuiApi, settings: RenderSettings, changed: Callable[[], None],
+                 modes: tuple[str, ...] = MODES) -> None:
         self.settings, self.changed = settings, changed
+        hints = {"rgb": "rgb", "depth": "colour-mapped depth", "accumulation": "accumulated opacity",
+                 "normals": "density normals"}
         with gui.add_folder("Render"):
-            self.mode = gui.add_dropdown("Mode", MODES, initial_value=settings.mode,
-                                         hint="rgb, colour-mapped depth, accumulated opacity, density normals")
+            self.mode = gui.add_dropdown("Mode", modes, initial_value=settings.mode,
+                                         hint=", ".join(hints.get(m, m) for m in modes))
             self.split = gui.add_checkbox("Split view", initial_value=settings.split_mode is not None,
                                           hint="show a second mode right of the split line")
-            self.split_mode = gui.add_dropdown("Right side", MODES, initial_value=settings.split_mode or "depth")
+            self.split_mode = gui.add_dropdown("Right side", modes, initial_value=settings.split_mode or "depth")
             self.split_at = gui.add_slider("Split at", 0.0, 1.0, 0.01, settings.split)
             self.max_side = gui.add_slider("Max resolution", MIN_SIDE, MAX_SIDE, 16, settings.max_side,
                                            hint="longest side of a still frame (pixels)")

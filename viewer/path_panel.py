@@ -1,7 +1,9 @@
 """Camera paths in the viewer: keyframes from the current view, a preview, and the video.
 
 The video is rendered by the same code as ``nerfgen render --camera-path`` (``Run.render_video`` of
-``CameraPath.cameras()``), and the path is saved beside it as nerfstudio ``camera_path.json``.
+``CameraPath.cameras()``), and the path is saved beside it as nerfstudio ``camera_path.json``. A GAN
+run (no ``render_video``) renders the scene the objects panel shows, frame by frame through
+``render``.
 """
 
 from __future__ import annotations

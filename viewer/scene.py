@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from nerfgen.viewer.frames import MODES
 from torch import Tensor
 
 import nerfgen
@@ -34,6 +35,17 @@ class ViewerScene:
     def background(self) -> Tensor:
         """``[3]`` colour behind the scene."""
         return self.run.background
+
+    @property
+    def generated(self) -> bool:
+        """Whether the run is a GAN generator (GRAF or GIRAFFE): a scene made of codes that the
+        objects panel edits, rendered a whole frame at a time, without normals."""
+        return self.run.info.kind == "gan"
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The render modes this run can show (a GAN run renders no normals)."""
+        return tuple(m for m in MODES if m != "normals") if self.generated else MODES
 
     @property
     def orbit(self) -> nerfgen.Orbit:

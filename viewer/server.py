@@ -16,6 +16,7 @@ import torch
 import viser
 from nerfgen.viewer.frames import ViewCamera, viser_pose
 from nerfgen.viewer.gate import ModelGate, TrainStats
+from nerfgen.viewer.objects_panel import ObjectsPanel
 from nerfgen.viewer.panels import MAX_SIDE, MIN_SIDE, RenderPanel, TrainingPanel
 from nerfgen.viewer.path_panel import CameraPathPanel
 from nerfgen.viewer.render_loop import ClientRenderer, FrameStats, RenderSettings
@@ -52,6 +53,9 @@ class Viewer:
         port: port to bind (viser takes the next free one when it is busy; see :attr:`url`).
         max_resolution: longest side of a still frame.
         training: show the training panel (``scene.run`` is being trained, see :meth:`train`).
+
+    A GAN run (GRAF or GIRAFFE) also gets the objects panel (:class:`ObjectsPanel`): its scene's
+    objects, their poses and codes, a new scene or background.
     """
 
     def __init__(self, scene: ViewerScene, host: str = "127.0.0.1", port: int = 7007, max_resolution: int = 512,
@@ -72,7 +76,8 @@ class Viewer:
         self.server.gui.configure_theme(show_share_button=False, control_width="medium")
         self.server.gui.main_panel.dock_right()
         self._place_camera()
-        self.render_panel = RenderPanel(self.server.gui, self.settings, self.refresh)
+        self.render_panel = RenderPanel(self.server.gui, self.settings, self.refresh, scene.modes)
+        self.objects_panel = ObjectsPanel(self.server.gui, scene.run, self.refresh) if scene.generated else None
         self.training_panel = TrainingPanel(self.server.gui, self.gate) if training else None
         self.show_cameras = self.server.gui.add_checkbox("Training cameras", True,
                                                          hint="frustums with thumbnails; click one to jump there")

@@ -1,11 +1,11 @@
-"""Radiance fields, their conditioning, composition, and the registry that picks one by name."""
+"""Radiance fields, their conditioning, and the registry that picks one by name (composition of
+several fields: :mod:`nerfgen.render.composition`)."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
 from nerfgen.fields.base import Conditioning, FieldOutput, RadianceField
-from nerfgen.fields.compose import ComposedField, compose
 from nerfgen.fields.ngp import NGPField, NGPFieldConfig
 from nerfgen.fields.vanilla import VanillaField, VanillaFieldConfig
 
@@ -31,5 +31,5 @@ def build_field(name: str, aabb: Tensor, options: dict | None = None) -> Radianc
     return FIELDS[name][0](aabb, field_config(name, options))
 
 
-__all__ = ["FIELDS", "ComposedField", "Conditioning", "FieldOutput", "NGPField", "NGPFieldConfig", "RadianceField",
-           "VanillaField", "VanillaFieldConfig", "build_field", "compose", "field_config"]
+__all__ = ["FIELDS", "Conditioning", "FieldOutput", "NGPField", "NGPFieldConfig", "RadianceField",
+           "VanillaField", "VanillaFieldConfig", "build_field", "field_config"]

@@ -82,7 +82,7 @@ class FrequencyEncoding(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [n, 3]`` -> ``[n, out_dim]``."""
-        scaled = (x[:, None, :] * self.freqs[:, None]).reshape(x.shape[0], -1)
+        scaled = (x[:, None, :] * self.freqs[:, None]).reshape(x.shape[0], self.freqs.numel() * x.shape[1])
         parts = [x] if self.include_input else []
         return torch.cat(parts + [torch.sin(scaled), torch.cos(scaled)], -1)
 

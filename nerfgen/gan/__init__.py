@@ -1,0 +1,1 @@
+"""Generative radiance fields trained as GANs: GRAF and GIRAFFE."""

@@ -1,0 +1,72 @@
+"""Starting GAN runs: :func:`gan_training` gives the prepared engine, :func:`train_gan` runs it.
+
+>>> run = nerfgen.train_gan("data/clevr", "runs/clevr", config="giraffe", max_seconds=600)  # doctest: +SKIP
+>>> run.write_sample_sheet("samples.png", 64)                                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nerfgen.config import build_config, config_path, load_config, merge_overrides
+from nerfgen.engine import Engine, Hook
+from nerfgen.engine.checkpoint import STATE_FILE, TRAIN_STATE_FILE
+from nerfgen.gan.config import GanConfig
+from nerfgen.gan.run import RUN_FILE, GanRun, read_gan_info
+
+
+def _check_output(output: Path, resume: bool) -> None:
+    if resume:
+        for name in (STATE_FILE, TRAIN_STATE_FILE, RUN_FILE):
+            if not (output / name).is_file():
+                raise FileNotFoundError(f"{output / name}: nothing to resume (no checkpoint of this nerfgen in {output})")
+    elif (output / STATE_FILE).exists():
+        raise FileExistsError(f"{output}: already holds a run; pass --resume to continue it or pick another --output")
+
+
+def gan_training(data: str | Path | None, output: str | Path, config: Any = "giraffe", resume: bool = False,
+                 **options: Any) -> Engine:
+    """The engine of a GAN run on the images in ``data`` into ``output``, ready to :meth:`~Engine.run`.
+
+    Args:
+        data: a folder of images (any: photos, renders; ``nerfgen gan data`` writes embedded sets);
+            None when resuming (the run's own).
+        output: run directory.
+        config: a shipped config name (``giraffe``, ``graf``), a YAML path or a :class:`GanConfig`.
+        resume: continue the run in ``output`` (its config, with ``options`` on top).
+        options: config keys to override (``max_seconds=600``); None values are ignored.
+    """
+    from nerfgen.gan.data import ImageCollection
+    from nerfgen.gan.task import GanTask
+
+    output = Path(output)
+    _check_output(output, resume)
+    given = {k: v for k, v in options.items() if v is not None}
+    if resume:
+        info = read_gan_info(output)
+        cfg = build_config(GanConfig, {**_plain(info.config), **merge_overrides(_plain(info.config), given)},
+                           str(output / RUN_FILE))
+        data = data or info.data
+    elif isinstance(config, GanConfig):
+        cfg = build_config(GanConfig, {**vars(config), **given}, "GanConfig")
+    else:
+        cfg = load_config(GanConfig, config_path(config), given)
+    if data is None:
+        raise ValueError("a GAN run needs an image folder")
+    collection = ImageCollection.from_folder(data, cfg.size, cfg.held_out)
+    return Engine(cfg, GanTask(cfg, collection, str(data)), output, resume=resume)
+
+
+def _plain(config: GanConfig) -> dict:
+    from nerfgen.config import config_to_dict
+
+    return config_to_dict(config)
+
+
+def train_gan(data: str | Path | None, output: str | Path, config: Any = "giraffe", resume: bool = False,
+              on_step: Hook | None = None, **options: Any) -> GanRun:
+    """Train a GAN (see :func:`gan_training`) and return its EMA generator as a :class:`GanRun`."""
+    engine = gan_training(data, output, config, resume, **options)
+    engine.run([on_step] if on_step is not None else [])
+    return engine.task.live_run(output)

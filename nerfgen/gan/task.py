@@ -1,0 +1,134 @@
+"""A GAN run on the engine: one discriminator and one generator update per step, an EMA of the
+generator, KID on held-out images and a sample sheet at every evaluation."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nerfgen.engine import Env, Schedule, StepContext, StepResult, Task
+from nerfgen.files import read_tensors
+from nerfgen.gan.config import GanConfig
+from nerfgen.gan.data import ImageCollection
+from nerfgen.gan.discriminator import Discriminator, discriminator_loss, generator_loss, r1_penalty
+from nerfgen.gan.generator import build_generator
+from nerfgen.gan.patches import cut_patches, patch_grid, patch_scale_range
+from nerfgen.gan.priors import prior_cameras, sample_codes
+from nerfgen.gan.run import MODEL_FILE, GanRun, GanRunInfo, write_gan_run
+
+EMA_WARMUP = 10
+"""The EMA decay is ``min(ema, (1 + step) / (EMA_WARMUP + step))``: early averages forget fast."""
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``ema <- decay * ema + (1 - decay) * model`` for parameters; buffers copied."""
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+class GanTask(Task):
+    """Trains ``config.model`` (GRAF or GIRAFFE) on the images of ``data``.
+
+    Args:
+        config: the run's config.
+        data: the training images (``data.train``; ``data.held_out`` is for evaluation only).
+        data_path: the folder they came from (recorded in ``run.json``).
+    """
+
+    name = "gan"
+
+    def __init__(self, config: GanConfig, data: ImageCollection, data_path: str) -> None:
+        self.config, self.data, self.data_path = config, data, str(data_path)
+        self._real_features = None
+
+    def build(self, env: Env) -> None:
+        cfg = self.config
+        self.device, self.output = env.device, env.output
+        self.generator = build_generator(cfg).to(env.device)
+        self.ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
+        side = cfg.patch.size if cfg.model == "graf" else cfg.size
+        self.discriminator = Discriminator(side, cfg.discriminator_width).to(env.device)
+
+    def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
+        cfg = self.config
+        return {
+            "discriminator": (torch.optim.RMSprop(self.discriminator.parameters(), lr=cfg.lr_discriminator, alpha=0.99,
+                                                  eps=1e-8), Schedule()),
+            "generator": (torch.optim.RMSprop(self.generator.parameters(), lr=cfg.lr_generator, alpha=0.99, eps=1e-8),
+                          Schedule()),
+        }
+
+    def slots(self) -> int:
+        """Object slots the generator is trained with (GRAF: its one field)."""
+        return 1 if self.config.model == "graf" else self.config.objects.count[1]
+
+    def step(self, ctx: StepContext) -> StepResult:
+        cfg, gen, device = self.config, ctx.generator, self.device
+        real = self.data.sample(cfg.batch, gen, device)
+        codes = sample_codes(cfg.batch, cfg.shape_latent, cfg.appearance_latent, cfg.objects, cfg.camera, gen,
+                             self.slots())
+        cameras = prior_cameras(cfg.camera, codes.views, cfg.size)
+        grid, figures = None, {}
+        if cfg.model == "graf":
+            scales = patch_scale_range(cfg.patch, ctx.step)
+            grid = patch_grid(cfg.batch, cfg.patch.size, scales, gen)
+            real = cut_patches(real, grid.to(device))
+            figures["min_scale"] = scales[0]
+        fake = self.generator(codes.to(device), cameras, grid, stratified=True) * 2 - 1
+
+        real.requires_grad_(True)
+        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
+        d_loss = discriminator_loss(real_logits, fake_logits)
+        r1 = r1_penalty(real_logits, real) if cfg.r1 > 0 else torch.zeros((), device=device)
+        ctx.optimize("discriminator", d_loss + 0.5 * cfg.r1 * r1)
+
+        self.discriminator.requires_grad_(False)
+        g_loss = generator_loss(self.discriminator(fake))
+        ctx.optimize("generator", g_loss)
+        self.discriminator.requires_grad_(True)
+        update_ema(self.ema, self.generator, min(cfg.ema, (1 + ctx.step) / (EMA_WARMUP + ctx.step)))
+
+        figures.update({name: float(value.detach()) for name, value in (
+            ("loss", d_loss + g_loss), ("d_loss", d_loss), ("g_loss", g_loss), ("r1", r1),
+            ("d_real", real_logits.mean()), ("d_fake", fake_logits.mean()))})
+        pixels = fake.shape[0] * fake.shape[2] * fake.shape[3]
+        return StepResult(figures, {"images": cfg.batch, "pixels": pixels})
+
+    # -- products -------------------------------------------------------------------------------
+    def info(self) -> GanRunInfo:
+        return GanRunInfo(config=self.config, data=self.data_path)
+
+    def live_run(self, output: str | Path) -> GanRun:
+        """The EMA generator being trained, as a :class:`GanRun`."""
+        return GanRun(self.info(), self.ema, output)
+
+    def save(self, output: Path, step: int, seconds: float) -> None:
+        write_gan_run(output, self.info(), {"generator": self.generator, "ema": self.ema,
+                                            "discriminator": self.discriminator})
+
+    def load(self, output: Path) -> None:
+        tensors = read_tensors(Path(output) / MODEL_FILE)
+        for name, module in (("generator", self.generator), ("ema", self.ema), ("discriminator", self.discriminator)):
+            prefix = name + "."
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+
+    def evaluate(self, step: int) -> dict:
+        """KID (offline encoder) of the EMA generator against the held-out images, and a sample sheet."""
+        from nerfgen.gan.evaluate import generated_kid
+
+        run = self.live_run(self.output)
+        run.write_sample_sheet(Path(self.output) / "samples" / f"step_{step:06d}.png", 16)
+        kid, self._real_features = generated_kid(run, self.data, self.config.eval_samples, self._real_features)
+        return {"kid": kid}
+
+    def finish(self, step: int) -> None:
+        self.live_run(self.output).write_sample_sheet(Path(self.output) / "samples.png", 16)
+
+
+__all__ = ["GanTask", "update_ema"]
