@@ -135,7 +135,7 @@ class GanConfig(EngineConfig):
         input_side = self.patch.size if self.model == "graf" else self.size
         checks = [
             (self.size >= 8 and self.batch >= 1, "size >= 8 and batch >= 1"),
-            (0 < self.held_out < 1, "held_out must lie in (0, 1)"),
+            (0 < self.held_out <= 0.5, "held_out must lie in (0, 0.5]"),
             (input_side >= 8 and input_side & (input_side - 1) == 0,
              "the discriminator's input side (patch.size for graf, size for giraffe) must be a power of two >= 8"),
             (self.model == "graf" or self.size % self.upsample == 0, "size must be a multiple of upsample"),
