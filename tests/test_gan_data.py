@@ -24,8 +24,6 @@ from nerfgen.gan import data as gan_data
 from nerfgen.gan.data import ImageCollection, held_out_split
 from nerfgen.gan.data_cli import add_data_parser, run_data
 
-torch.set_num_threads(1)
-
 
 def project(c2w, fov_deg: float, size: int, points: np.ndarray) -> np.ndarray:
     """[N, 2] (column, row) pixel coordinates of world points [N, 3] (OpenGL camera)."""

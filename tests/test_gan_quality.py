@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 
-import torch
-
 from nerfgen.gan.api import gan_training
 from nerfgen.gan.controls import control_figures
 from nerfgen.gan.evaluate import generated_kid
