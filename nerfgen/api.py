@@ -26,7 +26,7 @@ from nerfgen.runs import RUN_FILE, Run, load_run, read_run_info
 __all__ = ["generate", "generation", "load_run", "reconstruction", "train"]
 
 
-def _check_output(output: Path, resume: bool) -> None:
+def check_output(output: Path, resume: bool) -> None:
     """A new run needs a fresh directory; a resumed one a complete checkpoint."""
     if resume:
         for name in (STATE_FILE, TRAIN_STATE_FILE, RUN_FILE):
@@ -74,7 +74,7 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
     from nerfgen.reconstruct import ReconstructionTask, TrainConfig
 
     output = Path(output)
-    _check_output(output, resume)
+    check_output(output, resume)
     data = data or (read_run_info(output).data if resume else None)
     if data is None:
         raise ValueError("reconstruction needs a dataset path")
@@ -131,7 +131,7 @@ def generation(prompt: str | None, output: str | Path, config: Any = None, resum
     from nerfgen.prior import build_prior
 
     output = Path(output)
-    _check_output(output, resume)
+    check_output(output, resume)
     default = f"generate_{(options.get('prior') or 'builtin').replace('-', '_')}"
     cfg, info = _config(GenerateConfig, config or default, output, resume, "generation", options)
     if info is not None:

@@ -136,34 +136,9 @@ def _kind(run_dir: str | Path) -> str | None:
     return read_json(path).get("kind") if path.is_file() else None
 
 
-class Run:
-    """A trained or generated scene, ready to render: what :func:`load_run` gives (and what a
-    training run shows live).
-
-    Attributes:
-        info: the :class:`RunInfo`.
-        model: the field and its sampler (on the device it was loaded to).
-        path: the run directory.
-
-    >>> run = load_run("runs/demo/run")                          # doctest: +SKIP
-    >>> image = run.render(run.orbit_cameras(8), 3)              # doctest: +SKIP
-    >>> run.render_orbit("orbit.mp4", frames=60)                 # doctest: +SKIP
-    """
-
-    def __init__(self, info: RunInfo, model: RadianceModel, path: str | Path) -> None:
-        self.info, self.model, self.path = info, model, Path(path)
-
-    @property
-    def background(self) -> Tensor:
-        """``[3]`` the colour the run is shown on."""
-        return background_color(self.info.background)
-
-    def render(self, cameras: Cameras, index: int = 0, background: Tensor | None = None, normals: bool = False,
-               cond: Conditioning | None = None, chunk: int = 1 << 14) -> ImageOutput:
-        """Render camera ``index`` of ``cameras`` (on the run's background unless given); the image
-        comes back on the CPU."""
-        bg = self.background if background is None else background
-        return self.model.render_camera(cameras, index, bg, chunk=chunk, normals=normals, cond=cond)
+class VideoRenders:
+    """Videos of whatever a run's :meth:`render` shows, around its ``info.orbit`` or along a camera
+    path: what every kind of run (:class:`Run`, :class:`~nerfgen.gan.run.GanRun`) shares."""
 
     def orbit_cameras(self, frames: int, width: int | None = None, height: int | None = None) -> Cameras:
         """``frames`` cameras around the scene on the run's :class:`Orbit` (at the run's image size
@@ -195,6 +170,36 @@ class Run:
         at the path's size and frame rate unless given."""
         path = read_camera_path(path) if not isinstance(path, CameraPath) else path
         return self.render_video(path.cameras(width, height), output, depth, fps or path.fps)
+
+
+class Run(VideoRenders):
+    """A trained or generated scene, ready to render: what :func:`load_run` gives (and what a
+    training run shows live).
+
+    Attributes:
+        info: the :class:`RunInfo`.
+        model: the field and its sampler (on the device it was loaded to).
+        path: the run directory.
+
+    >>> run = load_run("runs/demo/run")                          # doctest: +SKIP
+    >>> image = run.render(run.orbit_cameras(8), 3)              # doctest: +SKIP
+    >>> run.render_orbit("orbit.mp4", frames=60)                 # doctest: +SKIP
+    """
+
+    def __init__(self, info: RunInfo, model: RadianceModel, path: str | Path) -> None:
+        self.info, self.model, self.path = info, model, Path(path)
+
+    @property
+    def background(self) -> Tensor:
+        """``[3]`` the colour the run is shown on."""
+        return background_color(self.info.background)
+
+    def render(self, cameras: Cameras, index: int = 0, background: Tensor | None = None, normals: bool = False,
+               cond: Conditioning | None = None, chunk: int = 1 << 14) -> ImageOutput:
+        """Render camera ``index`` of ``cameras`` (on the run's background unless given); the image
+        comes back on the CPU."""
+        bg = self.background if background is None else background
+        return self.model.render_camera(cameras, index, bg, chunk=chunk, normals=normals, cond=cond)
 
     def export_mesh(self, output: str | Path, **options) -> dict:
         """Write the surface as a coloured mesh file (``nerfgen.mesh.MeshOptions`` keywords)."""

@@ -9,20 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nerfgen.api import check_output
 from nerfgen.config import build_config, config_path, load_config, merge_overrides
 from nerfgen.engine import Engine, Hook
-from nerfgen.engine.checkpoint import STATE_FILE, TRAIN_STATE_FILE
 from nerfgen.gan.config import GanConfig
 from nerfgen.gan.run import RUN_FILE, GanRun, read_gan_info
-
-
-def _check_output(output: Path, resume: bool) -> None:
-    if resume:
-        for name in (STATE_FILE, TRAIN_STATE_FILE, RUN_FILE):
-            if not (output / name).is_file():
-                raise FileNotFoundError(f"{output / name}: nothing to resume (no checkpoint of this nerfgen in {output})")
-    elif (output / STATE_FILE).exists():
-        raise FileExistsError(f"{output}: already holds a run; pass --resume to continue it or pick another --output")
 
 
 def gan_training(data: str | Path | None, output: str | Path, config: Any = "giraffe", resume: bool = False,
@@ -41,7 +32,7 @@ def gan_training(data: str | Path | None, output: str | Path, config: Any = "gir
     from nerfgen.gan.task import GanTask
 
     output = Path(output)
-    _check_output(output, resume)
+    check_output(output, resume)
     given = {k: v for k, v in options.items() if v is not None}
     if resume:
         info = read_gan_info(output)

@@ -130,6 +130,11 @@ class GanConfig(EngineConfig):
     eval_samples: int = 500
     """Generated images KID is computed on at each evaluation."""
 
+    @property
+    def slots(self) -> int:
+        """Object slots the generator is trained with (GRAF: its one field)."""
+        return 1 if self.model == "graf" else self.objects.count[1]
+
     def validate(self, source: str) -> None:
         EngineConfig.validate(self, source)
         input_side = self.patch.size if self.model == "graf" else self.size

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from nerfgen.cameras import Cameras, pixel_rays
+from nerfgen.cameras import Cameras, Rays, image_rays, pixel_rays
 from nerfgen.fields import Conditioning, VanillaField, VanillaFieldConfig
 from nerfgen.gan.config import FieldSize, GanConfig
 from nerfgen.gan.patches import grid_pixels
@@ -35,17 +35,6 @@ def conditioned_field(aabb, size: FieldSize, cfg: GanConfig, features: int = 0) 
         appearance_latent=cfg.appearance_latent, features=features))
 
 
-def camera_pixels(cameras: Cameras, grid: Tensor | None, index: int) -> tuple[Tensor, Tensor]:
-    """Pixel coordinates ``px, py [m]`` of camera ``index``: every pixel centre, or the patch ``grid[index]``."""
-    if grid is not None:
-        px, py = grid_pixels(grid[index:index + 1], cameras.width, cameras.height)
-        return px[0], py[0]
-    rows = torch.arange(cameras.height, dtype=torch.float32) + 0.5
-    cols = torch.arange(cameras.width, dtype=torch.float32) + 0.5
-    py, px = torch.meshgrid(rows, cols, indexing="ij")
-    return px.reshape(-1), py.reshape(-1)
-
-
 class Generator(nn.Module):
     """What both generators share: ``generator(codes, cameras, grid=None) -> [B, 3, h, w]`` in [0, 1]."""
 
@@ -61,6 +50,15 @@ class Generator(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def rays(self, cameras: Cameras, index: int, grid: Tensor | None = None) -> Rays:
+        """On the generator's device: camera ``index``'s rays through every pixel centre (row-major),
+        or through the patch ``grid[index]``."""
+        cameras = cameras.to(self.device)
+        if grid is None:
+            return image_rays(cameras, index)
+        px, py = grid_pixels(grid[index:index + 1].to(self.device), cameras.width, cameras.height)
+        return pixel_rays(cameras, torch.full_like(px[0], index, dtype=torch.long), px[0], py[0])
+
 
 class GrafGenerator(Generator):
     """GRAF: a radiance field conditioned on a shape code (density and colour) and an appearance
@@ -74,10 +72,7 @@ class GrafGenerator(Generator):
         self.register_buffer("background", background_color(config.background))
 
     def scene_rays(self, codes, cameras, index, grid=None, stratified=False, present=None) -> RenderOutput:
-        px, py = camera_pixels(cameras, grid, index)
-        device = self.device
-        rays = pixel_rays(cameras.to(device), torch.full_like(px, index, dtype=torch.long, device=device),
-                          px.to(device), py.to(device))
+        rays = self.rays(cameras, index, grid)
         latent = torch.cat([codes.shape[index, :1], codes.appearance[index, :1]], -1)
         return render_rays(self.field, self.sampler, rays, self.background, Conditioning(latent=latent), stratified)
 
@@ -121,10 +116,7 @@ class GiraffeGenerator(Generator):
 
     def scene_rays(self, codes, cameras, index, grid=None, stratified=False, present=None,
                    background: bool = True) -> RenderOutput:
-        px, py = camera_pixels(cameras, grid, index)
-        device = self.device
-        rays = pixel_rays(cameras.to(device), torch.full_like(px, index, dtype=torch.long, device=device),
-                          px.to(device), py.to(device))
+        rays, device = self.rays(cameras, index, grid), self.device
         cond = self.conditioning(codes.to(device), index, None if present is None else present.to(device))
         if not background:
             cond.present[0, -1] = False

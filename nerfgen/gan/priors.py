@@ -48,21 +48,22 @@ class SceneCodes:
     def slots(self) -> int:
         return self.shape.shape[1]
 
+    def _map(self, fn) -> SceneCodes:
+        """``fn`` applied to every tensor (the views' too)."""
+        parts = {f.name: fn(getattr(self, f.name)) for f in fields(self) if f.name != "views"}
+        v = self.views
+        return SceneCodes(**parts, views=Views(fn(v.elevation), fn(v.azimuth), fn(v.distance)))
+
     def __getitem__(self, index) -> SceneCodes:
         """Scenes ``index`` (an int keeps the batch dimension)."""
         index = [index] if isinstance(index, int) else index
-        parts = {f.name: getattr(self, f.name)[index] for f in fields(self) if f.name != "views"}
-        v = self.views
-        return SceneCodes(**parts, views=Views(v.elevation[index], v.azimuth[index], v.distance[index]))
+        return self._map(lambda t: t[index])
 
     def to(self, device: torch.device | str) -> SceneCodes:
-        parts = {f.name: getattr(self, f.name).to(device) for f in fields(self) if f.name != "views"}
-        return SceneCodes(**parts, views=self.views.to(device))
+        return self._map(lambda t: t.to(device))
 
     def clone(self) -> SceneCodes:
-        parts = {f.name: getattr(self, f.name).clone() for f in fields(self) if f.name != "views"}
-        v = self.views
-        return SceneCodes(**parts, views=Views(v.elevation.clone(), v.azimuth.clone(), v.distance.clone()))
+        return self._map(Tensor.clone)
 
     def with_(self, **parts) -> SceneCodes:
         """A copy with some parts replaced."""

@@ -13,13 +13,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nerfgen.cameras import Cameras, Orbit, Views
+from nerfgen.cameras import Cameras, Orbit
 from nerfgen.config import build_config, config_to_dict
 from nerfgen.files import atomic_write, read_json, read_tensors, write_json, write_tensors
 from nerfgen.gan.config import GanConfig
 from nerfgen.gan.generator import Generator, GiraffeGenerator, build_generator
 from nerfgen.gan.priors import SceneCodes, prior_cameras, sample_codes
 from nerfgen.render import ImageOutput, background_color
+from nerfgen.runs import VideoRenders
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.safetensors"
@@ -106,7 +107,7 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     return path
 
 
-class GanRun:
+class GanRun(VideoRenders):
     """A trained generator, ready to sample and render: what :func:`load_gan_run` gives.
 
     Attributes:
@@ -143,7 +144,7 @@ class GanRun:
     @property
     def slots(self) -> int:
         """Object slots the generator was trained with (GRAF: 1)."""
-        return 1 if self.config.model == "graf" else self.config.objects.count[1]
+        return self.config.slots
 
     def codes(self, count: int, seed: int = 0, slots: int | None = None) -> SceneCodes:
         """``count`` scenes from the run's priors, repeatable for ``seed``."""
@@ -175,36 +176,6 @@ class GanRun:
     def write_sample_sheet(self, path: str | Path, count: int = 64, seed: int = 0) -> Path:
         """A square sheet of ``count`` samples as a PNG."""
         return write_png(path, image_grid(self.sample(count, seed)))
-
-    def orbit_cameras(self, frames: int, width: int | None = None, height: int | None = None) -> Cameras:
-        """``frames`` cameras on the run's :class:`Orbit` (at the run's size unless given)."""
-        return self.info.orbit.cameras(frames, width, height)
-
-    def render_video(self, cameras: Cameras, output: str | Path, depth: bool = False, fps: float = 30) -> int:
-        """:attr:`scene` through every camera into ``output`` (.mp4 or .gif); returns the frames written."""
-        from nerfgen.render.display import colorize_depth
-        from nerfgen.video import write_video
-
-        def frames():
-            for i in range(len(cameras)):
-                image = self.render(cameras, i)
-                frame = colorize_depth(image.depth, image.opacity) if depth else image.rgb
-                yield (frame.clamp(0, 1) * 255 + 0.5).byte().numpy()
-
-        return write_video(frames(), output, fps)
-
-    def render_orbit(self, output: str | Path, frames: int = 120, width: int | None = None, height: int | None = None,
-                     depth: bool = False, fps: float = 30) -> int:
-        """A 360-degree orbit video of :attr:`scene`."""
-        return self.render_video(self.orbit_cameras(frames, width, height), output, depth, fps)
-
-    def render_path(self, path, output: str | Path, width: int | None = None, height: int | None = None,
-                    depth: bool = False, fps: float | None = None) -> int:
-        """A video of :attr:`scene` along a camera path (a ``CameraPath`` or a ``camera_path.json``)."""
-        from nerfgen.cameras import CameraPath, read_camera_path
-
-        path = path if isinstance(path, CameraPath) else read_camera_path(path)
-        return self.render_video(path.cameras(width, height), output, depth, fps or path.fps)
 
     def export_mesh(self, output: str | Path, **options) -> dict:
         raise ValueError(f"{self.path}: a GAN run generates a new scene per code; export a mesh from a "
@@ -241,11 +212,6 @@ class GanRun:
             return t[top:top + h, left:left + w].cpu()
 
         return ImageOutput(rgb[top:top + h, left:left + w].cpu(), upsampled(out.depth), upsampled(out.opacity))
-
-    def scene_views(self, elevation: float, azimuth: float, distance: float | None = None) -> Views:
-        """A one-camera :class:`Views` (distance: the prior's mean unless given)."""
-        distance = sum(self.config.camera.distance) / 2 if distance is None else distance
-        return Views(torch.tensor([float(elevation)]), torch.tensor([float(azimuth)]), torch.tensor([float(distance)]))
 
 
 def read_gan_info(run_dir: str | Path) -> GanRunInfo:

@@ -64,15 +64,11 @@ class GanTask(Task):
                           Schedule()),
         }
 
-    def slots(self) -> int:
-        """Object slots the generator is trained with (GRAF: its one field)."""
-        return 1 if self.config.model == "graf" else self.config.objects.count[1]
-
     def step(self, ctx: StepContext) -> StepResult:
         cfg, gen, device = self.config, ctx.generator, self.device
         real = self.data.sample(cfg.batch, gen, device)
         codes = sample_codes(cfg.batch, cfg.shape_latent, cfg.appearance_latent, cfg.objects, cfg.camera, gen,
-                             self.slots())
+                             cfg.slots)
         cameras = prior_cameras(cfg.camera, codes.views, cfg.size)
         grid, figures = None, {}
         if cfg.model == "graf":

@@ -126,13 +126,3 @@ class ComposedField(RadianceField):
         cond = cond or Conditioning()
         outputs = [self._slot(k, positions, directions, cond) for k in range(len(self.slots))]
         return compose(outputs, cond.present)
-
-    def slot_outputs(self, positions: Tensor, directions: Tensor, cond: Conditioning) -> list[FieldOutput]:
-        """Every slot's own answer at the points (what :meth:`forward` composes), absent slots
-        with zero density: to render one object alone."""
-        self.check(cond)
-        outputs = [self._slot(k, positions, directions, cond) for k in range(len(self.slots))]
-        if cond.present is None:
-            return outputs
-        keep = cond.present.to(positions.dtype)
-        return [FieldOutput(o.sigma * keep[:, k], o.rgb, o.features) for k, o in enumerate(outputs)]
