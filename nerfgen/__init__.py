@@ -21,6 +21,11 @@ _EXPORTS = {
     "train": "nerfgen.api", "generate": "nerfgen.api", "reconstruction": "nerfgen.api", "generation": "nerfgen.api",
     "load_run": "nerfgen.runs", "Run": "nerfgen.runs", "RunInfo": "nerfgen.runs", "StepReport": "nerfgen.engine",
     "format_figures": "nerfgen.engine.progress",
+    # generated scenes of several objects
+    "generate_scene": "nerfgen.api", "scene_generation": "nerfgen.api", "SceneRun": "nerfgen.generate.scene_run",
+    "Layout": "nerfgen.generate.layout", "read_layout": "nerfgen.generate.layout",
+    "write_layout": "nerfgen.generate.layout", "parse_scene": "nerfgen.generate.scene_prompt",
+    "solve_layout": "nerfgen.generate.layout",
     # GAN runs (GRAF / GIRAFFE)
     "train_gan": "nerfgen.gan.api", "gan_training": "nerfgen.gan.api", "load_gan_run": "nerfgen.gan.run",
     "GanRun": "nerfgen.gan.run", "SceneCodes": "nerfgen.gan.priors",

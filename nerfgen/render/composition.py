@@ -9,6 +9,8 @@ Densities add and colours (or features) mix in proportion to density:
 
 Slot ``k`` is evaluated with its own latent code and pose, ``cond.slot(k)``; ``cond.present``
 leaves out the slots a scene does not fill (a scene of 1 to 3 objects in 3 slots).
+:class:`SlotChannels` renders the composed scene and, in the same pass, each slot's share of it
+(its mask and its colour as seen in the scene, occluded by the others).
 """
 
 from __future__ import annotations
@@ -19,6 +21,16 @@ import torch
 from torch import Tensor, nn
 
 from nerfgen.fields.base import Conditioning, FieldOutput, RadianceField
+
+
+def mixing_weights(sigmas: Tensor, present: Tensor | None = None, eps: float = 1e-10) -> tuple[Tensor, Tensor]:
+    r"""The composed density ``[n]`` and each slot's share :math:`\sigma_k / \sigma` ``[n, K]``
+    of ``sigmas [n, K]`` (absent slots have none; where :math:`\sigma = 0` the present ones share equally)."""
+    if present is not None:
+        sigmas = sigmas * present.to(sigmas.dtype)
+    sigma = sigmas.sum(-1)
+    share = (sigmas + eps) / (sigma[:, None] + eps * sigmas.shape[-1])
+    return sigma, share if present is None else share * present.to(share.dtype)
 
 
 def compose(outputs: Sequence[FieldOutput], present: Tensor | None = None, eps: float = 1e-10) -> FieldOutput:
@@ -38,12 +50,8 @@ def compose(outputs: Sequence[FieldOutput], present: Tensor | None = None, eps: 
     >>> out.sigma.tolist(), out.rgb.tolist()
     ([4.0], [[0.25, 0.0, 0.75]])
     """
-    sigmas = torch.stack([o.sigma for o in outputs], -1)  # [n, K]
+    sigma, mix = mixing_weights(torch.stack([o.sigma for o in outputs], -1), present, eps)  # [n], [n, K]
     values = torch.stack([o.channels for o in outputs], -2)  # [n, K, C]
-    if present is not None:
-        sigmas = sigmas * present.to(sigmas.dtype)
-    sigma = sigmas.sum(-1)
-    mix = (sigmas + eps) / (sigma[:, None] + eps * sigmas.shape[-1])
     mixed = (mix[..., None] * values).sum(-2)
     if outputs[0].rgb is not None:
         return FieldOutput(sigma, rgb=mixed)
@@ -61,6 +69,11 @@ class ComposedField(RadianceField):
             ``cond.transform``): such a slot is evaluated only at the points inside its box and
             present, the rest get zero density (an object a tenth of the scene costs a tenth).
             Default: every slot is evaluated everywhere.
+        world_density: divide each slot's density by its scale (``|det A|^(1/3)`` of its
+            transform), so that an object scaled down keeps its opacity: density is per unit of
+            length, and lengths in the object's frame are ``1 / scale`` of the world's. GIRAFFE
+            does not (its fields learn the scene's units); a field made alone in its own frame
+            (text-to-scene) must.
 
     Conditioning: ``latent [n | 1, K, D]`` and ``transform [n | 1, K, 3, 4]`` (slot ``k`` gets
     ``[:, k]``), ``present [n | 1, K]``.
@@ -69,7 +82,7 @@ class ComposedField(RadianceField):
     accepts = frozenset({"latent", "transform", "present"})
 
     def __init__(self, fields: Sequence[RadianceField], aabb: Tensor | None = None,
-                 bounded: Sequence[bool] | None = None) -> None:
+                 bounded: Sequence[bool] | None = None, world_density: bool = False) -> None:
         if not fields:
             raise ValueError("ComposedField needs at least one field")
         channels = {f.out_channels for f in fields}
@@ -83,7 +96,7 @@ class ComposedField(RadianceField):
             aabb = torch.cat([boxes[:, :3].amin(0), boxes[:, 3:].amax(0)])
         super().__init__(aabb)
         self.slots = nn.ModuleList(fields)
-        self.bounded = bounded
+        self.bounded, self.world_density = bounded, world_density
         self.out_channels = channels.pop()
 
     def _active(self, k: int, positions: Tensor, cond: Conditioning) -> Tensor | None:
@@ -101,28 +114,77 @@ class ComposedField(RadianceField):
         field, slot_cond = self.slots[k], cond.slot(k)
         index = self._active(k, positions, cond)
         if index is None:
-            if directions is None:
-                return FieldOutput(field.density(positions, slot_cond))
-            return field(positions, directions, slot_cond)
+            out = FieldOutput(field.density(positions, slot_cond)) if directions is None else field(
+                positions, directions, slot_cond)
+            return self._world(out, slot_cond)
         n, sub_cond = positions.shape[0], slot_cond.take(index)
         sigma = positions.new_zeros(n)
         if directions is None:
-            return FieldOutput(sigma.index_put((index,), field.density(positions[index], sub_cond)))
+            sigma = sigma.index_put((index,), field.density(positions[index], sub_cond))
+            return self._world(FieldOutput(sigma), slot_cond)
         out = field(positions[index], directions[index], sub_cond)
         values = positions.new_zeros(n, self.out_channels).index_put((index,), out.channels)
         sigma = sigma.index_put((index,), out.sigma)
-        return FieldOutput(sigma, rgb=values) if out.rgb is not None else FieldOutput(sigma, features=values)
+        out = FieldOutput(sigma, rgb=values) if out.rgb is not None else FieldOutput(sigma, features=values)
+        return self._world(out, slot_cond)
+
+    def _world(self, out: FieldOutput, cond: Conditioning) -> FieldOutput:
+        """``out`` with its density in world units (:attr:`world_density`)."""
+        if not self.world_density or cond.transform is None:
+            return out
+        per_length = torch.linalg.det(cond.transform[..., :3]).abs().pow(1 / 3)  # [n | 1] = 1 / scale
+        return FieldOutput(out.sigma * per_length, out.rgb, out.features)
+
+    def parts(self, positions: Tensor, directions: Tensor | None, cond: Conditioning | None = None
+              ) -> list[FieldOutput]:
+        """Every slot's answer at ``positions`` (density only without ``directions``), absent
+        slots included (:func:`compose` or :func:`mixing_weights` leave them out)."""
+        self.check(cond)
+        cond = cond or Conditioning()
+        return [self._slot(k, positions, directions, cond) for k in range(len(self.slots))]
 
     def density(self, positions: Tensor, cond: Conditioning | None = None) -> Tensor:
-        self.check(cond)
-        cond = cond or Conditioning()
-        sigmas = torch.stack([self._slot(k, positions, None, cond).sigma for k in range(len(self.slots))], -1)
-        if cond.present is not None:
-            sigmas = sigmas * cond.present.to(sigmas.dtype)
-        return sigmas.sum(-1)
+        sigmas = torch.stack([o.sigma for o in self.parts(positions, None, cond)], -1)
+        return mixing_weights(sigmas, None if cond is None else cond.present)[0]
 
     def forward(self, positions: Tensor, directions: Tensor, cond: Conditioning | None = None) -> FieldOutput:
-        self.check(cond)
-        cond = cond or Conditioning()
-        outputs = [self._slot(k, positions, directions, cond) for k in range(len(self.slots))]
-        return compose(outputs, cond.present)
+        return compose(self.parts(positions, directions, cond), None if cond is None else cond.present)
+
+
+class SlotChannels(RadianceField):
+    """A composed radiance field whose features are the scene's colour followed by, for each of
+    its K slots, its share of the density and its share times its colour: ``3 + 4K`` channels.
+
+    Volume-rendered (over a background of ``[rgb, 0, ..., 0]``), they are the scene image and, in
+    the same pass, each slot's mask (the part of the pixel's opacity it gives) and its colour as
+    seen in the scene (premultiplied by that mask): :meth:`split` takes them apart.
+
+    Args:
+        composed: a :class:`ComposedField` of radiance fields.
+    """
+
+    accepts = ComposedField.accepts
+
+    def __init__(self, composed: ComposedField) -> None:
+        super().__init__(composed.aabb)
+        if composed.out_channels != 3:
+            raise ValueError(f"SlotChannels needs radiance fields (3 channels), got {composed.out_channels}")
+        self.composed = composed
+        self.out_channels = 3 + 4 * len(composed.slots)
+
+    def density(self, positions: Tensor, cond: Conditioning | None = None) -> Tensor:
+        return self.composed.density(positions, cond)
+
+    def forward(self, positions: Tensor, directions: Tensor, cond: Conditioning | None = None) -> FieldOutput:
+        parts = self.composed.parts(positions, directions, cond)
+        sigma, share = mixing_weights(torch.stack([o.sigma for o in parts], -1), None if cond is None else cond.present)
+        rgbs = torch.stack([o.rgb for o in parts], 1)  # [n, K, 3]
+        rgb = (share[..., None] * rgbs).sum(1)
+        return FieldOutput(sigma, features=torch.cat([rgb, share, (share[..., None] * rgbs).flatten(1)], -1))
+
+    @staticmethod
+    def split(channels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Rendered ``[..., 3 + 4K]`` -> scene ``rgb [..., 3]``, slot masks ``[..., K]`` and slot
+        colours ``[..., K, 3]`` (premultiplied by their masks)."""
+        k = (channels.shape[-1] - 3) // 4
+        return channels[..., :3], channels[..., 3:3 + k], channels[..., 3 + k:].unflatten(-1, (k, 3))

@@ -1,0 +1,218 @@
+"""Text to compositional scenes with the built-in prior, measured: 8 two-object prompts whose object
+pairs never occur together in the prior's training compositions, each generated within a time
+budget, then checked from 8 azimuths:
+
+* hue: each object's visible pixels in the scene (its mask from the one-pass render) have its
+  phrase's colour (``nerfgen.generate.checks.hue_fraction`` >= 0.5);
+* silhouette: each object rendered alone matches its named shape better than any other library
+  shape (best IoU over sizes, per view);
+* relation: "on": the top object's centroid is above the other's and their masks touch, in every
+  view; "left of" / "right of": the centroids are in the named order in the front view (and, as an
+  extra figure, in every view that sees the two side by side, mirrored from behind);
+* moving an object in the layout changes only the pixels it covered or covers.
+
+One JSON line per prompt, then one with the fractions of (prompt, view) pairs that pass each check.
+Renders for looking at are written beside each run (``check.png``).
+
+    python bench/scene_generate.py --output /work/bench_runs/scene --seconds 840 --jobs 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROMPTS = [
+    "a red cube on a cyan cylinder",
+    "a yellow cone on a purple cube",
+    "an orange sphere on a cyan cylinder",
+    "a green pyramid on a red cube",
+    "a blue sphere to the left of a yellow cube",
+    "a purple cone to the left of an orange cylinder",
+    "a cyan capsule to the right of an orange pyramid",
+    "a green torus to the left of a blue cube",
+]
+AZIMUTHS = [0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0]
+ELEVATION = 15.0
+RESOLUTION = 64
+
+
+def trained_pairs() -> set[frozenset]:
+    """The (shape, colour) pairs of every two-object composition the shipped prior trained on,
+    replaying the training set's random stream (``nerfgen.scenes.object_views``) without rendering."""
+    from nerfgen.scenes.object_views import _random_light, random_cameras
+    from nerfgen.scenes.objects import sample_object
+
+    from nerfgen.config import config_path, load_config
+    from nerfgen.prior.train import PriorTrainConfig
+
+    cfg = load_config(PriorTrainConfig, config_path("prior")).views
+    rng = np.random.default_rng([cfg.seed, 0x5EE5])
+    pairs = set()
+    for _ in range(cfg.n_objects):
+        spec = sample_object(rng, cfg.composition_rate)
+        random_cameras(cfg.views_per_object, rng, cfg.elevation_range, cfg.distance_range)
+        _random_light(rng)
+        rng.uniform(*cfg.ambient_range)
+        if len(spec.parts) == 2:
+            pairs.add(frozenset((p.shape, p.colour) for p in spec.parts))
+    return pairs
+
+
+def generate(prompt: str, output: Path, seconds: float, threads: int, seed: int) -> dict:
+    torch.set_num_threads(threads)
+    import nerfgen
+
+    start = time.perf_counter()
+    if not (output / "run.json").is_file():
+        nerfgen.generate_scene(prompt, output, max_seconds=seconds, seed=seed, device="cpu", threads=threads)
+    return {"wall_s": round(time.perf_counter() - start, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def check(prompt: str, output: Path) -> dict:
+    """The figures of one generated scene (see the module's docstring)."""
+    import imageio.v3 as iio
+    from nerfgen.scenes.objects import SHAPES
+
+    import nerfgen
+    from nerfgen.cameras import Views, view_cameras
+    from nerfgen.generate.checks import centroid, hue_fraction, shape_ious, touching
+    from nerfgen.generate.scene_prompt import object_words
+    from nerfgen.prior import builtin
+
+    run = nerfgen.load_run(output, device="cpu")
+    layout = run.layout
+    n = len(AZIMUTHS)
+    views = Views(torch.full((n,), ELEVATION), torch.tensor(AZIMUTHS), torch.full((n,), builtin.VIEW_DISTANCE))
+    cameras = view_cameras(views, torch.full((n,), builtin.FOV_DEG), RESOLUTION)
+    scene = [run.render_objects(cameras, i) for i in range(n)]
+    masks = torch.stack([s.masks for s in scene]) > 0.5  # [V, H, W, K]
+    words = [object_words(o.prompt) for o in layout.objects]
+    hue, silhouette, alone = [], [], []
+    for k, (colour, shape, _) in enumerate(words):
+        seen = [scene[v].colours[..., k, :][masks[v, ..., k]] / scene[v].masks[..., k][masks[v, ..., k]][:, None]
+                for v in range(n)]
+        hue.append([hue_fraction(rgb.clamp(0, 1), colour) >= 0.5 for rgb in seen])
+        obj = run.object_run(k)
+        images = [obj.render(cameras, i) for i in range(n)]
+        alone.append(images)
+        sil = torch.stack([im.opacity > 0.5 for im in images])
+        ious = {s: shape_ious(sil, views, s, builtin.FOV_DEG) for s in SHAPES}
+        silhouette.append([all(ious[shape][v] > ious[s][v] for s in SHAPES if s != shape) for v in range(n)])
+    relation, relation_all = [], []
+    for r in layout.relations:
+        a, b = r.subject, r.object
+        if r.kind in ("on", "under"):
+            top, base = (a, b) if r.kind == "on" else (b, a)
+            ok = []
+            for v in range(n):
+                ct, cb = centroid(masks[v, ..., top]), centroid(masks[v, ..., base])
+                ok.append(ct is not None and cb is not None and bool(ct[0] < cb[0])
+                          and touching(masks[v, ..., top], masks[v, ..., base]))
+            relation.append(ok)
+            relation_all.append(ok)
+        elif r.kind in ("left of", "right of"):
+            sign = 1.0 if r.kind == "left of" else -1.0  # b is to +y of a for "a left of b"
+            ok_front, ok_all = [], []
+            for v, az in enumerate(AZIMUTHS):
+                right_y = math.cos(math.radians(az))  # the camera's right vector's y component
+                if abs(right_y) < 0.5:
+                    continue
+                ca, cb = centroid(masks[v, ..., a]), centroid(masks[v, ..., b])
+                ok = ca is not None and cb is not None and bool((cb[1] - ca[1]) * sign * right_y > 0)
+                ok_all.append(ok)
+                if az == 0.0:
+                    ok_front.append(ok)
+            relation.append(ok_front)
+            relation_all.append(ok_all)
+    moved = move_check(run, cameras)
+    sheet = [torch.cat([s.image.rgb for s in scene], 1)] + [torch.cat([im.rgb for im in imgs], 1) for imgs in alone]
+    iio.imwrite(output / "check.png", (torch.cat(sheet, 0).clamp(0, 1) * 255 + 0.5).byte().numpy())
+    return {
+        "prompt": prompt,
+        "objects": [o.prompt for o in layout.objects],
+        "hue": [sum(h) / n for h in hue],
+        "silhouette": [sum(s) / n for s in silhouette],
+        "relation_front": [sum(x) / max(1, len(x)) for x in relation],
+        "relation_views": [sum(x) / max(1, len(x)) for x in relation_all],
+        "pass": {"hue": [all(h[v] for h in hue) for v in range(n)],
+                 "silhouette": [all(s[v] for s in silhouette) for v in range(n)],
+                 "relation": [x for rel in relation for x in rel],
+                 "relation_views": [x for rel in relation_all for x in rel]},
+        "move": moved,
+    }
+
+
+def move_check(run, cameras) -> dict:
+    """Move object 0 by 0.3 along +y: the largest change of any pixel that object 0 neither covered
+    nor covers (mask > 0.01 in either render), and the share of the frame that changed."""
+    before = run.render_objects(cameras, 0)
+    layout = run.layout
+    c = layout.objects[0].center
+    run.layout = layout.edited(0, center=(c[0], c[1] + 0.3, c[2]))
+    after = run.render_objects(cameras, 0)
+    run.layout = layout
+    own = (before.masks[..., 0] > 0.01) | (after.masks[..., 0] > 0.01)
+    change = (after.image.rgb - before.image.rgb).abs().amax(-1)
+    return {"max_change_elsewhere": round(float(change[~own].max()) if (~own).any() else 0.0, 6),
+            "changed_pixels": round(float((change > 0.01).float().mean()), 4),
+            "own_pixels": round(float(own.float().mean()), 4)}
+
+
+def one(prompt: str, root: Path, seconds: float, threads: int, seed: int) -> dict:
+    from nerfgen.generate.cli import slug
+
+    output = root / slug(prompt)
+    timing = generate(prompt, output, seconds, threads, seed)
+    figures = check(prompt, output)
+    steps = json.loads((output / "state.json").read_text())["step"]
+    return {**figures, **timing, "steps": steps}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--output", type=Path, default=Path("runs/bench_scene"))
+    p.add_argument("--seconds", type=float, default=840.0, help="generation budget per prompt")
+    p.add_argument("--jobs", type=int, default=2, help="prompts generated at once (one thread each)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prompts", type=int, default=len(PROMPTS), help="the first N prompts")
+    args = p.parse_args()
+    from nerfgen.generate.scene_prompt import object_words, parse_scene
+
+    seen = trained_pairs()
+    prompts = PROMPTS[: args.prompts]
+    for prompt in prompts:
+        plan = parse_scene(prompt)
+        pair = frozenset((object_words(o)[1], object_words(o)[0]) for o in plan.objects)
+        if pair in seen:
+            raise SystemExit(f"{prompt!r}: its object pair is in the prior's training compositions")
+    threads = max(1, torch.get_num_threads() // args.jobs)
+    results = []
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for result in pool.map(one, prompts, [args.output] * len(prompts), [args.seconds] * len(prompts),
+                               [threads] * len(prompts), [args.seed] * len(prompts)):
+            print(json.dumps({k: v for k, v in result.items() if k != "pass"}), flush=True)
+            results.append(result)
+    summary = {"figure": "scene_checks", "prompts": len(results), "views": len(AZIMUTHS)}
+    for key in ("hue", "silhouette", "relation", "relation_views"):
+        flat = [x for r in results for x in r["pass"][key]]
+        summary[f"{key}_pass"] = round(sum(flat) / max(1, len(flat)), 3)
+        summary[f"{key}_pairs"] = len(flat)
+    summary["move_max_change_elsewhere"] = max(r["move"]["max_change_elsewhere"] for r in results)
+    summary["wall_s_max"] = max(r["wall_s"] for r in results)
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
