@@ -73,8 +73,10 @@ def generate(prompt: str, output: Path, seconds: float, threads: int, seed: int)
     import nerfgen
 
     start = time.perf_counter()
-    if not (output / "run.json").is_file():
-        nerfgen.generate_scene(prompt, output, max_seconds=seconds, seed=seed, device="cpu", threads=threads)
+    if not (output / "orbit.mp4").is_file():  # written last: a finished run is only checked again
+        resume = (output / "state.json").is_file()
+        nerfgen.generate_scene(None if resume else prompt, output, resume=resume, max_seconds=seconds, seed=seed,
+                               device="cpu", threads=threads)
     return {"wall_s": round(time.perf_counter() - start, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
@@ -155,14 +157,14 @@ def check(prompt: str, output: Path) -> dict:
 
 def move_check(run, cameras) -> dict:
     """Move object 0 by 0.3 along +y: the largest change of any pixel that object 0 neither covered
-    nor covers (mask > 0.01 in either render), and the share of the frame that changed."""
+    nor covers (mask above 1e-4 in either render), and the share of the frame that changed."""
     before = run.render_objects(cameras, 0)
     layout = run.layout
     c = layout.objects[0].center
     run.layout = layout.edited(0, center=(c[0], c[1] + 0.3, c[2]))
     after = run.render_objects(cameras, 0)
     run.layout = layout
-    own = (before.masks[..., 0] > 0.01) | (after.masks[..., 0] > 0.01)
+    own = (before.masks[..., 0] > 1e-4) | (after.masks[..., 0] > 1e-4)
     change = (after.image.rgb - before.image.rgb).abs().amax(-1)
     return {"max_change_elsewhere": round(float(change[~own].max()) if (~own).any() else 0.0, 6),
             "changed_pixels": round(float((change > 0.01).float().mean()), 4),

@@ -25,7 +25,7 @@ _EXPORTS = {
     "generate_scene": "nerfgen.api", "scene_generation": "nerfgen.api", "SceneRun": "nerfgen.generate.scene_run",
     "Layout": "nerfgen.generate.layout", "read_layout": "nerfgen.generate.layout",
     "write_layout": "nerfgen.generate.layout", "parse_scene": "nerfgen.generate.scene_prompt",
-    "solve_layout": "nerfgen.generate.layout",
+    "solve_layout": "nerfgen.generate.layout_solver",
     # GAN runs (GRAF / GIRAFFE)
     "train_gan": "nerfgen.gan.api", "gan_training": "nerfgen.gan.api", "load_gan_run": "nerfgen.gan.run",
     "GanRun": "nerfgen.gan.run", "SceneCodes": "nerfgen.gan.priors",

@@ -14,6 +14,7 @@ instead of running it (the command line and the live viewer start runs that way)
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,20 @@ def train(data: str | Path | None, output: str | Path, config: Any = "auto", res
     return engine.task.live_run(output)
 
 
+def _generation_config(prompt: str | None, config: Any, output: Path, resume: bool, kind: str,
+                       options: dict[str, Any]):
+    """The config of a ``kind`` run from a prompt (default ``generate_{prior}``) and, when resuming,
+    its :class:`~nerfgen.runs.RunInfo` (a prompt given then must be the run's)."""
+    from nerfgen.generate.config import GenerateConfig
+
+    check_output(output, resume)
+    default = f"generate_{(options.get('prior') or 'builtin').replace('-', '_')}"
+    cfg, info = _config(GenerateConfig, config or default, output, resume, kind, options)
+    if info is not None and prompt is not None and prompt != info.prompt:
+        raise ValueError(f"{output}: generated {info.prompt!r}; it cannot resume as {prompt!r}")
+    return cfg, info
+
+
 def generation(prompt: str | None, output: str | Path, config: Any = None, resume: bool = False,
                loaded_prior: Any = None, **options: Any) -> Engine:
     """The engine of a text-to-3D run into ``output``, ready to :meth:`~Engine.run`.
@@ -126,17 +141,12 @@ def generation(prompt: str | None, output: str | Path, config: Any = None, resum
         options: config keys to override (``max_steps=500``, ``prior="stable-diffusion"``).
     """
     from nerfgen.engine import resolve_device
-    from nerfgen.generate.config import GenerateConfig
     from nerfgen.generate.task import GenerationTask
     from nerfgen.prior import build_prior
 
     output = Path(output)
-    check_output(output, resume)
-    default = f"generate_{(options.get('prior') or 'builtin').replace('-', '_')}"
-    cfg, info = _config(GenerateConfig, config or default, output, resume, "generation", options)
+    cfg, info = _generation_config(prompt, config, output, resume, "generation", options)
     if info is not None:
-        if prompt is not None and prompt != info.prompt:
-            raise ValueError(f"{output}: generated {info.prompt!r}; it cannot resume as {prompt!r}")
         prompt = info.prompt
     if not prompt:
         raise ValueError("generation needs a prompt")
@@ -149,10 +159,11 @@ def scene_layout(prompt: str | None, layout: Any, radius: float) -> Any:
     """The :class:`~nerfgen.generate.layout.Layout` of a scene: ``layout`` (a ``Layout`` or a
     layout file; what it breaks of its own relations is warned about) or, from ``prompt``, its
     objects and relations (:func:`~nerfgen.generate.scene_prompt.parse_scene`) placed by
-    :func:`~nerfgen.generate.layout.solve_layout` in a sphere of ``radius``."""
+    :func:`~nerfgen.generate.layout_solver.solve_layout` in a sphere of ``radius``."""
     import warnings
 
-    from nerfgen.generate.layout import Layout, check_layout, read_layout, solve_layout
+    from nerfgen.generate.layout import Layout, check_layout, read_layout
+    from nerfgen.generate.layout_solver import solve_layout
     from nerfgen.generate.scene_prompt import parse_scene
 
     if layout is None:
@@ -184,23 +195,20 @@ def scene_generation(prompt: str | None, output: str | Path, config: Any = None,
         options: config keys to override.
     """
     from nerfgen.engine import resolve_device
-    from nerfgen.generate.config import GenerateConfig
     from nerfgen.generate.layout import read_layout
     from nerfgen.generate.scene_task import LAYOUT_FILE, SceneGenerationTask
     from nerfgen.prior import build_prior
 
     output = Path(output)
-    check_output(output, resume)
-    default = f"generate_{(options.get('prior') or 'builtin').replace('-', '_')}"
-    cfg, info = _config(GenerateConfig, config or default, output, resume, "scene", options)
+    cfg, info = _generation_config(prompt, config, output, resume, "scene", options)
     if info is not None:
-        if prompt is not None and prompt != info.prompt:
-            raise ValueError(f"{output}: generated {info.prompt!r}; it cannot resume as {prompt!r}")
         if layout is not None:
             raise ValueError(f"{output}: a resumed scene keeps its own layout; give no layout")
         plan = read_layout(output / LAYOUT_FILE)
     else:
         plan = scene_layout(prompt, layout, cfg.scene.radius)
+        if options.get("max_seconds") is None and cfg.scene.max_seconds is not None:
+            cfg = dataclasses.replace(cfg, max_seconds=cfg.scene.max_seconds)
     if loaded_prior is None:
         loaded_prior = build_prior(cfg.prior, cfg.model, resolve_device(cfg.device))
     return Engine(cfg, SceneGenerationTask(plan, cfg, loaded_prior), output, resume=resume)

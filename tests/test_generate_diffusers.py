@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("diffusers", reason="the generate extra (diffusers, transformers) is not installed")
 
-from nerfgen.api import generation  # noqa: E402
+from nerfgen.api import generation, scene_generation  # noqa: E402
 from nerfgen.cli import main  # noqa: E402
 from nerfgen.config import load_config  # noqa: E402
 from nerfgen.generate.config import GenerateConfig  # noqa: E402
@@ -81,7 +81,7 @@ def test_a_few_generation_steps_with_tiny_stable_diffusion_change_the_field(tiny
                                              "guidance": 100.0})
     engine = generation("a red ceramic teapot", tmp_path / "teapot", cfg, loaded_prior=prior)
     run = engine.task
-    assert len(run.embeddings) == 4  # view-dependent prompts for a text-only prior
+    assert len(run.prompt_for.embeddings) == 4  # view-dependent prompts for a text-only prior
     before = {k: v.clone() for k, v in run.model.field.state_dict().items()}
     bg_before = [p.detach().clone() for p in run.background.parameters()]
     stats = [engine.train_step() for _ in range(3)]
@@ -125,3 +125,52 @@ def test_generate_command_runs_a_prompt_file_one_prompt_after_another(tiny_sd, t
     with pytest.raises(SystemExit) as exit_info:  # existing runs are not overwritten by accident
         main(args)
     assert exit_info.value.code == 2 and "already holds a run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["stable-diffusion", "deepfloyd-if"])
+def test_scene_generation_scores_the_scene_and_each_object_with_text_only_priors(kind, tiny_sd, tiny_if, tmp_path):
+    prior = build_prior(kind, tiny_sd if kind == "stable-diffusion" else tiny_if, "cpu")
+    cfg = load_config(GenerateConfig, None, {**SMALL, "prior": kind, "guidance": 20.0,
+                                             "scene": {"batch": 1, "object_batch": 1, "grid_resolution": 16}})
+    engine = scene_generation("a red cube on a blue sphere", tmp_path / "scene", cfg, loaded_prior=prior)
+    task = engine.task
+    assert [o.prompt for o in task.layout.objects] == ["a red cube", "a blue sphere"]
+    assert len(task.scene_prompt.embeddings) == 4 and all(len(p.embeddings) == 4 for p in task.object_prompts)
+    before = [{k: v.clone() for k, v in o.field.state_dict().items()} for o in task.model.objects]
+    stats = [engine.train_step() for _ in range(2)]
+    assert all(torch.isfinite(torch.tensor(s.figures["loss"])) for s in stats)
+    assert {"sds_scene", "sds_0", "sds_1"} <= set(stats[0].figures)
+    for obj, was in zip(task.model.objects, before):
+        assert not torch.equal(obj.field.state_dict()["encoding.table"], was["encoding.table"])
+
+
+def test_generate_scene_command_writes_resumes_and_takes_a_layout(tiny_sd, tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps({**SMALL, "prior": "stable-diffusion", "max_steps": 2, "orbit_frames": 2,
+                                  "orbit_resolution": 16, "preview_resolution": 16, "mesh_resolution": 0,
+                                  "scene": {"batch": 1, "object_batch": 1, "grid_resolution": 16}}))
+    out = tmp_path / "stack"
+    base = ["--config", str(config), "--model", str(tiny_sd), "--device", "cpu"]
+
+    def run(args: list[str]) -> int:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["generate", *args, *base])
+        return exit_info.value.code
+
+    assert run(["a green cone to the left of a yellow torus", "--scene", "--output", str(out)]) == 0
+    line = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")][-1]
+    assert line["objects"] == ["a green cone", "a yellow torus"] and line["steps"] == 2
+    layout = json.loads((out / "layout.json").read_text())
+    assert [o["name"] for o in layout["objects"]] == ["cone", "torus"]
+    assert layout["objects"][0]["center"][1] < layout["objects"][1]["center"][1]  # the cone on the left (-y)
+    assert run(["--scene", "--resume", "--max-steps", "3", "--output", str(out)]) == 0
+    assert json.loads((out / "state.json").read_text())["step"] == 3 and load_run(out).info.kind == "scene"
+    layout["objects"][1]["center"] = [0.0, 0.9, 0.0]
+    (tmp_path / "desk.json").write_text(json.dumps(layout))
+    assert run(["--layout", str(tmp_path / "desk.json"), "--output", str(tmp_path / "desk")]) == 0
+    assert load_run(tmp_path / "desk").layout.objects[1].center[1] == pytest.approx(0.9)  # settling moves it in z only
+    (tmp_path / "bad.json").write_text(json.dumps({"objects": [{"prompt": "a cube", "center": [0, 0], "size": 1}]}))
+    assert run(["--layout", str(tmp_path / "bad.json"), "--output", str(tmp_path / "bad")]) == 2
+    assert "bad.json" in capsys.readouterr().err
+    assert run(["on a blue sphere", "--scene", "--output", str(tmp_path / "none")]) == 2
+    assert "'on' has no object before it" in capsys.readouterr().err

@@ -11,9 +11,10 @@ import re
 import pytest
 import torch
 
+from nerfgen.generate import checks, layout_solver, scene_prompt
 from nerfgen.generate import layout as layout_module
-from nerfgen.generate import scene_prompt
-from nerfgen.generate.layout import Layout, LayoutObject, check_layout, read_layout, solve_layout, write_layout
+from nerfgen.generate.layout import Layout, LayoutObject, check_layout, read_layout, write_layout
+from nerfgen.generate.layout_solver import solve_layout
 from nerfgen.generate.scene_prompt import Relation, ScenePlan, object_name, object_words, parse_scene
 
 PARSED = [
@@ -101,7 +102,7 @@ def test_object_words_and_names_use_the_prior_vocabulary():
 
 
 def test_docstring_examples_hold():
-    for module in (scene_prompt, layout_module):
+    for module in (scene_prompt, layout_module, layout_solver, checks):
         assert doctest.testmod(module).failed == 0
 
 

@@ -2,8 +2,8 @@
 benchmarks apply to renders: hue against the named colour, silhouette against the named shape of
 the procedural object library (:mod:`nerfgen.scenes.objects`), and the relations of a scene.
 
->>> float(hue_degrees(torch.tensor([[0.1, 0.2, 0.9]]))[0]) // 1
-232.0
+>>> [round(float(h)) for h in hue_degrees(torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]]))]
+[0, 120, 240]
 """
 
 from __future__ import annotations

@@ -51,6 +51,9 @@ class SceneOptions:
     alone, from cameras around its own centre, against its own phrase, and the composed scene
     against the whole prompt (CompoNeRF, Set-the-Scene); single-object runs do not read these."""
 
+    max_seconds: float | None = None
+    """The time budget of a scene run, in place of ``max_seconds`` (a scene scores several renders
+    a step); None keeps ``max_seconds``. A ``--max-seconds`` given for the run wins."""
     batch: int = 2
     """Views of the whole scene rendered and scored per step."""
     object_batch: int = 2

@@ -1,5 +1,5 @@
 """Scene prompts -> objects and spatial relations: "a red cube on a blue sphere" is two objects and
-``Relation(0, "on", 1)``; :func:`nerfgen.generate.layout.solve_layout` turns them into boxes.
+``Relation(0, "on", 1)``; :func:`nerfgen.generate.layout_solver.solve_layout` turns them into boxes.
 
 Grammar: clauses separated by ",", ";", "and" or "with a/an/the", each ``NP (REL NP)*``. A relation
 links the noun phrases beside it ("A on B on C": A on B, B on C). A clause made only of new objects

@@ -17,7 +17,6 @@ The objects settle onto what holds them every ``scene.settle_every`` steps and a
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
@@ -35,9 +34,12 @@ from nerfgen.generate.task import (
     PromptViews,
     anneal_t_max,
     choose_shading,
+    field_optimizer,
     generated_orbit,
     geometry_losses,
+    set_clip_guidance,
     shaded_renders,
+    write_products,
 )
 from nerfgen.prior import DiffusionPrior
 from nerfgen.render import Background, background_color
@@ -67,20 +69,14 @@ class SceneGenerationTask(SceneTask):
     def build(self, env: Env) -> None:
         cfg, prior = self.config, self.prior
         self.device, self.generator, self.output = env.device, env.generator, env.output
-        if cfg.clip_guidance is not None:
-            if not hasattr(prior, "guide_scale"):
-                raise ValueError(f"clip_guidance is set but the {cfg.prior} prior has no guidance model")
-            prior.guide_scale = cfg.clip_guidance
+        set_clip_guidance(cfg, prior)
         self.model = SceneModel(cfg.model_spec(), len(self.layout.objects), cfg.scene.box,
                                 cfg.scene.grid_resolution).to(self.device)
         self.model.refresh_grid(self.layout)
         if not (self.output / LAYOUT_FILE).is_file():  # the plan, beside the run from the start
             write_layout(self.output / LAYOUT_FILE, self.layout)
         self.background = Background(cfg.background).to(self.device)
-        groups = [{"params": [p for o in self.model.objects for p in o.field.parameters()], "lr": cfg.lr}]
-        if cfg.background == "mlp":
-            groups.append({"params": list(self.background.parameters()), "lr": cfg.background_lr})
-        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=True)
+        self.optimizer = field_optimizer(cfg, [o.field for o in self.model.objects], self.background)
         self.scene_prompt = PromptViews(prior, self.layout.prompt, cfg)
         self.object_prompts = [PromptViews(prior, o.prompt, cfg) for o in self.layout.objects]
 
@@ -193,12 +189,4 @@ class SceneGenerationTask(SceneTask):
         self.settle()
         write_layout(self.output / LAYOUT_FILE, self.layout)
         self.evaluate(step)  # of the settled scene
-        run = self.live_run(self.output)
-        if self.config.orbit_frames > 0:
-            res = self.config.orbit_resolution
-            run.render_orbit(self.output / "orbit.mp4", self.config.orbit_frames, res, res)
-        if self.config.mesh_resolution > 0:
-            try:
-                run.export_mesh(self.output / "scene.glb", resolution=self.config.mesh_resolution)
-            except ValueError as exc:
-                warnings.warn(f"no mesh written: {exc}", stacklevel=2)
+        write_products(self.live_run(self.output), self.config, self.output / "scene.glb")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +96,35 @@ def geometry_losses(config: GenerateConfig, renders: ShadedRenders, sparsity: bo
     return loss
 
 
+def write_products(run, config: GenerateConfig, mesh: Path) -> None:
+    """The end of a generation: ``run``'s ``orbit.mp4`` beside ``mesh`` and the mesh file (a warning,
+    and no mesh, when the field is empty: the run itself is still written)."""
+    if config.orbit_frames > 0:
+        res = config.orbit_resolution
+        run.render_orbit(mesh.parent / "orbit.mp4", config.orbit_frames, res, res)
+    if config.mesh_resolution > 0:
+        try:
+            run.export_mesh(mesh, resolution=config.mesh_resolution)
+        except ValueError as exc:
+            warnings.warn(f"no mesh written: {exc}", stacklevel=3)
+
+
+def set_clip_guidance(config: GenerateConfig, prior: DiffusionPrior) -> None:
+    """Give ``prior`` the config's ``clip_guidance`` scale (built-in prior only), if one is set."""
+    if config.clip_guidance is not None:
+        if not hasattr(prior, "guide_scale"):
+            raise ValueError(f"clip_guidance is set but the {config.prior} prior has no guidance model")
+        prior.guide_scale = config.clip_guidance
+
+
+def field_optimizer(config: GenerateConfig, fields: list[torch.nn.Module], background: Background) -> torch.optim.Adam:
+    """Adam over ``fields`` at ``lr`` and, for an ``mlp`` background, the background at ``background_lr``."""
+    groups = [{"params": [p for f in fields for p in f.parameters()], "lr": config.lr}]
+    if config.background == "mlp":
+        groups.append({"params": list(background.parameters()), "lr": config.background_lr})
+    return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=True)
+
+
 class PromptViews:
     """The embeddings of one prompt as a prior sees it: one, or one per view suffix
     (:data:`VIEW_SUFFIXES`, for text-only priors with ``view_prompts``)."""
@@ -154,18 +184,12 @@ class GenerationTask(SceneTask):
     def build(self, env: Env) -> None:
         cfg, prior = self.config, self.prior
         self.device, self.generator, self.output = env.device, env.generator, env.output
-        if cfg.clip_guidance is not None:
-            if not hasattr(prior, "guide_scale"):
-                raise ValueError(f"clip_guidance is set but the {cfg.prior} prior has no guidance model")
-            prior.guide_scale = cfg.clip_guidance
+        set_clip_guidance(cfg, prior)
         b = cfg.box
         self.aabb = torch.tensor([-b, -b, -b, b, b, b])
         self.model = RadianceModel(cfg.model_spec(), self.aabb, 1).to(self.device)
         self.background = Background(cfg.background).to(self.device)
-        groups = [{"params": list(self.model.field.parameters()), "lr": cfg.lr}]
-        if cfg.background == "mlp":
-            groups.append({"params": list(self.background.parameters()), "lr": cfg.background_lr})
-        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15, fused=True)
+        self.optimizer = field_optimizer(cfg, [self.model.field], self.background)
         self.prompt_for = PromptViews(prior, self.prompt, cfg)
 
     def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
@@ -227,12 +251,4 @@ class GenerationTask(SceneTask):
         """The final preview (unless the last evaluation made it), the orbit video and ``mesh.ply``."""
         if self.previewed != step:
             self.evaluate(step)
-        run = self.live_run(self.output)
-        if self.config.orbit_frames > 0:
-            res = self.config.orbit_resolution
-            run.render_orbit(self.output / "orbit.mp4", self.config.orbit_frames, res, res)
-        if self.config.mesh_resolution > 0:
-            try:
-                run.export_mesh(self.output / "mesh.ply", resolution=self.config.mesh_resolution)
-            except ValueError as exc:  # an empty field: the run itself is still written
-                warnings.warn(f"no mesh written: {exc}", stacklevel=2)
+        write_products(self.live_run(self.output), self.config, self.output / "mesh.ply")
