@@ -187,12 +187,12 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=840.0, help="generation budget per prompt")
     p.add_argument("--jobs", type=int, default=2, help="prompts generated at once (one thread each)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prompts", type=int, default=len(PROMPTS), help="the first N prompts")
+    p.add_argument("--pick", type=int, nargs="+", help="only these prompts (indices into PROMPTS)")
     args = p.parse_args()
     from nerfgen.generate.scene_prompt import object_words, parse_scene
 
     seen = trained_pairs()
-    prompts = PROMPTS[: args.prompts]
+    prompts = PROMPTS if args.pick is None else [PROMPTS[i] for i in args.pick]
     for prompt in prompts:
         plan = parse_scene(prompt)
         pair = frozenset((object_words(o)[1], object_words(o)[0]) for o in plan.objects)

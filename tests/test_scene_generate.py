@@ -73,6 +73,17 @@ def test_two_analytic_fields_compose_in_world_units_by_hand():
     assert torch.allclose(colours[0, 0], torch.tensor(RED)) and torch.allclose(colours[1, 0], torch.zeros(3), atol=1e-6)
 
 
+def test_an_object_is_evaluated_only_where_its_own_grid_says():
+    layout, _, cond = two_boxes()
+    composed = ComposedField([ConstantBox(4.0, RED), ConstantBox(8.0, BLUE)], torch.tensor([-2.0, -2, -2, 2, 2, 2]),
+                             bounded=[True, True], world_density=True,
+                             occupied=[lambda local: local[:, 2] < 0, None])  # the red one: its lower half only
+    points = torch.tensor([[0.0, -0.6, -0.25], [0.0, -0.6, 0.25], [0.0, 0.4, 0.2]])
+    assert composed.density(points, cond).tolist() == [8.0, 0.0, 32.0]
+    with pytest.raises(ValueError, match="only for bounded slots"):
+        ComposedField([ConstantBox(4.0, RED)], occupied=[lambda local: local[:, 0] > 0])
+
+
 def test_one_pass_gives_the_scene_and_each_objects_mask_and_colour_by_hand():
     # a ray along +y through the red box (world length 1.0, density 8) then the blue (length 0.5, density 32)
     _, field, cond = two_boxes()

@@ -98,9 +98,11 @@ class SceneModel(nn.Module):
     @property
     def field(self) -> SlotChannels:
         """The composed scene (built on each use: the object fields are its only parameters, and
-        they are saved once, under ``objects``)."""
+        they are saved once, under ``objects``). Each object is evaluated only where its own grid
+        is occupied, as when it is rendered alone, so moving one leaves the others as they were."""
         composed = ComposedField([o.field for o in self.objects], self.scene_grid.outer_aabb,
-                                 bounded=[True] * len(self.objects), world_density=True)
+                                 bounded=[True] * len(self.objects), world_density=True,
+                                 occupied=[o.sampler.occupied for o in self.objects])
         return SlotChannels(composed)
 
     def conditioning(self, layout: Layout) -> Conditioning:

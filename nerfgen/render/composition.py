@@ -15,7 +15,7 @@ leaves out the slots a scene does not fill (a scene of 1 to 3 objects in 3 slots
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -69,6 +69,9 @@ class ComposedField(RadianceField):
             ``cond.transform``): such a slot is evaluated only at the points inside its box and
             present, the rest get zero density (an object a tenth of the scene costs a tenth).
             Default: every slot is evaluated everywhere.
+        occupied: per bounded slot, a test ``local points [m, 3] -> [m]`` bool of where it may hold
+            anything (its own occupancy grid), or None; it is evaluated only there too, so what a
+            slot adds to the scene does not depend on where the others are.
         world_density: divide each slot's density by its scale (``|det A|^(1/3)`` of its
             transform), so that an object scaled down keeps its opacity: density is per unit of
             length, and lengths in the object's frame are ``1 / scale`` of the world's. GIRAFFE
@@ -82,7 +85,8 @@ class ComposedField(RadianceField):
     accepts = frozenset({"latent", "transform", "present"})
 
     def __init__(self, fields: Sequence[RadianceField], aabb: Tensor | None = None,
-                 bounded: Sequence[bool] | None = None, world_density: bool = False) -> None:
+                 bounded: Sequence[bool] | None = None, world_density: bool = False,
+                 occupied: Sequence[Callable[[Tensor], Tensor] | None] | None = None) -> None:
         if not fields:
             raise ValueError("ComposedField needs at least one field")
         channels = {f.out_channels for f in fields}
@@ -96,7 +100,10 @@ class ComposedField(RadianceField):
             aabb = torch.cat([boxes[:, :3].amin(0), boxes[:, 3:].amax(0)])
         super().__init__(aabb)
         self.slots = nn.ModuleList(fields)
-        self.bounded, self.world_density = bounded, world_density
+        occupied = [None] * len(fields) if occupied is None else list(occupied)
+        if len(occupied) != len(fields) or any(o is not None and not b for o, b in zip(occupied, bounded)):
+            raise ValueError("ComposedField: one occupancy test per slot, and only for bounded slots")
+        self.bounded, self.world_density, self.occupied = bounded, world_density, occupied
         self.out_channels = channels.pop()
 
     def _active(self, k: int, positions: Tensor, cond: Conditioning) -> Tensor | None:
@@ -107,6 +114,8 @@ class ComposedField(RadianceField):
         field = self.slots[k]
         local, _ = field.local(positions, None, cond.slot(k))
         inside = ((local >= field.aabb[:3]) & (local <= field.aabb[3:])).all(-1)
+        if self.occupied[k] is not None:
+            inside &= self.occupied[k](local)
         return torch.nonzero(inside if present is None else inside & present)[:, 0]
 
     def _slot(self, k: int, positions: Tensor, directions: Tensor | None, cond: Conditioning) -> FieldOutput:
