@@ -9,7 +9,8 @@ budget, then checked from 8 azimuths:
 * relation: "on": the top object's centroid is above the other's and their masks touch, in every
   view; "left of" / "right of": the centroids are in the named order in the front view (and, as an
   extra figure, in every view that sees the two side by side, mirrored from behind);
-* moving an object in the layout changes only the pixels it covered or covers.
+* moving an object in the layout changes only the pixels it covered or covers;
+* a control: each object checked against the other object's colour and shape words (it must fail).
 
 One JSON line per prompt, then one with the fractions of (prompt, view) pairs that pass each check.
 Renders for looking at are written beside each run (``check.png``).
@@ -100,17 +101,24 @@ def check(prompt: str, output: Path) -> dict:
     scene = [run.render_objects(cameras, i) for i in range(n)]
     masks = torch.stack([s.masks for s in scene]) > 0.5  # [V, H, W, K]
     words = [object_words(o.prompt) for o in layout.objects]
-    hue, silhouette, alone = [], [], []
+    swapped = words[::-1]  # the control: each object checked against the other's words
+    hue, silhouette, alone, control_hue, control_silhouette = [], [], [], [], []
     for k, (colour, shape, _) in enumerate(words):
         seen = [scene[v].colours[..., k, :][masks[v, ..., k]] / scene[v].masks[..., k][masks[v, ..., k]][:, None]
                 for v in range(n)]
         hue.append([hue_fraction(rgb.clamp(0, 1), colour) >= 0.5 for rgb in seen])
+        control_hue.append([hue_fraction(rgb.clamp(0, 1), swapped[k][0]) >= 0.5 for rgb in seen])
         obj = run.object_run(k)
         images = [obj.render(cameras, i) for i in range(n)]
         alone.append(images)
         sil = torch.stack([im.opacity > 0.5 for im in images])
         ious = {s: shape_ious(sil, views, s, builtin.FOV_DEG) for s in SHAPES}
-        silhouette.append([all(ious[shape][v] > ious[s][v] for s in SHAPES if s != shape) for v in range(n)])
+
+        def closest(named: str) -> list[bool]:
+            return [all(ious[named][v] > ious[s][v] for s in SHAPES if s != named) for v in range(n)]
+
+        silhouette.append(closest(shape))
+        control_silhouette.append(closest(swapped[k][1]))
     relation, relation_all = [], []
     for r in layout.relations:
         a, b = r.subject, r.object
@@ -150,7 +158,9 @@ def check(prompt: str, output: Path) -> dict:
         "pass": {"hue": [all(h[v] for h in hue) for v in range(n)],
                  "silhouette": [all(s[v] for s in silhouette) for v in range(n)],
                  "relation": [x for rel in relation for x in rel],
-                 "relation_views": [x for rel in relation_all for x in rel]},
+                 "relation_views": [x for rel in relation_all for x in rel],
+                 "control_hue": [all(h[v] for h in control_hue) for v in range(n)],
+                 "control_silhouette": [all(s[v] for s in control_silhouette) for v in range(n)]},
         "move": moved,
     }
 
@@ -206,7 +216,7 @@ def main() -> int:
             print(json.dumps({k: v for k, v in result.items() if k != "pass"}), flush=True)
             results.append(result)
     summary = {"figure": "scene_checks", "prompts": len(results), "views": len(AZIMUTHS)}
-    for key in ("hue", "silhouette", "relation", "relation_views"):
+    for key in ("hue", "silhouette", "relation", "relation_views", "control_hue", "control_silhouette"):
         flat = [x for r in results for x in r["pass"][key]]
         summary[f"{key}_pass"] = round(sum(flat) / max(1, len(flat)), 3)
         summary[f"{key}_pairs"] = len(flat)
