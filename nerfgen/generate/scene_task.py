@@ -32,6 +32,7 @@ from nerfgen.generate.scene_model import SceneModel
 from nerfgen.generate.settle import settled
 from nerfgen.generate.task import (
     PromptViews,
+    ShadedRenders,
     anneal_t_max,
     choose_shading,
     field_optimizer,
@@ -108,38 +109,36 @@ class SceneGenerationTask(SceneTask):
         figures: dict[str, float | str] = {"t_max": t_range[1], "shading": mode}
         images = samples = 0
         if sc.batch > 0:
-            renders = self._render(lambda rays: self.model.render_rays(rays, self.layout, zeros, stratified=True),
-                                   self.model.density(self.layout), sc.batch, mode)
-            sds = self._sds(renders, self.scene_prompt, t_range)
-            loss = loss + sc.lambda_scene * sds + geometry_losses(cfg, renders[0], sparsity=False)
+            sds, renders = self._scored(lambda rays: self.model.render_rays(rays, self.layout, zeros, stratified=True),
+                                        self.model.density(self.layout), sc.batch, mode, self.scene_prompt, t_range)
+            loss = loss + sc.lambda_scene * sds + geometry_losses(cfg, renders, sparsity=False)
             figures["sds_scene"] = float(sds.detach())
-            images, samples = images + sc.batch, samples + renders[0].n_samples
+            images, samples = images + sc.batch, samples + renders.n_samples
         present = self.layout.present().tolist()
         for k, obj in enumerate(self.model.objects):
             if sc.object_batch == 0 or not present[k]:
                 continue
-            renders = self._render(lambda rays, obj=obj: obj.render_rays(rays, zeros, stratified=True),
-                                   obj.field.density, sc.object_batch, mode)
-            sds = self._sds(renders, self.object_prompts[k], t_range)
-            loss = loss + sc.lambda_objects * sds + geometry_losses(cfg, renders[0])
+            sds, renders = self._scored(lambda rays, obj=obj: obj.render_rays(rays, zeros, stratified=True),
+                                        obj.field.density, sc.object_batch, mode, self.object_prompts[k], t_range)
+            loss = loss + sc.lambda_objects * sds + geometry_losses(cfg, renders)
             figures[f"sds_{k}"] = float(sds.detach())
-            images, samples = images + sc.object_batch, samples + renders[0].n_samples
+            images, samples = images + sc.object_batch, samples + renders.n_samples
         if isinstance(loss, Tensor) and loss.requires_grad:
             ctx.optimize("field", loss)
         figures["loss"] = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
         return StepResult(figures, {"images": images, "samples": samples})
 
-    def _render(self, render, density, batch: int, mode: str):
+    def _scored(self, render, density, batch: int, mode: str, prompts: PromptViews,
+                t_range: tuple[float, float]) -> tuple[Tensor, ShadedRenders]:
+        """``batch`` random views rendered by ``render`` (``rays -> RenderOutput``), shaded with
+        ``mode`` and scored against ``prompts``: the score distillation loss and the renders."""
         cam = self.config.camera
         views, fov = random_views(batch, cam.elevation, cam.distance, cam.fov, self.generator)
         renders = shaded_renders(render, density, views, fov, mode, self.config, self.prior.resolution,
                                  self.background, self.generator, self.device)
-        return renders, views
-
-    def _sds(self, rendered, prompts: PromptViews, t_range: tuple[float, float]) -> Tensor:
-        renders, views = rendered
-        return self.prior.sds_loss(renders.images, prompts(views), views.to(self.device), self.config.guidance,
-                                   t_range, self.generator).loss
+        sds = self.prior.sds_loss(renders.images, prompts(views), views.to(self.device), self.config.guidance,
+                                  t_range, self.generator)
+        return sds.loss, renders
 
     # -- output ------------------------------------------------------------------------------
     def evaluate(self, step: int) -> dict[str, str]:
