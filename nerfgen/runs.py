@@ -121,8 +121,9 @@ def build_model(info: RunInfo) -> RadianceModel:
     return RadianceModel(info.model, torch.tensor(info.aabb, dtype=torch.float32), info.cascades)
 
 
-def load_model_tensors(model: RadianceModel, run_dir: str | Path) -> None:
-    """Load ``run_dir/model.safetensors`` into ``model`` (earlier versions' ``estimator.`` keys included)."""
+def load_model_tensors(model: torch.nn.Module, run_dir: str | Path) -> None:
+    """Load ``run_dir/model.safetensors`` into ``model`` (a RadianceModel or SceneModel; earlier versions'
+    ``estimator.`` keys included)."""
     path = Path(run_dir) / MODEL_FILE
     tensors = {("sampler." + k[len("estimator."):] if k.startswith("estimator.") else k): v
                for k, v in read_tensors(path).items()}

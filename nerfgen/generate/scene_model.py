@@ -140,8 +140,8 @@ class SceneModel(nn.Module):
         """Render world rays through the scene (differentiable): the scene over ``background``
         ``[3]`` and, in the same pass, each object's mask and colour."""
         field = self.field
-        bg = torch.cat([background, background.new_zeros(field.out_channels - 3)])
-        out = render_rays(field, self.scene_grid, rays, bg, self.conditioning(layout), stratified)
+        out = render_rays(field, self.scene_grid, rays, field.background(background), self.conditioning(layout),
+                          stratified)
         rgb, masks, colours = SlotChannels.split(out.features)
         return SceneRender(rgb, out.opacity, out.depth, masks, colours, out.n_samples)
 
@@ -156,8 +156,8 @@ class SceneModel(nn.Module):
         """Every pixel of camera ``index``, without gradients; the images come back on the CPU."""
         field = self.field
         rays = image_rays(cameras.to(self.device), index)
-        bg = torch.cat([background.to(self.device), background.new_zeros(field.out_channels - 3).to(self.device)])
-        out = render_rays_chunked(field, self.scene_grid, rays, bg, self.conditioning(layout), chunk, normals)
+        out = render_rays_chunked(field, self.scene_grid, rays, field.background(background.to(self.device)),
+                                  self.conditioning(layout), chunk, normals)
         h, w = cameras.height, cameras.width
         rgb, masks, colours = (t.reshape(h, w, *t.shape[1:]).cpu() for t in SlotChannels.split(out.features))
         image = ImageOutput(rgb, out.depth.view(h, w).cpu(), out.opacity.view(h, w).cpu(),

@@ -21,12 +21,12 @@ from torch import Tensor
 
 from nerfgen.cameras import Cameras
 from nerfgen.config import build_config
-from nerfgen.files import atomic_write, read_tensors
+from nerfgen.files import atomic_write
 from nerfgen.generate.config import GenerateConfig
 from nerfgen.generate.layout import Layout, read_layout
 from nerfgen.generate.scene_model import UNIT_BOX, SceneImage, SceneModel
 from nerfgen.render import ImageOutput, background_color
-from nerfgen.runs import MODEL_FILE, Run, RunInfo, VideoRenders, read_run_info
+from nerfgen.runs import Run, RunInfo, VideoRenders, load_model_tensors, read_run_info
 
 SCENE_FORMATS = (".glb", ".gltf")
 """Mesh files that keep one node per object; other mesh formats get the objects merged into one."""
@@ -144,9 +144,6 @@ def load_scene_run(run_dir: str | Path, device: torch.device) -> SceneRun:
     saved = read_layout(run_dir / LAYOUT_FILE)
     config = build_config(GenerateConfig, info.config, f"{run_dir / 'run.json'}: config")
     model = SceneModel(info.model, len(saved.objects), config.scene.box, config.scene.grid_resolution)
-    path = run_dir / MODEL_FILE
-    missing, unexpected = model.load_state_dict(read_tensors(path), strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: does not match the scene's model (missing {missing}, unexpected {unexpected})")
+    load_model_tensors(model, run_dir)
     return SceneRun(info, model.to(device).eval(), saved, run_dir)
 

@@ -191,6 +191,10 @@ class SlotChannels(RadianceField):
         rgb = (share[..., None] * rgbs).sum(1)
         return FieldOutput(sigma, features=torch.cat([rgb, share, (share[..., None] * rgbs).flatten(1)], -1))
 
+    def background(self, rgb: Tensor) -> Tensor:
+        """``[3 + 4K]``: the scene's background colour ``rgb [3]``, and nothing of any slot."""
+        return torch.cat([rgb, rgb.new_zeros(self.out_channels - 3)])
+
     @staticmethod
     def split(channels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Rendered ``[..., 3 + 4K]`` -> scene ``rgb [..., 3]``, slot masks ``[..., K]`` and slot
