@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -108,6 +109,27 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
+def _batch_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("batch", help="run many jobs (captures, prompts, scenes, GANs) shared out over torchrun's ranks",
+                       description="Run the jobs of a YAML file into one output tree, each by one rank alone "
+                                   "(under torchrun: shared out over all ranks of all nodes). A failed job is "
+                                   "recorded and the rest go on; OUTPUT/summary.json lists them all; running it "
+                                   "again skips the jobs done and resumes interrupted ones.")
+    p.add_argument("jobs", help="jobs file: 'jobs:' a list of {train|generate|scene|gan: ..., name, config, set}, "
+                                "optional 'defaults:' config keys for all")
+    p.add_argument("--output", required=True, help="folder for the jobs' run directories, records and summary")
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from nerfgen.batch import SUMMARY_FILE, read_jobs, run_batch
+
+    summary = run_batch(read_jobs(args.jobs), args.output)
+    if summary is not None:
+        print(f"wrote {Path(args.output) / SUMMARY_FILE}: {summary['done']} done, {summary['failed']} failed",
+              file=sys.stderr)
+    return 1 if summary is not None and summary["failed"] else 0
+
+
 def viewer_package():
     """``nerfgen.viewer`` (needs the ``viewer`` extra: viser)."""
     try:
@@ -130,7 +152,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("give the dataset to train on (DATA), or --resume a run")
     engine = reconstruction(args.data, args.output, args.config, args.resume, **options)
     server = None
-    if args.viewer:
+    if args.viewer and engine.world.main:
         viewer = viewer_package()
         scene = viewer.ViewerScene.from_run(engine.task.live_run(args.output), engine.task.dataset)
         server = viewer.Viewer(scene, host=args.host, port=args.viewer_port, training=True)
@@ -213,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     mesh_cli.add_parser(sub)
     _view_parser(sub)
     _demo_parser(sub)
+    _batch_parser(sub)
     generate_cli.add_parser(sub)
     prior_cli.add_parser(sub)
     data_cli.add_parser(sub)
@@ -221,17 +244,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export": mesh_cli.cmd_export,
-            "view": cmd_view, "demo": cmd_demo,
+            "view": cmd_view, "demo": cmd_demo, "batch": cmd_batch,
             "generate": generate_cli.cmd_generate, "prior": prior_cli.cmd_prior, "data": data_cli.cmd_data,
             "gan": gan_cli.cmd_gan}
 
 
+TORCHRUN_COMMANDS = ("train", "generate", "gan", "prior", "batch")
+"""What runs under ``torchrun`` on several ranks: training (data-parallel) and batches (shared out)."""
+BATCH_COMMANDS = ("batch",)
+"""Commands whose every rank prints its own items' lines (the others print on rank 0 only)."""
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The ``nerfgen`` command; under ``torchrun`` every rank runs it, in the job's process group."""
+    from nerfgen import distributed
+
+    if not distributed.env_world().parallel:
+        _main(argv)
+        return
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    record(_main)(argv)  # torchrun's failure report then carries the failing rank's traceback
+
+
+def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
+    from nerfgen import distributed
     from nerfgen.data import DatasetError
 
     try:
-        sys.exit(COMMANDS[args.command](args))
+        with distributed.launched() as world:
+            if world.parallel and args.command not in TORCHRUN_COMMANDS:
+                raise ValueError(f"`nerfgen {args.command}` runs in one process; start it without torchrun "
+                                 f"(under torchrun: {', '.join(TORCHRUN_COMMANDS)})")
+            if not world.main and args.command not in BATCH_COMMANDS and not getattr(args, "prompts", None):
+                sys.stdout = open(os.devnull, "w")  # rank 0 reports for the job
+            code = COMMANDS[args.command](args)
+    except distributed.RankLost as exc:
+        print(f"nerfgen {args.command}: error: {exc}", file=sys.stderr)
+        sys.exit(1)
     except (DatasetError, FileNotFoundError, FileExistsError, ValueError, ImportError) as exc:
         print(f"nerfgen {args.command}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    sys.exit(code)

@@ -49,6 +49,21 @@ def load_rng_tensors(generator: torch.Generator, tensors: dict[str, torch.Tensor
         torch.cuda.set_rng_state_all(cuda)
 
 
+def rank_key(key: str, rank: int) -> str:
+    """Where rank ``rank``'s random state ``key`` (``rng.*``) sits in a checkpoint: rank 0's under
+    the plain key (as a one-process run writes it), rank ``r``'s under ``rng.rank{r}.*``."""
+    return key if rank == 0 else key.replace("rng.", f"rng.rank{rank}.", 1)
+
+
+def rank_rng(tensors: dict[str, torch.Tensor], rank: int) -> dict[str, torch.Tensor]:
+    """Rank ``rank``'s random states in ``tensors``, under the plain keys (empty when the run that
+    wrote them had no such rank)."""
+    if rank == 0:
+        return {k: v for k, v in tensors.items() if k.startswith("rng.") and not k.startswith("rng.rank")}
+    prefix = f"rng.rank{rank}."
+    return {"rng." + k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def tensors_metadata(path) -> dict[str, str]:
     """The string metadata in a safetensors file's header."""
     with safe_open(str(path), "pt") as f:

@@ -31,7 +31,7 @@ class EngineConfig:
     seed: int = 0
     """Seed of every random choice; a run is repeatable for a seed, resumed or not."""
     threads: int = 0
-    """CPU threads for torch (0: all cores)."""
+    """CPU threads for torch (0: all cores, split evenly between the ranks on one node)."""
     device: str = "auto"
     """Where the run trains: ``cpu``, ``cuda[:n]`` or ``auto`` (CUDA when torch sees a GPU)."""
 
@@ -48,11 +48,17 @@ class EngineConfig:
 
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other names pass through, and a
-    CUDA device torch cannot see is an error that says so."""
+    CUDA device torch cannot see is an error that says so. In a ``torchrun`` job of several ranks
+    ``auto`` and ``cuda`` mean this rank's own GPU, ``cuda:{LOCAL_RANK}`` (modulo the GPUs there are)."""
     import torch
 
+    from nerfgen import distributed
+
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r}: torch {torch.__version__} sees no CUDA GPU here; use --device cpu or auto")
+    world = distributed.env_world()
+    if name == "cuda" and world.parallel:
+        return f"cuda:{world.local_rank % torch.cuda.device_count()}"
     return name

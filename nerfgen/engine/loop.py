@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from nerfgen import distributed
+from nerfgen.distributed import World
 from nerfgen.engine import checkpoint as ckpt
 from nerfgen.engine.config import EngineConfig, resolve_device
 from nerfgen.engine.progress import RunProgress, format_figures
@@ -55,18 +57,31 @@ class Engine:
     builds the task, steps its optimisers on the learning-rate schedule until the nearer budget is
     spent, and writes ``output`` (checkpoints, tensorboard/).
 
+    In a job of several ranks (``world``) every rank builds the same task, starts from rank 0's
+    parameters and draws its batches from its own random stream; gradients are averaged over the
+    ranks before each optimiser step, so the ranks' parameters stay equal and a step trains on
+    ``world.size`` batches. Step times are averaged (the budgets end on the same step everywhere)
+    and counts summed; only rank 0 writes checkpoints, tensorboard, the progress bar, evaluations
+    and final products, and runs ``hooks``.
+
     Args:
         config: budgets, seed, threads, device, intervals.
         task: what is trained.
         output: run directory (written at the first checkpoint, never before).
         resume: continue from the checkpoint in ``output``: the same run as if never stopped
-            (model, optimisers, random states, counters).
+            (model, optimisers, random states, counters), on any number of ranks.
+        world: the ranks that train together (default: the job this process has joined, see
+            :mod:`nerfgen.distributed`; :data:`~nerfgen.distributed.SINGLE` trains alone).
     """
 
-    def __init__(self, config: EngineConfig, task: Task, output: str | Path, resume: bool = False) -> None:
+    def __init__(self, config: EngineConfig, task: Task, output: str | Path, resume: bool = False,
+                 world: World | None = None) -> None:
+        self.world = world or distributed.current()
         torch.manual_seed(config.seed)
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
+        node = distributed.env_world()  # the cores of a node are split between the ranks on it
+        threads = config.threads or (node.threads() if node.local_size > 1 else 0)
+        if threads > 0:
+            torch.set_num_threads(threads)
         self.config, self.task, self.output = config, task, Path(output)
         self.device = torch.device(resolve_device(config.device))
         self.generator = torch.Generator().manual_seed(config.seed)  # on the CPU: same draws on any device
@@ -80,8 +95,20 @@ class Engine:
         self.rates: dict[str, float] = {}
         self.figures: dict[str, Figure] = {}
         self.saved: int | None = None  # the step of the last checkpoint written
+        self._own_streams(self.world.seed(config.seed))
+        self.world.broadcast([p.data for p in self._params(self.optimizers)])
         if resume:
             self._resume()
+
+    def _own_streams(self, seed: int) -> None:
+        """This rank's random streams from ``seed`` (rank 0's are the run's seed, already set)."""
+        if not self.world.main:
+            self.generator.manual_seed(seed)
+            torch.manual_seed(seed)
+
+    @staticmethod
+    def _params(optimizers) -> list[torch.Tensor]:
+        return [p for optimizer, _ in optimizers.values() for group in optimizer.param_groups for p in group["params"]]
 
     # -- one step ------------------------------------------------------------------------------
     @property
@@ -89,15 +116,22 @@ class Engine:
         """Whether the step or time budget is spent."""
         return progress(self.step, self.config.max_steps, self.seconds, self.config.max_seconds) >= 1.0
 
-    def optimize(self, name: str, loss: torch.Tensor) -> None:
-        """Zero, backpropagate, clip and step optimiser ``name`` (see :meth:`StepContext.optimize`)."""
-        optimizer, _ = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip > 0:
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        optimizer.step()
+    def optimize(self, names: str | Sequence[str], loss: torch.Tensor | float) -> None:
+        """Zero, backpropagate, average over the ranks, clip and step optimiser(s) ``names`` (one
+        backward fills the gradients of all of them; see :meth:`StepContext.optimize`). A loss
+        that reaches no parameter (a batch with no samples) steps nothing, but still takes part
+        in the ranks' averaging."""
+        chosen = {name: self.optimizers[name] for name in ([names] if isinstance(names, str) else names)}
+        for optimizer, _ in chosen.values():
+            optimizer.zero_grad(set_to_none=True)
+        if isinstance(loss, torch.Tensor) and loss.requires_grad:
+            loss.backward()
+        self.world.average_gradients(self._params(chosen))
+        for optimizer, _ in chosen.values():
+            if self.config.grad_clip > 0:
+                params = [p for group in optimizer.param_groups for p in group["params"]]
+                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            optimizer.step()
 
     def train_step(self) -> StepResult:
         """Set the learning rates, run one task step and count it; returns its result."""
@@ -109,6 +143,8 @@ class Engine:
                 group["lr"] = schedule.rate(group["initial_lr"], self.step, done)
         result = self.task.step(StepContext(self, done))
         seconds = time.perf_counter() - start
+        if self.world.parallel:
+            result, seconds = self._job_result(result, seconds)
         self.step += 1
         self.seconds += seconds
         self._count(result, seconds)
@@ -116,6 +152,18 @@ class Engine:
         if isinstance(loss, float) and not math.isfinite(loss):
             raise FloatingPointError(f"{self.task.name} diverged at step {self.step} (loss {loss})")
         return result
+
+    def _job_result(self, result: StepResult, seconds: float) -> tuple[StepResult, float]:
+        """The step as the job saw it, the same on every rank: mean step time and loss, summed
+        counts (one all-reduce); the other figures stay this rank's."""
+        keys = sorted(result.counts)
+        loss = result.figures.get("loss")
+        values = torch.tensor([seconds, float(loss) if isinstance(loss, float) else 0.0]
+                              + [float(result.counts[k]) for k in keys], dtype=torch.float64)
+        self.world.all_reduce(values)
+        seconds, mean_loss = float(values[0]) / self.world.size, float(values[1]) / self.world.size
+        figures = {**result.figures, **({"loss": mean_loss} if isinstance(loss, float) else {})}
+        return StepResult(figures, {k: int(v) for k, v in zip(keys, values[2:].tolist())}), seconds
 
     def _count(self, result: StepResult, seconds: float) -> None:
         rates = {"it/s": 1.0, **{f"{k}/s": float(v) for k, v in result.counts.items()}}
@@ -131,30 +179,32 @@ class Engine:
     def run(self, hooks: Sequence[Hook] = ()) -> Summary:
         """Train until the budget is spent: checkpoints every ``checkpoint_every`` steps and at the
         end, evaluation every ``eval_every``, tensorboard every ``log_every``; then the task's
-        final products. ``hooks`` are called after every step."""
-        from torch.utils.tensorboard import SummaryWriter
-
-        cfg = self.config
-        writer = SummaryWriter(str(self.output / "tensorboard"))
+        final products. ``hooks`` are called after every step (on rank 0)."""
+        cfg, main = self.config, self.world.main
+        writer = _tensorboard(self.output) if main else None
+        hooks = hooks if main else ()
         try:
-            with RunProgress(self.task.name, cfg.max_steps, cfg.max_seconds, self.step, self.seconds) as bar:
+            with RunProgress(self.task.name, cfg.max_steps, cfg.max_seconds, self.step, self.seconds,
+                             shown=main) as bar:
                 while not self.finished:
                     result = self.train_step()
                     bar.update(self.step, self.seconds, {**self.rates, **result.figures})
                     report = StepReport(self.step, self.seconds, result.figures, dict(self.rates))
                     for hook in hooks:
                         hook(report)
-                    if self.step % cfg.log_every == 0:
+                    if main and self.step % cfg.log_every == 0:
                         self._log(writer, f"{self.task.name}/", {**result.figures, **self.rates})
-                    if cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
+                    if main and cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
                         self._evaluate(writer, bar)
                     if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
                         self.save()
             if self.saved != self.step:  # the last step's checkpoint, unless it was just written
                 self.save()
         finally:
-            writer.close()
-        self.task.finish(self.step)
+            if writer is not None:
+                writer.close()
+        if main:
+            self.task.finish(self.step)
         return Summary(self.step, self.seconds, dict(self.totals), dict(self.figures))
 
     def _evaluate(self, writer, bar: RunProgress) -> None:
@@ -170,18 +220,23 @@ class Engine:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self) -> None:
-        """Checkpoint: optimisers, random states and the task's training state (one file), the
-        task's products, then ``state.json`` last (every file atomically)."""
+        """Checkpoint: optimisers, every rank's random states and the task's training state (one
+        file), the task's products, then ``state.json`` last (every file atomically; rank 0 writes,
+        the others hand it their random states)."""
+        streams = self.world.gather_object(ckpt.rng_tensors(self.generator))
+        self.saved = self.step
+        if not self.world.main:
+            return
         tensors, values = self.task.state()
         state = {f"task.{k}": v for k, v in tensors.items()}
         for name, (optimizer, _) in self.optimizers.items():
             state.update({f"opt.{name}.{k}": v for k, v in ckpt.optimizer_tensors(optimizer).items()})
-        state.update(ckpt.rng_tensors(self.generator))
+        for rank, rng in enumerate(streams):
+            state.update({ckpt.rank_key(k, rank): v for k, v in rng.items()})
         write_tensors(self.output / ckpt.TRAIN_STATE_FILE, state, {"step": str(self.step)})
         self.task.save(self.output, self.step, self.seconds)
         write_json(self.output / ckpt.STATE_FILE, {"step": self.step, "seconds": self.seconds, "totals": self.totals,
-                                                   "task": values})
-        self.saved = self.step
+                                                   "task": values, "ranks": self.world.size})
 
     def _resume(self) -> None:
         state_file, tensors_file = self.output / ckpt.STATE_FILE, self.output / ckpt.TRAIN_STATE_FILE
@@ -198,7 +253,17 @@ class Engine:
         for name, (optimizer, _) in self.optimizers.items():
             prefix = f"opt.{name}."
             ckpt.load_optimizer_tensors(optimizer, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-        ckpt.load_rng_tensors(self.generator, tensors)
-        self.task.load_state({k[5:]: v for k, v in tensors.items() if k.startswith("task.")}, state.get("task", {}))
         self.step, self.seconds, self.totals = int(state["step"]), float(state["seconds"]), dict(state["totals"])
+        rng = ckpt.rank_rng(tensors, self.world.rank)
+        if rng:  # this rank's streams where it left them
+            ckpt.load_rng_tensors(self.generator, rng)
+        else:  # a rank the checkpoint had not: a fresh stream of its own for this step
+            self._own_streams(self.world.seed(self.config.seed + self.step))
+        self.task.load_state({k[5:]: v for k, v in tensors.items() if k.startswith("task.")}, state.get("task", {}))
         self.saved = self.step
+
+
+def _tensorboard(output: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(output / "tensorboard"))

@@ -41,13 +41,14 @@ class RunProgress:
         label: what runs (``train``, ``generate``, ``prior``).
         max_steps, max_seconds: the budgets (``max_seconds`` 0: none).
         start_step, start_seconds: where a resumed run starts.
+        shown: False draws nothing (the ranks of a job other than rank 0).
     """
 
     def __init__(self, label: str, max_steps: int, max_seconds: float, start_step: int = 0,
-                 start_seconds: float = 0.0) -> None:
-        self.label, self.max_steps, self.max_seconds = label, max_steps, max_seconds
-        self.console = Console(stderr=True)
-        self.interactive = self.console.is_terminal
+                 start_seconds: float = 0.0, shown: bool = True) -> None:
+        self.label, self.max_steps, self.max_seconds, self.shown = label, max_steps, max_seconds, shown
+        self.console = Console(stderr=True, quiet=not shown)
+        self.interactive = self.console.is_terminal and shown
         self.progress = Progress(
             TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
             TextColumn("{task.fields[info]}"), console=self.console, transient=False, disable=not self.interactive,
@@ -72,10 +73,13 @@ class RunProgress:
         info = f"step {step}  {format_figures(figures)}  {seconds:,.0f}s  ETA {eta:,.0f}s"
         self.progress.update(self.task, completed=done, info=info)
         now = time.monotonic()
-        if not self.interactive and now - self.last_print > PLAIN_EVERY:
+        if self.shown and not self.interactive and now - self.last_print > PLAIN_EVERY:
             self.last_print = now
             print(f"{self.label} {done:4.0%} {info}", file=sys.stderr, flush=True)
 
     def note(self, message: str) -> None:
         """Print a line above the bar."""
-        self.console.print(message) if self.interactive else print(message, file=sys.stderr, flush=True)
+        if self.interactive:
+            self.console.print(message)
+        elif self.shown:
+            print(message, file=sys.stderr, flush=True)

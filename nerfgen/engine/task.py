@@ -9,6 +9,7 @@ losses, and the files that make its run directory useful (the model, previews, v
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -76,18 +77,22 @@ class StepContext:
     Attributes:
         step: steps done before this one.
         done: fraction of the budget (steps or seconds, the nearer) used before this step.
-        generator: the run's random generator.
+        generator: the run's random generator (this rank's own stream in a job of several).
         device: the run's device.
+        world: the ranks training together (:class:`nerfgen.distributed.World`): state a task
+            keeps beside its parameters (an occupancy grid) is reduced over it.
     """
 
     def __init__(self, engine: Engine, done: float) -> None:
         self._engine = engine
         self.step, self.done = engine.step, done
-        self.generator, self.device = engine.generator, engine.device
+        self.generator, self.device, self.world = engine.generator, engine.device, engine.world
 
-    def optimize(self, name: str, loss: Tensor) -> None:
-        """Zero optimiser ``name``'s gradients, backpropagate ``loss``, clip (``grad_clip``), step."""
-        self._engine.optimize(name, loss)
+    def optimize(self, names: str | Sequence[str], loss: Tensor | float) -> None:
+        """Zero the gradients of optimiser(s) ``names``, backpropagate ``loss``, average the
+        gradients over the ranks, clip (``grad_clip``), step each. Call it on every step, also
+        when the loss reaches no parameter: every rank of a job must take part."""
+        self._engine.optimize(names, loss)
 
 
 class Task(abc.ABC):

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nerfgen.cameras import Cameras, Rays, image_rays
+from nerfgen.distributed import SINGLE, World
 from nerfgen.fields import Conditioning
 from nerfgen.generate.layout import Layout
 from nerfgen.ops import grid_lookup
@@ -131,9 +132,9 @@ class SceneModel(nn.Module):
         grid.binaries.copy_(grown.view_as(grid.binaries))
 
     @torch.no_grad()
-    def update_grids(self, step: int) -> bool:
-        """Refresh each object's own grid on the grid schedule; True when they changed."""
-        updated = [obj.sampler.update(step, obj.field.density) for obj in self.objects]
+    def update_grids(self, step: int, world: World = SINGLE) -> bool:
+        """Refresh each object's own grid on the grid schedule (reduced over ``world``); True when they changed."""
+        updated = [obj.sampler.update(step, obj.field.density, world) for obj in self.objects]
         return any(updated)
 
     def render_rays(self, rays: Rays, layout: Layout, background: Tensor, stratified: bool = False) -> SceneRender:

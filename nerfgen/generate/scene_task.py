@@ -24,6 +24,7 @@ from torch import Tensor
 
 from nerfgen.cameras import random_views
 from nerfgen.config import config_to_dict
+from nerfgen.distributed import SINGLE, World
 from nerfgen.engine import Env, Schedule, StepContext, StepResult
 from nerfgen.generate.config import GenerateConfig
 from nerfgen.generate.layout import Layout, write_layout
@@ -84,10 +85,10 @@ class SceneGenerationTask(SceneTask):
     def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
         return {"field": (self.optimizer, Schedule())}
 
-    def settle(self) -> None:
+    def settle(self, world: World = SINGLE) -> None:
         """Rest the objects on what holds them (by their density now) and re-derive the grid; a
-        live run (the viewer's) follows."""
-        self.layout = settled(self.layout, self.model.extents(density=self.config.scene.settle_density))
+        live run (the viewer's) follows. In a job of several ranks all take rank 0's layout."""
+        self.layout = world.broadcast_object(settled(self.layout, self.model.extents(density=self.config.scene.settle_density)))
         if self.live is not None:
             self.live.layout = self.layout  # re-derives the grid
         else:
@@ -98,10 +99,10 @@ class SceneGenerationTask(SceneTask):
         """Scene views and each object's own views, rendered, scored, regularised; one Adam step."""
         cfg, sc = self.config, self.config.scene
         self.model.train()
-        if self.model.update_grids(ctx.step):
+        if self.model.update_grids(ctx.step, ctx.world):
             self.model.refresh_grid(self.layout)
         if sc.settle_every > 0 and ctx.step > 0 and ctx.step % sc.settle_every == 0:
-            self.settle()
+            self.settle(ctx.world)
         mode = choose_shading(cfg, ctx.done, self.generator)
         t_range = (cfg.t_min, anneal_t_max(cfg, ctx.done))
         zeros = torch.zeros(3, device=self.device)
@@ -123,8 +124,7 @@ class SceneGenerationTask(SceneTask):
             loss = loss + sc.lambda_objects * sds + geometry_losses(cfg, renders)
             figures[f"sds_{k}"] = float(sds.detach())
             images, samples = images + sc.object_batch, samples + renders.n_samples
-        if isinstance(loss, Tensor) and loss.requires_grad:
-            ctx.optimize("field", loss)
+        ctx.optimize("field", loss)
         figures["loss"] = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
         return StepResult(figures, {"images": images, "samples": samples})
 

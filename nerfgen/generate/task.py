@@ -208,7 +208,7 @@ class GenerationTask(SceneTask):
         """Random views, render, score distillation + regularisers, Adam."""
         cfg = self.config
         self.model.train()
-        self.model.sampler.update(ctx.step, self.model.field.density)
+        self.model.sampler.update(ctx.step, self.model.field.density, ctx.world)
         views, fov = random_views(cfg.camera.batch, cfg.camera.elevation, cfg.camera.distance, cfg.camera.fov,
                                   self.generator)
         mode = choose_shading(cfg, ctx.done, self.generator)
@@ -217,8 +217,7 @@ class GenerationTask(SceneTask):
         sds = self.prior.sds_loss(renders.images, self.prompt_for(views), views.to(self.device), cfg.guidance,
                                   (cfg.t_min, t_max), self.generator)
         loss = sds.loss + geometry_losses(cfg, renders)
-        if loss.requires_grad:
-            ctx.optimize("field", loss)
+        ctx.optimize("field", loss)
         figures = {"loss": float(loss.detach()), "sds": float(sds.loss.detach()), "t_max": t_max, "shading": mode}
         return StepResult(figures, {"images": len(views), "samples": renders.n_samples})
 

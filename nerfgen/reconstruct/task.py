@@ -128,7 +128,7 @@ class ReconstructionTask(SceneTask):
     def step(self, ctx: StepContext) -> StepResult:
         cfg = self.config
         self.model.train()
-        self.model.sampler.update(ctx.step, self.model.field.density)
+        self.model.sampler.update(ctx.step, self.model.field.density, ctx.world)
         rays, target, bg, cam = self.batch()
         out = self.model.render_rays(rays, bg, Conditioning(latent=cam) if self.appearance else None, stratified=True)
         photometric = F.mse_loss(out.rgb, target)
@@ -145,12 +145,7 @@ class ReconstructionTask(SceneTask):
             depth = self.depth_term()
             loss = loss + cfg.depth.weight * depth
             figures["depth"] = float(depth.detach())
-        if out.n_samples > 0:
-            if self.camera_adam is not None:  # one backward fills the pose corrections' gradients too
-                self.camera_adam[0].zero_grad(set_to_none=True)
-            ctx.optimize("field", loss)
-            if self.camera_adam is not None:
-                self.camera_adam[0].step()
+        ctx.optimize(("field", "camera") if self.camera_adam is not None else "field", loss)
         n_rays = len(rays)
         ratio = cfg.target_samples / max(out.n_samples, 1)
         self.n_rays = int(min(cfg.max_rays, max(64, self.n_rays * min(ratio, 4.0))))

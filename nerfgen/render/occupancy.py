@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from nerfgen.cameras import Rays
+from nerfgen.distributed import SINGLE, World
 from nerfgen.ops import RaySamples, grid_lookup, traverse_grids
 from nerfgen.render.sampler import DensityFn, Sampler, SigmaFn
 
@@ -197,12 +198,14 @@ class OccupancyGrid(Sampler):
         self.binaries &= self.hull.view_as(self.binaries)
 
     @torch.no_grad()
-    def update(self, step: int, density_fn: DensityFn, chunk: int = 1 << 16) -> bool:
+    def update(self, step: int, density_fn: DensityFn, world: World = SINGLE, chunk: int = 1 << 16) -> bool:
         """Refresh the grid every ``update_every`` steps (not at step 0).
 
         Each update decays every cell's stored opacity by ``ema_decay`` and takes the max with
         the opacity ``density_fn(x) * step_size`` at a jittered point of each evaluated cell: all
-        occupied cells plus ``cells_per_update`` uniformly drawn ones.
+        occupied cells plus ``cells_per_update`` uniformly drawn ones. In a job of several ranks
+        (``world``) each rank evaluates its share of those cells at its own random points and the
+        estimates are reduced (max) over the ranks, so every rank holds the same grid.
 
         Returns:
             True when the grid was updated at this step.
@@ -211,16 +214,18 @@ class OccupancyGrid(Sampler):
         if step % cfg.update_every != 0 or step == 0:  # the untrained field says nothing at step 0
             return False
         n_cells = cfg.resolution**3
+        estimates = torch.zeros_like(self.occs)  # opacities are >= 0: a cell nobody evaluated only decays
         for level in range(self.aabbs.shape[0]):
-            occupied = torch.nonzero(self.binaries[level].reshape(-1))[:, 0]
-            uniform = torch.randint(0, n_cells, (min(cfg.cells_per_update, n_cells),), device=occupied.device)
+            occupied = torch.nonzero(self.binaries[level].reshape(-1))[:, 0][world.rank::world.size]
+            drawn = -(-min(cfg.cells_per_update, n_cells) // world.size)
+            uniform = torch.randint(0, n_cells, (drawn,), device=occupied.device)
             cells = torch.unique(torch.cat([uniform, occupied]))
             cells = cells[self.hull[level, cells]]
-            new = torch.cat([density_fn(self.cell_positions(level, part, jitter=True)) for part in cells.split(chunk)]
-                            + [cells.new_zeros(0, dtype=torch.float32)]) * self.step_size
-            occs = self.occs[level]
-            occs.mul_(cfg.ema_decay)
-            occs[cells] = torch.maximum(occs[cells], new)
+            estimates[level, cells] = torch.cat(
+                [density_fn(self.cell_positions(level, part, jitter=True)) for part in cells.split(chunk)]
+                + [cells.new_zeros(0, dtype=torch.float32)]) * self.step_size
+        world.all_reduce(estimates, "max")
+        torch.maximum(self.occs.mul_(cfg.ema_decay), estimates, out=self.occs)
         threshold = min(float(self.occs[self.hull].mean()), cfg.occ_threshold)
         occupied = ((self.occs > threshold) & self.hull).view_as(self.binaries)
         if step < cfg.warmup_steps:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from nerfgen.cameras import Rays
+from nerfgen.distributed import SINGLE, World
 from nerfgen.fields import Conditioning, FieldOutput, RadianceField
 from nerfgen.fields.activations import trunc_exp
 from nerfgen.fields.encodings import HashEncoding, mlp
@@ -270,7 +271,7 @@ class ProposalSampler(Sampler):
             return torch.ones(positions.shape[:-1], dtype=torch.bool, device=positions.device)
         return super().occupied(positions)
 
-    def update(self, step: int, density_fn: DensityFn | None = None) -> bool:
+    def update(self, step: int, density_fn: DensityFn | None = None, world: World = SINGLE) -> bool:
         """Set the annealing exponent for training step ``step``; True when it changed."""
         anneal = anneal_exponent(step, self.config.anneal_steps, self.config.anneal_slope)
         changed, self.anneal = anneal != self.anneal, anneal

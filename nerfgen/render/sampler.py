@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from nerfgen.cameras import Rays
+from nerfgen.distributed import SINGLE, World
 from nerfgen.ops import RaySamples, ray_aabb_intersect
 
 if TYPE_CHECKING:
@@ -58,8 +59,10 @@ class Sampler(nn.Module):
         """
         raise NotImplementedError
 
-    def update(self, step: int, density_fn: DensityFn) -> bool:
-        """Refresh cached state from the field at training step ``step``; True if it changed."""
+    def update(self, step: int, density_fn: DensityFn, world: World = SINGLE) -> bool:
+        """Refresh cached state from the field at training step ``step``; True if it changed.
+        State that depends on random draws is reduced over ``world`` so it stays the same on
+        every rank of a job."""
         return False
 
     def losses(self, output: RenderOutput) -> dict[str, Tensor]:

@@ -1,0 +1,137 @@
+"""Data-parallel training on torch.distributed: throughput and the cost of averaging gradients.
+
+    python bench/distributed.py [--steps 300] [--data ../shared/data/nerf_synthetic/lego]
+
+Prints one JSON line per figure:
+- ``throughput``: lego at 1/8 size, ``1 rank x 2 threads`` against ``2 ranks x 1 thread`` (gloo),
+  the same rays per step in total (the 1-rank run takes twice the per-step samples).
+- ``allreduce``: measured seconds to average gradients over 2 gloo ranks for hash tables of
+  2^12..2^22 entries a level (16 levels x 2 features, float32), fitted to ``alpha + bytes / bandwidth``.
+- ``model``: a ring all-reduce, ``2 (N - 1) / N * bytes / B + 2 (N - 1) * alpha``, for 8 GPUs on
+  NVLink and 64 GPUs over InfiniBand, against the step's compute time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LEGO = REPO.parent / "shared" / "data" / "nerf_synthetic" / "lego"
+LEVELS, FEATURES = 16, 2
+LINKS = {  # bus bandwidth (bytes/s) and per-hop latency (s) of a ring all-reduce, as NCCL reports them
+    "8 GPUs, NVLink (one node)": (8, 350e9, 10e-6),
+    "64 GPUs, InfiniBand 400 Gb/s (8 nodes)": (64, 45e9, 20e-6),
+}
+GPU_STEP_SECONDS = 0.010
+"""What a hash-grid step takes on one GPU (instant-ngp: ~256k samples a step in ~10 ms)."""
+
+
+def emit(**figure) -> None:
+    print(json.dumps(figure), flush=True)
+
+
+def train(data: str, output: Path, ranks: int, steps: int, samples: int) -> dict:
+    """One lego run; its JSON line (rays/s over training time) and wall seconds."""
+    common = ["-m", "nerfgen", "train", data, "--output", str(output), "--config", "ngp", "--downscale", "8",
+              "--max-steps", str(steps), "--set", "eval_every=0", "--set", "checkpoint_every=0",
+              "--set", f"target_samples={samples}", "--device", "cpu"]
+    env = dict(os.environ)
+    if ranks > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}", *common]
+        env["OMP_NUM_THREADS"] = "1"
+    else:
+        cmd = [sys.executable, *common]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    line = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1])
+    return {**line, "wall_seconds": round(time.perf_counter() - start, 1)}
+
+
+def allreduce_worker(out: str) -> None:
+    """Under torchrun: time World.average_gradients for each table size; rank 0 writes ``out``."""
+    import torch
+
+    from nerfgen import distributed
+
+    torch.set_num_threads(1)
+    with distributed.launched() as world:
+        rows = []
+        for log2 in range(12, 23, 2):
+            table = torch.nn.Parameter(torch.zeros(LEVELS * 2**log2, FEATURES))
+            mlp = torch.nn.Parameter(torch.zeros(12_000))
+            table.grad, mlp.grad = torch.randn_like(table), torch.randn_like(mlp)
+            world.average_gradients([table, mlp])  # warm-up
+            times = []
+            for _ in range(5):
+                world.barrier()
+                start = time.perf_counter()
+                world.average_gradients([table, mlp])
+                times.append(time.perf_counter() - start)
+            rows.append({"log2_table_size": log2, "bytes": 4 * (table.numel() + mlp.numel()),
+                         "seconds": sorted(times)[len(times) // 2]})
+        if world.main:
+            Path(out).write_text(json.dumps(rows))
+
+
+def fit(rows: list[dict]) -> tuple[float, float]:
+    """Least-squares ``seconds = alpha + bytes / bandwidth`` -> (alpha, bandwidth)."""
+    n = len(rows)
+    xs, ys = [r["bytes"] for r in rows], [r["seconds"] for r in rows]
+    mx, my = sum(xs) / n, sum(ys) / n
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, 1.0 / slope
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(LEGO))
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--samples", type=int, default=1 << 14, help="target samples a step on each rank")
+    parser.add_argument("--work", default="/tmp/nerfgen-bench-distributed")
+    parser.add_argument("--allreduce-worker", metavar="OUT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.allreduce_worker:
+        allreduce_worker(args.allreduce_worker)
+        return
+    work = Path(args.work)
+    subprocess.run(["rm", "-rf", str(work)], check=True)
+    work.mkdir(parents=True)
+
+    one = train(args.data, work / "one", 1, args.steps, 2 * args.samples)
+    two = train(args.data, work / "two", 2, args.steps, args.samples)
+    for label, line in (("1 rank x 2 threads", one), ("2 ranks x 1 thread", two)):
+        emit(figure="throughput", setup=label, steps=line["steps"], rays_per_second=line["rays_per_second"],
+             train_seconds=line["seconds"], wall_seconds=line["wall_seconds"], samples_per_ray=line["samples_per_ray"])
+
+    out = work / "allreduce.json"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           __file__, "--allreduce-worker", str(out)], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if proc.returncode != 0:
+        raise SystemExit(proc.stderr[-3000:])
+    rows = json.loads(out.read_text())
+    for row in rows:
+        emit(figure="allreduce", ranks=2, backend="gloo", **row, gb_per_second=round(row["bytes"] / row["seconds"] / 1e9, 3))
+    alpha, bandwidth = fit(rows)
+    emit(figure="allreduce_fit", backend="gloo", ranks=2, alpha_seconds=alpha, bandwidth_gb_per_second=bandwidth / 1e9)
+    cpu_step = two["seconds"] / two["steps"]
+    default = next(r for r in rows if r["log2_table_size"] == 18)
+    emit(figure="comm_share", setup="2 CPU ranks, gloo", log2_table_size=18, step_seconds=round(cpu_step, 4),
+         allreduce_seconds=default["seconds"], share=round(default["seconds"] / cpu_step, 3))
+    for label, (n, bus, hop) in LINKS.items():
+        for row in rows:
+            seconds = 2 * (n - 1) / n * row["bytes"] / bus + 2 * (n - 1) * hop
+            emit(figure="model", setup=label, log2_table_size=row["log2_table_size"], mbytes=round(row["bytes"] / 1e6, 1),
+                 allreduce_seconds=round(seconds, 5), share_of_gpu_step=round(seconds / GPU_STEP_SECONDS, 3))
+
+
+if __name__ == "__main__":
+    main()
