@@ -63,6 +63,8 @@ def config(**keys) -> TrainConfig:
 def main(case: str, data: str, out: str) -> None:
     out_dir = Path(out)
     with distributed.launched() as world:
+        if case == "gan":
+            return gan(data, out_dir, world)
         dataset = load_dataset(data, "train")
         if case == "step":
             cfg = config(max_steps=1, lr_warmup_steps=0)
@@ -81,6 +83,22 @@ def main(case: str, data: str, out: str) -> None:
         tensors = {**start, **{f"param.{k}": v.detach() for k, v in model.named_parameters()}}
         tensors.update({f"grid.{k}": v for k, v in model.sampler.state_dict().items()})
         write_tensors(out_dir / f"rank{world.rank}.safetensors", {k: v.contiguous() for k, v in tensors.items()})
+
+
+def gan(data: str, out_dir: Path, world) -> None:
+    """A tiny GIRAFFE, 4 steps: what each rank holds after."""
+    from nerfgen.gan.data import ImageCollection
+    from nerfgen.gan.task import GanTask
+    from tests.test_gan import tiny_config
+
+    cfg = tiny_config(threads=1, device="cpu")
+    task = GanTask(cfg, ImageCollection.from_folder(data, cfg.size, cfg.held_out), data)
+    engine = Engine(cfg, task, out_dir / "run")
+    start = {f"init.{k}": v.detach().clone() for k, v in task.generator.named_parameters()}
+    engine.run()
+    tensors = {**start, **{f"param.generator.{k}": v.detach() for k, v in task.generator.named_parameters()},
+               **{f"param.discriminator.{k}": v.detach() for k, v in task.discriminator.named_parameters()}}
+    write_tensors(out_dir / f"rank{world.rank}.safetensors", {k: v.contiguous() for k, v in tensors.items()})
 
 
 if __name__ == "__main__":

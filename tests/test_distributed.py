@@ -76,6 +76,29 @@ def test_occupancy_grid_and_parameters_stay_identical_on_every_rank(tabletop, tm
     assert float(a["grid.occs"].max()) > 0
 
 
+def test_gan_generator_and_discriminator_stay_identical_on_every_rank(tmp_path):
+    from nerfgen.scenes.gan_sets import render_clevr
+
+    data = render_clevr(tmp_path / "clevr", 12, 16, objects=(1, 3), seed=0, workers=1)
+    ok(torchrun([str(CASES), "gan", str(data), str(tmp_path / "out")]))
+    a, b = (load_file(tmp_path / "out" / f"rank{r}.safetensors") for r in (0, 1))
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs between the ranks"
+    assert any(not torch.equal(a[k], a["init." + k[len("param.generator."):]]) for k in a
+               if k.startswith("param.generator."))
+
+
+def test_generation_of_one_prompt_on_two_ranks(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / "cube"
+    proc = ok(torchrun(["-m", "nerfgen", "generate", "a red cube", "--config", str(config), "--output", str(run)]))
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["steps"] == 4
+    state = json.loads((run / "state.json").read_text())
+    batch = json.loads((run / "run.json").read_text())["config"]["camera"]["batch"]
+    assert state["ranks"] == 2 and state["totals"]["images"] == 2 * 4 * batch  # both ranks' views, every step
+
+
 def test_a_dead_rank_ends_the_job_with_its_cause_not_a_hang(tabletop, tmp_path):
     proc = torchrun([str(CASES), "die", str(tabletop), str(tmp_path)], timeout=120)
     assert proc.returncode != 0

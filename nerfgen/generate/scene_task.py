@@ -88,7 +88,8 @@ class SceneGenerationTask(SceneTask):
     def settle(self, world: World = SINGLE) -> None:
         """Rest the objects on what holds them (by their density now) and re-derive the grid; a
         live run (the viewer's) follows. In a job of several ranks all take rank 0's layout."""
-        self.layout = world.broadcast_object(settled(self.layout, self.model.extents(density=self.config.scene.settle_density)))
+        extents = self.model.extents(density=self.config.scene.settle_density)
+        self.layout = world.broadcast_object(settled(self.layout, extents))
         if self.live is not None:
             self.live.layout = self.layout  # re-derives the grid
         else:
