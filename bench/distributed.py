@@ -118,7 +118,8 @@ def main() -> None:
         raise SystemExit(proc.stderr[-3000:])
     rows = json.loads(out.read_text())
     for row in rows:
-        emit(figure="allreduce", ranks=2, backend="gloo", **row, gb_per_second=round(row["bytes"] / row["seconds"] / 1e9, 3))
+        emit(figure="allreduce", ranks=2, backend="gloo", **row,
+             gb_per_second=round(row["bytes"] / row["seconds"] / 1e9, 3))
     alpha, bandwidth = fit(rows)
     emit(figure="allreduce_fit", backend="gloo", ranks=2, alpha_seconds=alpha, bandwidth_gb_per_second=bandwidth / 1e9)
     cpu_step = two["seconds"] / two["steps"]
@@ -128,8 +129,8 @@ def main() -> None:
     for label, (n, bus, hop) in LINKS.items():
         for row in rows:
             seconds = 2 * (n - 1) / n * row["bytes"] / bus + 2 * (n - 1) * hop
-            emit(figure="model", setup=label, log2_table_size=row["log2_table_size"], mbytes=round(row["bytes"] / 1e6, 1),
-                 allreduce_seconds=round(seconds, 5), share_of_gpu_step=round(seconds / GPU_STEP_SECONDS, 3))
+            emit(figure="model", setup=label, log2_table_size=row["log2_table_size"],
+                 mbytes=round(row["bytes"] / 1e6, 1), allreduce_seconds=round(seconds, 5), share_of_gpu_step=round(seconds / GPU_STEP_SECONDS, 3))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ lists them all.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 import traceback
@@ -62,8 +63,6 @@ def slug(text: str, limit: int = 48) -> str:
     >>> slug("A red, ceramic teapot!")
     'a-red-ceramic-teapot'
     """
-    import re
-
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].rstrip("-") or "prompt"
 
 
@@ -138,7 +137,7 @@ def _engine(job: Job, out: Path, priors: dict):
     from nerfgen.gan.api import gan_training
 
     resume = (out / "state.json").is_file()
-    options = {k: v for k, v in job.options.items()}
+    options = dict(job.options)
     if job.kind == "train":
         return api.reconstruction(job.target, out, job.config or "auto", resume, **options)
     if job.kind == "gan":

@@ -37,7 +37,8 @@ class FixedBatch(ReconstructionTask):
     def batch(self):
         gen = torch.Generator().manual_seed(123)
         pixels = self.dataset.store.sample(FULL_BATCH, gen)
-        part = slice(self.world.rank * FULL_BATCH // self.world.size, (self.world.rank + 1) * FULL_BATCH // self.world.size)
+        rank, size = self.world.rank, self.world.size
+        part = slice(rank * FULL_BATCH // size, (rank + 1) * FULL_BATCH // size)
         cam, px, py = pixels.cam[part], pixels.px[part] + 0.5, pixels.py[part] + 0.5
         rays = self.rays(cam, px, py)
         bg = torch.ones(len(cam), 3)
