@@ -136,8 +136,7 @@ def _engine(job: Job, out: Path, priors: dict):
     from nerfgen import api
     from nerfgen.gan.api import gan_training
 
-    resume = (out / "state.json").is_file()
-    options = dict(job.options)
+    resume, options = (out / "state.json").is_file(), job.options
     if job.kind == "train":
         return api.reconstruction(job.target, out, job.config or "auto", resume, **options)
     if job.kind == "gan":
@@ -198,6 +197,15 @@ def run_batch(jobs: list[Job], output: str | Path, world: World | None = None,
     return write_summary(output, jobs)
 
 
+def exit_code(summary: dict | None, output: Path) -> int:
+    """Say what the summary holds (when this rank wrote it); 1 if an item failed, else 0 (a rank
+    that did not see every item finished exits 0: torchrun would stop the ranks still working)."""
+    if summary is None:
+        return 0
+    print(f"wrote {Path(output) / SUMMARY_FILE}: {summary['done']} done, {summary['failed']} failed", file=sys.stderr)
+    return 1 if summary["failed"] else 0
+
+
 def write_summary(output: Path, jobs: list[Job]) -> dict | None:
     """``summary.json`` from the records, once every job has one (whichever rank finishes last
     sees them all; ranks that finish together write the same file). None while some are pending."""
@@ -213,4 +221,4 @@ def write_summary(output: Path, jobs: list[Job]) -> dict | None:
     return summary
 
 
-__all__ = ["Job", "KINDS", "SUMMARY_FILE", "prompt_jobs", "read_jobs", "run_batch", "run_job"]
+__all__ = ["Job", "KINDS", "SUMMARY_FILE", "exit_code", "prompt_jobs", "read_jobs", "run_batch", "run_job"]

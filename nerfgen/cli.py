@@ -121,13 +121,9 @@ def _batch_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from nerfgen.batch import SUMMARY_FILE, read_jobs, run_batch
+    from nerfgen.batch import exit_code, read_jobs, run_batch
 
-    summary = run_batch(read_jobs(args.jobs), args.output)
-    if summary is not None:
-        print(f"wrote {Path(args.output) / SUMMARY_FILE}: {summary['done']} done, {summary['failed']} failed",
-              file=sys.stderr)
-    return 1 if summary is not None and summary["failed"] else 0
+    return exit_code(run_batch(read_jobs(args.jobs), args.output), args.output)
 
 
 def viewer_package():

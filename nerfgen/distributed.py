@@ -204,8 +204,8 @@ def launched() -> Iterator[World]:
     :class:`RankLost` that names it as the cause.
     """
     world = env_world()
-    if not world.parallel or dist.is_initialized():
-        yield world if not world.parallel else current()
+    if not world.parallel or dist.is_initialized():  # nothing to join, or joined already
+        yield current()
         return
     if torch.cuda.is_available():
         torch.cuda.set_device(world.local_rank % torch.cuda.device_count())

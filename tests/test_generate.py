@@ -12,11 +12,12 @@ import torch
 import trimesh
 
 from nerfgen.api import generation
+from nerfgen.batch import slug
 from nerfgen.cameras import random_views, view_cameras
 from nerfgen.cli import main
 from nerfgen.config import config_path, load_config
 from nerfgen.fields import build_field
-from nerfgen.generate.cli import read_prompts, slug
+from nerfgen.generate.cli import read_prompts
 from nerfgen.generate.config import CameraConfig, GenerateConfig
 from nerfgen.generate.prompts import view_suffix_index
 from nerfgen.generate.shading import opacity_entropy, opacity_sparsity, orientation_loss, shade, surface_normals

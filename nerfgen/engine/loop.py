@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,7 +96,7 @@ class Engine:
         self.figures: dict[str, Figure] = {}
         self.saved: int | None = None  # the step of the last checkpoint written
         self._own_streams(self.world.seed(config.seed))
-        self.world.broadcast([p.data for p in self._params(self.optimizers)])
+        self.world.broadcast([p.data for p in self._params(o for o, _ in self.optimizers.values())])
         if resume:
             self._resume()
 
@@ -107,8 +107,8 @@ class Engine:
             torch.manual_seed(seed)
 
     @staticmethod
-    def _params(optimizers) -> list[torch.Tensor]:
-        return [p for optimizer, _ in optimizers.values() for group in optimizer.param_groups for p in group["params"]]
+    def _params(optimizers: Iterable[torch.optim.Optimizer]) -> list[torch.Tensor]:
+        return [p for optimizer in optimizers for group in optimizer.param_groups for p in group["params"]]
 
     # -- one step ------------------------------------------------------------------------------
     @property
@@ -121,16 +121,15 @@ class Engine:
         backward fills the gradients of all of them; see :meth:`StepContext.optimize`). A loss
         that reaches no parameter (a batch with no samples) steps nothing, but still takes part
         in the ranks' averaging."""
-        chosen = {name: self.optimizers[name] for name in ([names] if isinstance(names, str) else names)}
-        for optimizer, _ in chosen.values():
+        chosen = [self.optimizers[name][0] for name in ([names] if isinstance(names, str) else names)]
+        for optimizer in chosen:
             optimizer.zero_grad(set_to_none=True)
         if isinstance(loss, torch.Tensor) and loss.requires_grad:
             loss.backward()
         self.world.average_gradients(self._params(chosen))
-        for optimizer, _ in chosen.values():
+        for optimizer in chosen:
             if self.config.grad_clip > 0:
-                params = [p for group in optimizer.param_groups for p in group["params"]]
-                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+                torch.nn.utils.clip_grad_norm_(self._params([optimizer]), self.config.grad_clip)
             optimizer.step()
 
     def train_step(self) -> StepResult:
