@@ -110,13 +110,14 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _batch_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("batch", help="run many jobs (captures, prompts, scenes, GANs) shared out over torchrun's ranks",
+    p = sub.add_parser("batch", help="run many jobs (captures, prompts, scenes, GANs, priors) shared out over torchrun's "
+                                     "ranks",
                        description="Run the jobs of a YAML file into one output tree, each by one rank alone "
                                    "(under torchrun: shared out over all ranks of all nodes). A failed job is "
                                    "recorded and the rest go on; OUTPUT/summary.json lists them all; running it "
                                    "again skips the jobs done and resumes interrupted ones.")
-    p.add_argument("jobs", help="jobs file: 'jobs:' a list of {train|generate|scene|gan: ..., name, config, set}, "
-                                "optional 'defaults:' config keys for all")
+    p.add_argument("jobs", help="jobs file: 'jobs:' a list of {reconstruction|generation|scene|gan|prior: ..., name, "
+                                "config, set} (each job named by its run kind), optional 'defaults:' config keys for all")
     p.add_argument("--output", required=True, help="folder for the jobs' run directories, records and summary")
 
 
@@ -178,12 +179,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from nerfgen.runs import load_run
+    from nerfgen.kinds import load_run
+    from nerfgen.renderable import LayoutEditable, renderable
 
-    run = load_run(args.run, args.device)
+    run = renderable(load_run(args.run, args.device), "render")
     if args.layout:
-        if run.info.kind != "scene":
-            raise ValueError(f"{args.run}: a {run.info.kind} run has no layout; --layout is for generated scenes")
+        if not isinstance(run, LayoutEditable):
+            raise ValueError(f"{args.run}: a {run.info.kind.value} run has no layout; --layout is for generated scenes")
         run.open_layout(args.layout)
     if args.camera_path:
         n = run.render_path(args.camera_path, args.output, args.width, args.height, args.depth, args.fps)
@@ -194,10 +196,11 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from nerfgen.runs import load_run
+    from nerfgen.kinds import load_run
+    from nerfgen.renderable import renderable
 
     viewer = viewer_package()
-    scene = viewer.ViewerScene.from_run(load_run(args.run, args.device))
+    scene = viewer.ViewerScene.from_run(renderable(load_run(args.run, args.device), "the viewer"))
     server = viewer.Viewer(scene, host=args.host, port=args.port, max_resolution=args.max_resolution)
     server.serve_forever()
     return 0
@@ -205,6 +208,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from nerfgen import scenes
+    from nerfgen.engine.checkpoint import has_checkpoint
 
     root = Path(args.output)
     data = scenes.render_dataset(root / "data", seed=args.seed)
@@ -213,7 +217,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     parser = build_parser()
     train = ["train", str(data), "--output", str(run), "--config", "demo", "--max-seconds", str(args.max_seconds),
              "--seed", str(args.seed), "--device", args.device]
-    cmd_train(parser.parse_args(train + (["--resume"] if (run / "state.json").exists() else [])))
+    cmd_train(parser.parse_args(train + (["--resume"] if has_checkpoint(run) else [])))
     cmd_eval(parser.parse_args(["eval", str(run), "--split", "test", "--device", args.device]))
     cmd_render(parser.parse_args(["render", str(run), "--orbit", "--output", str(root / "orbit.mp4"), "--frames", "60",
                                   "--device", args.device]))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 import re
 import types
 import typing
@@ -35,7 +36,7 @@ import yaml
 _C = TypeVar("_C")
 _UNIONS = (Union, types.UnionType)
 _SCALARS = {bool: ("true or false", "booleans"), int: ("an integer", "integers"),
-            float: ("a number", "numbers"), str: ("a string", "strings"), type(None): ("null", "nulls")}
+            float: ("a finite number", "finite numbers"), str: ("a string", "strings"), type(None): ("null", "nulls")}
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 _YAML_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # PyYAML reads 1e-3 as a string
 
@@ -76,7 +77,10 @@ def _build(cls: type[_C], values: Mapping[str, Any], source: str, prefix: str) -
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise ValueError(f"{source}: missing option {prefix + missing[0]!r} for {cls.__name__}")
-    config = cls(**kwargs)
+    try:
+        config = cls(**kwargs)
+    except ValueError as exc:  # a dataclass's own checks (__post_init__) do not know the file
+        raise ValueError(str(exc) if source in str(exc) else f"{source}: {prefix[:-1] or cls.__name__}: {exc}") from exc
     validate = getattr(config, "validate", None)
     if callable(validate):
         validate(f"{source}: {prefix[:-1]}" if prefix else source)
@@ -174,9 +178,9 @@ def _convert_scalar(tp: Any, value: Any) -> Any:
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if tp is bool and isinstance(value, bool):
         return value
-    if tp is int and number and (isinstance(value, int) or value.is_integer()):
+    if tp is int and number and (isinstance(value, int) or value.is_integer()) and abs(value) < 2**63:
         return int(value)
-    if tp is float and number:
+    if tp is float and number and math.isfinite(value):
         return float(value)
     if (tp is str and isinstance(value, str)) or (tp is type(None) and value is None):
         return value

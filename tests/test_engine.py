@@ -17,7 +17,7 @@ from nerfgen.engine.metrics import psnr, ssim
 from nerfgen.reconstruct import TrainConfig
 from nerfgen.reconstruct.evaluate import evaluate
 from nerfgen.render import OccGridConfig
-from nerfgen.runs import load_run
+from nerfgen.kinds import load_run
 from tests.conftest import interrupt_after
 
 SMALL = dict(field_options={"log2_table_size": 14, "n_levels": 8, "max_resolution": 256},

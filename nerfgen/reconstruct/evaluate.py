@@ -11,9 +11,10 @@ import torch
 from nerfgen.data import load_dataset
 from nerfgen.engine.metrics import psnr, ssim
 from nerfgen.files import write_json
+from nerfgen.kinds import RunKind, load_run
 from nerfgen.reconstruct.task import composite, shown_on
 from nerfgen.render import background_color
-from nerfgen.runs import load_run
+from nerfgen.renderable import renderable
 
 
 def evaluate(
@@ -37,9 +38,9 @@ def evaluate(
         rays/s.
     """
     run_dir = Path(run_dir)
-    run = load_run(run_dir, device)
-    if run.info.kind != "reconstruction" and data is None:
-        raise ValueError(f"{run_dir}: a {run.info.kind} run has no dataset to evaluate on (give --data)")
+    run = renderable(load_run(run_dir, device), "evaluation")
+    if run.info.kind is not RunKind.RECONSTRUCTION and data is None:
+        raise ValueError(f"{run_dir}: a {run.info.kind.value} run has no dataset to evaluate on (give --data)")
     data = data or run.info.data
     dataset = load_dataset(data, split, downscale=downscale or run.info.downscale)
     bg = background_color(shown_on(dataset))
@@ -64,7 +65,8 @@ def evaluate(
         "psnr": sum(v["psnr"] for v in per_view) / max(len(per_view), 1),
         "ssim": sum(v["ssim"] for v in per_view) / max(len(per_view), 1),
         "seconds": seconds, "rays_per_second": n_rays / max(seconds, 1e-9),
-        "appearance": getattr(run.model.field, "appearance_protocol", "appearance: no embedding"),
+        "appearance": getattr(getattr(getattr(run, "model", None), "field", None), "appearance_protocol",
+                              "appearance: no embedding"),
         "poses": "as given (training-time pose refinement is not applied to held-out views)",
         "per_view": per_view,
     }

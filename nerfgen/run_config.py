@@ -1,0 +1,37 @@
+"""What every kind of run does before training: check its output directory, and resolve its config
+(a resumed run's own, a config object, or a shipped name / YAML file, with keyword options on top)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nerfgen.config import build_config, config_path, config_to_dict, load_config, merge_overrides
+from nerfgen.engine.checkpoint import STATE_FILE, has_checkpoint
+from nerfgen.kinds import RUN_FILE, RunKind, read_info
+
+
+def check_output(output: Path, resume: bool) -> None:
+    """A new run needs a fresh directory; a resumed one a checkpoint and its ``run.json``."""
+    output = Path(output)
+    if resume:
+        if not has_checkpoint(output) or not (output / RUN_FILE).is_file():
+            raise FileNotFoundError(f"{output}: nothing to resume (no checkpoint of this nerfgen in {output})")
+    elif has_checkpoint(output) or (output / STATE_FILE).exists():
+        raise FileExistsError(f"{output}: already holds a run; pass --resume to continue it or pick another --output")
+
+
+def resolve_config(cls: type, config: Any, output: Path, resume: bool, kind: RunKind, options: dict[str, Any]):
+    """The run's config and, when resuming, its info (``run.json``, of ``kind``): the resumed run's
+    own config, a ``cls`` instance, or a shipped config name / YAML path, with ``options`` on top
+    (None values ignored)."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if resume:
+        info = read_info(output)
+        if info.kind is not kind:
+            raise ValueError(f"{output / RUN_FILE}: a {info.kind.value} run, not a {kind.value} run")
+        own = info.config if isinstance(info.config, dict) else config_to_dict(info.config)
+        return build_config(cls, {**own, **merge_overrides(own, given)}, str(output / RUN_FILE)), info
+    if isinstance(config, cls):
+        return build_config(cls, {**vars(config), **given}, cls.__name__), None
+    return load_config(cls, config_path(config), given), None
