@@ -67,6 +67,24 @@ class Renderable(Protocol):
 
 
 @runtime_checkable
+class TimeConditioned(Protocol):
+    """A run whose scene changes over time (a dynamic run): ``render(..., time=t)`` shows instant
+    ``t`` in ``[0, 1]`` (the capture's first frame at 0, its last at 1); a render that names no
+    time shows :attr:`time`. What the viewer's time slider and ``nerfgen render --time`` use."""
+
+    time: float
+    """The instant shown when a render names none."""
+
+    @property
+    def times(self) -> Tensor:
+        """``[k]`` the instants the run was trained on, ascending."""
+
+    def render_sweep(self, output: str | Path, frames: int = 60, width: int | None = None, height: int | None = None,
+                     depth: bool = False, fps: float = 30, camera: int = 0) -> int:
+        """Time running from 0 to 1 seen from one camera of the orbit, into a video."""
+
+
+@runtime_checkable
 class LayoutEditable(Protocol):
     """A run whose objects are placed by a layout that can be edited without retraining (a
     generated scene): assigning :attr:`layout` changes what the next render shows."""
@@ -139,4 +157,5 @@ def renderable(run: Any, what: str) -> Renderable:
     return run
 
 
-__all__ = ["CodeEditable", "LayoutEditable", "RenderTraits", "Renderable", "VideoRenders", "renderable"]
+__all__ = ["CodeEditable", "LayoutEditable", "RenderTraits", "Renderable", "TimeConditioned", "VideoRenders",
+           "renderable"]

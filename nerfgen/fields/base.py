@@ -160,3 +160,8 @@ class RadianceField(nn.Module):
     def forward(self, positions: Tensor, directions: Tensor, cond: Conditioning | None = None) -> FieldOutput:
         """``positions [n, 3]``, unit ``directions [n, 3]`` -> :class:`FieldOutput` of ``n`` points."""
         raise NotImplementedError
+
+    def regularizers(self) -> dict[str, Tensor]:
+        """Loss terms on the field's own parameters, weighted, ready to add to a training loss
+        (K-Planes' plane smoothness, say); none by default."""
+        return {}

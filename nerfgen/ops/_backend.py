@@ -44,8 +44,8 @@ import torch
 CUDA_DIR = Path(__file__).resolve().parents[2] / "cuda"
 """Kernel sources: ``include/nerfgen/*.h`` and ``src/``."""
 
-_CPU_SOURCES = ("bindings.cpp", "hashgrid_cpu.cpp", "march_cpu.cpp", "volrend_cpu.cpp")
-_CUDA_SOURCES = ("hashgrid.cu", "march.cu", "volrend.cu")
+_CPU_SOURCES = ("bindings.cpp", "hashgrid_cpu.cpp", "march_cpu.cpp", "planes_cpu.cpp", "volrend_cpu.cpp")
+_CUDA_SOURCES = ("hashgrid.cu", "march.cu", "planes.cu", "volrend.cu")
 # -ffp-contract=off: no fused multiply-adds, so frac = x N_l - floor(x N_l) rounds as in the torch
 # twin. -march=native: ~5% faster on the dev CPU; the CPU is part of the cache key (see above).
 # The C++ standard is left to torch (C++20 for torch 2.13); the kernel sources are C++17-clean.

@@ -22,6 +22,7 @@ LAYOUT_CONFIGS = {"object": "ngp", "forward": "llff", "unbounded": "ngp_unbounde
 def reconstruction(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,
                    **options: Any) -> Engine:
     """The engine of a reconstruction run on ``data`` into ``output``, ready to :meth:`~Engine.run`.
+    A capture whose frames carry times is dynamic: its engine is :func:`nerfgen.dynamic.api.dynamic`'s.
 
     Args:
         data: capture folder (NeRF-synthetic, instant-ngp / nerfstudio ``transforms.json``, LLFF,
@@ -39,6 +40,10 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
 
     output = Path(output)
     check_output(output, resume)
+    if _dynamic(data, output, resume):  # a capture whose frames carry times (or such a run, resumed)
+        from nerfgen.dynamic.api import dynamic
+
+        return dynamic(data, output, config, resume, **options)
     data = data or (read_info(output).data if resume else None)
     if data is None:
         raise ValueError("reconstruction needs a dataset path")
@@ -62,6 +67,15 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
         except DatasetError:
             continue
     return Engine(cfg, ReconstructionTask(cfg, dataset, val), output, resume=resume)
+
+
+def _dynamic(data: str | Path | None, output: Path, resume: bool) -> bool:
+    """Whether this run is a dynamic one: a capture with times, or a dynamic run to resume."""
+    from nerfgen.data.times import is_dynamic
+
+    if resume:
+        return read_info(output).kind is RunKind.DYNAMIC
+    return data is not None and is_dynamic(data)
 
 
 def train(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,

@@ -73,8 +73,7 @@ class ReconstructionTask(FieldTask):
         self.model = RadianceModel(self.spec, self.aabb, self.cascades)
         if (ds.has_alpha and cfg.carve and isinstance(self.model.sampler, OccupancyGrid) and ds.store.uniform
                 and not ds.store.lazy and not self.spec.ndc.enabled):
-            alphas = ds.images[..., 3]
-            self.model.sampler.restrict(lambda c, size: visual_hull(c, size, ds.cameras, alphas))
+            self.carve(self.model.sampler)
         self.model.to(self.device)
         self.optimizer = field_optimizer(self.model, cfg)
         self.background = Background(training_background(cfg.background, ds.has_alpha))
@@ -95,7 +94,22 @@ class ReconstructionTask(FieldTask):
             optimizers["camera"] = self.camera_adam
         return optimizers
 
+    def carve(self, grid: OccupancyGrid) -> None:
+        """Start ``grid`` from the visual hull of the training images' alpha."""
+        ds = self.dataset
+        alphas = ds.images[..., 3]
+        grid.restrict(lambda c, size: visual_hull(c, size, ds.cameras, alphas))
+
     # -- one step ----------------------------------------------------------------------------
+    def conditioning(self, cam: Tensor) -> Conditioning | None:
+        """What the field is conditioned on for rays of training images ``cam [n]``: their
+        appearance embedding rows when the field has one."""
+        return Conditioning(latent=cam) if self.appearance else None
+
+    def view_conditioning(self, i: int) -> Conditioning | None:
+        """What the field is conditioned on for every ray of validation view ``i``."""
+        return None
+
     def rays(self, cam: Tensor, px: Tensor, py: Tensor) -> Rays:
         """Training rays through pixels (refined poses when the camera optimiser is on)."""
         if self.camera_adam is None:
@@ -123,8 +137,8 @@ class ReconstructionTask(FieldTask):
             points = rays.origins + rays.directions * t[:, None]
             ndc = ndc_rays(rays, self.spec.ndc)
             t = ((ndc_points(points, self.spec.ndc) - ndc.origins) * ndc.directions).sum(-1)
-        cond = Conditioning(latent=d.cam_idx) if self.appearance else None
-        out = self.model.render_rays(rays, torch.zeros(3, device=self.device), cond, stratified=True)
+        out = self.model.render_rays(rays, torch.zeros(3, device=self.device), self.conditioning(d.cam_idx),
+                                     stratified=True)
         return depth_loss(out, t, d.weight, cfg.sigma, cfg.mode)
 
     def step(self, ctx: StepContext) -> StepResult:
@@ -132,10 +146,10 @@ class ReconstructionTask(FieldTask):
         self.model.train()
         self.model.sampler.update(ctx.step, self.model.field.density, ctx.world)
         rays, target, bg, cam = self.batch()
-        out = self.model.render_rays(rays, bg, Conditioning(latent=cam) if self.appearance else None, stratified=True)
+        out = self.model.render_rays(rays, bg, self.conditioning(cam), stratified=True)
         photometric = F.mse_loss(out.rgb, target)
         loss, figures = photometric, {}
-        for name, term in self.model.sampler.losses(out).items():
+        for name, term in [*self.model.sampler.losses(out).items(), *self.model.field.regularizers().items()]:
             loss = loss + term
             figures[name] = float(term.detach())
         if cfg.distortion > 0 and out.n_samples > 0:
@@ -167,7 +181,7 @@ class ReconstructionTask(FieldTask):
         scores = []
         for i in range(min(self.config.val_views, len(d))):
             cams = d.camera(i).scaled(self.config.val_downscale)
-            image = self.model.render_camera(cams, 0, bg)
+            image = self.model.render_camera(cams, 0, bg, cond=self.view_conditioning(i))
             gt = F.interpolate(composite(d.image(i), bg).permute(2, 0, 1)[None], size=(cams.height, cams.width),
                                mode="area")[0].permute(1, 2, 0)
             scores.append(psnr(image.rgb, gt))

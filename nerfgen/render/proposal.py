@@ -277,8 +277,10 @@ class ProposalSampler(Sampler):
         changed, self.anneal = anneal != self.anneal, anneal
         return changed
 
-    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False) -> RaySamples:
-        """``n_samples`` contiguous intervals on every ray, in ``[near, far]`` (``sigma_fn`` is not used).
+    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
+               cond: Conditioning | None = None) -> RaySamples:
+        """``n_samples`` contiguous intervals on every ray, in ``[near, far]`` (``sigma_fn`` and
+        ``cond`` are not used: the proposal nets are static).
 
         With gradients enabled, the proposal levels' weights (differentiable in the proposal nets)
         are kept for :meth:`losses`.
