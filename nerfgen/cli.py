@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from nerfgen.data import cli as data_cli
+from nerfgen.dynamic import cli as dynamic_cli
 from nerfgen.gan import cli as gan_cli
 from nerfgen.generate import cli as generate_cli
 from nerfgen.mesh import cli as mesh_cli
@@ -79,6 +80,7 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", action="store_true", help="colour-mapped depth instead of colour")
     p.add_argument("--layout", metavar="FILE",
                    help="a generated scene: place its objects by this layout file (an edited layout.json)")
+    dynamic_cli.add_render_options(p, path)
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
@@ -107,6 +109,7 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=float, default=90, help="training time (default 90 s)")
     p.add_argument("--seed", type=int, default=0, help="scene and training seed")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    dynamic_cli.add_demo_options(p)
 
 
 def _batch_parser(sub: argparse._SubParsersAction) -> None:
@@ -187,9 +190,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         if not isinstance(run, LayoutEditable):
             raise ValueError(f"{args.run}: a {run.info.kind.value} run has no layout; --layout is for generated scenes")
         run.open_layout(args.layout)
-    if args.camera_path:
+    n = dynamic_cli.render(args, run)  # --time / --time-sweep (dynamic runs); None without them
+    if n is None and args.camera_path:
         n = run.render_path(args.camera_path, args.output, args.width, args.height, args.depth, args.fps)
-    else:
+    elif n is None:
         n = run.render_orbit(args.output, args.frames, args.width, args.height, args.depth, args.fps or 30)
     print(f"wrote {args.output} ({n} frames)")
     return 0
@@ -210,6 +214,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from nerfgen import scenes
     from nerfgen.engine.checkpoint import has_checkpoint
 
+    if args.dynamic:
+        return dynamic_cli.demo(args)
     root = Path(args.output)
     data = scenes.render_dataset(root / "data", seed=args.seed)
     print(f"scene: {data}")

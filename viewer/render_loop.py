@@ -42,6 +42,8 @@ class RenderSettings:
     """Frame rate to size moving frames for."""
     jpeg_quality: int = 90
     """JPEG quality of the frames sent to the browser."""
+    time: float | None = None
+    """The instant shown of a run whose scene changes over time (None: a static run)."""
 
     @property
     def normals(self) -> bool:
@@ -96,6 +98,13 @@ class ClientRenderer:
             self._version += 1
             self._cond.notify()
 
+    def animate(self) -> None:
+        """The scene changed while the camera stayed (time playing): render it again, sized as
+        while the camera moves."""
+        with self._cond:
+            self._version, self._moved_at = self._version + 1, time.monotonic()
+            self._cond.notify()
+
     def settled(self) -> bool:
         """Whether the frame on screen is a full-resolution render of the latest camera."""
         with self._cond:
@@ -144,7 +153,7 @@ class ClientRenderer:
         cancelled = (lambda: self._version != version or self._stopped) if still else (lambda: self._stopped)
         with self.gate.render():
             start = time.perf_counter()
-            image = render_view(self.scene.run, cameras, self.scene.background, s.normals, cancelled)
+            image = render_view(self.scene.run, cameras, self.scene.background, s.normals, cancelled, time=s.time)
             seconds = time.perf_counter() - start
         if image is None or self._stopped:
             return  # the camera moved on (this frame would be stale), or the tab is gone

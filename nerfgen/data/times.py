@@ -172,7 +172,8 @@ class Capture:
             rig = len(first) == len(last) and bool(torch.cdist(first, last).min(1).values.max() < 1e-3 * spread)
             return cls("multi-view", len(t), groups, rig=rig)
         steps = (c[1:] - c[:-1]).norm(dim=-1)
-        moving = len(t) > 2 and float(steps.median()) < 0.25 * spread
+        apart = torch.cdist(c, c)[torch.triu_indices(len(c), len(c), 1).unbind()]  # any two cameras
+        moving = len(t) > 2 and float(steps.median()) < 0.5 * float(apart.median())
         return cls("monocular", len(t), groups, moving=moving)
 
 

@@ -47,6 +47,7 @@ class DeformFieldConfig:
     """Channels of each deformation plane."""
     deform_hidden: int = 64
     """Width of the deformation MLP (one hidden layer)."""
+    space_tv: float = 0.0
     plane_tv: float = 1e-4
     time_smoothness: float = 0.01
     time_l1: float = 1e-4
@@ -54,7 +55,7 @@ class DeformFieldConfig:
     def validate(self, source: str) -> None:
         if self.deform_resolution < 2 or self.time_resolution < 2 or min(self.deform_scales, default=0) < 1:
             raise ValueError(f"{source}: deform_resolution and time_resolution must be >= 2 and deform_scales >= 1")
-        if min(self.plane_tv, self.time_smoothness, self.time_l1) < 0:
+        if min(self.space_tv, self.plane_tv, self.time_smoothness, self.time_l1) < 0:
             raise ValueError(f"{source}: regulariser weights must be >= 0")
 
     def canonical(self) -> NGPFieldConfig:
@@ -105,5 +106,5 @@ class DeformField(RadianceField):
 
     def regularizers(self) -> dict[str, Tensor]:
         cfg = self.config
-        return self.deform_encoding.regularizers(cfg.plane_tv, cfg.time_smoothness, cfg.time_l1)
+        return self.deform_encoding.regularizers(cfg.space_tv, cfg.plane_tv, cfg.time_smoothness, cfg.time_l1)
 

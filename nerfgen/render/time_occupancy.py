@@ -100,9 +100,7 @@ class TimeOccupancyGrid(OccupancyGrid):
                 rows = torch.nonzero(bins == b)[:, 0]
                 part = march(b, rows)
                 parts.append((part.t_starts, part.t_ends, rows[part.ray_indices]))
-            t_starts, t_ends, ray_indices = (torch.cat(p) for p in zip(*parts))
-            order = torch.argsort(ray_indices, stable=True)
-            samples = RaySamples(t_starts[order], t_ends[order], ray_indices[order], len(rays))
+            samples = _merge(parts, len(rays))
         if sigma_fn is None or len(samples) == 0:
             return samples
         return samples.masked(self._visible(samples, sigma_fn))
@@ -174,3 +172,24 @@ class TimeOccupancyGrid(OccupancyGrid):
                 occupied |= self.binaries[b]
             self.binaries[b].copy_(occupied)
         return True
+
+
+def _merge(parts: list[tuple[Tensor, Tensor, Tensor]], n_rays: int) -> RaySamples:
+    """Pack the samples of several disjoint sets of rays, each ``(t_starts, t_ends, ray_indices)``
+    sorted by ray, into one :class:`RaySamples` sorted by ray (a scatter: every ray's samples are
+    in one part, in order)."""
+    t_starts, t_ends, ray_indices = (torch.cat(p) for p in zip(*parts))
+    counts = torch.bincount(ray_indices, minlength=n_rays)
+    starts = torch.cumsum(counts, 0) - counts  # where each ray's samples go
+    first = torch.zeros_like(starts)  # where each ray's samples are in the concatenation
+    offset = 0
+    for *_, rays in parts:
+        part_counts = torch.bincount(rays, minlength=n_rays)
+        has = part_counts > 0
+        first[has] = (torch.cumsum(part_counts, 0) - part_counts)[has] + offset
+        offset += rays.shape[0]
+    dest = starts[ray_indices] + torch.arange(ray_indices.shape[0], device=ray_indices.device) - first[ray_indices]
+    out = [torch.empty_like(t) for t in (t_starts, t_ends, ray_indices)]
+    for o, t in zip(out, (t_starts, t_ends, ray_indices)):
+        o[dest] = t
+    return RaySamples(*out, n_rays)
