@@ -68,10 +68,13 @@ def render_256(run_dir: Path, time_value: float | None) -> float:
 
 
 def skipping(run_dir: Path) -> list[dict]:
-    """The trained model's test views through its per-bin grids, their union and no grid."""
+    """The trained model's test views through its per-bin grids, their union and no grid, all
+    marched at the per-bin grids' step (a grid mostly occupied would otherwise march coarser)."""
     run = load_run(run_dir, "cpu")
     grid = run.model.sampler
     binaries = grid.binaries.clone()
+    step = grid.current_step_size()
+    grid.current_step_size = lambda: step
     rows = []
     for name, value in (("per_bin", binaries), ("union", binaries.any(0, keepdim=True).expand_as(binaries)),
                         ("none", torch.ones_like(binaries))):

@@ -11,8 +11,11 @@ from pathlib import Path
 import imageio.v3 as iio
 import torch
 
-from nerfgen.data.times import load_timed
+from nerfgen.data.times import capture_files, load_timed
+from nerfgen.data.transforms import read_json
+from nerfgen.dynamic.flow import render_flow
 from nerfgen.engine.metrics import psnr, ssim
+from nerfgen.fields.flow import SceneFlowField
 from nerfgen.files import write_json
 from nerfgen.reconstruct.task import composite, shown_on
 from nerfgen.render import background_color
@@ -25,6 +28,47 @@ def per_time(per_view: list[dict]) -> list[dict]:
         groups[round(v["time"], 6)].append(v)
     return [{"time": t, "views": len(vs), "psnr": sum(v["psnr"] for v in vs) / len(vs),
              "ssim": sum(v["ssim"] for v in vs) / len(vs)} for t, vs in sorted(groups.items())]
+
+
+def ground_truth_flows(data: str | Path, split: str) -> dict[Path, Path]:
+    """Image -> its ground-truth 3D flow file (``flow_file_path``, as the embedded dynamic scene
+    writes: ``[H, W, 6]`` forward and backward), for the frames of ``split`` that have one."""
+    flows = {}
+    for source in capture_files(data):
+        if source.name not in (f"transforms_{split}.json", "transforms.json"):
+            continue
+        for frame in read_json(source).get("frames", []):
+            if isinstance(frame, dict) and isinstance(frame.get("flow_file_path"), str):
+                image = source.parent / frame["file_path"]
+                flows[image if image.suffix else image.with_name(image.name + ".png")] = source.parent / frame["flow_file_path"]
+    return flows
+
+
+def flow_error(run, timed, views: list[int], files: dict[Path, Path]) -> dict | None:
+    """End-point error of the run's rendered 3D flow to the next instant against the ground truth,
+    over the pixels where a moving surface is seen (and over all surface pixels); None without
+    ground truth at the views' size."""
+    import numpy as np
+
+    dataset = timed.dataset
+    moving_err, moving_gt, all_err, n_moving, n_all = 0.0, 0.0, 0.0, 0, 0
+    for i in views:
+        source = files.get(Path(dataset.filenames[i]))
+        if source is None or dataset.depths is None:
+            return None
+        gt = torch.from_numpy(np.load(source).astype(np.float32))[..., :3]
+        if gt.shape[:2] != (int(dataset.sizes[i, 1]), int(dataset.sizes[i, 0])):
+            return None
+        flow, _ = render_flow(run.model, dataset.camera(i), 0, float(timed.times[i]))
+        hit = torch.isfinite(dataset.depths[i]) & (dataset.depths[i] > 0)
+        err = (flow - gt).norm(dim=-1)
+        moving = hit & (gt.norm(dim=-1) > 1e-3)
+        moving_err += float(err[moving].sum())
+        moving_gt += float(gt.norm(dim=-1)[moving].sum())
+        all_err += float(err[hit].sum())
+        n_moving, n_all = n_moving + int(moving.sum()), n_all + int(hit.sum())
+    return {"flow_epe_moving": moving_err / max(n_moving, 1), "flow_gt_moving": moving_gt / max(n_moving, 1),
+            "flow_epe_all": all_err / max(n_all, 1), "flow_moving_pixels": n_moving}
 
 
 def evaluate_dynamic(run, split: str = "test", every: int = 1, data: str | None = None,
@@ -67,5 +111,9 @@ def evaluate_dynamic(run, split: str = "test", every: int = 1, data: str | None 
         "protocol": "each view rendered at its own time",
         "per_time": per_time(per_view), "per_view": per_view,
     }
+    if isinstance(run.model.field, SceneFlowField):  # the scene flow too, where the capture knows it
+        error = flow_error(run, timed, views, ground_truth_flows(data, split))
+        if error is not None:
+            report["scene_flow"] = error
     write_json(run_dir / f"eval_{split}.json", report)
     return report

@@ -17,6 +17,7 @@ from torch import Tensor
 from nerfgen.config import config_to_dict
 from nerfgen.data.times import TimedDataset
 from nerfgen.dynamic.config import DynamicConfig
+from nerfgen.dynamic.flow import flow_losses
 from nerfgen.dynamic.run import DynamicInfo, DynamicRun
 from nerfgen.fields import Conditioning
 from nerfgen.kinds import RunKind
@@ -38,6 +39,10 @@ class DynamicTask(ReconstructionTask):
         super().__init__(config, data.dataset, None if val is None else val.dataset)
         self.data, self.val = data, val
         self.instants = data.instants()
+        options = self.spec.field_options
+        if self.spec.field == "nsff" and not options.get("frame_dt"):  # the flows reach the neighbouring frames
+            gaps = self.instants[1:] - self.instants[:-1]
+            options["frame_dt"] = float(gaps.median()) if len(gaps) else 1.0
 
     def build(self, env) -> None:
         super().build(env)
@@ -50,6 +55,13 @@ class DynamicTask(ReconstructionTask):
 
     def view_conditioning(self, i: int) -> Conditioning:
         return Conditioning(time=self.val.times[i:i + 1].to(self.device))
+
+    def extra_losses(self, out, rays, target: Tensor, bg: Tensor, cam: Tensor) -> dict[str, Tensor]:
+        terms = super().extra_losses(out, rays, target, bg, cam)
+        if self.config.flow.enabled:
+            terms.update(flow_losses(self.model.field, out, rays, self.conditioning(cam), target, bg, self.config.flow,
+                                     self.model.sampler.early_stop_eps))
+        return terms
 
     def carve(self, grid: OccupancyGrid) -> None:
         """Each bin of time from the union of the visual hulls of its instants (and their nearest

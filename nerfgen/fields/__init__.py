@@ -7,6 +7,7 @@ from torch import Tensor
 
 from nerfgen.fields.base import Conditioning, FieldOutput, RadianceField
 from nerfgen.fields.deform import DeformField, DeformFieldConfig
+from nerfgen.fields.flow import SceneFlowField, SceneFlowFieldConfig
 from nerfgen.fields.kplanes import KPlanesField, KPlanesFieldConfig
 from nerfgen.fields.ngp import NGPField, NGPFieldConfig
 from nerfgen.fields.vanilla import VanillaField, VanillaFieldConfig
@@ -16,9 +17,10 @@ FIELDS: dict[str, tuple[type[RadianceField], type]] = {
     "vanilla": (VanillaField, VanillaFieldConfig),
     "kplanes": (KPlanesField, KPlanesFieldConfig),
     "deform": (DeformField, DeformFieldConfig),
+    "nsff": (SceneFlowField, SceneFlowFieldConfig),
 }
-"""Registry: field name -> (class, config dataclass). ``kplanes`` and ``deform`` are dynamic
-(they need ``Conditioning.time``)."""
+"""Registry: field name -> (class, config dataclass). ``kplanes``, ``deform`` and ``nsff`` are
+dynamic (they need ``Conditioning.time``)."""
 
 
 def field_config(name: str, options: dict | None = None, source: str = "field_options"):
@@ -37,5 +39,5 @@ def build_field(name: str, aabb: Tensor, options: dict | None = None) -> Radianc
 
 
 __all__ = ["FIELDS", "Conditioning", "DeformField", "DeformFieldConfig", "FieldOutput", "KPlanesField",
-           "KPlanesFieldConfig", "NGPField", "NGPFieldConfig", "RadianceField",
+           "KPlanesFieldConfig", "NGPField", "NGPFieldConfig", "RadianceField", "SceneFlowField", "SceneFlowFieldConfig",
            "VanillaField", "VanillaFieldConfig", "build_field", "field_config"]

@@ -110,6 +110,11 @@ class ReconstructionTask(FieldTask):
         """What the field is conditioned on for every ray of validation view ``i``."""
         return None
 
+    def extra_losses(self, out, rays: Rays, target: Tensor, bg: Tensor, cam: Tensor) -> dict[str, Tensor]:
+        """Weighted loss terms beside the photometric one on a training batch (its render ``out``,
+        rays, target colours, backgrounds and images): the field's own regularisers."""
+        return self.model.field.regularizers()
+
     def rays(self, cam: Tensor, px: Tensor, py: Tensor) -> Rays:
         """Training rays through pixels (refined poses when the camera optimiser is on)."""
         if self.camera_adam is None:
@@ -149,7 +154,7 @@ class ReconstructionTask(FieldTask):
         out = self.model.render_rays(rays, bg, self.conditioning(cam), stratified=True)
         photometric = F.mse_loss(out.rgb, target)
         loss, figures = photometric, {}
-        for name, term in [*self.model.sampler.losses(out).items(), *self.model.field.regularizers().items()]:
+        for name, term in [*self.model.sampler.losses(out).items(), *self.extra_losses(out, rays, target, bg, cam).items()]:
             loss = loss + term
             figures[name] = float(term.detach())
         if cfg.distortion > 0 and out.n_samples > 0:
