@@ -53,8 +53,14 @@ class PlaneEncoding(nn.Module):
         return plane_encode(coords, self.table, self.axes, self.sizes, self.offsets, self.n_levels)
 
     def _grids(self, timed: bool) -> list[Tensor]:
-        """Each plane (of time, or of space) as ``[R^v, R^u, C]`` (a view of the table)."""
-        return [self.table[o:o + ru * rv].view(rv, ru, self.features) for o, ru, rv, t in self.planes if t == timed]
+        """Each plane (of time, or of space) as ``[R^v, R^u, C]``: views of one slice of the table
+        (the time planes are one block of it), so the regularisers' gradient is one slice's."""
+        chosen = [(o, ru, rv) for o, ru, rv, t in self.planes if t == timed]
+        if not chosen:
+            return []
+        start = min(o for o, _, _ in chosen)
+        block = self.table[start:max(o + ru * rv for o, ru, rv in chosen)]
+        return [block[o - start:o - start + ru * rv].view(rv, ru, self.features) for o, ru, rv in chosen]
 
     def regularizers(self, space_tv: float, plane_tv: float, time_smoothness: float, time_l1: float
                      ) -> dict[str, Tensor]:

@@ -63,16 +63,21 @@ class PlaneLayout:
 
 def plane_layout(resolutions: list[tuple[int, ...]], pairs: tuple[tuple[int, int], ...] = PAIRS_4D) -> PlaneLayout:
     """The layout of one plane per pair of coordinates at each level, level ``l`` at resolutions
-    ``resolutions[l]`` (one per coordinate: ``(R_x, R_y, R_z, R_t)``)."""
-    axes, sizes, offsets, row = [], [], [], 0
+    ``resolutions[l]`` (one per coordinate: ``(R_x, R_y, R_z, R_t)``). The planes that span the
+    last coordinate (time) are stored after all the others, in one block of the table (their
+    regularisers then touch that block alone)."""
+    axes, sizes = [], []
     for res in resolutions:
         for a, b in pairs:
             if min(res[a], res[b]) < 2:
                 raise ValueError(f"plane_layout: every resolution must be at least 2, got {res}")
             axes.append((a, b))
             sizes.append((res[a], res[b]))
-            offsets.append(row)
-            row += res[a] * res[b]
+    last = max(max(pair) for pair in pairs)
+    offsets, row = [0] * len(axes), 0
+    for p in sorted(range(len(axes)), key=lambda p: last in axes[p]):  # stable: time planes last
+        offsets[p] = row
+        row += sizes[p][0] * sizes[p][1]
     return PlaneLayout(torch.tensor(axes, dtype=torch.int32), torch.tensor(sizes, dtype=torch.int32),
                        torch.tensor(offsets, dtype=torch.int64), len(resolutions), row)
 
