@@ -154,3 +154,23 @@ def test_embedded_scene_flow_is_exact(tmp_path_factory):
 def test_frozen_variant_is_static(tmp_path_factory):
     root = tiny_scene(tmp_path_factory.getbasetemp(), "frozen")
     assert not is_dynamic(root) and len(load_dataset(root, "train")) == 20
+
+
+def test_video_frames_get_their_time_over_the_clip(tmp_path):
+    """``nerfgen data process VIDEO --dynamic`` writes each frame's time: its place in the clip."""
+    import imageio.v2 as iio
+
+    from nerfgen.cli import build_parser
+    from nerfgen.data.frames import collect_frames
+
+    video = tmp_path / "clip.mp4"
+    rng = np.random.default_rng(0)
+    with iio.get_writer(video, format="FFMPEG", fps=10, macro_block_size=1) as writer:
+        for _ in range(21):
+            writer.append_data(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    (tmp_path / "kept").mkdir()
+    kept = collect_frames(video, tmp_path / "kept", fps=5, blur_ratio=0)
+    assert kept.source_frames == 21 and kept.positions.tolist() == list(range(0, 21, 2))
+    assert np.allclose(kept.times(), np.arange(0, 21, 2) / 20)
+    args = build_parser().parse_args(["data", "process", str(video), "--output", str(tmp_path / "o"), "--dynamic"])
+    assert args.dynamic
