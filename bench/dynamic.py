@@ -126,18 +126,43 @@ def multiview(args) -> None:
                           "gap_db": {m: round(report["psnr"] - p, 2) for m, p in results.items()}}), flush=True)
 
 
+NO_FLOW = {"flow": {"temporal": 0.0, "cycle": 0.0, "velocity": 0.0, "flow_l1": 0.0, "dynamic_l1": 0.0}}
+"""The scene-flow field trained by the images alone (its flow terms off)."""
+
+
+def monocular(args) -> None:
+    cfg = DynamicConfig(variant="monocular", width=args.size, height=args.size, times=args.times)
+    data = render_dynamic_dataset(Path(args.output) / f"data_monocular_{args.times}", cfg)
+    runs = [(m, m, {}) for m in args.models if m != "nsff"]
+    runs += [("nsff", "nsff", {}), ("nsff_no_flow_terms", "nsff", NO_FLOW)] if "nsff" in args.models else []
+    for name, config, options in runs:
+        out = Path(args.output) / f"monocular_{name}"
+        figures = train(data, out, config, args.minutes, options)
+        report = evaluate(out, "test", device="cpu")
+        flow = {k: round(v, 4) if isinstance(v, float) else v for k, v in report.get("scene_flow", {}).items()}
+        print(json.dumps({"figure": "monocular_train", "model": name, "minutes": args.minutes, **figures,
+                          "test_psnr": round(report["psnr"], 3), "test_ssim": round(report["ssim"], 4),
+                          "test_views": report["views"], "held_out_times": True, **flow,
+                          "render_256_s": render_256(out, 0.5), "peak_rss_mb": rss_mb()}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["multiview", "monocular"], default="multiview")
     parser.add_argument("--minutes", type=float, default=5)
-    parser.add_argument("--models", nargs="+", default=["kplanes", "deform"])
+    parser.add_argument("--models", nargs="+", help="default: kplanes deform (multiview), nsff kplanes (monocular)")
     parser.add_argument("--no-static", dest="static", action="store_false", help="skip the frozen static control")
     parser.add_argument("--size", type=int, default=128, help="image side (default 128)")
-    parser.add_argument("--times", type=int, default=16, help="training instants (multiview) or frames (monocular)")
+    parser.add_argument("--times", type=int, help="training instants (multiview, default 16) or frames (monocular, 60)")
     parser.add_argument("--views", type=int, default=8, help="views per instant (multiview)")
     parser.add_argument("--output", default=str(REPO / "runs" / "bench_dynamic"))
     args = parser.parse_args()
-    multiview(args)
+    if args.part == "monocular":
+        args.models, args.times = args.models or ["nsff", "kplanes"], args.times or 60
+        monocular(args)
+    else:
+        args.models, args.times = args.models or ["kplanes", "deform"], args.times or 16
+        multiview(args)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from PIL import Image
 
 from nerfgen.scenes.dynamic_dataset import DynamicConfig, render_dynamic_dataset
 
-TINY = {"width": 40, "height": 40, "times": 5, "views": 4, "n_val": 2, "n_test": 4, "samples_per_side": 1}
+TINY = {"width": 40, "height": 40, "times": 5, "views": 4, "n_val": 2, "n_test": 4, "samples_per_side": 2}
 
 
 def tiny_scene(base: Path, variant: str = "multiview", **changes) -> Path:
