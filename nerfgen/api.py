@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nerfgen.config import build_config, config_path, load_config, merge_overrides
+from nerfgen.config import config_path, config_to_dict, load_config, override_config, stored_config
 from nerfgen.engine import Engine, Hook
 from nerfgen.engine.checkpoint import STATE_FILE, TRAIN_STATE_FILE
 from nerfgen.runs import RUN_FILE, Run, load_run, read_run_info
@@ -39,17 +39,16 @@ def check_output(output: Path, resume: bool) -> None:
 
 def _config(cls: type, config: Any, output: Path, resume: bool, kind: str, options: dict[str, Any]):
     """The run's config and, when resuming, its :class:`~nerfgen.runs.RunInfo`: the resumed run's
-    own config, a ``cls`` instance, or a shipped config name / YAML path, with ``options`` on top
-    (None values ignored)."""
-    given = {k: v for k, v in options.items() if v is not None}
+    own config, a config instance (of ``cls`` or another kind's with the same keys), or a shipped
+    config name / YAML path, with ``options`` on top (None values ignored)."""
     if resume:
         info = read_run_info(output)
         if info.kind != kind:
             raise ValueError(f"{output / RUN_FILE}: a {info.kind} run, not a {kind} run")
-        return build_config(cls, {**info.config, **merge_overrides(info.config, given)}, str(output / RUN_FILE)), info
-    if isinstance(config, cls):
-        return build_config(cls, {**vars(config), **given}, cls.__name__), None
-    return load_config(cls, config_path(config), given), None
+        return stored_config(cls, info.config, str(output / RUN_FILE), options), info
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return override_config(cls, config_to_dict(config), type(config).__name__, options), None
+    return load_config(cls, config_path(config), options), None
 
 
 LAYOUT_CONFIGS = {"object": "ngp", "forward": "llff", "unbounded": "ngp_unbounded"}
@@ -116,11 +115,12 @@ def _generation_config(prompt: str | None, config: Any, output: Path, resume: bo
                        options: dict[str, Any]):
     """The config of a ``kind`` run from a prompt (default ``generate_{prior}``) and, when resuming,
     its :class:`~nerfgen.runs.RunInfo` (a prompt given then must be the run's)."""
-    from nerfgen.generate.config import GenerateConfig
+    from nerfgen.generate.config import GenerateConfig, SceneConfig
 
     check_output(output, resume)
     default = f"generate_{(options.get('prior') or 'builtin').replace('-', '_')}"
-    cfg, info = _config(GenerateConfig, config or default, output, resume, kind, options)
+    cfg, info = _config(SceneConfig if kind == "scene" else GenerateConfig, config or default, output, resume, kind,
+                        options)
     if info is not None and prompt is not None and prompt != info.prompt:
         raise ValueError(f"{output}: generated {info.prompt!r}; it cannot resume as {prompt!r}")
     return cfg, info

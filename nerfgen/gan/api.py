@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nerfgen.api import check_output
-from nerfgen.config import build_config, config_path, load_config, merge_overrides
+from nerfgen.config import config_path, config_to_dict, load_config, override_config
 from nerfgen.engine import Engine, Hook
 from nerfgen.gan.config import GanConfig
 from nerfgen.gan.run import RUN_FILE, GanRun, read_gan_info
@@ -33,26 +33,18 @@ def gan_training(data: str | Path | None, output: str | Path, config: Any = "gir
 
     output = Path(output)
     check_output(output, resume)
-    given = {k: v for k, v in options.items() if v is not None}
     if resume:
         info = read_gan_info(output)
-        cfg = build_config(GanConfig, {**_plain(info.config), **merge_overrides(_plain(info.config), given)},
-                           str(output / RUN_FILE))
+        cfg = override_config(GanConfig, config_to_dict(info.config), str(output / RUN_FILE), options)
         data = data or info.data
     elif isinstance(config, GanConfig):
-        cfg = build_config(GanConfig, {**vars(config), **given}, "GanConfig")
+        cfg = override_config(GanConfig, config_to_dict(config), "GanConfig", options)
     else:
-        cfg = load_config(GanConfig, config_path(config), given)
+        cfg = load_config(GanConfig, config_path(config), options)
     if data is None:
         raise ValueError("a GAN run needs an image folder")
     collection = ImageCollection.from_folder(data, cfg.size, cfg.held_out)
     return Engine(cfg, GanTask(cfg, collection, str(data)), output, resume=resume)
-
-
-def _plain(config: GanConfig) -> dict:
-    from nerfgen.config import config_to_dict
-
-    return config_to_dict(config)
 
 
 def train_gan(data: str | Path | None, output: str | Path, config: Any = "giraffe", resume: bool = False,

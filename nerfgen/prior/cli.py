@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_config(args: argparse.Namespace):
-    from nerfgen.config import config_path, load_config
+    from nerfgen.config import config_path, load_config, read_yaml, stored_config
     from nerfgen.prior.train import PriorTrainConfig
 
     output = Path(args.output)
@@ -56,7 +56,8 @@ def _train_config(args: argparse.Namespace):
     if args.resume:
         if not (output / "state.json").is_file():
             raise FileNotFoundError(f"{output / 'state.json'}: nothing to resume (no checkpoint in {output})")
-        return load_config(PriorTrainConfig, output / "config.json", overrides)  # JSON is YAML
+        stored = output / "config.json"
+        return stored_config(PriorTrainConfig, read_yaml(stored), str(stored), overrides)  # JSON is YAML
     if (output / "state.json").exists():
         raise FileExistsError(f"{output}: already holds a run; pass --resume or pick another --output")
     return load_config(PriorTrainConfig, config_path(args.config or "prior"), overrides)
