@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
 def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Print a Python warning as a person reads it: ``nerfgen: warning: <message>``, one line on
     stderr (in place of ``path/to/module.py:84: DatasetWarning: ...`` and a source line)."""
-    text = " ".join(str(message).split())
+    text = " ".join(str(message).split()).removeprefix("nerfgen: ")
     print(f"nerfgen: warning: {text}", file=sys.stderr if file is None else file, flush=True)
 
 

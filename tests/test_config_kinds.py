@@ -28,6 +28,7 @@ KINDS = {"demo": [TrainConfig], "ngp": [TrainConfig], "ngp_cuda": [TrainConfig],
 """The config classes each shipped config is for."""
 
 TINY = {"max_steps": 4, "checkpoint_every": 2, "eval_every": 0, "orbit_frames": 0, "mesh_resolution": 0,
+        "preview_resolution": 16,
         "camera": {"fov": [40.0, 40.0], "resolution": 16, "distance": [3.2, 3.6]},
         "grid": {"resolution": 16, "render_step_size": 0.02},
         "field_options": {"log2_table_size": 10, "n_levels": 2, "max_resolution": 32}}

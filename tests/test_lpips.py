@@ -57,7 +57,8 @@ def pattern_image(h: int = 48, w: int = 64, seed: int = 0) -> torch.Tensor:
 
 def blurred(img: torch.Tensor, k: int) -> torch.Tensor:
     kernel = torch.full((3, 1, k, k), 1.0 / k**2)
-    return F.conv2d(F.pad(img.permute(2, 0, 1)[None], [k // 2] * 4, mode="replicate"), kernel, groups=3)[0].permute(1, 2, 0)
+    padded = F.pad(img.permute(2, 0, 1)[None], [k // 2] * 4, mode="replicate")
+    return F.conv2d(padded, kernel, groups=3)[0].permute(1, 2, 0)
 
 
 @torch.no_grad()

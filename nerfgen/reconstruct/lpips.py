@@ -81,7 +81,8 @@ def load_lpips_weights(backbone: str | Path, linear: str | Path) -> LpipsWeights
     convs = [(file.tensor(f"features.{i}.weight", shape), file.tensor(f"features.{i}.bias", shape[:1]))
              for i, shape, _, _ in CONVS]
     file = _StateDict(Path(linear), "the lpips package's linear layers (weights/v0.1/alex.pth)", "features.")
-    lins = [file.tensor(f"lin{k}.model.1.weight", (1, shape[0], 1, 1)).flatten() for k, (_, shape, _, _) in enumerate(CONVS)]
+    lins = [file.tensor(f"lin{k}.model.1.weight", (1, shape[0], 1, 1)).flatten()
+            for k, (_, shape, _, _) in enumerate(CONVS)]
     return LpipsWeights(convs, lins, (str(backbone), str(linear)))
 
 
