@@ -8,18 +8,35 @@ from pathlib import Path
 from typing import Any
 
 from nerfgen.config import config_path, config_to_dict, load_config, override_config, stored_config
+from nerfgen.engine import checkpoint as ckpt
 from nerfgen.engine.checkpoint import STATE_FILE, has_checkpoint
 from nerfgen.kinds import RUN_FILE, RunKind, read_info
 
 
 def check_output(output: Path, resume: bool) -> None:
-    """A new run needs a fresh directory; a resumed one a checkpoint and its ``run.json``."""
+    """A new run needs a fresh directory; a resumed one a checkpoint and its ``run.json`` (put
+    back from the newest checkpoint when a kill came between writing it and mirroring its files
+    at the top of the run directory)."""
     output = Path(output)
     if resume:
+        if has_checkpoint(output) and not (output / RUN_FILE).is_file():
+            _restore_top(output)
         if not has_checkpoint(output) or not (output / RUN_FILE).is_file():
             raise FileNotFoundError(f"{output}: nothing to resume (no checkpoint of this nerfgen in {output})")
     elif has_checkpoint(output) or (output / STATE_FILE).exists():
         raise FileExistsError(f"{output}: already holds a run; pass --resume to continue it or pick another --output")
+
+
+def _restore_top(output: Path) -> None:
+    for point in ckpt.checkpoints(output):
+        try:
+            ckpt.check(point)
+        except (ValueError, FileNotFoundError):
+            continue
+        if (point.folder / RUN_FILE).is_file():
+            ckpt.publish(point, output)
+            ckpt.say(f"{output}: restored the run's files from {point.folder} (the run was stopped while writing them)")
+            return
 
 
 def resolve_config(cls: type, config: Any, output: Path, resume: bool, kind: RunKind, options: dict[str, Any]):
