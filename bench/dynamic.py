@@ -4,6 +4,7 @@ wall-clock budget, evaluate the test views at their own times, print one JSON li
     python bench/dynamic.py --minutes 5                       # multi-view: kplanes, deform, static control
     python bench/dynamic.py --minutes 5 --models kplanes --no-static
     python bench/dynamic.py --part monocular --minutes 5      # monocular: with and without scene flow
+    python bench/dynamic.py --part kernel                     # the plane kernel against its torch twin
 
 Figures:
 - ``multiview_train`` per model: steps, rays/s, samples/ray, test PSNR/SSIM (each view at its
@@ -146,9 +147,34 @@ def monocular(args) -> None:
                           "render_256_s": render_256(out, 0.5), "peak_rss_mb": rss_mb()}), flush=True)
 
 
+def kernel(args) -> None:
+    """Forward and forward+backward of the plane encoding of ``configs/kplanes.yaml`` (64 x [1, 2, 4]
+    in space, 16 in time, 8 features) on 2^16 points: the compiled kernel against its torch twin."""
+    from nerfgen.fields.planes import PlaneEncoding
+    from nerfgen.ops.planes import plane_encode, plane_encode_torch
+
+    enc = PlaneEncoding(64, [1, 2, 4], 16, 8)
+    table, axes, sizes, offsets, levels = enc.table, enc.axes, enc.sizes, enc.offsets, enc.n_levels
+    coords = torch.rand(1 << 16, 4)
+    for name, op in (("kernel_" + get_backend_name(), plane_encode), ("torch_twin", plane_encode_torch)):
+        for backward in (False, True):
+            best = float("inf")
+            for _ in range(5):
+                start = time.perf_counter()
+                with torch.set_grad_enabled(backward):
+                    out = op(coords, table, axes, sizes, offsets, levels)
+                    if backward:
+                        out.backward(torch.ones_like(out))
+                best = min(best, time.perf_counter() - start)
+            print(json.dumps({"figure": "plane_kernel", "backend": name, "pass": "fwd+bwd" if backward else "fwd",
+                              "points": coords.shape[0], "ms": round(best * 1000, 2),
+                              "m_points_per_s": round(coords.shape[0] / best / 1e6, 2),
+                              "threads": torch.get_num_threads()}), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["multiview", "monocular"], default="multiview")
+    parser.add_argument("--part", choices=["multiview", "monocular", "kernel"], default="multiview")
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--models", nargs="+", help="default: kplanes deform (multiview), nsff kplanes (monocular)")
     parser.add_argument("--no-static", dest="static", action="store_false", help="skip the frozen static control")
@@ -157,7 +183,9 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=8, help="views per instant (multiview)")
     parser.add_argument("--output", default=str(REPO / "runs" / "bench_dynamic"))
     args = parser.parse_args()
-    if args.part == "monocular":
+    if args.part == "kernel":
+        kernel(args)
+    elif args.part == "monocular":
         args.models, args.times = args.models or ["nsff", "kplanes"], args.times or 60
         monocular(args)
     else:

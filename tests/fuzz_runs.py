@@ -18,8 +18,13 @@ from tests.mutations import Hang, binary_cases, json_cases, time_limit
 
 CLEAR = (ValueError, FileNotFoundError)
 """The errors a reader answers bad input with (nerfgen's DatasetError is a ValueError)."""
-KINDS = (*TRAINED, "prior")
+KINDS = (*TRAINED, "prior", "dynamic")
 """Kinds whose run.json is fuzzed (checkpoints: those of ``tests.kill_cases``)."""
+DYNAMIC = {"field": "kplanes", "max_steps": 6, "checkpoint_every": 3, "eval_every": 0, "threads": 1, "seed": 3,
+           "device": "cpu", "target_samples": 2048, "max_rays": 1024, "init_rays": 256,
+           "field_options": {"resolution": 8, "scales": [1], "time_resolution": 4, "features": 4, "hidden": 16},
+           "grid": {"resolution": 16, "time_bins": 2, "cells_per_update": 1024}}
+"""A tiny dynamic run (K-Planes) on a small D-NeRF-style folder."""
 
 
 @dataclass
@@ -53,6 +58,16 @@ def make_run(kind: str, root: Path) -> tuple[Path, str]:
         with redirect_stderr(io.StringIO()):
             train_prior(out, build_config(PriorTrainConfig, config, "fuzz"), progress=None)
         return out, "-"
+    if kind == "dynamic":
+        from nerfgen.config import build_config
+        from nerfgen.dynamic.api import train_dynamic
+        from nerfgen.dynamic.config import DynamicConfig
+        from tests.dynamic_data import dnerf_folder
+
+        data = dnerf_folder(root / "dnerf", {"train": 6, "val": 1, "test": 1}, size=12)
+        with redirect_stderr(io.StringIO()):
+            train_dynamic(data, out, build_config(DynamicConfig, DYNAMIC, "fuzz"))
+        return out, str(data)
     data = prepare(kind, root)
     with redirect_stderr(io.StringIO()):
         engine(kind, data, out, steps=6).run()

@@ -39,6 +39,7 @@ def dynamic(data: str | Path | None, output: str | Path, config: Any = "auto", r
     from nerfgen.data.times import load_timed
     from nerfgen.dynamic.config import DynamicConfig
     from nerfgen.dynamic.task import DynamicTask
+    from nerfgen.reconstruct.config import TrainConfig
 
     output = Path(output)
     check_output(output, resume)
@@ -50,6 +51,10 @@ def dynamic(data: str | Path | None, output: str | Path, config: Any = "auto", r
         train = load_timed(data, "train", downscale=options.get("downscale") or 1.0)
         config = CAPTURE_CONFIGS[train.capture.kind]
         print(f"nerfgen: {data}: dynamic scene, {train.capture.describe()}: config {config}", file=sys.stderr)
+    if isinstance(config, TrainConfig) and not isinstance(config, DynamicConfig):
+        raise ValueError(f"{data}: its frames carry times, so it trains a dynamic run: give a DynamicConfig or a "
+                         f"dynamic config ({', '.join(sorted(set(CAPTURE_CONFIGS.values()) | {'deform', 'nsff'}))}), "
+                         f"not a static TrainConfig")
     cfg, _ = resolve_config(DynamicConfig, config, output, resume, RunKind.DYNAMIC, options)
     memory = cfg.image_memory_mb << 20
     if train is None or cfg.downscale != (options.get("downscale") or 1.0):
