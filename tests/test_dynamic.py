@@ -6,7 +6,6 @@ the errors of asking a static run for a time."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 
@@ -28,6 +27,7 @@ from nerfgen.reconstruct import ReconstructionTask, TrainConfig
 from nerfgen.reconstruct.evaluate import evaluate
 from nerfgen.render import OccGridConfig, TimeOccupancyGrid
 from nerfgen.renderable import TimeConditioned
+from tests.conftest import interrupt_after
 from tests.dynamic_data import dnerf_folder, tiny_scene
 
 SMALL = dict(field="kplanes", field_options={"resolution": 16, "scales": [1, 2], "time_resolution": 5, "features": 8,
@@ -39,6 +39,12 @@ SMALL = dict(field="kplanes", field_options={"resolution": 16, "scales": [1, 2],
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     return tiny_scene(tmp_path_factory.getbasetemp(), "multiview", views=6)
+
+
+@pytest.fixture(scope="module")
+def frozen(tmp_path_factory):
+    """The scene stopped at one instant (rendered once per session)."""
+    return tiny_scene(tmp_path_factory.getbasetemp(), "frozen")
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +64,7 @@ class TimelessNGP(NGPField):
     accepts = NGPField.accepts | {"time"}
 
 
-def test_a_field_that_ignores_time_trains_bit_for_bit_as_a_static_one(tmp_path, monkeypatch):
-    frozen = tiny_scene(tmp_path.parent.parent, "frozen")
+def test_a_field_that_ignores_time_trains_bit_for_bit_as_a_static_one(frozen, tmp_path, monkeypatch):
     timed = tmp_path / "timed"
     shutil.copytree(frozen, timed)
     for split in ("train", "val", "test"):
@@ -85,12 +90,11 @@ def test_a_field_that_ignores_time_trains_bit_for_bit_as_a_static_one(tmp_path, 
             assert torch.equal(value, got[name]), name
 
 
-def test_static_fields_and_runs_refuse_a_time(trained, scene, tmp_path):
+def test_static_fields_and_runs_refuse_a_time(frozen, tmp_path):
     field = NGPField(torch.tensor([-1.0, -1, -1, 1, 1, 1]), NGPFieldConfig(log2_table_size=10, n_levels=2))
     with pytest.raises(ValueError, match="NGPField is a static field: it takes no time"):
         field.density(torch.zeros(2, 3), Conditioning(time=torch.tensor([0.5])))
     static_run = tmp_path / "static"
-    frozen = tiny_scene(tmp_path.parent.parent, "frozen")
     from nerfgen.api import reconstruction
 
     reconstruction(frozen, static_run, TrainConfig(max_steps=2, **{k: v for k, v in SMALL.items()
@@ -191,9 +195,9 @@ def test_resume_continues_the_same_run(scene, tmp_path):
     cfg = DynamicConfig(max_steps=6, seed=1, **{**SMALL, "checkpoint_every": 3})
     whole = dynamic(scene, tmp_path / "whole", cfg)
     whole.run()
-    part = dynamic(scene, tmp_path / "part", dataclasses.replace(cfg, max_steps=3))
-    part.run()
-    again = dynamic(None, tmp_path / "part", resume=True, max_steps=6)
+    interrupt_after(dynamic(scene, tmp_path / "part", cfg), 3)  # stopped just after its checkpoint at 3
+    again = dynamic(None, tmp_path / "part", resume=True)
+    assert again.step == 3
     again.run()
     for (name, a), b in zip(whole.task.model.state_dict().items(), again.task.model.state_dict().values()):
         assert torch.equal(a, b), name
@@ -234,8 +238,8 @@ def test_batch_job_of_kind_dynamic(scene, tmp_path):
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text(f"defaults: {{max_steps: 2, eval_every: 0}}\njobs:\n  - dynamic: {scene}\n    config: kplanes\n"
                     f"  - reconstruction: {scene}\n")
-    records = run_batch(read_jobs(jobs), tmp_path / "out")
-    assert [r["status"] for r in records] == ["done", "done"]
+    summary = run_batch(read_jobs(jobs), tmp_path / "out")
+    assert [r["status"] for r in summary["jobs"]] == ["done", "done"], summary
     for run_dir in (tmp_path / "out").iterdir():
         if (run_dir / "run.json").is_file():
             assert json.loads((run_dir / "run.json").read_text())["kind"] == "dynamic"

@@ -65,8 +65,12 @@ def test_kernel_matches_twin(kernels, case, n_points):
     assert (g_coords[outside] == 0).all(), "a clamped coordinate has no gradient"
 
 
+SMALL_TWO_LEVELS = ([(3, 4, 5, 2), (5, 4, 3, 3)], PAIRS_4D, 2)
+"""Few table entries (gradcheck perturbs each), two levels (their features multiply per level)."""
+
+
 def test_gradcheck_float64(kernels):
-    layout, table, coords = make(CASES[1], 12, torch.float64)
+    layout, table, coords = make(SMALL_TWO_LEVELS, 12, torch.float64)
     coords = coords.clamp(0.01, 0.99)  # away from the clamp's kinks
 
     def fn(c, t):
@@ -152,7 +156,7 @@ def test_cpu_source_compiles_without_torch():
     subprocess.run(cmd, check=True, timeout=120)
 
 
-@pytest.mark.parametrize("arch", ["sm_75", "sm_90"])
+@pytest.mark.parametrize("arch", ["sm_75"])  # the oldest nvcc 13 builds for
 def test_cuda_source_compiles_with_nvcc(arch):
     if NVCC is None:
         pytest.skip("nvcc not found (PATH, $CUDA_HOME/bin, /usr/local/cuda/bin)")

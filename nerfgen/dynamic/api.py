@@ -41,7 +41,7 @@ def dynamic(data: str | Path | None, output: str | Path, config: Any = "auto", r
     from nerfgen.dynamic.task import DynamicTask
     from nerfgen.reconstruct.config import TrainConfig
 
-    output = Path(output)
+    output, config = Path(output), "auto" if config is None else config  # a batch job names none
     check_output(output, resume)
     data = data or (read_info(output).data if resume else None)
     if data is None:

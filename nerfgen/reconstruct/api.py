@@ -38,7 +38,7 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
     from nerfgen.data.dataset import spread_views
     from nerfgen.reconstruct import ReconstructionTask, TrainConfig
 
-    output = Path(output)
+    output, config = Path(output), "auto" if config is None else config  # a batch job names none
     check_output(output, resume)
     if _dynamic(data, output, resume):  # a capture whose frames carry times (or such a run, resumed)
         from nerfgen.dynamic.api import dynamic
