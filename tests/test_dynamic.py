@@ -286,8 +286,8 @@ def test_torchrun_trains_a_dynamic_capture_on_two_ranks(scene, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "nerfgen",
-           "train", str(scene), "--output", str(out), "--max-steps", "20", "--val-every", "0",
-           "--set", "target_samples=4096", "--set", "grid.cells_per_update=4096"]
+           "train", str(scene), "--output", str(out), "--max-steps", "6", "--val-every", "0",
+           "--set", "target_samples=4096", "--set", "grid.cells_per_update=4096", "--set", "grid.update_every=2"]
     proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = load_run(out, "cpu")
