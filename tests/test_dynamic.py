@@ -2,12 +2,16 @@
 time trains bit for bit as a static one), occupancy grids per bin of time, a small scene reaching a
 quality threshold, the API (train, load_run, render at a time, videos, meshes, resume, batch), the
 command line (train with no flags, eval per time, render --time / --time-sweep, export --time) and
-the errors of asking a static run for a time."""
+the errors of asking a static run for a time, the viewer's time panel, and torchrun."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -277,11 +281,6 @@ def test_viewer_time_panel(trained):
 
 def test_torchrun_trains_a_dynamic_capture_on_two_ranks(scene, tmp_path):
     """Data-parallel as static runs: the per-bin grids are reduced over the ranks, rank 0 writes."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
     out = tmp_path / "run"
