@@ -432,7 +432,7 @@ def test_bad_idr_inputs_name_the_file(source: ParsedScene, tmp_path: Path):
     arrays["world_mat_2"] = np.eye(4)
     np.savez(npz, **arrays)
     (tmp_path / "mask" / "005.png").unlink()
-    with pytest.raises(DatasetError, match=r"mask: 1 of 13 images have no mask of the same name: 005\.png"):
+    with pytest.raises(DatasetError, match=r"mask: 1 of 13 images have no mask of the same name or frame number: 005\.png"):
         quiet(load_dataset, tmp_path, "all")
 
 

@@ -32,12 +32,13 @@ def is_blender(folder: Path, split: str) -> bool:
     return folder.is_dir() and bool(_split_files(folder, split))
 
 
-def parse_blender(folder: Path, split: str) -> ParsedScene:
+def parse_blender(folder: Path, split: str, holdout_every: int = 8) -> ParsedScene:
     """Parses the transforms file(s) of one split (``"all"`` joins train, val and test).
 
     Args:
         folder: Scene folder holding ``transforms_{split}.json``.
         split: ``"train"``, ``"val"``, ``"test"`` (any ``transforms_{split}.json``) or ``"all"``.
+        holdout_every: Unused (the files give the split); there for the signature all readers share.
 
     Returns:
         The parsed split; fx = fy = ``0.5 W / tan(camera_angle_x / 2)``,

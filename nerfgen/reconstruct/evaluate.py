@@ -19,6 +19,7 @@ from nerfgen.runs import load_run
 def evaluate(
     run_dir: str | Path, split: str = "test", every: int = 1, data: str | None = None,
     downscale: float | None = None, save_images: bool = False, limit: int = 0, device: str = "auto",
+    format: str | None = None,
 ) -> dict:
     """Render every ``every``-th view of ``split`` and compare with the ground truth.
 
@@ -31,6 +32,8 @@ def evaluate(
         save_images: also write ``renders_{split}/NNN.png`` (prediction beside ground truth).
         limit: evaluate at most this many views (0: all selected).
         device: where to render: ``cpu``, ``cuda[:n]`` or ``auto``.
+        format: the capture's reader (see :func:`~nerfgen.data.load_dataset`); default: the one the
+            run recorded for its own data, else found from the folder.
 
     Returns:
         The report written to ``run_dir/eval_{split}.json``: mean and per-view PSNR/SSIM, seconds,
@@ -40,8 +43,10 @@ def evaluate(
     run = load_run(run_dir, device)
     if run.info.kind != "reconstruction" and data is None:
         raise ValueError(f"{run_dir}: a {run.info.kind} run has no dataset to evaluate on (give --data)")
+    own = data is None or Path(data).resolve() == Path(run.info.data).resolve()
     data = data or run.info.data
-    dataset = load_dataset(data, split, downscale=downscale or run.info.downscale)
+    format = format or (run.info.config.get("data_format", "auto") if own else "auto")
+    dataset = load_dataset(data, split, downscale=downscale or run.info.downscale, format=format)
     bg = background_color(shown_on(dataset))
     views = list(range(0, len(dataset.cameras), max(every, 1)))
     if limit > 0:
