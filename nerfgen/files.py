@@ -102,11 +102,18 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_json(path: Path) -> dict:
-    """Read a JSON file, with an error naming it when it is missing or malformed."""
+    """Read a JSON file, with an error naming it when it is missing, a folder, not UTF-8 text,
+    malformed or nested too deep to read."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, expected a JSON file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text at byte {exc.start}, expected a JSON file") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: malformed JSON ({exc})") from exc
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deep to read, expected a JSON file as nerfgen writes them") from None

@@ -413,7 +413,7 @@ def test_bad_colmap_text_model(tmp_path: Path):
     with pytest.raises(DatasetError, match=r"cameras\.txt: camera 1 uses camera model FOV, expected one of"):
         parse_colmap(tmp_path, "all")
     (model / "cameras.txt").write_text("1 PINHOLE 40 30 50 20 15\n")
-    with pytest.raises(DatasetError, match=r"cameras\.txt: line 1: camera model PINHOLE takes 4 parameters, got 3"):
+    with pytest.raises(DatasetError, match=r"cameras\.txt: line 1: expected 4 parameters for camera model PINHOLE, got 3"):
         parse_colmap(tmp_path, "all")
 
 

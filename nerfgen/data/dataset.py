@@ -137,11 +137,17 @@ def _cameras(scene: ParsedScene, downscale: float) -> tuple[Cameras, np.ndarray]
     k[:, [0, 2]] *= ratio[:, :1]
     k[:, [1, 3]] *= ratio[:, 1:]
     kt = torch.from_numpy(k).float()
+    c2w = torch.from_numpy(np.stack([f.c2w for f in scene.frames])).float()
+    bad = ~(torch.isfinite(c2w).all(2).all(1) & torch.isfinite(kt).all(1))
+    if bool(bad.any()):
+        frame = scene.frames[int(bad.nonzero()[0, 0])]
+        raise DatasetError(f"{frame.source}: the camera of {frame.image.name} does not fit in float32 (pose "
+                           f"{frame.c2w.tolist()}); expected poses and intrinsics of at most about 1e38")
     options = {}
     if scene.fisheye is not None:
         options["fisheye"] = torch.from_numpy(np.asarray(scene.fisheye, dtype=bool))
     cameras = Cameras(
-        c2w=torch.from_numpy(np.stack([f.c2w for f in scene.frames])).float(),
+        c2w=c2w,
         fx=kt[:, 0].contiguous(), fy=kt[:, 1].contiguous(), cx=kt[:, 2].contiguous(), cy=kt[:, 3].contiguous(),
         width=int(sizes[:, 0].max()), height=int(sizes[:, 1].max()), distortion=kt[:, 4:8].contiguous(), **options,
     )
@@ -225,13 +231,17 @@ def load_dataset(
         depth_files = [f.depth for f in scene.frames]
         full = (int(scene.sizes[0, 0]), int(scene.sizes[0, 1]))
         depths = torch.from_numpy(load_depths(depth_files, full, (int(sizes[0, 0]), int(sizes[0, 1]))))
+    aabb = torch.from_numpy(scene.aabb).float()
+    if not (bool(torch.isfinite(aabb).all()) and bool((aabb[3:] > aabb[:3]).all())):
+        raise DatasetError(f"{scene.source}: the scene box it gives, {scene.aabb.tolist()}, is not a finite box "
+                           "(expected min < max within float32's range)")
     white, reason = scene.white_background, None
     if not store.has_alpha:
         white, reason = _plain_background(store, Path(path))
     return Dataset(
         cameras=cameras,
         store=store,
-        aabb=torch.from_numpy(scene.aabb).float(),
+        aabb=aabb,
         cascades=scene.cascades,
         filenames=[str(f.image) for f in scene.frames],
         split=split,

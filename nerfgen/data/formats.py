@@ -19,12 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nerfgen.data.blender import is_blender, parse_blender
+from nerfgen.data.blender import parse_blender, split_files
 from nerfgen.data.colmap import find_colmap_model, parse_colmap
 from nerfgen.data.errors import DatasetError
 from nerfgen.data.idr import find_idr_cameras, has_masks, parse_idr
 from nerfgen.data.instant_ngp import parse_instant_ngp
-from nerfgen.data.llff import is_llff, parse_llff
+from nerfgen.data.llff import parse_llff
 from nerfgen.data.transforms import ParsedScene
 
 __all__ = ["FORMATS", "READERS", "FormatChoice", "Reader", "choose_format", "reader_named"]
@@ -41,7 +41,8 @@ class Reader:
         aliases: Other names accepted for it.
         title: Its name in messages.
         looks_for: The files it needs, for messages.
-        matches: ``(folder, split) -> bool``: whether the folder holds this format (for this split).
+        matches: ``(folder, split) -> str | None``: the file that makes the folder this format's
+            (for this split), named relative to the folder, or None.
         carries: ``folder -> tuple[str, ...]``: what the folder gives through this reader.
         parse: ``(path, split, holdout_every) -> ParsedScene`` (``path``: see :class:`FormatChoice`).
     """
@@ -50,7 +51,7 @@ class Reader:
     aliases: tuple[str, ...]
     title: str
     looks_for: str
-    matches: Callable[[Path, str], bool]
+    matches: Callable[[Path, str], str | None]
     carries: Callable[[Path], tuple[str, ...]]
     parse: Callable[[Path, str, int], ParsedScene]
 
@@ -70,17 +71,35 @@ def _colmap_carries(folder: Path) -> tuple[str, ...]:
     return (INTRINSICS,) if count > 1 else ()
 
 
+def _file(folder: Path, name: str) -> str | None:
+    return name if (folder / name).is_file() else None
+
+
+def _blender_file(folder: Path, split: str) -> str | None:
+    files = split_files(folder, split)
+    return files[0].name if files else None
+
+
+def _colmap_file(folder: Path, split: str) -> str | None:
+    model = find_colmap_model(folder)
+    return None if model is None else str(model.relative_to(folder))
+
+
+def _idr_file(folder: Path, split: str) -> str | None:
+    npz = find_idr_cameras(folder)
+    return None if npz is None else npz.name
+
+
 READERS = (
     Reader("nerf-synthetic", ("blender",), "NeRF-synthetic", "transforms_{split}.json",
-           is_blender, lambda folder: (BOX,), parse_blender),
+           _blender_file, lambda folder: (BOX,), parse_blender),
     Reader("llff", (), "LLFF", "poses_bounds.npy",
-           lambda folder, split: is_llff(folder), lambda folder: (BOUNDS,), parse_llff),
+           lambda folder, split: _file(folder, "poses_bounds.npy"), lambda folder: (BOUNDS,), parse_llff),
     Reader("instant-ngp", ("transforms", "nerfstudio"), "instant-ngp/nerfstudio", "transforms.json",
-           lambda folder, split: (folder / "transforms.json").is_file(), lambda folder: (BOX,), parse_instant_ngp),
+           lambda folder, split: _file(folder, "transforms.json"), lambda folder: (BOX,), parse_instant_ngp),
     Reader("colmap", (), "COLMAP", "a sparse model in sparse/0, sparse or colmap/sparse/0",
-           lambda folder, split: find_colmap_model(folder) is not None, _colmap_carries, parse_colmap),
-    Reader("idr", ("neus", "dtu"), "IDR/NeuS", "cameras_sphere.npz or cameras.npz",
-           lambda folder, split: find_idr_cameras(folder) is not None,
+           _colmap_file, _colmap_carries, parse_colmap),
+    Reader("idr", ("neus", "dtu"), "IDR/NeuS", "cameras_sphere.npz or cameras.npz", _idr_file,
            lambda folder: ((MASKS,) if has_masks(folder) else ()) + (INTRINSICS, BOX), parse_idr),
 )  # fmt: skip
 """Every reader, in the order that breaks ties."""
@@ -128,9 +147,9 @@ class FormatChoice:
         return self.reader.parse(self.path, split, holdout_every)
 
 
-def _describe(reader: Reader, folder: Path) -> str:
+def _describe(reader: Reader, folder: Path, split: str) -> str:
     carries = reader.carries(folder)
-    return f"{reader.title} ({reader.looks_for}: {', '.join(carries) if carries else 'cameras only'})"
+    return f"{reader.title} ({reader.matches(folder, split)}: {', '.join(carries) if carries else 'cameras only'})"
 
 
 def choose_format(path: Path, split: str, format: str = "auto") -> FormatChoice:
@@ -171,9 +190,8 @@ def choose_format(path: Path, split: str, format: str = "auto") -> FormatChoice:
     if len(found) == 1:
         return _choice(found[0], path)
     best = max(found, key=lambda r: len(r.carries(path)))  # max keeps the first of equals
-    others = "; ".join(_describe(r, path) for r in found if r is not best)
-    reason = f"read as {_describe(best, path)} over {others}; choose with --format"
-    return _choice(best, path, reason.replace("{split}", split))
+    others = "; ".join(_describe(r, path, split) for r in found if r is not best)
+    return _choice(best, path, f"read as {_describe(best, path, split)} over {others}; choose with --format")
 
 
 def _choice(reader: Reader, folder: Path, reason: str | None = None) -> FormatChoice:

@@ -75,7 +75,13 @@ def _matrix(cams: np.lib.npyio.NpzFile, key: str, path: Path, name: str, shapes:
             f"{path}: expected key '{key}' for image {name} (one world_mat_i and scale_mat_i per image, "
             f"i = 0..n-1 in sorted image order)"
         )
-    value = np.asarray(cams[key], dtype=np.float64)
+    try:
+        value = cams[key]  # read (and decompressed) only now: a damaged archive fails here
+    except Exception as err:  # zipfile, zlib and numpy raise several types
+        raise DatasetError(f"{path}: cannot read '{key}' ({type(err).__name__}: {err})") from err
+    if value.dtype.kind not in "fiu":
+        raise DatasetError(f"{path}: '{key}' must be a matrix of real numbers, got dtype {value.dtype}")
+    value = value.astype(np.float64)
     if value.shape not in shapes or not np.isfinite(value).all():
         expected = " or ".join("x".join(map(str, s)) for s in shapes)
         raise DatasetError(f"{path}: '{key}' must be a finite {expected} matrix, got shape {list(value.shape)}")
@@ -160,8 +166,10 @@ def parse_idr(folder: Path, split: str, holdout_every: int = 8) -> ParsedScene:
     masks = _masks(folder, images)
     try:
         cams = np.load(npz, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # numpy and zipfile raise several types for bad files
         raise DatasetError(f"{npz}: cannot read as a .npz archive ({type(err).__name__}: {err})") from err
+    if not isinstance(cams, np.lib.npyio.NpzFile):
+        raise DatasetError(f"{npz}: expected a .npz archive of world_mat_i and scale_mat_i, got a single array")
     with cams:
         decomposed = [_camera(cams, i, npz, im.name) for i, im in enumerate(images)]
     chosen = _split_indices(len(images), split, holdout_every, npz)
