@@ -197,7 +197,8 @@ TARGETS = [
     Target("layout", build_layout, lambda root: read_layout(root / "layout.json"), FILE_ERRORS),
     Target("camera-path", build_camera_path, lambda root: read_camera_path(root / "camera_path.json"), FILE_ERRORS,
            check_camera_path),
-    Target("config-train", build_train_config, lambda root: load_config(TrainConfig, root / "config.yaml"), FILE_ERRORS),
+    Target("config-train", build_train_config, lambda root: load_config(TrainConfig, root / "config.yaml"),
+           FILE_ERRORS),
     Target("config-gan", build_gan_config, lambda root: load_config(GanConfig, root / "config.yaml"), FILE_ERRORS),
 ]
 """Every reader the fuzzer covers (checkpoints and run.json are fuzzed elsewhere)."""

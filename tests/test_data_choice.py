@@ -4,6 +4,7 @@ the layout decided from the cameras' geometry, and the backdrop of images withou
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -15,6 +16,7 @@ import torch
 from PIL import Image
 
 from nerfgen.api import reconstruction
+from nerfgen.cli import main
 from nerfgen.data import DatasetError, DatasetWarning, load_dataset, scene_layout
 from nerfgen.data.formats import choose_format, reader_named
 from nerfgen.data.idr import parse_idr, write_idr
@@ -50,7 +52,8 @@ def test_neus_dtu_folder_is_read_by_idr_and_says_why(neus: Path):
     assert ds.format == "idr" and ds.has_alpha and len(ds) == 16
     scene = quiet(parse_idr, neus, "all")
     pairs = [(f.image.name, f.mask.name) for f in scene.frames]
-    assert pairs[:2] == [("000000.png", "000.png"), ("000001.png", "001.png")] and pairs[-1] == ("000015.png", "015.png")
+    assert pairs[:2] == [("000000.png", "000.png"), ("000001.png", "001.png")]
+    assert pairs[-1] == ("000015.png", "015.png")
     mask = np.asarray(Image.open(neus / "mask" / "012.png"))
     assert torch.equal(ds.image(12)[..., 3], torch.from_numpy(mask))  # the mask is the alpha, frame by frame
 
@@ -100,8 +103,8 @@ def test_layout_is_decided_by_the_cameras_not_the_format(tmp_path: Path):
     as_llff = quiet(load_dataset, scan, "all", format="llff")
     assert as_llff.layout == "forward"  # what the format would say
     layout = scene_layout(as_llff)
-    assert layout.kind == "object" and "not forward-facing, though the llff format is" in layout.reason
-    spread = float(layout.reason.split("(")[1].split(" deg")[0])
+    assert layout.kind == "object" and "not forward-facing as the llff format would have it" in layout.reason
+    spread = float(re.search(r"up to (\d+) deg from their mean viewing direction", layout.reason).group(1))
     assert 50 <= spread <= 60  # DTU's arm: a 55-degree spread of cameras converging on the object
     assert scene_layout(quiet(load_dataset, scan, "all")).kind == "object"
     llff_capture(tmp_path / "grid")  # a real forward-facing capture stays one
@@ -199,7 +202,7 @@ def _nerfgen(*args):
                           env={"PATH": "/usr/bin:/bin"}, timeout=300)
 
 
-def test_nerfgen_train_reads_a_neus_dtu_folder(neus: Path, tmp_path: Path):
+def test_nerfgen_train_reads_a_neus_dtu_folder(neus: Path, tmp_path: Path, capsys):
     run = tmp_path / "run"
     out = _nerfgen("train", str(neus), "--output", str(run), "--max-steps", "200", "--threads", "1",
                    "--set", "target_samples=8192")
@@ -208,16 +211,26 @@ def test_nerfgen_train_reads_a_neus_dtu_folder(neus: Path, tmp_path: Path):
     assert len(said) == 2, out.stderr
     assert said[0].endswith("read as IDR/NeuS (cameras_sphere.npz: masks, per-view intrinsics, a scene box) over "
                             "LLFF (poses_bounds.npy: near/far bounds); choose with --format")
-    assert " object scene (cameras look around (55 deg between viewing directions > 40" in said[1]
+    assert " object scene (cameras look around (up to 55 deg from their mean viewing direction, > 40" in said[1]
     assert said[1].endswith("inside the capture's scene box): config ngp")
     assert json.loads((run / "run.json").read_text())["config"]["data_format"] == "idr"
-    out = _nerfgen("eval", str(run))  # reads the data with the reader the run recorded
-    assert out.returncode == 0, out.stderr
+    assert cli(["eval", str(run)]) == 0  # reads the data with the reader the run recorded
     report = json.loads((run / "eval_test.json").read_text())
     assert report["views"] == 2 and report["psnr"] > DTU_MIN_PSNR, report["psnr"]
-    out = _nerfgen("train", str(neus), "--output", str(tmp_path / "bad"), "--format", "nerf-synthetic")
-    assert out.returncode == 2 and "expects transforms_train.json in this folder" in out.stderr
-    assert out.stderr.count("error") == 1 and "Traceback" not in out.stderr
+    engine = quiet(reconstruction, None, run, resume=True, max_steps=201)  # resumes reading as the run did
+    assert engine.task.dataset.format == "idr" and engine.config.data_format == "idr"
+    capsys.readouterr()
+    assert cli(["train", str(neus), "--output", str(tmp_path / "bad"), "--format", "dtu-neus"]) == 2
+    err = capsys.readouterr().err
+    assert "nerfgen train: error: unknown capture format 'dtu-neus'; expected one of auto, nerf-synthetic" in err
+    assert err.count("error") == 1 and not (tmp_path / "bad").exists()
+
+
+def cli(argv: list[str]) -> int:
+    """``nerfgen ARGV`` in this process: its exit code."""
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    return done.value.code
 
 
 DTU_MIN_PSNR = 20.0

@@ -79,11 +79,13 @@ def scene_layout(dataset) -> Layout:
     spread, focus = _view_spread(cameras), _focus(cameras)
     at = "" if focus is None else f", converging {focus[1]:.3g} in front of them"
     if spread > FORWARD_CONE_DEGREES:
-        around = f"cameras look around ({spread:.0f} deg between viewing directions > {FORWARD_CONE_DEGREES:.0f}{at})"
+        around = (f"cameras look around (up to {spread:.0f} deg from their mean viewing direction, "
+                  f"> {FORWARD_CONE_DEGREES:.0f}{at})")
         if dataset.points is not None and dataset.layout != "object":
             return Layout("unbounded", f"{around} and the capture has SfM points but no scene box")
         if dataset.layout == "forward":
-            return Layout("object", f"{around}: not forward-facing, though the {dataset.format or 'capture'} format is")
+            return Layout("object", f"{around}: an object, not forward-facing as the {dataset.format or 'capture'} "
+                                    "format would have it")
         return Layout("object", f"{around} inside the capture's scene box")
     cone = f"every camera looks within {spread:.0f} deg of the mean direction (<= {FORWARD_CONE_DEGREES:.0f})"
     box = dataset.aabb
