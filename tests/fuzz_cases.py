@@ -40,7 +40,7 @@ MAX_MESSAGE = 2000
 """Longest error message that still reads as one clear error (characters)."""
 EXPLAINS = ("expect", "must", "cannot", "not", "no ", "missing", "unknown", "only", "malformed", "need", "truncated",
             "unexpected", "differ", " but ", "has ", "empty", "singular", "invalid", "unsupported", "non-finite",
-            "nan", "too ")
+            "nan", "too ", "already")
 """A message says what was wrong when it holds one of these."""
 ODD_VALUES = [float("nan"), float("inf"), -float("inf"), 1e308, -1e308, 10**30, 0, -1, 1e-320, "x", "", None,
               True, [], {}, [1, 2], {"a": 1}, "\u00e9\u0000", 2**63]
