@@ -12,8 +12,8 @@ import pytest
 from tests.fuzz_cases import Outcome, prepare, run_case
 from tests.fuzz_targets import TARGETS, Target, build_layout
 
-CASES = 40
-"""Cases per reader in CI (the whole file runs in about 20 s on 2 cores)."""
+CASES = 60
+"""Cases per reader in CI (the whole file runs in about 15 s on 2 cores)."""
 
 
 @pytest.fixture(scope="module")
