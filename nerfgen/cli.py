@@ -16,6 +16,9 @@ from nerfgen.mesh import cli as mesh_cli
 from nerfgen.prior import cli as prior_cli
 
 DEVICE_HELP = "cpu | cuda[:n] | auto (default: auto, CUDA when torch sees a GPU)"
+FORMAT_HELP = ("the capture's reader: nerf-synthetic (blender), instant-ngp (transforms, nerfstudio), llff, colmap, "
+               "idr (neus, dtu) or auto (default: found from the folder; when several match, the one that carries "
+               "the most: masks, per-view intrinsics, a scene box, near/far bounds, said on stderr)")
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +30,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                         "sparse/0 + images/, cameras_sphere.npz) or a transforms JSON file (optional with --resume: "
                         "the run's own)")
     p.add_argument("--output", required=True, help="run directory to write (checkpoint, config, logs)")
+    p.add_argument("--format", help=FORMAT_HELP + "; the run records it")
     p.add_argument("--config", default="auto",
                    help="auto (default: ngp for an object in a box, llff for a forward-facing capture, "
                         "ngp_unbounded otherwise, picked from the cameras and said), a shipped config by name "
@@ -58,6 +62,8 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--every", type=int, default=1, help="evaluate every N-th view (default: all)")
     p.add_argument("--limit", type=int, default=0, help="evaluate at most this many views")
     p.add_argument("--data", help="dataset path (default: the one the run trained on)")
+    p.add_argument("--format", help="the capture's reader (as `nerfgen train --format`; default: the one the run "
+                                    "recorded for its own data, else found from the folder)")
     p.add_argument("--downscale", type=float, help="image downscale (default: the training one)")
     p.add_argument("--save-images", action="store_true", help="write renders_{split}/NNN.png (render | ground truth)")
     p.add_argument("--lpips-weights", nargs=2, metavar=("BACKBONE", "LINEAR"),
@@ -152,7 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                "device": args.device, **parse_overrides(args.overrides)}
     if args.data is None and not args.resume:
         raise ValueError("give the dataset to train on (DATA), or --resume a run")
-    engine = reconstruction(args.data, args.output, args.config, args.resume, **options)
+    engine = reconstruction(args.data, args.output, args.config, args.resume, args.format, **options)
     server = None
     if args.viewer and engine.world.main:
         viewer = viewer_package()
@@ -175,7 +181,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from nerfgen.reconstruct.evaluate import evaluate
 
     report = evaluate(args.run, args.split, args.every, args.data, args.downscale, args.save_images, args.limit,
-                      args.device, args.lpips_weights)
+                      args.device, args.lpips_weights, args.format)
     lpips = f"  LPIPS {report['lpips']:.4f}" if "lpips" in report else ""
     print(f"{args.run}: {report['split']} ({report['views']} views, {report['width']}x{report['height']}): "
           f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}{lpips}  ({report['rays_per_second']:,.0f} rays/s; "

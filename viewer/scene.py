@@ -83,7 +83,8 @@ def _small_training_set(run: nerfgen.Renderable):
         return None
     full_side = max(run.info.width, run.info.height) * run.info.downscale  # the files' size
     try:
-        return nerfgen.load_dataset(data, "train", downscale=max(1.0, full_side / THUMBNAIL))
+        return nerfgen.load_dataset(data, "train", downscale=max(1.0, full_side / THUMBNAIL),
+                                    format=run.info.config.get("data_format", "auto"))
     except nerfgen.DatasetError as exc:
         warnings.warn(f"training cameras not shown: {exc}", stacklevel=3)
         return None

@@ -101,7 +101,7 @@ def _read_cache(root: Path, size: int, stamp: dict) -> np.ndarray | None:
         if json.loads(stamp_path.read_text()) != stamp:
             return None
         images = np.load(array_path, allow_pickle=False)
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError, RecursionError):  # a damaged cache is decoded again
         return None
     if images.dtype != np.uint8 or images.shape != (stamp["count"], size, size, 3):
         return None
@@ -173,7 +173,10 @@ class ImageCollection:
         files, images = decode_folder(root, size)
         labels = None
         if (root / LABELS_NAME).is_file():
-            labels = read_json(root / LABELS_NAME)
+            try:
+                labels = read_json(root / LABELS_NAME)
+            except ValueError as exc:
+                raise DatasetError(str(exc)) from None
             if not isinstance(labels, dict):
                 raise DatasetError(f"{root / LABELS_NAME}: expected a JSON object")
         return cls(root, files, torch.from_numpy(images), labels, held_out)

@@ -6,6 +6,7 @@ a radiance field trained on posed images, :func:`train` runs it and returns the 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,18 @@ LAYOUT_CONFIGS = {"object": "ngp", "forward": "llff", "unbounded": "ngp_unbounde
 """The shipped config ``config="auto"`` picks for each scene layout (:func:`nerfgen.data.scene_layout`)."""
 
 
+def _data_format(data: str | Path, name: str) -> str:
+    """The reader ``name`` means for ``data`` (``auto``: the folder's), saying why when several matched."""
+    from nerfgen.data.formats import choose_format
+
+    choice = choose_format(Path(data), "train", name)
+    if choice.reason:
+        print(f"nerfgen: {data}: {choice.reason}", file=sys.stderr)
+    return choice.reader.name
+
+
 def reconstruction(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,
-                   **options: Any) -> Engine:
+                   format: str | None = None, **options: Any) -> Engine:
     """The engine of a reconstruction run on ``data`` into ``output``, ready to :meth:`~Engine.run`.
 
     Args:
@@ -31,6 +42,9 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
             box, ``llff`` for forward-facing, ``ngp_unbounded`` otherwise, said on stderr), a
             shipped config name (``ngp``, ``demo``, ...), a YAML path, or a ``TrainConfig``.
         resume: continue the run in ``output`` (its config, with ``options`` on top).
+        format: the capture's reader (``idr``, ``llff``, ... see :func:`nerfgen.data.load_dataset`);
+            default: the run's own when resuming, else found from the folder (said on stderr when
+            several match). The run records it (``data_format``), so eval and resume read the same.
         options: config keys to override (``max_seconds=60``); None values are ignored.
     """
     from nerfgen.data import DatasetError, load_dataset, scene_layout
@@ -42,22 +56,28 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
     data = data or (read_info(output).data if resume else None)
     if data is None:
         raise ValueError("reconstruction needs a dataset path")
+    options["data_format"] = format or options.get("data_format")
     dataset = None
     if config == "auto" and not resume:
-        dataset = load_dataset(data, "train", downscale=options.get("downscale") or 1.0)
+        options["data_format"] = _data_format(data, options["data_format"] or "auto")
+        dataset = load_dataset(data, "train", downscale=options.get("downscale") or 1.0, format=options["data_format"])
         layout = scene_layout(dataset)
         config = LAYOUT_CONFIGS[layout.kind]
         print(f"nerfgen: {data}: {layout.kind} scene ({layout.reason}): config {config}", file=sys.stderr)
     cfg, _ = resolve_config(TrainConfig, config, output, resume, RunKind.RECONSTRUCTION, options)
-    memory = cfg.image_memory_mb << 20
+    if dataset is None:
+        cfg = dataclasses.replace(cfg, data_format=_data_format(data, cfg.data_format))
+    memory, fmt = cfg.image_memory_mb << 20, cfg.data_format
     if dataset is None or cfg.downscale != (options.get("downscale") or 1.0):
-        dataset = load_dataset(data, "train", downscale=cfg.downscale, image_memory=memory)
+        dataset = load_dataset(data, "train", downscale=cfg.downscale, image_memory=memory, format=fmt)
+    if dataset.background_reason:
+        print(f"nerfgen: {dataset.background_reason}", file=sys.stderr)
     if cfg.train_views > 0:
         dataset = dataset.subset(spread_views(len(dataset), cfg.train_views))
     val = None
     for split in ("val", "test") if cfg.eval_every > 0 else ():
         try:
-            val = load_dataset(data, split, downscale=cfg.downscale, image_memory=memory)
+            val = load_dataset(data, split, downscale=cfg.downscale, image_memory=memory, format=fmt)
             break
         except DatasetError:
             continue
@@ -65,12 +85,13 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
 
 
 def train(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,
-          on_step: Hook | None = None, **options: Any) -> Run:
-    """Train a radiance field on posed images (see :func:`reconstruction`) and return it as a :class:`Run`.
+          on_step: Hook | None = None, format: str | None = None, **options: Any) -> Run:
+    """Train a radiance field on posed images (see :func:`reconstruction`; ``format`` names the
+    capture's reader) and return it as a :class:`Run`.
 
     ``on_step`` is called after every step with a :class:`~nerfgen.engine.StepReport`.
     """
-    engine = reconstruction(data, output, config, resume, **options)
+    engine = reconstruction(data, output, config, resume, format, **options)
     engine.run([on_step] if on_step is not None else [])
     return engine.task.live_run(output)
 

@@ -22,6 +22,7 @@ def evaluate(
     run_dir: str | Path, split: str = "test", every: int = 1, data: str | None = None,
     downscale: float | None = None, save_images: bool = False, limit: int = 0, device: str = "auto",
     lpips_weights: tuple[str | Path, str | Path] | None = None,
+    format: str | None = None,
 ) -> dict:
     """Render every ``every``-th view of ``split`` and compare with the ground truth.
 
@@ -36,6 +37,8 @@ def evaluate(
         device: where to render: ``cpu``, ``cuda[:n]`` or ``auto``.
         lpips_weights: ``(backbone, linear)`` weight files to also compute LPIPS with
             (:func:`nerfgen.reconstruct.lpips.load_lpips_weights`; nothing is downloaded); None: no LPIPS.
+        format: the capture's reader (see :func:`~nerfgen.data.load_dataset`); default: the one the
+            run recorded for its own data, else found from the folder.
 
     Returns:
         The report written to ``run_dir/eval_{split}.json``: mean and per-view PSNR/SSIM (and LPIPS),
@@ -46,8 +49,10 @@ def evaluate(
     run = renderable(load_run(run_dir, device), "evaluation")
     if run.info.kind is not RunKind.RECONSTRUCTION and data is None:
         raise ValueError(f"{run_dir}: a {run.info.kind.value} run has no dataset to evaluate on (give --data)")
+    own = data is None or Path(data).resolve() == Path(run.info.data).resolve()
     data = data or run.info.data
-    dataset = load_dataset(data, split, downscale=downscale or run.info.downscale)
+    format = format or (run.info.config.get("data_format", "auto") if own else "auto")
+    dataset = load_dataset(data, split, downscale=downscale or run.info.downscale, format=format)
     bg = background_color(shown_on(dataset))
     views = list(range(0, len(dataset.cameras), max(every, 1)))
     if limit > 0:

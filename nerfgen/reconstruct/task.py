@@ -28,7 +28,8 @@ from nerfgen.runs import RunInfo
 
 
 def shown_on(dataset: Dataset) -> str:
-    """The background a dataset is evaluated on: white for NeRF-synthetic, else black."""
+    """The background a dataset is evaluated on: white for NeRF-synthetic images with alpha,
+    the images' own plain backdrop for images without (:attr:`Dataset.white_background`), else black."""
     return "white" if dataset.white_background else "black"
 
 
@@ -77,7 +78,7 @@ class ReconstructionTask(FieldTask):
             self.model.sampler.restrict(lambda c, size: visual_hull(c, size, ds.cameras, alphas))
         self.model.to(self.device)
         self.optimizer = field_optimizer(self.model, cfg)
-        self.background = Background(training_background(cfg.background, ds.has_alpha))
+        self.background = Background(training_background(cfg.background, ds.has_alpha, shown_on(ds)))
         self.cameras = ds.cameras.to(self.device)
         self.n_rays = cfg.init_rays
         self.camera_opt = CameraOptimizer(len(ds), cfg.camera_opt.mode).to(self.device)
