@@ -23,6 +23,8 @@ from nerfgen.engine.schedule import progress
 from nerfgen.engine.task import Env, Figure, StepContext, StepResult, Task
 from nerfgen.files import read_json, read_tensors, write_json, write_tensors
 
+ALL_CORES = torch.get_num_threads()
+"""torch's own thread count (all cores), what ``threads: 0`` sets back after a run that asked for fewer."""
 RATE_SMOOTHING = 0.9
 """Weight of the previous value in the smoothed per-second rates shown and reported."""
 
@@ -79,9 +81,7 @@ class Engine:
         self.world = world or distributed.current()
         torch.manual_seed(config.seed)
         node = distributed.env_world()  # the cores of a node are split between the ranks on it
-        threads = config.threads or (node.threads() if node.local_size > 1 else 0)
-        if threads > 0:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(config.threads or (node.threads() if node.local_size > 1 else ALL_CORES))
         self.config, self.task, self.output = config, task, Path(output)
         self.device = torch.device(resolve_device(config.device))
         self.generator = torch.Generator().manual_seed(config.seed)  # on the CPU: same draws on any device
