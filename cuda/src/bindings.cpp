@@ -1,5 +1,5 @@
-// The only file of nerfgen's kernels that touches torch: registers the ops of the `nerfgen`
-// namespace, checks tensors at the boundary and forwards raw pointers to the launchers.
+// Registers the ops of the `nerfgen` namespace (the baked-field and fused-MLP ops in their own
+// bindings_*.cpp fragments), checks tensors at the boundary and forwards raw pointers to the launchers.
 // CUDA implementations are compiled only with -DNERFGEN_WITH_CUDA (a CUDA torch and hashgrid.cu).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "bindings.h"
 #include "nerfgen/hashgrid_api.h"
 #include "nerfgen/march_api.h"
 #include "nerfgen/volrend_api.h"
@@ -19,17 +20,8 @@
 namespace nerfgen {
 namespace {
 
-// Numbers in error messages are formatted with std::to_string, never by an ostream of this
-// library: built with GCC 13 against torch 2.11's wheel (a CUDA machine's image), inserting an
-// integer into the message's ostream crashed inside libstdc++'s locale code, so a bad argument
-// gave a segfault instead of an error. Strings and dtypes stream safely.
-std::string num(int64_t value) { return std::to_string(value); }
-
-std::string shape_of(at::IntArrayRef sizes) {
-  std::string out = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
-  return out + "]";
-}
+using bindings::num;  // numbers and shapes in messages: see bindings.h
+using bindings::shape_of;
 
 // Shapes, dtypes and devices of the hash-grid arguments; returns the number of features F.
 int64_t check_hash_grid(const at::Tensor& feats, int64_t feat_cols_per_level, const at::Tensor& positions,
