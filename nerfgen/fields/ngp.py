@@ -126,6 +126,18 @@ class NGPField(RadianceField):
         positions, _ = self.local(positions, None, cond)
         return self._geometry(positions)[0]
 
+    def radiance_at(self, positions: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
+        """``sigma [n]`` and ``rgb [n, m, 3]`` at ``positions [n, 3]`` (the field's frame) seen along
+        each of ``directions [m, 3]``, the density network run once per point (baking); views
+        without an image index are coloured as :attr:`appearance_protocol` says."""
+        sigma, geo = self._geometry(positions)
+        n, m = positions.shape[0], directions.shape[0]
+        parts = [self.direction_encoding(directions)[None].expand(n, m, -1), geo[:, None].expand(n, m, -1)]
+        if self.config.appearance_dim > 0:
+            parts.append(self.appearance_code(None, 1)[None].expand(n, m, -1))
+        rgb = torch.sigmoid(self.color_net(torch.cat(parts, -1).reshape(n * m, -1)))
+        return sigma, rgb.view(n, m, 3)
+
     def forward(self, positions: Tensor, directions: Tensor, cond: Conditioning | None = None) -> FieldOutput:
         positions, directions = self.local(positions, directions, cond)
         sigma, geo = self._geometry(positions)

@@ -20,6 +20,7 @@ from nerfgen.renderable import renderable
 def evaluate(
     run_dir: str | Path, split: str = "test", every: int = 1, data: str | None = None,
     downscale: float | None = None, save_images: bool = False, limit: int = 0, device: str = "auto",
+    baked: bool = False,
 ) -> dict:
     """Render every ``every``-th view of ``split`` and compare with the ground truth.
 
@@ -32,13 +33,19 @@ def evaluate(
         save_images: also write ``renders_{split}/NNN.png`` (prediction beside ground truth).
         limit: evaluate at most this many views (0: all selected).
         device: where to render: ``cpu``, ``cuda[:n]`` or ``auto``.
+        baked: render the run's bake (``nerfgen bake``) instead of its field; the report then goes to
+            ``eval_{split}_baked.json`` and, where the field's report covers the same views, says
+            the field's PSNR on them.
 
     Returns:
         The report written to ``run_dir/eval_{split}.json``: mean and per-view PSNR/SSIM, seconds,
-        rays/s.
+        rays/s. Progress is shown on stderr (a bar on a terminal, a line every 10 s otherwise).
     """
+    from nerfgen.bake.run import compare_with_field, load_baked
+    from nerfgen.engine.progress import RunProgress
+
     run_dir = Path(run_dir)
-    run = renderable(load_run(run_dir, device), "evaluation")
+    run = renderable(load_baked(run_dir, device) if baked else load_run(run_dir, device), "evaluation")
     if run.info.kind is not RunKind.RECONSTRUCTION and data is None:
         raise ValueError(f"{run_dir}: a {run.info.kind.value} run has no dataset to evaluate on (give --data)")
     data = data or run.info.data
@@ -48,15 +55,20 @@ def evaluate(
     if limit > 0:
         views = views[:limit]
     per_view, start = [], time.perf_counter()
-    out_dir = run_dir / f"renders_{split}"
-    for i in views:
-        image = run.render(dataset.camera(i), 0, bg)
-        gt = composite(dataset.image(i), bg)
-        per_view.append({"view": i, "file": dataset.filenames[i], "psnr": psnr(image.rgb, gt), "ssim": ssim(image.rgb, gt)})
-        if save_images:
-            out_dir.mkdir(exist_ok=True)
-            pair = torch.cat([image.rgb, gt], 1).clamp(0, 1)
-            iio.imwrite(out_dir / f"{i:03d}.png", (pair * 255 + 0.5).byte().numpy())
+    suffix = "_baked" if baked else ""
+    out_dir = run_dir / f"renders_{split}{suffix}"
+    with RunProgress("eval", len(views), 0.0) as bar:
+        for i in views:
+            image = run.render(dataset.camera(i), 0, bg)
+            gt = composite(dataset.image(i), bg)
+            per_view.append({"view": i, "file": dataset.filenames[i], "psnr": psnr(image.rgb, gt),
+                             "ssim": ssim(image.rgb, gt)})
+            if save_images:
+                out_dir.mkdir(exist_ok=True)
+                pair = torch.cat([image.rgb, gt], 1).clamp(0, 1)
+                iio.imwrite(out_dir / f"{i:03d}.png", (pair * 255 + 0.5).byte().numpy())
+            bar.update(len(per_view), time.perf_counter() - start,
+                       {"psnr": sum(v["psnr"] for v in per_view) / len(per_view)})
     seconds = time.perf_counter() - start
     n_rays = int(dataset.sizes[views].prod(1).sum())
     report = {
@@ -70,5 +82,7 @@ def evaluate(
         "poses": "as given (training-time pose refinement is not applied to held-out views)",
         "per_view": per_view,
     }
-    write_json(run_dir / f"eval_{split}.json", report)
+    if baked:
+        report |= compare_with_field(run_dir / f"eval_{split}.json", per_view)
+    write_json(run_dir / f"eval_{split}{suffix}.json", report)
     return report
