@@ -51,6 +51,8 @@ class BakeConfig:
     """Raw density of absent voxels (their density is exp of it)."""
     finetune_seconds: float = 0.0
     """Seconds of fine-tuning the baked values against the training images (0: none)."""
+    finetune_steps: int = 0
+    """Steps of fine-tuning instead (0: as many as ``finetune_seconds`` allow)."""
     finetune_lr: float = 0.01
     """Adam's learning rate for fine-tuning."""
     finetune_rays: int = 8192
@@ -65,7 +67,8 @@ class BakeConfig:
             raise ValueError(f"{source}: directions: need at least {(self.sh_degree + 1) ** 2} for SH degree "
                              f"{self.sh_degree}, got {self.directions}")
         if not (0 < self.min_alpha < 1 and self.step_ratio > 0 and 0 <= self.early_stop_eps < 1
-                and self.finetune_seconds >= 0 and self.finetune_lr > 0 and self.finetune_rays >= 1):
+                and self.finetune_seconds >= 0 and self.finetune_steps >= 0 and self.finetune_lr > 0
+                and self.finetune_rays >= 1):
             raise ValueError(f"{source}: expected 0 < min_alpha < 1, step_ratio > 0, 0 <= early_stop_eps < 1, "
                              "finetune_seconds >= 0, finetune_lr > 0 and finetune_rays >= 1")
 

@@ -36,7 +36,8 @@ def render_training_rays(baked: BakedGrid, values: torch.Tensor, rays, backgroun
 
 
 def finetune(baked: BakedGrid, run, config, say: Callable[[str], None] | None = None, seed: int = 0) -> dict:
-    """Optimise ``baked.values`` in place for ``config.finetune_seconds`` on the training split of
+    """Optimise ``baked.values`` in place for ``config.finetune_steps`` steps (else
+    ``config.finetune_seconds``) on the training split of
     ``run`` (a reconstruction :class:`~nerfgen.runs.Run`); returns steps, seconds and the training
     PSNR of the first and last hundred steps."""
     from nerfgen.data import load_dataset
@@ -53,7 +54,12 @@ def finetune(baked: BakedGrid, run, config, say: Callable[[str], None] | None = 
     values = baked.values.detach().clone().requires_grad_()
     optimizer = torch.optim.Adam([values], lr=config.finetune_lr, betas=(0.9, 0.99), eps=1e-15)
     losses, steps, start = [], 0, time.perf_counter()
-    while time.perf_counter() - start < config.finetune_seconds:
+    def more() -> bool:
+        if config.finetune_steps > 0:
+            return steps < config.finetune_steps
+        return time.perf_counter() - start < config.finetune_seconds
+
+    while more():
         n = config.finetune_rays
         pixels = dataset.store.sample(n, generator)
         jitter = torch.rand(n, 2, generator=generator)

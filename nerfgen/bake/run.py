@@ -110,7 +110,7 @@ def bake(run_dir: str | Path, config: BakeConfig | None = None, device: str = "a
     run = _open_field_run(run_dir, device)
     start = time.perf_counter()
     baked = bake_model(run.model, config, say)
-    if config.finetune_seconds > 0:
+    if config.finetune_seconds > 0 or config.finetune_steps > 0:
         if run.info.kind is not RunKind.RECONSTRUCTION:
             raise ValueError(f"{run_dir}: fine-tuning needs the training images of a reconstruction run; this is a "
                              f"{run.info.kind.value} run (bake it without --finetune)")

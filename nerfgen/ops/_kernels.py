@@ -130,6 +130,38 @@ def _sparse_interp_backward(ctx, grad_sum: Tensor, grad_present: Tensor):
     return None, grad_values, None, None, None, None
 
 
+# --- fused MLPs (nerfgen/ops/mlp.py) ----------------------------------------------------------------
+
+
+def _ngp_mlp_fake(enc, sh, weights, biases, n_density):
+    return enc.new_empty(enc.shape[0]), enc.new_empty((enc.shape[0], 3))
+
+
+def _ngp_density_fake(enc, weights, biases):
+    return enc.new_empty(enc.shape[0])
+
+
+def _ngp_mlp_bwd_fake(grad_density, grad_rgb, enc, sh, weights, biases, n_density):
+    return torch.empty_like(enc), [torch.empty_like(w) for w in weights], [torch.empty_like(b) for b in biases]
+
+
+def _ngp_mlp_setup_context(ctx, inputs, output) -> None:
+    enc, sh, weights, biases, n_density = inputs
+    ctx.save_for_backward(enc, sh, *weights, *biases)
+    ctx.n_layers, ctx.n_density = len(weights), n_density
+
+
+def _ngp_mlp_backward(ctx, grad_density: Tensor, grad_rgb: Tensor):
+    """The kernel recomputes each tile's forward pass; nothing but the inputs is kept."""
+    enc, sh, *params = ctx.saved_tensors
+    weights, biases = params[:ctx.n_layers], params[ctx.n_layers:]
+    grad_density = enc.new_zeros(enc.shape[0]) if grad_density is None else grad_density.contiguous()
+    grad_rgb = enc.new_zeros((enc.shape[0], 3)) if grad_rgb is None else grad_rgb.contiguous()
+    grad_enc, grad_w, grad_b = torch.ops.nerfgen.ngp_mlp_bwd(grad_density, grad_rgb, enc, sh, weights, biases,
+                                                            ctx.n_density)
+    return grad_enc, None, grad_w, grad_b, None
+
+
 def register() -> None:
     """Register every fake kernel and autograd formula (the library must be loaded)."""
     fakes = {
@@ -144,6 +176,9 @@ def register() -> None:
         "sparse_interp_bwd": _sparse_interp_bwd_fake,
         "baked_traverse": _baked_traverse_fake,
         "baked_render": _baked_render_fake,
+        "ngp_mlp_fwd": _ngp_mlp_fake,
+        "ngp_density_fwd": _ngp_density_fake,
+        "ngp_mlp_bwd": _ngp_mlp_bwd_fake,
     }
     for name, fake in fakes.items():
         torch.library.register_fake(f"nerfgen::{name}", fake)
@@ -151,3 +186,4 @@ def register() -> None:
     torch.library.register_autograd("nerfgen::composite_fwd", _composite_backward, setup_context=_composite_setup_context)
     torch.library.register_autograd("nerfgen::sparse_interp_fwd", _sparse_interp_backward,
                                     setup_context=_sparse_interp_setup_context)
+    torch.library.register_autograd("nerfgen::ngp_mlp_fwd", _ngp_mlp_backward, setup_context=_ngp_mlp_setup_context)
