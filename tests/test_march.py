@@ -115,3 +115,13 @@ def test_grid_updates_keep_every_cell_until_the_warmup_ends():
     assert est.occupancy_fraction() == 1.0
     est.load_state_dict({**est.state_dict(), "binaries": torch.zeros_like(est.binaries)})
     assert est.occupancy_fraction() == 0.0
+
+
+def test_coarse_marching_only_early_in_training():
+    grid = OccupancyGrid(BOX[0], 1, OccGridConfig(resolution=8, coarse_steps=100))
+    fine = grid.step_size  # the grid starts all occupied: the coarsest level while it may coarsen
+    assert grid.current_step_size() == fine  # a run being rendered, not trained, marches finely
+    grid.update(50, lambda x: torch.ones(x.shape[0]))
+    assert grid.current_step_size() == 8 * fine
+    grid.update(100, lambda x: torch.ones(x.shape[0]))
+    assert grid.current_step_size() == fine  # however full the grid gets again later

@@ -40,8 +40,13 @@ class OccGridConfig:
     early_stop_eps: float = 1e-4
     """Stop marching a ray once its transmittance drops below this."""
     coarse_while_dense: bool = True
-    """March with up to 8x longer steps while much of the grid is occupied (early training), so
+    """March with up to 8x longer steps while much of the grid is occupied early in training, so
     samples per ray stay bounded before the grid has carved empty space."""
+    coarse_steps: int = 1000
+    """Training steps during which ``coarse_while_dense`` applies. Later (and whenever a trained run
+    is rendered) the step stays fine: a grid that fills again late in training (fog in a
+    forward-facing capture's NDC volume) would otherwise coarsen the march for the rest of the run
+    (horns: 24.46 dB at 5 minutes, 24.08 dB at 20 with 4x coarser steps)."""
     march_round: int = 32
     """Samples a ray advances per round of early termination."""
     alpha_threshold: float = 0.0
@@ -52,6 +57,7 @@ class OccGridConfig:
 
     def validate(self, source: str) -> None:
         ranges = {"resolution": (1, 1024), "diagonal_steps": (1, 1 << 20), "update_every": (1, None),
+                  "coarse_steps": (0, None),
                   "cells_per_update": (1, 1 << 30), "march_round": (1, 1 << 16), "warmup_steps": (0, None),
                   "render_step_size": (0.0, None), "near_plane": (0.0, None), "occ_threshold": (0.0, None),
                   "ema_decay": (0.0, 1.0), "early_stop_eps": (0.0, 1.0), "alpha_threshold": (0.0, 1.0)}
@@ -91,6 +97,7 @@ class OccupancyGrid(Sampler):
         self.register_buffer("binaries", torch.ones(cascades, res, res, res, dtype=torch.bool))
         self.register_buffer("hull", torch.ones(cascades, res**3, dtype=torch.bool))
         self._fraction, self._counted = 1.0, None
+        self._training_step: int | None = None  # the step of the last update() call; None: not training
         self.step_size = cfg.render_step_size or float((aabb[3:] - aabb[:3]).norm()) / cfg.diagonal_steps
         self.cone_angle = cfg.cone_angle if cfg.cone_angle >= 0 else (0.0 if cascades == 1 else 1 / 256)
 
@@ -101,8 +108,10 @@ class OccupancyGrid(Sampler):
 
     def current_step_size(self) -> float:
         """The marching step now: ``step_size`` times 1, 2, 4 or 8 as the occupied fraction of
-        the grid falls below 1/8, 1/4, 1/2 (with ``coarse_while_dense``)."""
-        if not self.config.coarse_while_dense:
+        the grid falls below 1/8, 1/4, 1/2 (with ``coarse_while_dense``, in the first
+        ``coarse_steps`` training steps)."""
+        step = self._training_step
+        if not self.config.coarse_while_dense or step is None or step >= self.config.coarse_steps:
             return self.step_size
         fraction = self.occupancy_fraction()
         level = 0 if fraction <= 0 else min(3, max(0, math.floor(math.log2(fraction * 16))))
@@ -227,6 +236,7 @@ class OccupancyGrid(Sampler):
             True when the grid was updated at this step.
         """
         cfg = self.config
+        self._training_step = step
         if step % cfg.update_every != 0 or step == 0:  # the untrained field says nothing at step 0
             return False
         n_cells = cfg.resolution**3
