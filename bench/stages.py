@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -247,7 +248,7 @@ def instrument_run(clock: StageClock, run) -> None:
 def environment() -> dict:
     from nerfgen.ops._backend import get_backend_name
 
-    return {"threads": torch.get_num_threads(), "backend": get_backend_name()}
+    return {"threads": torch.get_num_threads(), "backend": get_backend_name(), "load_average": os.getloadavg()[0]}
 
 
 def main(argv: list[str] | None = None, print_fn: Callable[[str], None] = print) -> None:
