@@ -70,28 +70,15 @@ void sparse_interp_backward(const SparseInterpProblem<scalar_t>& p, const scalar
   }
 }
 
-void baked_count(const BakedMarch& p, int64_t* counts) {
-#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, kMinParallelRays, p.n_threads))
-  for (int64_t r = 0; r < p.n_rays; ++r) {
+void baked_march(const BakedMarch& p, AllocateSamples allocate, void* context) {
+  collect_samples(p.n_rays, p.n_threads, [&](int64_t r, auto&& emit) {
     const float jitter = p.jitter ? p.jitter[r] : 0.0f;
-    counts[r] = march_sparse_ray(p.grid, p.params, p.origins + 3 * r, p.directions + 3 * r, jitter,
-                                 [](float, float, const float*) { return true; });
-  }
-}
-
-void baked_fill(const BakedMarch& p, const int64_t* offsets, float* t_starts, float* t_ends, int64_t* ray_indices) {
-#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, kMinParallelRays, p.n_threads))
-  for (int64_t r = 0; r < p.n_rays; ++r) {
-    const float jitter = p.jitter ? p.jitter[r] : 0.0f;
-    int64_t j = offsets[r];
     march_sparse_ray(p.grid, p.params, p.origins + 3 * r, p.directions + 3 * r, jitter,
                      [&](float t0, float t1, const float*) {
-                       t_starts[j] = t0;
-                       t_ends[j] = t1;
-                       ray_indices[j++] = r;
+                       emit(t0, t1);
                        return true;
                      });
-  }
+  }, allocate, context);
 }
 
 void baked_render(const BakedRender& p, const BakedImage& out) {

@@ -9,6 +9,8 @@
 
 #include <string>
 
+#include "nerfgen/cpu_threads.h"
+
 namespace nerfgen {
 namespace bindings {
 
@@ -18,6 +20,37 @@ inline std::string shape_of(at::IntArrayRef sizes) {
   std::string out = "[";
   for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
   return out + "]";
+}
+
+/// The tensors of a march's samples, made when a CPU launcher knows how many there are
+/// (cpu::collect_samples asks through `allocate`).
+struct MarchTensors {
+  at::TensorOptions options;  // the rays' (float32, their device)
+  at::Tensor t_starts, t_ends, ray_indices;
+
+  static cpu::SampleBuffers allocate(int64_t total, void* self) {
+    auto* m = static_cast<MarchTensors*>(self);
+    m->t_starts = at::empty({total}, m->options);
+    m->t_ends = at::empty({total}, m->options);
+    m->ray_indices = at::empty({total}, m->options.dtype(at::kLong));
+    return {m->t_starts.data_ptr<float>(), m->t_ends.data_ptr<float>(), m->ray_indices.data_ptr<int64_t>()};
+  }
+};
+
+/// Samples of a march done as count, prefix sum, fill (the CUDA launchers).
+template <typename Count, typename Fill>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> count_and_fill(int64_t n_rays, const at::TensorOptions& options,
+                                                              Count&& count, Fill&& fill) {
+  auto counts = at::empty({n_rays}, options.dtype(at::kLong));
+  count(counts.data_ptr<int64_t>());
+  auto offsets = at::cumsum(counts, 0) - counts;
+  const int64_t total = n_rays > 0 ? (offsets[n_rays - 1] + counts[n_rays - 1]).item<int64_t>() : 0;
+  auto t_starts = at::empty({total}, options);
+  auto t_ends = at::empty({total}, options);
+  auto ray_indices = at::empty({total}, counts.options());
+  fill(offsets.data_ptr<int64_t>(), t_starts.data_ptr<float>(), t_ends.data_ptr<float>(),
+       ray_indices.data_ptr<int64_t>());
+  return {t_starts, t_ends, ray_indices};
 }
 
 }  // namespace bindings

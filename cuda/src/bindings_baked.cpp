@@ -48,6 +48,17 @@ SparseGrid sparse_grid(const char* op, const at::Tensor& block_ids, const at::Te
                     static_cast<int>(voxel_rows.size(1))};
 }
 
+// Marching skips empty space in regions of 4^3 blocks where the grid has at least 8 blocks a side;
+// `coarse` keeps the tensor alive for the call.
+SparseGrid with_coarse(SparseGrid g, const at::Tensor& block_ids, at::Tensor& coarse) {
+  const int64_t G = block_ids.size(1);
+  if (G % 4 != 0 || G < 8) return g;
+  coarse = block_ids.ge(0).view({block_ids.size(0), G / 4, 4, G / 4, 4, G / 4, 4}).any(6).any(4).any(2).contiguous();
+  g.coarse = coarse.data_ptr<bool>();
+  g.coarse_factor = 4;
+  return g;
+}
+
 void check_rays(const char* op, const at::Tensor& origins, const at::Tensor& directions) {
   TORCH_CHECK(origins.dim() == 2 && origins.size(1) == 3 && directions.sizes() == origins.sizes(), op,
               ": origins and directions must both be [n_rays, 3], got ", shape_of(origins.sizes()), " and ",
@@ -76,9 +87,10 @@ struct CpuLaunch {
   static void interp_backward(const SparseInterpProblem<T>& p, const T* grad_sum, int64_t n_rows, T* grad_values) {
     cpu::sparse_interp_backward(p, grad_sum, n_rows, grad_values);
   }
-  static void count(const BakedMarch& p, int64_t* counts) { cpu::baked_count(p, counts); }
-  static void fill(const BakedMarch& p, const int64_t* offsets, float* t0, float* t1, int64_t* ri) {
-    cpu::baked_fill(p, offsets, t0, t1, ri);
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> march(const BakedMarch& p, const at::TensorOptions& opts) {
+    bindings::MarchTensors out{opts, {}, {}, {}};
+    cpu::baked_march(p, &bindings::MarchTensors::allocate, &out);
+    return {out.t_starts, out.t_ends, out.ray_indices};
   }
   static void render(const BakedRender& p, const BakedImage& out) { cpu::baked_render(p, out); }
 };
@@ -98,11 +110,13 @@ struct CudaLaunch {
   static void interp_backward(const SparseInterpProblem<T>& p, const T* grad_sum, int64_t n_rows, T* grad_values) {
     check_cuda(cuda::sparse_interp_backward(p, grad_sum, n_rows, grad_values, c10::cuda::getCurrentCUDAStream()));
   }
-  static void count(const BakedMarch& p, int64_t* counts) {
-    check_cuda(cuda::baked_count(p, counts, c10::cuda::getCurrentCUDAStream()));
-  }
-  static void fill(const BakedMarch& p, const int64_t* offsets, float* t0, float* t1, int64_t* ri) {
-    check_cuda(cuda::baked_fill(p, offsets, t0, t1, ri, c10::cuda::getCurrentCUDAStream()));
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> march(const BakedMarch& p, const at::TensorOptions& opts) {
+    const auto stream = c10::cuda::getCurrentCUDAStream();
+    return bindings::count_and_fill(
+        p.n_rays, opts, [&](int64_t* counts) { check_cuda(cuda::baked_count(p, counts, stream)); },
+        [&](const int64_t* offsets, float* t0, float* t1, int64_t* ri) {
+          check_cuda(cuda::baked_fill(p, offsets, t0, t1, ri, stream));
+        });
   }
   static void render(const BakedRender& p, const BakedImage& out) {
     check_cuda(cuda::baked_render(p, out, c10::cuda::getCurrentCUDAStream()));
@@ -170,23 +184,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> baked_traverse(
     check_on("baked_traverse", *jitter, origins, at::kFloat, "jitter");
   }
   const typename Launch::Guard guard(origins.device());
+  at::Tensor coarse;
   const BakedMarch p{origins.data_ptr<float>(),
                      directions.data_ptr<float>(),
                      jitter.has_value() ? jitter->data_ptr<float>() : nullptr,
                      n,
-                     sparse_grid("baked_traverse", block_ids, voxel_rows, cell_occupied, aabbs, origins),
+                     with_coarse(sparse_grid("baked_traverse", block_ids, voxel_rows, cell_occupied, aabbs, origins),
+                                 block_ids, coarse),
                      march_params("baked_traverse", near_plane, far_plane, step_size, cone_angle),
                      at::get_num_threads()};
-  auto counts = at::empty({n}, origins.options().dtype(at::kLong));
-  Launch::count(p, counts.data_ptr<int64_t>());
-  auto offsets = at::cumsum(counts, 0) - counts;
-  const int64_t total = n > 0 ? (offsets[n - 1] + counts[n - 1]).item<int64_t>() : 0;
-  auto t_starts = at::empty({total}, origins.options());
-  auto t_ends = at::empty({total}, origins.options());
-  auto ray_indices = at::empty({total}, counts.options());
-  Launch::fill(p, offsets.data_ptr<int64_t>(), t_starts.data_ptr<float>(), t_ends.data_ptr<float>(),
-               ray_indices.data_ptr<int64_t>());
-  return {t_starts, t_ends, ray_indices};
+  return Launch::march(p, origins.options());
 }
 
 template <typename Launch>
@@ -204,10 +211,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> baked_render(
   check_on("baked_render", values, origins, at::kFloat, "values");
   const int64_t n = origins.size(0);
   const typename Launch::Guard guard(origins.device());
+  at::Tensor coarse;
   const BakedRender p{origins.data_ptr<float>(),
                       directions.data_ptr<float>(),
                       n,
-                      sparse_grid("baked_render", block_ids, voxel_rows, cell_occupied, aabbs, origins),
+                      with_coarse(sparse_grid("baked_render", block_ids, voxel_rows, cell_occupied, aabbs, origins),
+                                  block_ids, coarse),
                       values.data_ptr<float>(),
                       BakedShading{static_cast<float>(empty_raw), static_cast<int>(sh_degree)},
                       march_params("baked_render", near_plane, far_plane, step_size, cone_angle),

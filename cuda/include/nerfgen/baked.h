@@ -35,6 +35,8 @@ struct SparseGrid {
   int n_levels;
   int blocks;      // G: blocks per axis
   int block_size;  // B: voxels per block and axis
+  const bool* coarse = nullptr;  // [n_levels, G / f, G / f, G / f]: any block in f^3 regions, or null
+  int coarse_factor = 1;         // f, dividing G
 };
 
 /// Where a point falls: its level, its voxel cell (at resolution R = G B) and that cell's block.
@@ -204,12 +206,12 @@ HD bool shade_sample(const SparseGrid& g, const float* values, const BakedShadin
   return true;
 }
 
-/// t at which the ray leaves the region of block-cell `c` (a cell of resolution G), or enters the
-/// next finer box if that comes first.
+/// t at which the ray leaves the empty region of cell `c` (a block of resolution G, or the coarse
+/// region around it when that is empty too), or enters the next finer box if that comes first.
 HD float block_exit(const SparseGrid& g, const SparseCell& c, const float* o, const float* d, float t_now) {
-  const OccupancyGrid coarse{nullptr, g.aabbs, g.n_levels, g.blocks};
+  const OccupancyGrid blocks{nullptr, g.aabbs, g.n_levels, g.blocks, g.coarse, g.coarse_factor};
   GridCell region{true, false, c.level, {c.ijk[0] / g.block_size, c.ijk[1] / g.block_size, c.ijk[2] / g.block_size}};
-  return cell_exit(coarse, region, o, d, t_now);
+  return empty_exit(blocks, region, o, d, t_now);
 }
 
 /// Marches one ray through the sparse grid: calls visit(t_start, t_end, x) for every step whose

@@ -2,14 +2,15 @@
 // Every pointer is contiguous; the caller allocates the outputs.
 //   sparse_interp_forward:  positions [n, 3], values [n_rows, C] -> sum [n, C], present [n]
 //   sparse_interp_backward: grad_sum [n, C] -> grad_values [n_rows, C] (fully overwritten)
-//   baked_count / baked_fill: the samples of a march through the occupied cells, as march_count /
-//                             march_fill (march_api.h)
+//   baked_march (CPU), baked_count / baked_fill (CUDA): the samples of a march through the
+//                           occupied cells, as march / march_count / march_fill (march_api.h)
 //   baked_render:           rays -> color [n_rays, 3] (no background), opacity, depth [n_rays],
 //                           shaded [n_rays] (samples shaded per ray)
 // Interpolation is instantiated for scalar_t = float and double; marching and rendering are float.
 #pragma once
 
 #include "nerfgen/baked.h"
+#include "nerfgen/sample_buffers.h"
 
 namespace nerfgen {
 
@@ -62,8 +63,7 @@ void sparse_interp_forward(const SparseInterpProblem<scalar_t>& p, const scalar_
 template <typename scalar_t>
 void sparse_interp_backward(const SparseInterpProblem<scalar_t>& p, const scalar_t* grad_sum, int64_t n_rows,
                             scalar_t* grad_values);
-void baked_count(const BakedMarch& p, int64_t* counts);
-void baked_fill(const BakedMarch& p, const int64_t* offsets, float* t_starts, float* t_ends, int64_t* ray_indices);
+void baked_march(const BakedMarch& p, AllocateSamples allocate, void* context);
 void baked_render(const BakedRender& p, const BakedImage& out);
 }  // namespace cpu
 
