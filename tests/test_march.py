@@ -125,3 +125,22 @@ def test_coarse_marching_only_early_in_training():
     assert grid.current_step_size() == 8 * fine
     grid.update(100, lambda x: torch.ones(x.shape[0]))
     assert grid.current_step_size() == fine  # however full the grid gets again later
+
+
+def test_early_termination_in_one_pass_keeps_what_rounds_keep():
+    o, d = _rays(200, seed=5)
+    g = torch.Generator().manual_seed(6)
+    density = torch.rand(16, 16, 16, generator=g) ** 4 * 400  # a few dense cells among faint ones
+
+    def sigma_fn(t0, t1, ri):
+        x = o[ri] + d[ri] * ((t0 + t1) / 2)[:, None]
+        ijk = ((x + 1) / 2 * 16).long().clamp(0, 15)
+        return density[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+
+    keeps = []
+    for march_round in (4, 1 << 16):  # rounds of 4 samples, or every ray's samples in one
+        est = OccupancyGrid(BOX[0], 1, OccGridConfig(resolution=16, render_step_size=0.02, march_round=march_round,
+                                                        coarse_while_dense=False))
+        keeps.append(est.sample(Rays(o, d), sigma_fn=sigma_fn))
+    assert len(keeps[1]) < len(est.sample(Rays(o, d)))  # termination dropped samples
+    assert torch.equal(keeps[0].ray_indices, keeps[1].ray_indices) and torch.equal(keeps[0].t_starts, keeps[1].t_starts)

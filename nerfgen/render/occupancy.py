@@ -11,7 +11,7 @@ from torch import Tensor
 
 from nerfgen.cameras import Rays
 from nerfgen.distributed import SINGLE, World
-from nerfgen.ops import RaySamples, grid_lookup, traverse_grids
+from nerfgen.ops import RaySamples, grid_lookup, traverse_grids, volume_render
 from nerfgen.render.sampler import DensityFn, Sampler, SigmaFn
 
 
@@ -173,6 +173,8 @@ class OccupancyGrid(Sampler):
         cfg = self.config
         device = samples.ray_indices.device
         start, count = samples.packed_info.unbind(-1)  # [n_rays] each
+        if int(count.max()) <= cfg.march_round:  # one round holds every ray's samples: no bookkeeping
+            return self._visible_at_once(samples, sigma_fn)
         optical = torch.zeros(samples.n_rays, device=device)
         keep = torch.zeros(len(samples), dtype=torch.bool, device=device)
         limit = -math.log(cfg.early_stop_eps) if cfg.early_stop_eps > 0 else math.inf
@@ -197,6 +199,18 @@ class OccupancyGrid(Sampler):
             first += cfg.march_round
             rays = rays[(optical[rays] <= limit) & (count[rays] > first)]
         return keep
+
+    def _visible_at_once(self, samples: RaySamples, sigma_fn: SigmaFn) -> Tensor:
+        """:meth:`_visible` when no ray holds more than a round of samples: one density call for all
+        of them and one compositing pass (the kernel) for the transmittance before each."""
+        cfg = self.config
+        sigmas = sigma_fn(samples.t_starts, samples.t_ends, samples.ray_indices)
+        comp = volume_render(samples.t_starts, samples.t_ends, sigmas, sigmas.new_zeros(len(samples), 1),
+                             samples.ray_indices, samples.n_rays, cfg.early_stop_eps)
+        visible = comp.transmittance > 0 if cfg.early_stop_eps > 0 else torch.ones_like(sigmas, dtype=torch.bool)
+        if cfg.alpha_threshold > 0:
+            visible &= (1.0 - torch.exp(-sigmas * (samples.t_ends - samples.t_starts))) >= cfg.alpha_threshold
+        return visible
 
     def cell_positions(self, level: int, cells: Tensor, jitter: bool = False) -> Tensor:
         """``[n, 3]`` points in cells ``[n]`` (flat indices) of ``level``: centres, or jittered."""
