@@ -96,14 +96,15 @@ def hook_module(module: torch.nn.Module, clock: StageClock, name: str) -> None:
 
 
 def instrument_field(clock: StageClock, field) -> None:
-    """Encoding and MLP stages of an NGP field (the fused path charges both as ``field``)."""
+    """Encoding and MLP stages of an NGP field: its modules, and the fused MLP's calls."""
+    from nerfgen.fields import ngp
+
     hook_module(field.encoding, clock, "encoding")
     hook_module(field.density_net, clock, "mlp")
     hook_module(field.color_net, clock, "mlp")
-    fused = getattr(field, "fused_forward", None)
-    if fused is not None:
-        wrap(field, "fused_forward", clock, "field")
-        wrap(field, "fused_density", clock, "field")
+    for fused in ("ngp_mlp", "ngp_density"):  # (code from before the fused MLP has neither)
+        if hasattr(ngp, fused):
+            wrap(ngp, fused, clock, "mlp")
 
 
 def instrument_render(clock: StageClock, sampler) -> None:
