@@ -133,7 +133,8 @@ class OccupancyGrid(Sampler):
         return grid_lookup(positions, self.binaries, self.aabbs)
 
     @torch.no_grad()
-    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False) -> RaySamples:
+    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
+               defer_termination: bool = False) -> RaySamples:
         """Samples of the rays in occupied space, with early termination.
 
         Args:
@@ -141,6 +142,9 @@ class OccupancyGrid(Sampler):
             sigma_fn: ``sigma_fn(t_starts, t_ends, ray_indices) -> sigmas [n_samples]``; when given,
                 samples behind an opaque surface (transmittance below ``early_stop_eps``) are dropped.
             stratified: jitter each ray's samples by a random fraction of a step.
+            defer_termination: keep every sample of the rays that hold no more than a round and
+                leave their termination to compositing (renders without gradients; see
+                :class:`Sampler`); longer rays are terminated here.
 
         Returns:
             :class:`RaySamples` (no gradient flows through the positions).
@@ -156,7 +160,13 @@ class OccupancyGrid(Sampler):
         )
         if sigma_fn is None or len(samples) == 0:
             return samples
-        keep = self._visible(samples, sigma_fn)
+        if not defer_termination:
+            return samples.masked(self._visible(samples, sigma_fn))
+        in_long = (samples.packed_info[:, 1] > cfg.march_round)[samples.ray_indices]  # rays past a round
+        if not bool(in_long.any()):
+            return samples
+        keep = torch.ones(len(samples), dtype=torch.bool, device=in_long.device)
+        keep[in_long] = self._visible(samples.masked(in_long), sigma_fn)
         return samples.masked(keep)
 
     def _visible(self, samples: RaySamples, sigma_fn: SigmaFn) -> Tensor:
