@@ -3,7 +3,8 @@
 A lego run is first trained for ``--warmup`` steps (so the occupancy grid has carved empty space,
 as in a real run) and saved; then each backend resumes that same state in its own process
 (``NERFGEN_BACKEND`` is read once per process) and times ``--steps`` identical steps (same seed,
-same batches). One JSON line per backend:
+same batches). One JSON line per backend, and one for the compiled kernels with the NGP field's
+MLPs in torch's layers (``fused_mlp: false``) beside the fused MLP kernel:
 
     python bench/train_step.py [--downscale 2 --warmup 300 --steps 20]
 
@@ -80,10 +81,11 @@ def count_mlp_flops(model: torch.nn.Module) -> list[float]:
     return total
 
 
-def time_steps(data: str, downscale: float, run: Path, steps: int) -> dict:
+def time_steps(data: str, downscale: float, run: Path, steps: int, fused_mlp: bool) -> dict:
     from nerfgen.ops._backend import get_backend_name
 
     engine = _engine(data, downscale, run, resume=True)
+    engine.task.model.field.config.fused_mlp = fused_mlp
     flops = count_mlp_flops(engine.task.model.field)
     engine.train_step()  # warm-up: lazy loading, first-touch allocations
     flops[0] = 0.0
@@ -100,7 +102,8 @@ def time_steps(data: str, downscale: float, run: Path, steps: int) -> dict:
 
     fma = fma_peak(torch.get_num_threads())[f"gflops_{torch.get_num_threads()}_threads"]
     return {
-        "figure": "train_step", "backend": get_backend_name(), "steps": steps, "seconds": round(seconds, 2),
+        "figure": "train_step", "backend": get_backend_name(), "fused_mlp": engine.task.model.field.fused,
+        "steps": steps, "seconds": round(seconds, 2),
         "rays_per_s": round(rays / seconds), "samples_per_s": round(samples / seconds),
         "samples_per_ray": round(samples / rays, 1), "mlp_gflops": round(achieved, 2),
         "matmul_gflops": round(peak, 1), "roofline_fraction": round(achieved / peak, 4),
@@ -117,20 +120,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per backend")
     parser.add_argument("--run", default=str(REPO / "runs" / "bench_train_step"), help="where the warm-up run is kept")
     parser.add_argument("--time-only", choices=["torch", "cpp"], help=argparse.SUPPRESS)
+    parser.add_argument("--torch-mlp", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     run = Path(args.run)
     if args.time_only:
-        print(json.dumps(time_steps(args.data, args.downscale, run, args.steps)), flush=True)
+        print(json.dumps(time_steps(args.data, args.downscale, run, args.steps, not args.torch_mlp)), flush=True)
         return
     if not (run / "state.json").is_file():
         engine = _engine(args.data, args.downscale, run, resume=False)
         for _ in range(args.warmup):
             engine.train_step()
         engine.save()
-    for backend in ("torch", "cpp"):
+    for backend, torch_mlp in (("torch", False), ("cpp", True), ("cpp", False)):
         env = dict(os.environ, NERFGEN_BACKEND=backend)
         cmd = [sys.executable, __file__, "--data", args.data, "--downscale", str(args.downscale), "--steps",
-               str(args.steps), "--run", str(run), "--time-only", backend]
+               str(args.steps), "--run", str(run), "--time-only", backend] + (["--torch-mlp"] if torch_mlp else [])
         subprocess.run(cmd, env=env, check=True)
 
 
