@@ -12,7 +12,7 @@ import torch
 
 from nerfgen.api import reconstruction
 from nerfgen.bake import BakeConfig, BakedGrid, bake, load_baked
-from nerfgen.bake.build import bake_model, dilate_voxels
+from nerfgen.bake.build import dilate_voxels
 from nerfgen.bake.finetune import finetune
 from nerfgen.cli import main as nerfgen_main
 from nerfgen.engine.metrics import psnr
@@ -25,16 +25,16 @@ from nerfgen.scenes import render_dataset
 
 SMALL = dict(field_options={"log2_table_size": 14, "n_levels": 8, "max_resolution": 256},
              grid=OccGridConfig(resolution=32), target_samples=8192, eval_every=0, checkpoint_every=0)
-FAST = BakeConfig(resolution=96, directions=16)
+FAST = BakeConfig(resolution=64, directions=12)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tabletop run of 150 steps (48x48 images) and its bake at 96^3."""
+    """A tabletop run of 100 steps (48x48 images) and its bake at 64^3."""
     root = render_dataset(tmp_path_factory.mktemp("scene") / "tabletop", width=48, height=48,
                           n_train=30, n_val=2, n_test=3, samples_per_side=1)
     run = tmp_path_factory.mktemp("run") / "run"
-    reconstruction(root, run, TrainConfig(max_steps=150, **SMALL)).run()
+    reconstruction(root, run, TrainConfig(max_steps=100, **SMALL)).run()
     stats = bake(run, FAST, device="cpu")
     return run, stats
 
@@ -85,11 +85,11 @@ def test_dilation_crosses_block_faces():
 def test_finetuning_recovers_a_damaged_bake(trained):
     run_dir, _ = trained
     field = load_run(run_dir, "cpu")
-    grid = bake_model(field.model, FAST)
+    grid = BakedGrid.load(run_dir)
     grid.values[:, 1:] = 0  # every voxel grey
     before = grid.values.clone()
-    report = finetune(grid, field, BakeConfig(finetune_steps=40, finetune_lr=0.05, finetune_rays=2048))
-    assert report["steps"] == 40
+    report = finetune(grid, field, BakeConfig(finetune_steps=32, finetune_lr=0.05, finetune_rays=1024))
+    assert report["steps"] == 32
     assert report["train_psnr_last"] > report["train_psnr_first"] + 2, report
     assert not torch.equal(grid.values, before)
 
@@ -102,7 +102,7 @@ def test_cli_bake_render_and_eval_baked(trained, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         nerfgen_main(["render", str(run), "--baked", "--orbit", "--frames", "2", "--output", str(tmp_path / "a.gif")])
     assert exit_info.value.code == 2 and "nerfgen bake" in capsys.readouterr().err
-    for argv in (["bake", str(run), "--resolution", "64", "--directions", "9", "--sh-degree", "1", "--device", "cpu"],
+    for argv in (["bake", str(run), "--resolution", "32", "--directions", "4", "--sh-degree", "1", "--device", "cpu"],
                  ["render", str(run), "--baked", "--orbit", "--frames", "2", "--width", "32", "--output",
                   str(tmp_path / "orbit.gif"), "--device", "cpu"],
                  ["eval", str(run), "--device", "cpu"],
@@ -111,7 +111,7 @@ def test_cli_bake_render_and_eval_baked(trained, tmp_path, capsys):
             nerfgen_main(argv)
         assert exit_info.value.code == 0, argv
     printed = capsys.readouterr()
-    assert json.loads(printed.out.splitlines()[0])["resolution"] == 64
+    assert json.loads(printed.out.splitlines()[0])["resolution"] == 32
     assert (tmp_path / "orbit.gif").stat().st_size > 0
     report = read_json(run / "eval_test_baked.json")
     assert report["shared_views"] == report["views"] == 3

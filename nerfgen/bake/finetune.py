@@ -39,7 +39,8 @@ def finetune(baked: BakedGrid, run, config, say: Callable[[str], None] | None = 
     """Optimise ``baked.values`` in place for ``config.finetune_steps`` steps (else
     ``config.finetune_seconds``) on the training split of
     ``run`` (a reconstruction :class:`~nerfgen.runs.Run`); returns steps, seconds and the training
-    PSNR of the first and last hundred steps."""
+    PSNR of the first and last hundred steps (of the first and last quarter when there are fewer than
+    400)."""
     from nerfgen.data import load_dataset
     from nerfgen.reconstruct.task import composite
 
@@ -74,15 +75,17 @@ def finetune(baked: BakedGrid, run, config, say: Callable[[str], None] | None = 
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         steps += 1
     baked.values = values.detach()
 
     def mean_psnr(part: list[float]) -> float:
         return -10 * math.log10(max(sum(part) / max(len(part), 1), 1e-10))
 
+    window = max(1, min(100, steps // 4))
     report = {"steps": steps, "seconds": round(time.perf_counter() - start, 1),
-              "train_psnr_first": round(mean_psnr(losses[:100]), 2), "train_psnr_last": round(mean_psnr(losses[-100:]), 2)}
+              "train_psnr_first": round(mean_psnr(losses[:window]), 2),
+              "train_psnr_last": round(mean_psnr(losses[-window:]), 2)}
     if say is not None:
         say(f"bake: fine-tuned {steps} steps in {report['seconds']} s (training PSNR {report['train_psnr_first']} -> "
             f"{report['train_psnr_last']} dB)")
