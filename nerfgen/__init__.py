@@ -22,7 +22,9 @@ _EXPORTS = {
     "train": "nerfgen.api", "generate": "nerfgen.api", "reconstruction": "nerfgen.api", "generation": "nerfgen.api",
     "training": "nerfgen.api", "load_run": "nerfgen.kinds", "RunKind": "nerfgen.kinds", "Run": "nerfgen.runs",
     "RunInfo": "nerfgen.runs", "Renderable": "nerfgen.renderable", "RenderTraits": "nerfgen.renderable",
-    "LayoutEditable": "nerfgen.renderable", "CodeEditable": "nerfgen.renderable",
+    "LayoutEditable": "nerfgen.renderable", "CodeEditable": "nerfgen.renderable", "Refinable": "nerfgen.renderable",
+    # baked runs (nerfgen bake)
+    "bake": "nerfgen.bake", "load_baked": "nerfgen.bake", "BakedRun": "nerfgen.bake", "BakeConfig": "nerfgen.bake",
     "StepReport": "nerfgen.engine",
     "format_figures": "nerfgen.engine.progress",
     # the built-in prior's training

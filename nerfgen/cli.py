@@ -9,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from nerfgen.bake import cli as bake_cli
 from nerfgen.data import cli as data_cli
 from nerfgen.gan import cli as gan_cli
 from nerfgen.generate import cli as generate_cli
@@ -66,6 +67,8 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
                                     "recorded for its own data, else found from the folder)")
     p.add_argument("--downscale", type=float, help="image downscale (default: the training one)")
     p.add_argument("--save-images", action="store_true", help="write renders_{split}/NNN.png (render | ground truth)")
+    bake_cli.add_baked_flag(p, "evaluate the run's bake (nerfgen bake) instead of its field: eval_{split}_baked.json, "
+                               "with the field's PSNR on the same views when eval_{split}.json has them")
     p.add_argument("--lpips-weights", nargs=2, metavar=("BACKBONE", "LINEAR"),
                    help="also compute LPIPS (AlexNet, as nerfstudio reports it) from two local files: torchvision's "
                         "AlexNet state dict (alexnet-owt-7be5be79.pth) and the lpips package's linear layers "
@@ -90,6 +93,7 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", action="store_true", help="colour-mapped depth instead of colour")
     p.add_argument("--layout", metavar="FILE",
                    help="a generated scene: place its objects by this layout file (an edited layout.json)")
+    bake_cli.add_baked_flag(p, "render from the run's bake (nerfgen bake): milliseconds a frame")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
@@ -107,6 +111,8 @@ def _view_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory written by `nerfgen train` or `nerfgen generate`")
     _add_server_options(p, "--port")
     p.add_argument("--max-resolution", type=int, default=512, help="longest side of a still frame (default 512)")
+    bake_cli.add_baked_flag(p, "show the run's bake (nerfgen bake) while the camera moves, and the field, sharper, "
+                               "once it stops")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
@@ -181,20 +187,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from nerfgen.reconstruct.evaluate import evaluate
 
     report = evaluate(args.run, args.split, args.every, args.data, args.downscale, args.save_images, args.limit,
-                      args.device, args.lpips_weights, args.format)
+                      device=args.device, baked=args.baked, lpips_weights=args.lpips_weights, format=args.format)
     lpips = f"  LPIPS {report['lpips']:.4f}" if "lpips" in report else ""
     print(f"{args.run}: {report['split']} ({report['views']} views, {report['width']}x{report['height']}): "
           f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}{lpips}  ({report['rays_per_second']:,.0f} rays/s; "
           f"{report['appearance']})")
-    print(f"wrote {Path(args.run) / ('eval_' + args.split + '.json')}")
+    print(f"wrote {Path(args.run) / ('eval_' + args.split + ('_baked' if args.baked else '') + '.json')}")
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from nerfgen.kinds import load_run
-    from nerfgen.renderable import LayoutEditable, renderable
+    from nerfgen.renderable import LayoutEditable
 
-    run = renderable(load_run(args.run, args.device), "render")
+    run = bake_cli.open_run(args.run, args.device, args.baked, "render")
     if args.layout:
         if not isinstance(run, LayoutEditable):
             raise ValueError(f"{args.run}: a {run.info.kind.value} run has no layout; --layout is for generated scenes")
@@ -208,11 +213,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from nerfgen.kinds import load_run
-    from nerfgen.renderable import renderable
-
     viewer = viewer_package()
-    scene = viewer.ViewerScene.from_run(renderable(load_run(args.run, args.device), "the viewer"))
+    scene = viewer.ViewerScene.from_run(bake_cli.open_run(args.run, args.device, args.baked, "the viewer"))
     server = viewer.Viewer(scene, host=args.host, port=args.port, max_resolution=args.max_resolution)
     server.serve_forever()
     return 0
@@ -252,13 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     prior_cli.add_parser(sub)
     data_cli.add_parser(sub)
     gan_cli.add_parser(sub)
+    bake_cli.add_parser(sub)
     return parser
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export": mesh_cli.cmd_export,
             "view": cmd_view, "demo": cmd_demo, "batch": cmd_batch,
             "generate": generate_cli.cmd_generate, "prior": prior_cli.cmd_prior, "data": data_cli.cmd_data,
-            "gan": gan_cli.cmd_gan}
+            "gan": gan_cli.cmd_gan, "bake": bake_cli.cmd_bake}
 
 
 TORCHRUN_COMMANDS = ("train", "generate", "gan", "prior", "batch")

@@ -88,6 +88,16 @@ class CodeEditable(Protocol):
         """``count`` scenes from the run's priors."""
 
 
+@runtime_checkable
+class Refinable(Protocol):
+    """A run drawn fast and approximately (a bake) that can hand over a sharper, slower render of the
+    same scene (its field): a viewer draws moving frames from the run itself and refines the
+    frames of a camera that stays put with :meth:`refined`."""
+
+    def refined(self) -> Renderable:
+        """The sharper rendering of the same scene (loaded on first use)."""
+
+
 class VideoRenders:
     """Videos of whatever a run's :meth:`render` shows, around its ``info.orbit`` or along a camera
     path: what every renderable run shares."""
@@ -139,4 +149,4 @@ def renderable(run: Any, what: str) -> Renderable:
     return run
 
 
-__all__ = ["CodeEditable", "LayoutEditable", "RenderTraits", "Renderable", "VideoRenders", "renderable"]
+__all__ = ["CodeEditable", "LayoutEditable", "Refinable", "RenderTraits", "Renderable", "VideoRenders", "renderable"]

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from nerfgen.cameras import Rays
 from nerfgen.distributed import SINGLE, World
-from nerfgen.ops import RaySamples, grid_lookup, traverse_grids
+from nerfgen.ops import RaySamples, grid_lookup, traverse_grids, volume_render
 from nerfgen.render.sampler import DensityFn, Sampler, SigmaFn
 
 
@@ -40,8 +40,13 @@ class OccGridConfig:
     early_stop_eps: float = 1e-4
     """Stop marching a ray once its transmittance drops below this."""
     coarse_while_dense: bool = True
-    """March with up to 8x longer steps while much of the grid is occupied (early training), so
+    """March with up to 8x longer steps while much of the grid is occupied early in training, so
     samples per ray stay bounded before the grid has carved empty space."""
+    coarse_steps: int = 1000
+    """Training steps during which ``coarse_while_dense`` applies. Later (and whenever a trained run
+    is rendered) the step stays fine: a grid that fills again late in training (fog in a
+    forward-facing capture's NDC volume) would otherwise coarsen the march for the rest of the run
+    (horns: 24.46 dB at 5 minutes, 24.08 dB at 20 with 4x coarser steps)."""
     march_round: int = 32
     """Samples a ray advances per round of early termination."""
     alpha_threshold: float = 0.0
@@ -52,6 +57,7 @@ class OccGridConfig:
 
     def validate(self, source: str) -> None:
         ranges = {"resolution": (1, 1024), "diagonal_steps": (1, 1 << 20), "update_every": (1, None),
+                  "coarse_steps": (0, None),
                   "cells_per_update": (1, 1 << 30), "march_round": (1, 1 << 16), "warmup_steps": (0, None),
                   "render_step_size": (0.0, None), "near_plane": (0.0, None), "occ_threshold": (0.0, None),
                   "ema_decay": (0.0, 1.0), "early_stop_eps": (0.0, 1.0), "alpha_threshold": (0.0, 1.0)}
@@ -91,6 +97,7 @@ class OccupancyGrid(Sampler):
         self.register_buffer("binaries", torch.ones(cascades, res, res, res, dtype=torch.bool))
         self.register_buffer("hull", torch.ones(cascades, res**3, dtype=torch.bool))
         self._fraction, self._counted = 1.0, None
+        self._training_step: int | None = None  # the step of the last update() call; None: not training
         self.step_size = cfg.render_step_size or float((aabb[3:] - aabb[:3]).norm()) / cfg.diagonal_steps
         self.cone_angle = cfg.cone_angle if cfg.cone_angle >= 0 else (0.0 if cascades == 1 else 1 / 256)
 
@@ -101,8 +108,10 @@ class OccupancyGrid(Sampler):
 
     def current_step_size(self) -> float:
         """The marching step now: ``step_size`` times 1, 2, 4 or 8 as the occupied fraction of
-        the grid falls below 1/8, 1/4, 1/2 (with ``coarse_while_dense``)."""
-        if not self.config.coarse_while_dense:
+        the grid falls below 1/8, 1/4, 1/2 (with ``coarse_while_dense``, in the first
+        ``coarse_steps`` training steps)."""
+        step = self._training_step
+        if not self.config.coarse_while_dense or step is None or step >= self.config.coarse_steps:
             return self.step_size
         fraction = self.occupancy_fraction()
         level = 0 if fraction <= 0 else min(3, max(0, math.floor(math.log2(fraction * 16))))
@@ -124,7 +133,8 @@ class OccupancyGrid(Sampler):
         return grid_lookup(positions, self.binaries, self.aabbs)
 
     @torch.no_grad()
-    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False) -> RaySamples:
+    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
+               defer_termination: bool = False) -> RaySamples:
         """Samples of the rays in occupied space, with early termination.
 
         Args:
@@ -132,6 +142,9 @@ class OccupancyGrid(Sampler):
             sigma_fn: ``sigma_fn(t_starts, t_ends, ray_indices) -> sigmas [n_samples]``; when given,
                 samples behind an opaque surface (transmittance below ``early_stop_eps``) are dropped.
             stratified: jitter each ray's samples by a random fraction of a step.
+            defer_termination: keep every sample of the rays that hold no more than a round and
+                leave their termination to compositing (renders without gradients; see
+                :class:`Sampler`); longer rays are terminated here.
 
         Returns:
             :class:`RaySamples` (no gradient flows through the positions).
@@ -147,7 +160,13 @@ class OccupancyGrid(Sampler):
         )
         if sigma_fn is None or len(samples) == 0:
             return samples
-        keep = self._visible(samples, sigma_fn)
+        if not defer_termination:
+            return samples.masked(self._visible(samples, sigma_fn))
+        in_long = (samples.packed_info[:, 1] > cfg.march_round)[samples.ray_indices]  # rays past a round
+        if not bool(in_long.any()):
+            return samples
+        keep = torch.ones(len(samples), dtype=torch.bool, device=in_long.device)
+        keep[in_long] = self._visible(samples.masked(in_long), sigma_fn)
         return samples.masked(keep)
 
     def _visible(self, samples: RaySamples, sigma_fn: SigmaFn) -> Tensor:
@@ -164,6 +183,8 @@ class OccupancyGrid(Sampler):
         cfg = self.config
         device = samples.ray_indices.device
         start, count = samples.packed_info.unbind(-1)  # [n_rays] each
+        if int(count.max()) <= cfg.march_round:  # one round holds every ray's samples: no bookkeeping
+            return self._visible_at_once(samples, sigma_fn)
         optical = torch.zeros(samples.n_rays, device=device)
         keep = torch.zeros(len(samples), dtype=torch.bool, device=device)
         limit = -math.log(cfg.early_stop_eps) if cfg.early_stop_eps > 0 else math.inf
@@ -188,6 +209,18 @@ class OccupancyGrid(Sampler):
             first += cfg.march_round
             rays = rays[(optical[rays] <= limit) & (count[rays] > first)]
         return keep
+
+    def _visible_at_once(self, samples: RaySamples, sigma_fn: SigmaFn) -> Tensor:
+        """:meth:`_visible` when no ray holds more than a round of samples: one density call for all
+        of them and one compositing pass (the kernel) for the transmittance before each."""
+        cfg = self.config
+        sigmas = sigma_fn(samples.t_starts, samples.t_ends, samples.ray_indices)
+        comp = volume_render(samples.t_starts, samples.t_ends, sigmas, sigmas.new_zeros(len(samples), 1),
+                             samples.ray_indices, samples.n_rays, cfg.early_stop_eps)
+        visible = comp.transmittance > 0 if cfg.early_stop_eps > 0 else torch.ones_like(sigmas, dtype=torch.bool)
+        if cfg.alpha_threshold > 0:
+            visible &= (1.0 - torch.exp(-sigmas * (samples.t_ends - samples.t_starts))) >= cfg.alpha_threshold
+        return visible
 
     def cell_positions(self, level: int, cells: Tensor, jitter: bool = False) -> Tensor:
         """``[n, 3]`` points in cells ``[n]`` (flat indices) of ``level``: centres, or jittered."""
@@ -227,6 +260,7 @@ class OccupancyGrid(Sampler):
             True when the grid was updated at this step.
         """
         cfg = self.config
+        self._training_step = step
         if step % cfg.update_every != 0 or step == 0:  # the untrained field says nothing at step 0
             return False
         n_cells = cfg.resolution**3

@@ -277,7 +277,8 @@ class ProposalSampler(Sampler):
         changed, self.anneal = anneal != self.anneal, anneal
         return changed
 
-    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False) -> RaySamples:
+    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
+               defer_termination: bool = False) -> RaySamples:
         """``n_samples`` contiguous intervals on every ray, in ``[near, far]`` (``sigma_fn`` is not used).
 
         With gradients enabled, the proposal levels' weights (differentiable in the proposal nets)

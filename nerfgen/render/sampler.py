@@ -49,13 +49,18 @@ class Sampler(nn.Module):
         """``[6]`` the box every sample lies in (what the field must cover)."""
         return self.aabb
 
-    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False) -> RaySamples:
+    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
+               defer_termination: bool = False) -> RaySamples:
         """Samples of ``rays`` (no gradient flows through their positions).
 
         Args:
             rays: ``[n_rays]`` rays with unit directions.
             sigma_fn: the field's density at samples, for samplers that skip occluded space.
             stratified: jitter the samples (training) rather than take fixed positions.
+            defer_termination: a render without gradients: where the rays are short, a sampler
+                that terminates rays may leave that to compositing (``early_stop_eps``) rather than
+                evaluate the density first; shading a sample that compositing then drops costs less
+                than a second pass over the field.
         """
         raise NotImplementedError
 
@@ -118,7 +123,8 @@ class StratifiedSampler(Sampler):
         self.config = config or StratifiedConfig()
 
     @torch.no_grad()
-    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False) -> RaySamples:
+    def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
+               defer_termination: bool = False) -> RaySamples:
         cfg, n = self.config, self.config.n_samples
         t_min, t_max, hit = ray_aabb_intersect(rays.origins, rays.directions, self.aabb[None])
         t0, t1 = t_min[:, 0].clamp(min=cfg.near), t_max[:, 0]
