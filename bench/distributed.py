@@ -5,8 +5,9 @@
 Prints one JSON line per figure:
 - ``throughput``: lego at 1/8 size, ``1 rank x 2 threads`` against ``2 ranks x 1 thread`` (gloo),
   the same rays per step in total (the 1-rank run takes twice the per-step samples).
-- ``allreduce``: measured seconds to average gradients over 2 gloo ranks for hash tables of
-  2^13..2^21 entries a level (configs/ngp.yaml: 2^17; instant-ngp: 2^19) (16 levels x 2 features, float32), fitted to ``alpha + bytes / bandwidth``.
+- ``allreduce``: measured seconds that averaging gradients over 2 gloo ranks (the engine's
+  buckets) adds to a backward, for hash tables of 2^13..2^21 entries a level (configs/ngp.yaml:
+  2^17; instant-ngp: 2^19; 16 levels x 2 features, float32), fitted to ``alpha + bytes / bandwidth``.
 - ``model``: a ring all-reduce, ``2 (N - 1) / N * bytes / B + 2 (N - 1) * alpha``, for 8 GPUs on
   NVLink and 64 GPUs over InfiniBand, against the step's compute time.
 """
@@ -56,27 +57,39 @@ def train(data: str, output: Path, ranks: int, steps: int, samples: int) -> dict
 
 
 def allreduce_worker(out: str) -> None:
-    """Under torchrun: time World.average_gradients for each table size; rank 0 writes ``out``."""
+    """Under torchrun: for each table size, the seconds that averaging adds to a backward whose
+    gradients are a hash table's and an MLP's (:class:`GradientBuckets` against the same backward
+    alone, medians of 5); rank 0 writes ``out``."""
     import torch
 
     from nerfgen import distributed
+    from nerfgen.engine.buckets import GradientBuckets
 
     torch.set_num_threads(1)
+
+    def timed(params, world, averager=None) -> float:
+        for p in params:
+            p.grad = None
+        loss = sum((p * 1.0).sum() for p in params)
+        world.barrier()
+        start = time.perf_counter()
+        if averager is not None:
+            averager.begin(params)
+        loss.backward()
+        if averager is not None:
+            averager.finish()
+        return time.perf_counter() - start
+
     with distributed.launched() as world:
         rows = []
         for log2 in range(13, 22, 2):
-            table = torch.nn.Parameter(torch.zeros(LEVELS * 2**log2, FEATURES))
-            mlp = torch.nn.Parameter(torch.zeros(12_000))
-            table.grad, mlp.grad = torch.randn_like(table), torch.randn_like(mlp)
-            world.average_gradients([table, mlp])  # warm-up
-            times = []
-            for _ in range(5):
-                world.barrier()
-                start = time.perf_counter()
-                world.average_gradients([table, mlp])
-                times.append(time.perf_counter() - start)
-            rows.append({"log2_table_size": log2, "bytes": 4 * (table.numel() + mlp.numel()),
-                         "seconds": sorted(times)[len(times) // 2]})
+            params = [torch.nn.Parameter(torch.zeros(LEVELS * 2**log2, FEATURES)), torch.nn.Parameter(torch.zeros(12_000))]
+            averager = GradientBuckets(world)
+            timed(params, world, averager)  # warm-up: the buckets are allocated
+            averaged = sorted(timed(params, world, averager) for _ in range(5))[2]
+            alone = sorted(timed(params, world) for _ in range(5))[2]
+            rows.append({"log2_table_size": log2, "bytes": 4 * sum(p.numel() for p in params),
+                         "seconds": max(averaged - alone, 1e-6), "backward_seconds": alone})
         if world.main:
             Path(out).write_text(json.dumps(rows))
 

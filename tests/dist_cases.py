@@ -16,7 +16,7 @@ import torch
 from nerfgen import distributed
 from nerfgen.config import config_path, load_config
 from nerfgen.data import load_dataset
-from nerfgen.engine import Engine
+from nerfgen.engine import Engine, EngineConfig, Schedule, StepResult, Task
 from nerfgen.files import write_tensors
 from nerfgen.reconstruct import ReconstructionTask, TrainConfig
 from nerfgen.reconstruct.task import composite
@@ -54,6 +54,66 @@ class DiesOnRank1(ReconstructionTask):
         return super().step(ctx)
 
 
+class Reach(Task):
+    """What averaging must get right, in one backward stepping two optimisers: layers every rank
+    reaches, a layer only rank 0 reaches, a parameter no rank reaches, a sparse embedding whose
+    rows differ between the ranks."""
+
+    name = "reach"
+
+    def build(self, env) -> None:
+        torch.manual_seed(0)
+        self.layers = torch.nn.Sequential(*[torch.nn.Linear(16, 16) for _ in range(4)])
+        self.only0, self.unused = torch.nn.Linear(16, 1), torch.nn.Parameter(torch.zeros(5))
+        self.table = torch.nn.Embedding(10, 16, sparse=True)
+        self.opt_a = torch.optim.SGD([*self.layers.parameters(), self.unused], lr=0.1)
+        self.opt_b = torch.optim.SGD([*self.only0.parameters(), *self.table.parameters()], lr=0.1)
+
+    def named(self) -> dict[str, torch.nn.Parameter]:
+        return {**{f"layers.{k}": p for k, p in self.layers.named_parameters()},
+                **{f"only0.{k}": p for k, p in self.only0.named_parameters()},
+                "unused": self.unused, "table": self.table.weight}
+
+    def optimizers(self):
+        return {"a": (self.opt_a, Schedule()), "b": (self.opt_b, Schedule())}
+
+    def loss(self, rank: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(100 + rank)
+        x = torch.randn(8, 16, generator=g) + self.table(torch.tensor([1 + rank, 2 + rank])).sum(0)
+        y = self.layers(x)
+        return y.square().mean() + (self.only0(y).mean() if rank == 0 else 0.0)
+
+    def step(self, ctx) -> StepResult:
+        loss = self.loss(ctx.world.rank)
+        ctx.optimize(("a", "b"), loss)
+        return StepResult({"loss": loss.detach()})
+
+    def save(self, output, step, seconds) -> None:
+        pass
+
+    def load(self, output) -> None:
+        pass
+
+
+def reach(out_dir: Path, world) -> None:
+    """Each rank's own gradients of its batch, then the engine's averaged ones (small buckets, so
+    that several are launched while backward runs)."""
+    from nerfgen.engine.buckets import GradientBuckets
+
+    cfg = EngineConfig(max_steps=1, checkpoint_every=0, eval_every=0, threads=1, device="cpu")
+    task = Reach()
+    engine = Engine(cfg, task, out_dir / "run")
+    engine.averager = GradientBuckets(world, first_bytes=1024, bucket_bytes=2048)
+    task.loss(world.rank).backward()
+    tensors = {f"own.{k}": p.grad.to_dense().clone() for k, p in task.named().items() if p.grad is not None}
+    for p in task.named().values():
+        p.grad = None
+    engine.run()
+    tensors.update({f"avg.{k}": p.grad.clone() for k, p in task.named().items() if p.grad is not None})
+    tensors["launched_early"] = torch.tensor(engine.averager.launched_early)
+    write_tensors(out_dir / f"rank{world.rank}.safetensors", tensors)
+
+
 def config(**keys) -> TrainConfig:
     """The shipped ngp config, small and quiet."""
     base = {"max_steps": 1, "eval_every": 0, "checkpoint_every": 0, "log_every": 1000, "threads": 1, "device": "cpu",
@@ -66,6 +126,8 @@ def main(case: str, data: str, out: str) -> None:
     with distributed.launched() as world:
         if case == "gan":
             return gan(data, out_dir, world)
+        if case == "reach":
+            return reach(out_dir, world)
         dataset = load_dataset(data, "train")
         if case == "step":
             cfg = config(max_steps=1, lr_warmup_steps=0)
