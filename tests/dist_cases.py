@@ -56,35 +56,33 @@ class DiesOnRank1(ReconstructionTask):
 
 class Reach(Task):
     """What averaging must get right, in one backward stepping two optimisers: layers every rank
-    reaches, a layer only rank 0 reaches, a parameter no rank reaches, a sparse embedding whose
-    rows differ between the ranks."""
+    reaches, a shift of the input only rank 0 reaches, a parameter no rank reaches, a sparse
+    embedding whose rows differ between the ranks."""
 
     name = "reach"
 
     def build(self, env) -> None:
         torch.manual_seed(0)
         self.layers = torch.nn.Sequential(*[torch.nn.Linear(16, 16) for _ in range(4)])
-        self.only0, self.unused = torch.nn.Linear(16, 1), torch.nn.Parameter(torch.zeros(5))
+        self.shift, self.unused = torch.nn.Parameter(torch.zeros(16)), torch.nn.Parameter(torch.zeros(5))
         self.table = torch.nn.Embedding(10, 16, sparse=True)
         self.opt_a = torch.optim.SGD([*self.layers.parameters(), self.unused], lr=0.1)
-        self.opt_b = torch.optim.SGD([*self.only0.parameters(), *self.table.parameters()], lr=0.1)
+        self.opt_b = torch.optim.SGD([self.shift, *self.table.parameters()], lr=0.1)
 
     def named(self) -> dict[str, torch.nn.Parameter]:
         return {**{f"layers.{k}": p for k, p in self.layers.named_parameters()},
-                **{f"only0.{k}": p for k, p in self.only0.named_parameters()},
-                "unused": self.unused, "table": self.table.weight}
+                "shift": self.shift, "unused": self.unused, "table": self.table.weight}
 
     def optimizers(self):
         return {"a": (self.opt_a, Schedule()), "b": (self.opt_b, Schedule())}
 
-    def loss(self, rank: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(100 + rank)
+    def loss(self, rank: int, step: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(100 * step + rank)
         x = torch.randn(8, 16, generator=g) + self.table(torch.tensor([1 + rank, 2 + rank])).sum(0)
-        y = self.layers(x)
-        return y.square().mean() + (self.only0(y).mean() if rank == 0 else 0.0)
+        return self.layers(x + self.shift if rank == 0 else x).square().mean()
 
     def step(self, ctx) -> StepResult:
-        loss = self.loss(ctx.world.rank)
+        loss = self.loss(ctx.world.rank, ctx.step)
         ctx.optimize(("a", "b"), loss)
         return StepResult({"loss": loss.detach()})
 
@@ -96,21 +94,24 @@ class Reach(Task):
 
 
 def reach(out_dir: Path, world) -> None:
-    """Each rank's own gradients of its batch, then the engine's averaged ones (small buckets, so
-    that several are launched while backward runs)."""
+    """Two steps: each rank's own gradients of its batch, then the engine's averaged ones (small
+    buckets, so that there are several; the second step's are in the order gradients arrive)."""
     from nerfgen.engine.buckets import GradientBuckets
 
-    cfg = EngineConfig(max_steps=1, checkpoint_every=0, eval_every=0, threads=1, device="cpu")
+    cfg = EngineConfig(max_steps=2, checkpoint_every=0, eval_every=0, threads=1, device="cpu")
     task = Reach()
     engine = Engine(cfg, task, out_dir / "run")
     engine.averager = GradientBuckets(world, first_bytes=1024, bucket_bytes=2048)
-    task.loss(world.rank).backward()
-    tensors = {f"own.{k}": p.grad.to_dense().clone() for k, p in task.named().items() if p.grad is not None}
-    for p in task.named().values():
-        p.grad = None
-    engine.run()
-    tensors.update({f"avg.{k}": p.grad.clone() for k, p in task.named().items() if p.grad is not None})
-    tensors["launched_early"] = torch.tensor(engine.averager.launched_early)
+    tensors = {}
+    for step in range(2):
+        for p in task.named().values():  # not the engine's averaged ones of the step before
+            p.grad = None
+        task.loss(world.rank, step).backward()
+        tensors.update({f"own{step}.{k}": p.grad.to_dense().clone() for k, p in task.named().items()
+                        if p.grad is not None})
+        engine.train_step()
+        tensors.update({f"avg{step}.{k}": p.grad.clone() for k, p in task.named().items() if p.grad is not None})
+        tensors[f"launched_early{step}"] = torch.tensor(engine.averager.launched_early)
     write_tensors(out_dir / f"rank{world.rank}.safetensors", tensors)
 
 

@@ -73,24 +73,27 @@ def test_one_step_on_two_half_batches_equals_one_process_on_the_whole_batch(tabl
 
 
 def test_gradients_are_averaged_in_buckets_while_backward_runs(tmp_path):
-    """Two optimisers from one backward: what each rank reached is averaged (zeros where a rank did
-    not reach it, a sparse table's rows added densely), what no rank reached keeps no gradient, and
-    some buckets were all-reduced before backward ended."""
+    """Two optimisers from one backward, two steps: what each rank reached is averaged (zeros where
+    a rank did not reach it, a sparse table's rows added densely), what no rank reached keeps no
+    gradient, and once the buckets follow the order gradients arrive in, some are all-reduced
+    before backward ends."""
     ok(torchrun([str(CASES), "reach", "-", str(tmp_path)]))
     ranks = [load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1)]
-    for rank in ranks:
-        assert int(rank["launched_early"]) > 0, "no bucket was launched during backward"
-    names = [f"layers.{i}.{k}" for i in range(4) for k in ("weight", "bias")] + ["only0.weight", "only0.bias",
-                                                                             "table", "unused"]
-    for name in names:
-        own = [rank.get("own." + name) for rank in ranks]
-        if all(g is None for g in own):
-            assert all("avg." + name not in rank for rank in ranks), f"{name}: no rank reached it, yet it has a gradient"
-            continue
-        expected = sum(g if g is not None else torch.zeros_like(next(o for o in own if o is not None)) for g in own) / 2
-        for r, rank in enumerate(ranks):
-            assert torch.equal(rank["avg." + name], expected), f"{name} on rank {r}: not the mean of the ranks' gradients"
-    assert "own.unused" not in ranks[0] and "own.only0.weight" not in ranks[1] and "avg.only0.weight" in ranks[1]
+    names = [f"layers.{i}.{k}" for i in range(4) for k in ("weight", "bias")] + ["shift", "table", "unused"]
+    for step in (0, 1):
+        for name in names:
+            own = [rank.get(f"own{step}.{name}") for rank in ranks]
+            avg = [rank.get(f"avg{step}.{name}") for rank in ranks]
+            if all(g is None for g in own):
+                assert avg == [None, None], f"step {step}, {name}: no rank reached it, yet it has a gradient"
+                continue
+            zero = torch.zeros_like(next(g for g in own if g is not None))
+            expected = sum(g if g is not None else zero for g in own) / 2
+            for r in (0, 1):
+                assert torch.equal(avg[r], expected), f"step {step}, {name}, rank {r}: not the mean of the ranks'"
+    assert "own0.unused" not in ranks[0] and "own0.shift" not in ranks[1] and "avg0.shift" in ranks[1]
+    for r, rank in enumerate(ranks):
+        assert int(rank["launched_early1"]) > int(rank["launched_early0"]), f"rank {r}: no bucket overlapped backward"
 
 
 def test_occupancy_grid_and_parameters_stay_identical_on_every_rank(tabletop, tmp_path):

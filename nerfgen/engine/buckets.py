@@ -3,9 +3,11 @@ bucket all-reduced as soon as its last gradient has been accumulated.
 
 This is DDP's reducer for the engine's optimisers instead of a wrapped module (tasks render through
 methods other than ``forward``, which DDP's hooks would miss, and step several optimisers from one
-backward). Buckets hold the parameters of one :meth:`~nerfgen.engine.Engine.optimize` call in
-reverse order (gradients arrive roughly last layer first), the first one small so that
-communication starts early, the others up to :data:`BUCKET_BYTES`. A hook on each parameter
+backward). Buckets hold the parameters of one :meth:`~nerfgen.engine.Engine.optimize` call, the
+first one small so that communication starts early, the others up to :data:`BUCKET_BYTES`: at
+first in reverse order (gradients arrive roughly last layer first), after the first backward in
+the order rank 0's gradients arrived in (DDP rebuilds its buckets so too), the parameters none
+arrived for last. A hook on each parameter
 (``register_post_accumulate_grad_hook``) copies its gradient into its bucket and frees it; a full
 bucket is launched (``all_reduce(async_op=True)``), always in bucket order so that every rank
 issues the same collectives in the same order. After backward the buckets nobody filled are
@@ -69,12 +71,14 @@ class _Bucket:
 
 
 class _Plan:
-    """The buckets of one set of parameters, and where each parameter sits."""
+    """The buckets of one set of parameters, filled in the order given, and where each sits."""
 
-    def __init__(self, params: Sequence[Tensor], first_bytes: int, bucket_bytes: int) -> None:
+    def __init__(self, params: Sequence[Tensor], first_bytes: int, bucket_bytes: int, rebuilt: bool = False) -> None:
+        self.rebuilt = rebuilt  # whether the order is the one gradients arrived in
+        self.order: list[int] | None = None  # that order, once known, for the next begin to rebuild with
         self.buckets: list[_Bucket] = []
         groups: dict[tuple, list[Tensor]] = {}
-        for p in reversed(params):
+        for p in params:
             groups.setdefault((p.device, p.dtype), []).append(p)
         for group in groups.values():
             current: list[Tensor] = []
@@ -88,8 +92,10 @@ class _Plan:
                 size += nbytes
             if current:
                 self._add(current)
+        self.params = [p for b in self.buckets for p in b.params]  # bucket by bucket: positions are bucket.start + j
         self.slots = {id(p): (i, j) for i, b in enumerate(self.buckets) for j, p in enumerate(b.params)}
         self.next = 0  # buckets before this one are launched
+        self.arrived: list[int] = []  # positions in ``params``, in the order their gradients came
 
     def _add(self, params: list[Tensor]) -> None:
         start = self.buckets[-1].start + len(self.buckets[-1].params) if self.buckets else 0
@@ -98,7 +104,12 @@ class _Plan:
     def reset(self) -> None:
         for bucket in self.buckets:
             bucket.taken, bucket.pending, bucket.work = [False] * len(bucket.params), len(bucket.params), None
-        self.next = 0
+        self.next, self.arrived = 0, []
+
+    def arrival_order(self) -> list[int]:
+        """Positions of the parameters in the order their gradients arrived, the others after."""
+        came = set(self.arrived)
+        return self.arrived + [k for k in range(len(self.params)) if k not in came]
 
 
 class GradientBuckets:
@@ -126,7 +137,10 @@ class GradientBuckets:
         key = tuple(id(p) for p in params)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = _Plan(params, self.first_bytes, self.bucket_bytes)
+            plan = self._plans[key] = _Plan(params[::-1], self.first_bytes, self.bucket_bytes)
+        elif plan.order is not None:  # rebuilt here, once the optimiser dropped the old buckets' views
+            plan = self._plans[key] = _Plan([plan.params[k] for k in plan.order], self.first_bytes,
+                                            self.bucket_bytes, rebuilt=True)
         plan.reset()
         for p in params:
             if id(p) not in self._hooked:
@@ -143,7 +157,10 @@ class GradientBuckets:
         if i < plan.next:
             raise RuntimeError(f"a gradient of a parameter ({list(p.shape)}) arrived after its bucket was averaged: "
                                "backward ran twice into it within one optimize call")
-        plan.buckets[i].take(j, p.grad)
+        bucket = plan.buckets[i]
+        if not bucket.taken[j]:
+            plan.arrived.append(bucket.start + j)
+        bucket.take(j, p.grad)
         p.grad = None
         while plan.next < len(plan.buckets) and plan.buckets[plan.next].pending == 0:
             self._launch(plan.buckets[plan.next])
@@ -168,9 +185,12 @@ class GradientBuckets:
         seen = self.world.all_reduce(reached).tolist()
         for bucket in plan.buckets:
             self.world.guard(bucket.work.wait, "all_reduce")
+            bucket.work = None  # nothing of the process group is held between steps (it may be destroyed)
             bucket.buffer.div_(self.world.size)
             for j, p in enumerate(bucket.params):
                 p.grad = bucket.slot(j).view_as(p) if seen[bucket.start + j] > 0 else None
+        if not plan.rebuilt and plan.order is None:  # from the next call, in the order rank 0's gradients came
+            plan.order = self.world.broadcast_object(plan.arrival_order())
 
     def abandon(self) -> None:
         """Stop collecting (backward failed): what was launched is left to the process group."""

@@ -132,10 +132,10 @@ class Engine:
         return progress(self.step, self.config.max_steps, self.seconds, self.config.max_seconds) >= 1.0
 
     def optimize(self, names: str | Sequence[str], loss: torch.Tensor | float) -> None:
-        """Zero, backpropagate, average over the ranks, clip and step optimiser(s) ``names`` (one
-        backward fills the gradients of all of them; see :meth:`StepContext.optimize`). A loss
-        that reaches no parameter (a batch with no samples) steps nothing, but still takes part
-        in the ranks' averaging."""
+        """Zero, backpropagate (averaging over the ranks in buckets as gradients arrive), clip and
+        step optimiser(s) ``names`` (one backward fills the gradients of all of them; see
+        :meth:`StepContext.optimize`). A loss that reaches no parameter (a batch with no samples)
+        steps nothing, but still takes part in the ranks' averaging."""
         chosen = [self.optimizers[name][0] for name in ([names] if isinstance(names, str) else names)]
         for optimizer in chosen:
             optimizer.zero_grad(set_to_none=True)

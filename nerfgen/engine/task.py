@@ -92,9 +92,10 @@ class StepContext:
         self.generator, self.device, self.world = engine.generator, engine.device, engine.world
 
     def optimize(self, names: str | Sequence[str], loss: Tensor | float) -> None:
-        """Zero the gradients of optimiser(s) ``names``, backpropagate ``loss``, average the
-        gradients over the ranks, clip (``grad_clip``), step each. Call it on every step, also
-        when the loss reaches no parameter: every rank of a job must take part."""
+        """Zero the gradients of optimiser(s) ``names``, backpropagate ``loss`` (averaging the
+        gradients over the ranks while it runs), clip (``grad_clip``), step each. Call it on every
+        step, also when the loss reaches no parameter: every rank of a job must take part, in the
+        same order of calls."""
         self._engine.optimize(names, loss)
 
 
