@@ -93,7 +93,7 @@ def lego_grid(data: Path, run: str | None):
 
     test = load_dataset(data, "test", downscale=1)
     if run is not None:
-        from nerfgen.runs import load_run
+        from nerfgen.kinds import load_run
 
         return load_run(run, "cpu").model.sampler, test
     train = load_dataset(data, "train", downscale=4)

@@ -29,7 +29,7 @@ from nerfgen.engine.metrics import psnr  # noqa: E402
 from nerfgen.mesh import MeshCaster  # noqa: E402
 from nerfgen.reconstruct import composite, shown_on  # noqa: E402
 from nerfgen.render import background_color  # noqa: E402
-from nerfgen.runs import load_run  # noqa: E402
+from nerfgen.kinds import load_run  # noqa: E402
 
 
 def true_depth(data: Path, filename: str) -> torch.Tensor | None:

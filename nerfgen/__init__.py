@@ -10,6 +10,7 @@ The public API (:mod:`nerfgen.api`; names load on first use, so ``import nerfgen
     cube = nerfgen.generate("a red cube", "runs/red-cube")
     again = nerfgen.load_run("runs/red-cube", device="cpu")
     gan = nerfgen.train_gan("data/clevr", "runs/clevr", config="giraffe")  # GIRAFFE on unposed images
+    prior = nerfgen.train_prior("runs/prior", max_steps=500)             # the built-in diffusion prior
 """
 
 from __future__ import annotations
@@ -19,15 +20,20 @@ import importlib
 _EXPORTS = {
     # runs and the engine
     "train": "nerfgen.api", "generate": "nerfgen.api", "reconstruction": "nerfgen.api", "generation": "nerfgen.api",
-    "load_run": "nerfgen.runs", "Run": "nerfgen.runs", "RunInfo": "nerfgen.runs", "StepReport": "nerfgen.engine",
+    "training": "nerfgen.api", "load_run": "nerfgen.kinds", "RunKind": "nerfgen.kinds", "Run": "nerfgen.runs",
+    "RunInfo": "nerfgen.runs", "Renderable": "nerfgen.renderable", "RenderTraits": "nerfgen.renderable",
+    "LayoutEditable": "nerfgen.renderable", "CodeEditable": "nerfgen.renderable",
+    "StepReport": "nerfgen.engine",
     "format_figures": "nerfgen.engine.progress",
+    # the built-in prior's training
+    "train_prior": "nerfgen.prior.api", "prior_training": "nerfgen.prior.api", "PriorRun": "nerfgen.prior.run",
     # generated scenes of several objects
     "generate_scene": "nerfgen.api", "scene_generation": "nerfgen.api", "SceneRun": "nerfgen.generate.scene_run",
     "Layout": "nerfgen.generate.layout", "read_layout": "nerfgen.generate.layout",
     "write_layout": "nerfgen.generate.layout", "parse_scene": "nerfgen.generate.scene_prompt",
     "solve_layout": "nerfgen.generate.layout_solver",
     # GAN runs (GRAF / GIRAFFE)
-    "train_gan": "nerfgen.gan.api", "gan_training": "nerfgen.gan.api", "load_gan_run": "nerfgen.gan.run",
+    "train_gan": "nerfgen.gan.api", "gan_training": "nerfgen.gan.api", "load_gan_run": "nerfgen.gan.api",
     "GanRun": "nerfgen.gan.run", "SceneCodes": "nerfgen.gan.priors",
     # cameras and camera paths
     "Cameras": "nerfgen.cameras", "Rays": "nerfgen.cameras", "Orbit": "nerfgen.cameras", "Views": "nerfgen.cameras",
@@ -39,6 +45,7 @@ _EXPORTS = {
     # rendering, data, outputs
     "ImageOutput": "nerfgen.render", "Conditioning": "nerfgen.fields", "colorize_depth": "nerfgen.render.display",
     "load_dataset": "nerfgen.data", "DatasetError": "nerfgen.data", "write_video": "nerfgen.video",
+    "evaluate": "nerfgen.reconstruct.evaluate", "load_lpips_weights": "nerfgen.reconstruct.lpips",
     "MeshOptions": "nerfgen.mesh",
 }
 

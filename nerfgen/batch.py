@@ -1,18 +1,24 @@
 """Batch jobs: many runs (captures, prompts, scenes, GANs, config variants) shared out over the
 ranks of a ``torchrun`` job, each item trained by one rank alone, into one output tree.
 
-A jobs file (``nerfgen batch jobs.yaml --output runs/sweep``)::
+A jobs file (``nerfgen batch jobs.yaml --output runs/sweep``) names each job by its run kind
+(:class:`~nerfgen.kinds.RunKind`, what its ``run.json`` will say)::
 
     defaults:                    # config keys every job gets (a job's own `set` wins)
       max_steps: 2000
     jobs:
-      - train: data/lego         # a capture to reconstruct (config: auto unless given)
-        name: lego-fine          # its folder under --output (default NN-what-it-runs)
+      - reconstruction: data/lego   # a capture to reconstruct (config: auto unless given)
+        name: lego-fine             # its folder under --output (default NN-what-it-runs)
         config: ngp_fine
         set: {downscale: 2}
-      - generate: a red cube     # a prompt to generate
+      - generation: a red cube      # a prompt to generate
       - scene: a red cube on a blue sphere
       - gan: data/clevr
+      - prior:                      # the built-in prior (trains on nothing given)
+        config: prior
+
+``train`` and ``generate``, the names of earlier versions, still read as ``reconstruction`` and
+``generation`` (with a warning).
 
 Pending items are dealt round-robin over the ranks (item ``i`` of them to rank ``i % size``).
 Each finished item leaves a record, ``OUTPUT/jobs/NAME.json`` (``done`` or ``failed`` with the
@@ -28,6 +34,7 @@ import re
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +43,15 @@ from typing import Any
 from nerfgen import distributed
 from nerfgen.config import read_yaml
 from nerfgen.distributed import World
+from nerfgen.engine.checkpoint import has_checkpoint
 from nerfgen.files import read_json, write_json
+from nerfgen.kinds import RunKind, spec
 
-KINDS = ("train", "generate", "scene", "gan")
-"""What a job runs: ``train`` a capture folder, ``generate`` / ``scene`` a prompt, ``gan`` an image folder."""
+KINDS = tuple(k.value for k in RunKind)
+"""What a job runs: a run of each kind (``reconstruction`` of a capture folder, ``generation`` /
+``scene`` of a prompt, ``gan`` of an image folder, ``prior`` of nothing given)."""
+OLD_NAMES = {"train": RunKind.RECONSTRUCTION, "generate": RunKind.GENERATION}
+"""Job keys of earlier versions, still read."""
 RECORDS = "jobs"
 """Folder of the items' records under the output."""
 SUMMARY_FILE = "summary.json"
@@ -47,12 +59,13 @@ SUMMARY_FILE = "summary.json"
 
 @dataclass
 class Job:
-    """One item: ``kind`` (:data:`KINDS`) of ``target`` (a path or a prompt) into ``OUTPUT/name``,
-    from ``config`` (None: the kind's default) with config keys ``options`` on top."""
+    """One item: a run of ``kind`` on ``target`` (a path, a prompt, or None for a kind that
+    trains on nothing given) into ``OUTPUT/name``, from ``config`` (None: the kind's default)
+    with config keys ``options`` on top."""
 
     name: str
-    kind: str
-    target: str
+    kind: RunKind
+    target: str | None
     config: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -66,9 +79,10 @@ def slug(text: str, limit: int = 48) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].rstrip("-") or "prompt"
 
 
-def default_name(index: int, kind: str, target: str) -> str:
-    """``NN-slug``: a prompt's words, or a folder's name."""
-    words = target if kind in ("generate", "scene") else Path(target.rstrip("/")).name
+def default_name(index: int, kind: RunKind, target: str | None) -> str:
+    """``NN-slug``: a prompt's words, a folder's name, or the kind's name."""
+    what = spec(kind).target
+    words = target if what == "prompt" else Path(target.rstrip("/")).name if what == "path" else kind.value
     return f"{index:02d}-{slug(words)}"
 
 
@@ -84,32 +98,43 @@ def read_jobs(path: str | Path) -> list[Job]:
         raise ValueError(f"{path}: defaults: expected a mapping of config keys")
     if not isinstance(items, list) or not items:
         raise ValueError(f"{path}: jobs: expected a list of jobs (each with one of {', '.join(KINDS)})")
-    jobs = []
-    for i, item in enumerate(items):
-        where = f"{path}: jobs[{i}]"
-        if not isinstance(item, dict):
-            raise ValueError(f"{where}: expected a mapping, got {item!r}")
-        kinds = [k for k in KINDS if k in item]
-        if len(kinds) != 1:
-            raise ValueError(f"{where}: expected exactly one of {', '.join(KINDS)}, got {sorted(item)}")
-        extra = set(item) - {kinds[0], "name", "config", "set"}
-        if extra:
-            raise ValueError(f"{where}: unknown keys {sorted(extra)}; expected {kinds[0]}, name, config, set")
-        kind, target, options = kinds[0], item[kinds[0]], item.get("set") or {}
-        if not isinstance(target, str) or not target:
-            raise ValueError(f"{where}: {kind}: expected a {'prompt' if kind in ('generate', 'scene') else 'path'}")
-        if not isinstance(options, dict):
-            raise ValueError(f"{where}: set: expected a mapping of config keys")
-        if kind in ("train", "gan") and not Path(target).is_absolute():
-            target = str(path.parent / target)  # paths are the jobs file's
-        jobs.append(Job(str(item.get("name") or default_name(i, kind, target)), kind, target, item.get("config"),
-                        {**defaults, **options}))
+    jobs = [_job(i, item, path, defaults) for i, item in enumerate(items)]
     check_names(jobs, str(path))
     return jobs
 
 
-def prompt_jobs(prompts: list[str], kind: str, config: str | None, options: dict[str, Any]) -> list[Job]:
-    """One ``generate`` (or ``scene``) job a prompt, into ``NN-slug`` (``nerfgen generate --prompts``)."""
+def _job(i: int, item: Any, path: Path, defaults: dict) -> Job:
+    """Job ``i`` of the jobs file ``path``; every mistake names the file and the job."""
+    where = f"{path}: jobs[{i}]"
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: expected a mapping, got {item!r}")
+    keys = [k for k in (*KINDS, *OLD_NAMES) if k in item]
+    if len(keys) != 1:
+        raise ValueError(f"{where}: expected exactly one of {', '.join(KINDS)}, got {sorted(item)}")
+    key = keys[0]
+    kind = OLD_NAMES.get(key) or RunKind(key)
+    if key in OLD_NAMES:
+        warnings.warn(f"{where}: '{key}' is now '{kind.value}' (the kind its run.json says)", stacklevel=4)
+    extra = set(item) - {key, "name", "config", "set"}
+    if extra:
+        raise ValueError(f"{where}: unknown keys {sorted(extra)}; expected {kind.value}, name, config, set")
+    target, options, what = item[key], item.get("set") or {}, spec(kind).target
+    if what == "none":
+        if target not in (None, ""):
+            raise ValueError(f"{where}: a {kind.value} run trains on nothing given; leave '{key}:' empty")
+        target = None
+    elif not isinstance(target, str) or not target:
+        raise ValueError(f"{where}: {key}: expected a {'prompt' if what == 'prompt' else 'path'}")
+    if not isinstance(options, dict):
+        raise ValueError(f"{where}: set: expected a mapping of config keys")
+    if what == "path" and not Path(target).is_absolute():
+        target = str(path.parent / target)  # paths are the jobs file's
+    return Job(str(item.get("name") or default_name(i, kind, target)), kind, target, item.get("config"),
+               {**defaults, **options})
+
+
+def prompt_jobs(prompts: list[str], kind: RunKind, config: str | None, options: dict[str, Any]) -> list[Job]:
+    """One ``generation`` (or ``scene``) job a prompt, into ``NN-slug`` (``nerfgen generate --prompts``)."""
     return [Job(default_name(i, kind, p), kind, p, config, dict(options)) for i, p in enumerate(prompts)]
 
 
@@ -133,17 +158,13 @@ def finished(output: Path, job: Job) -> bool:
 
 def _engine(job: Job, out: Path, priors: dict):
     """The engine of ``job`` in ``out``, resuming what an earlier run of the batch left there."""
-    from nerfgen import api
-    from nerfgen.gan.api import gan_training
+    from nerfgen.api import training
 
-    resume, options = (out / "state.json").is_file(), job.options
-    if job.kind == "train":
-        return api.reconstruction(job.target, out, job.config or "auto", resume, **options)
-    if job.kind == "gan":
-        return gan_training(job.target, out, job.config or "giraffe", resume, **options)
-    make = api.generation if job.kind == "generate" else api.scene_generation
+    resume, options, entry = has_checkpoint(out), dict(job.options), spec(job.kind)
+    if not entry.shares_prior:
+        return training(job.kind, job.target, out, job.config, resume, **options)
     key = (job.config, options.get("prior"), options.get("model"))
-    engine = make(job.target, out, job.config, resume, priors.get(key), **options)
+    engine = training(job.kind, job.target, out, job.config, resume, loaded_prior=priors.get(key), **options)
     priors[key] = engine.task.prior  # loaded once a rank, shared by its items
     return engine
 
@@ -156,7 +177,7 @@ def run_job(job: Job, out: Path, priors: dict) -> dict[str, Any]:
     result = {"steps": summary.steps, "seconds": round(summary.seconds, 1),
               "figures": {k: v for k, v in summary.figures.items() if isinstance(v, (int, float))},
               "totals": summary.totals}
-    if job.kind in ("generate", "scene"):
+    if spec(job.kind).target == "prompt":
         result["prompt"] = engine.task.prompt
     return result
 
@@ -182,9 +203,10 @@ def run_batch(jobs: list[Job], output: str | Path, world: World | None = None,
     for index in world.share(len(pending)):
         job = by_name[pending[index]]
         out = output / job.name
-        print(f"batch: rank {world.rank}: {job.kind} {job.target!r} -> {out}", file=sys.stderr, flush=True)
+        print(f"batch: rank {world.rank}: {job.kind.value} {job.target!r} -> {out}", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        record = {"name": job.name, "kind": job.kind, "target": job.target, "output": str(out), "rank": world.rank}
+        record = {"name": job.name, "kind": job.kind.value, "target": job.target, "output": str(out),
+                  "rank": world.rank}
         try:
             record.update(runner(job, out, priors), status="done")
         except Exception as exc:  # noqa: BLE001 - an item's failure is recorded; the others go on

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from nerfgen.data import cli as data_cli
@@ -50,7 +51,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="PSNR/SSIM of a trained run on a split",
+    p = sub.add_parser("eval", help="PSNR/SSIM (and LPIPS) of a trained run on a split",
                        description="Render a split's views and write eval_{split}.json into the run directory.")
     p.add_argument("run", help="run directory written by `nerfgen train`")
     p.add_argument("--split", default="test", help="dataset split (default: test)")
@@ -59,6 +60,10 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset path (default: the one the run trained on)")
     p.add_argument("--downscale", type=float, help="image downscale (default: the training one)")
     p.add_argument("--save-images", action="store_true", help="write renders_{split}/NNN.png (render | ground truth)")
+    p.add_argument("--lpips-weights", nargs=2, metavar=("BACKBONE", "LINEAR"),
+                   help="also compute LPIPS (AlexNet, as nerfstudio reports it) from two local files: torchvision's "
+                        "AlexNet state dict (alexnet-owt-7be5be79.pth) and the lpips package's linear layers "
+                        "(lpips/weights/v0.1/alex.pth); nothing is downloaded, and without it no LPIPS is computed")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
@@ -110,13 +115,14 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _batch_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("batch", help="run many jobs (captures, prompts, scenes, GANs) shared out over torchrun's ranks",
+    p = sub.add_parser("batch", help="run many jobs (captures, prompts, scenes, GANs, priors) shared out over torchrun's "
+                                     "ranks",
                        description="Run the jobs of a YAML file into one output tree, each by one rank alone "
                                    "(under torchrun: shared out over all ranks of all nodes). A failed job is "
                                    "recorded and the rest go on; OUTPUT/summary.json lists them all; running it "
                                    "again skips the jobs done and resumes interrupted ones.")
-    p.add_argument("jobs", help="jobs file: 'jobs:' a list of {train|generate|scene|gan: ..., name, config, set}, "
-                                "optional 'defaults:' config keys for all")
+    p.add_argument("jobs", help="jobs file: 'jobs:' a list of {reconstruction|generation|scene|gan|prior: ..., name, "
+                                "config, set} (each job named by its run kind), optional 'defaults:' config keys for all")
     p.add_argument("--output", required=True, help="folder for the jobs' run directories, records and summary")
 
 
@@ -169,21 +175,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from nerfgen.reconstruct.evaluate import evaluate
 
     report = evaluate(args.run, args.split, args.every, args.data, args.downscale, args.save_images, args.limit,
-                      args.device)
+                      args.device, args.lpips_weights)
+    lpips = f"  LPIPS {report['lpips']:.4f}" if "lpips" in report else ""
     print(f"{args.run}: {report['split']} ({report['views']} views, {report['width']}x{report['height']}): "
-          f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}  ({report['rays_per_second']:,.0f} rays/s; "
+          f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}{lpips}  ({report['rays_per_second']:,.0f} rays/s; "
           f"{report['appearance']})")
     print(f"wrote {Path(args.run) / ('eval_' + args.split + '.json')}")
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from nerfgen.runs import load_run
+    from nerfgen.kinds import load_run
+    from nerfgen.renderable import LayoutEditable, renderable
 
-    run = load_run(args.run, args.device)
+    run = renderable(load_run(args.run, args.device), "render")
     if args.layout:
-        if run.info.kind != "scene":
-            raise ValueError(f"{args.run}: a {run.info.kind} run has no layout; --layout is for generated scenes")
+        if not isinstance(run, LayoutEditable):
+            raise ValueError(f"{args.run}: a {run.info.kind.value} run has no layout; --layout is for generated scenes")
         run.open_layout(args.layout)
     if args.camera_path:
         n = run.render_path(args.camera_path, args.output, args.width, args.height, args.depth, args.fps)
@@ -194,10 +202,11 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from nerfgen.runs import load_run
+    from nerfgen.kinds import load_run
+    from nerfgen.renderable import renderable
 
     viewer = viewer_package()
-    scene = viewer.ViewerScene.from_run(load_run(args.run, args.device))
+    scene = viewer.ViewerScene.from_run(renderable(load_run(args.run, args.device), "the viewer"))
     server = viewer.Viewer(scene, host=args.host, port=args.port, max_resolution=args.max_resolution)
     server.serve_forever()
     return 0
@@ -205,6 +214,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from nerfgen import scenes
+    from nerfgen.engine.checkpoint import has_checkpoint
 
     root = Path(args.output)
     data = scenes.render_dataset(root / "data", seed=args.seed)
@@ -213,7 +223,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     parser = build_parser()
     train = ["train", str(data), "--output", str(run), "--config", "demo", "--max-seconds", str(args.max_seconds),
              "--seed", str(args.seed), "--device", args.device]
-    cmd_train(parser.parse_args(train + (["--resume"] if (run / "state.json").exists() else [])))
+    cmd_train(parser.parse_args(train + (["--resume"] if has_checkpoint(run) else [])))
     cmd_eval(parser.parse_args(["eval", str(run), "--split", "test", "--device", args.device]))
     cmd_render(parser.parse_args(["render", str(run), "--orbit", "--output", str(root / "orbit.mp4"), "--frames", "60",
                                   "--device", args.device]))
@@ -263,13 +273,21 @@ def main(argv: list[str] | None = None) -> None:
     record(_main)(argv)  # torchrun's failure report then carries the failing rank's traceback
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a Python warning as a person reads it: ``nerfgen: warning: <message>``, one line on
+    stderr (in place of ``path/to/module.py:84: DatasetWarning: ...`` and a source line)."""
+    text = " ".join(str(message).split()).removeprefix("nerfgen: ")
+    print(f"nerfgen: warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+
 def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     from nerfgen import distributed
     from nerfgen.data import DatasetError
 
     try:
-        with distributed.launched() as world:
+        with warnings.catch_warnings(), distributed.launched() as world:
+            warnings.showwarning = show_warning  # the command's warnings, read by a person; restored after
             if world.parallel and args.command not in TORCHRUN_COMMANDS:
                 raise ValueError(f"`nerfgen {args.command}` runs in one process; start it without torchrun "
                                  f"(under torchrun: {', '.join(TORCHRUN_COMMANDS)})")

@@ -50,8 +50,19 @@ def make_temp_dir(path: Path) -> Path:
     return _create_beside(Path(path), "", lambda candidate: os.mkdir(candidate, 0o777))
 
 
+def fsync_path(path: Path) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to the disk."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if Path(path).is_dir() else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Path, write) -> None:
-    """Write through ``write(tmp_path)`` to a temp file beside ``path``, then rename into place.
+    """Write through ``write(tmp_path)`` to a temp file beside ``path``, flush it to the disk, then
+    rename it into place: after a crash ``path`` holds the old contents or the new, never a part.
 
     The temp file already exists (empty, mode ``0o666 & ~umask``, same suffix as ``path``) when
     ``write`` is called. A writer that replaces it with a file of its own mode (safetensors 0.8
@@ -66,6 +77,7 @@ def atomic_write(path: Path, write) -> None:
         write(str(tmp))
         if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
             os.chmod(tmp, mode)
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -101,12 +113,29 @@ def read_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
 
 
+def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    """Load ``tensors`` (read from ``path``) into ``module``, every key and shape matching; else one
+    ValueError naming ``path`` and ``what`` it should have held (missing, unexpected, mis-shaped)."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    shapes = [f"{k} {list(tensors[k].shape)} (expected {list(own[k].shape)})" for k in sorted(set(own) & set(tensors))
+              if tensors[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        parts = [f"{label} {items[:4]}{' ...' if len(items) > 4 else ''}"
+                 for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes)) if items]
+        raise ValueError(f"{path}: does not match {what} ({'; '.join(parts)})")
+    module.load_state_dict(tensors)
+
+
 def read_json(path: Path) -> dict:
     """Read a JSON file, with an error naming it when it is missing or malformed."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a JSON file (not UTF-8 text: {exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: malformed JSON ({exc})") from exc

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from nerfgen.batch import SUMMARY_FILE, read_jobs, run_batch
 from nerfgen.distributed import RankLost, World
+from nerfgen.kinds import RunKind
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = REPO / "tests" / "dist_cases.py"
@@ -175,7 +176,7 @@ def test_resume_on_a_different_number_of_ranks(tabletop, tmp_path):
     assert len([line for line in proc.stdout.splitlines() if line.startswith("{")]) == 1
     state = json.loads((run / "state.json").read_text())
     assert state["step"] == 20 and state["ranks"] == 2
-    keys = load_file(run / "train_state.safetensors").keys()
+    keys = load_file(run / "checkpoints" / "step-000000020" / "train_state.safetensors").keys()
     assert "rng.generator" in keys and "rng.rank1.generator" in keys  # every rank's stream is kept
     ok(nerfgen(["train", "--resume", "--output", str(run), "--max-steps", "30"]))
     assert json.loads((run / "state.json").read_text())["step"] == 30
@@ -217,7 +218,7 @@ TINY = {"max_steps": 4, "eval_every": 0, "orbit_frames": 0, "checkpoint_every": 
 def test_four_prompts_over_two_ranks_one_failing_leaves_three_done(tmp_path):
     jobs = tmp_path / "jobs.yaml"
     prompts = ["a red cube", "a blue sphere", "a green torus", "a yellow cylinder"]
-    items = [{"generate": p} for p in prompts]
+    items = [{"generation": p} for p in prompts]
     items[2]["set"] = {"model": str(tmp_path / "no-such-prior")}  # cannot load: this one fails
     jobs.write_text(yaml.safe_dump({"defaults": TINY, "jobs": items}))
     out = tmp_path / "out"
@@ -257,12 +258,13 @@ def test_generate_prompts_are_shared_out_over_the_ranks(tmp_path):
 
 def test_a_batch_in_one_process_records_failures_and_skips_what_is_done(tmp_path):
     jobs = tmp_path / "jobs.yaml"
-    jobs.write_text(yaml.safe_dump({"jobs": [{"generate": "a red cube", "name": "cube"}, {"train": "missing"}]}))
+    jobs.write_text(yaml.safe_dump({"jobs": [{"generation": "a red cube", "name": "cube"},
+                                             {"reconstruction": "missing"}]}))
     calls = []
 
     def runner(job, out, priors):
         calls.append(job.name)
-        if job.kind == "train":
+        if job.kind is RunKind.RECONSTRUCTION:
             raise ValueError(f"{job.target}: no capture there")
         return {"steps": 1}
 
@@ -273,11 +275,27 @@ def test_a_batch_in_one_process_records_failures_and_skips_what_is_done(tmp_path
     assert calls == ["cube", "01-missing", "01-missing"]
 
 
+def test_jobs_are_named_by_the_kind_their_run_json_says_and_old_names_still_read(tmp_path):
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("jobs:\n- {train: data/lego}\n- {generate: a red cube}\n- {scene: a cube on a ball}\n"
+                    "- {gan: clevr}\n- {prior: null, config: prior}\n")
+    with pytest.warns(UserWarning) as warned:
+        read = read_jobs(jobs)
+    assert [str(w.message).split("jobs.yaml: ")[1] for w in warned] == [
+        "jobs[0]: 'train' is now 'reconstruction' (the kind its run.json says)",
+        "jobs[1]: 'generate' is now 'generation' (the kind its run.json says)"]
+    assert [(j.kind, j.name) for j in read] == [
+        (RunKind.RECONSTRUCTION, "00-lego"), (RunKind.GENERATION, "01-a-red-cube"), (RunKind.SCENE, "02-a-cube-on-a-ball"),
+        (RunKind.GAN, "03-clevr"), (RunKind.PRIOR, "04-prior")]
+    assert read[0].target == str(tmp_path / "data/lego") and read[4].target is None
+
+
 @pytest.mark.parametrize("text, message", [
     ("jobs: []", "expected a list of jobs"),
-    ("jobs: [{generate: a, train: b}]", "exactly one of"),
-    ("jobs: [{generate: a, steps: 3}]", "unknown keys ['steps']"),
-    ("jobs: [{generate: a, name: x}, {generate: b, name: x}]", "'x' is repeated"),
+    ("jobs: [{generation: a, reconstruction: b}]", "exactly one of"),
+    ("jobs: [{generation: a, steps: 3}]", "unknown keys ['steps']"),
+    ("jobs: [{generation: a, name: x}, {generation: b, name: x}]", "'x' is repeated"),
+    ("jobs: [{prior: somewhere}]", "trains on nothing given"),
     ("job: []", "unknown top-level keys"),
 ])
 def test_jobs_file_mistakes_name_the_file_and_the_job(tmp_path, text, message):

@@ -4,6 +4,8 @@ and per-ray latent codes on a stratified sampler), hooks, budgets, clipping, log
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -116,12 +118,21 @@ def test_a_diverging_loss_stops_the_run_with_the_step(tmp_path):
         Engine(EngineConfig(max_steps=5), Diverges(), tmp_path / "run").run()
 
 
-def test_an_interrupted_checkpoint_is_refused_with_its_steps(tmp_path):
+def test_a_damaged_checkpoint_is_passed_over_for_the_one_before(tmp_path, capsys):
     Engine(EngineConfig(max_steps=4, checkpoint_every=2), AutoDecoder(), tmp_path / "run").run()
-    state = json.loads((tmp_path / "run" / "state.json").read_text())
-    state["step"] = 2  # as if the crash came after the tensors but before state.json
-    (tmp_path / "run" / "state.json").write_text(json.dumps(state))
-    with pytest.raises(ValueError, match="interrupted.*from step 4.*from step 2"):
+    folders = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))
+    assert [f.name for f in folders] == ["step-000000002", "step-000000004"]
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text().strip() == "step-000000004"
+    state = json.loads((folders[1] / "state.json").read_text())
+    state["step"] = 2  # a disk that lost the tensors' write, or an edit by hand
+    (folders[1] / "state.json").write_text(json.dumps(state))
+    resumed = Engine(EngineConfig(max_steps=4), AutoDecoder(), tmp_path / "run", resume=True)
+    assert resumed.step == 2
+    said = capsys.readouterr().err
+    assert "step-000000004: its files are from different steps" in said and "at step 2 from" in said
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 2  # the top shows what resumed
+    (folders[0] / "train_state.safetensors").write_bytes(b"\0" * 100)
+    with pytest.raises(ValueError, match="no checkpoint reads back whole.*step-000000004.*step-000000002"):
         Engine(EngineConfig(max_steps=4), AutoDecoder(), tmp_path / "run", resume=True)
 
 
@@ -139,3 +150,53 @@ def test_each_step_is_checkpointed_once(tmp_path):
     assert saved == [2, 4, 2, 4, 5]
     Engine(EngineConfig(max_steps=5), Counts(), tmp_path / "more", resume=True).run()
     assert saved == [2, 4, 2, 4, 5]  # resumed at its end: nothing to write again
+
+
+def test_checkpoints_keep_the_newest_two_and_come_by_time_as_well(tmp_path):
+    class Slow(AutoDecoder):
+        def step(self, ctx):
+            time.sleep(0.02)
+            return super().step(ctx)
+
+    config = EngineConfig(max_steps=12, checkpoint_every=3, checkpoint_seconds=0, eval_every=0)
+    Engine(config, AutoDecoder(), tmp_path / "steps").run()
+    assert sorted(p.name for p in (tmp_path / "steps" / "checkpoints").iterdir()) == [
+        "latest", "step-000000009", "step-000000012"]
+    timed = EngineConfig(max_steps=12, checkpoint_every=0, checkpoint_seconds=0.05, keep_checkpoints=5, eval_every=0)
+    engine = Engine(timed, Slow(), tmp_path / "time")
+    engine.run()
+    steps = sorted(int(p.name[5:]) for p in (tmp_path / "time" / "checkpoints").glob("step-*"))
+    assert len(steps) == 5 and steps[-1] == 12 and all(b - a <= 4 for a, b in zip(steps, steps[1:])), steps
+
+
+def test_a_run_of_the_earlier_layout_resumes_and_moves_to_step_folders(tmp_path):
+    run = tmp_path / "run"
+    Engine(EngineConfig(max_steps=4, checkpoint_every=2, eval_every=0), AutoDecoder(), run).run()
+    newest = run / "checkpoints" / "step-000000004"
+    for name in ("train_state.safetensors", "state.json", "model.safetensors"):  # as earlier versions left a run
+        shutil.copyfile(newest / name, run / name)
+    shutil.rmtree(run / "checkpoints")
+    resumed = Engine(EngineConfig(max_steps=6, checkpoint_every=2, eval_every=0), AutoDecoder(), run, resume=True)
+    assert resumed.step == 4
+    resumed.run()
+    assert not (run / "train_state.safetensors").exists()  # retired by the first new checkpoint
+    assert json.loads((run / "checkpoints" / "step-000000006" / "state.json").read_text())["step"] == 6
+
+
+def test_a_write_cut_short_leaves_the_last_checkpoint_as_it_was(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    Engine(EngineConfig(max_steps=2, checkpoint_every=2, eval_every=0), AutoDecoder(), run).run()
+
+    class Cut(Exception):
+        pass
+
+    def cut(*args, **kwargs):
+        raise Cut
+
+    engine = Engine(EngineConfig(max_steps=4, checkpoint_every=2, eval_every=0), AutoDecoder(), run, resume=True)
+    monkeypatch.setattr("nerfgen.engine.loop.write_json", cut)  # the write of state.json fails
+    with pytest.raises(Cut):
+        engine.run()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-000000002"]
+    monkeypatch.undo()
+    assert Engine(EngineConfig(max_steps=4), AutoDecoder(), run, resume=True).step == 2

@@ -18,7 +18,8 @@ from nerfgen.gan.generator import build_generator
 from nerfgen.gan.patches import cut_patches, grid_pixels, patch_grid
 from nerfgen.gan.priors import prior_cameras, sample_codes
 from nerfgen.gan.programs import program_frames
-from nerfgen.gan.run import GanRunInfo, load_gan_run, write_gan_run
+from nerfgen.gan.api import load_gan_run
+from nerfgen.gan.run import GanRunInfo, write_gan_run
 from nerfgen.render import ComposedField, compose
 from nerfgen.render.neural_renderer import NeuralRenderer
 

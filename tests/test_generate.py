@@ -22,7 +22,7 @@ from nerfgen.generate.config import CameraConfig, GenerateConfig
 from nerfgen.generate.prompts import view_suffix_index
 from nerfgen.generate.shading import opacity_entropy, opacity_sparsity, orientation_loss, shade, surface_normals
 from nerfgen.prior import Views
-from nerfgen.runs import load_run
+from nerfgen.kinds import load_run
 from tests.conftest import interrupt_after
 from tests.toy_priors import BoxTargetPrior, box_views_image
 

@@ -17,7 +17,7 @@ from nerfgen.prior import (  # noqa: E402
     build_prior,
     builtin,  # noqa: E402
 )
-from nerfgen.runs import load_run  # noqa: E402
+from nerfgen.kinds import load_run  # noqa: E402
 from tests.test_generate import render_views  # noqa: E402
 
 

@@ -16,7 +16,7 @@ from nerfgen.config import load_config  # noqa: E402
 from nerfgen.generate.config import GenerateConfig  # noqa: E402
 from nerfgen.prior import Views, build_prior  # noqa: E402
 from nerfgen.prior.random_pipelines import save_random_deepfloyd_if, save_random_stable_diffusion  # noqa: E402
-from nerfgen.runs import load_run  # noqa: E402
+from nerfgen.kinds import load_run  # noqa: E402
 
 SMALL = {"max_steps": 3, "eval_every": 0, "orbit_frames": 0, "camera": {"resolution": 16},
          "grid": {"resolution": 16, "render_step_size": 0.02},

@@ -17,7 +17,7 @@ from nerfgen.mesh import MeshCaster, MeshOptions, extract_mesh
 from nerfgen.mesh.export import export_mesh
 from nerfgen.mesh.extract import drop_small_pieces, isosurface
 from nerfgen.render import ModelSpec, RadianceModel
-from nerfgen.runs import load_run
+from nerfgen.kinds import load_run
 
 RADII = (0.6, 0.4, 0.3)
 BOX = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])

@@ -14,7 +14,7 @@ from nerfgen.api import reconstruction
 from nerfgen.data import load_dataset
 from nerfgen.mesh import MeshCaster
 from nerfgen.reconstruct.evaluate import evaluate
-from nerfgen.runs import load_run
+from nerfgen.kinds import load_run
 
 LEGO_STEPS = 600
 LEGO_MESH_MIN_IOU = 0.9  # measured: worst of the 25 views 0.943 (128 grid points across the box)

@@ -19,7 +19,7 @@ from nerfgen.data import load_dataset, scene_layout
 from nerfgen.data.colmap import write_colmap
 from nerfgen.data.transforms import SfMPoints
 from nerfgen.reconstruct.evaluate import evaluate
-from nerfgen.runs import load_run
+from nerfgen.kinds import load_run
 
 W, H = 32, 24
 FAST = {"max_steps": 12, "eval_every": 0, "checkpoint_every": 0, "target_samples": 4096, "init_rays": 256,

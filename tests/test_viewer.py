@@ -34,7 +34,7 @@ from nerfgen.cameras import Cameras, look_at  # noqa: E402
 from nerfgen.cli import main as nerfgen_main  # noqa: E402
 from nerfgen.reconstruct import TrainConfig  # noqa: E402
 from nerfgen.render import OccGridConfig  # noqa: E402
-from nerfgen.runs import load_run  # noqa: E402
+from nerfgen.kinds import load_run  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -28,7 +28,7 @@ from nerfgen.cameras import look_at  # noqa: E402
 from nerfgen.gan.config import CameraPrior, FieldSize, GanConfig, ObjectPrior  # noqa: E402
 from nerfgen.gan.generator import build_generator  # noqa: E402
 from nerfgen.gan.run import GanRunInfo, write_gan_run  # noqa: E402
-from nerfgen.runs import load_run  # noqa: E402
+from nerfgen.kinds import load_run  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 

@@ -69,13 +69,13 @@ def preview_side(rays_per_second: float, seconds: float, aspect: float, max_side
 
 
 def render_view(
-    run: nerfgen.Run, cameras: Cameras, background: Tensor, normals: bool = False,
+    run: nerfgen.Renderable, cameras: Cameras, background: Tensor, normals: bool = False,
     cancelled: Callable[[], bool] = lambda: False, band_rays: int = 1 << 14,
 ) -> ImageOutput | None:
     """Render camera 0 of ``cameras`` in bands of rows; returns None as soon as ``cancelled()``
-    is true between bands (the camera moved on). A run with ``whole_frames`` set (a GAN run:
-    GIRAFFE's neural renderer is convolutional) is rendered in one call instead."""
-    if getattr(run, "whole_frames", False):
+    is true between bands (the camera moved on). A run whose traits ask for whole frames
+    (GIRAFFE: its neural renderer is convolutional) is rendered in one call instead."""
+    if run.traits.whole_frames:
         return None if cancelled() else run.render(cameras, 0, background, normals=normals, chunk=band_rays)
     w, h = cameras.width, cameras.height
     rows = max(1, band_rays // w)

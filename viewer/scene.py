@@ -22,12 +22,12 @@ class ViewerScene:
     """A scene to view.
 
     Attributes:
-        run: the run (:class:`nerfgen.Run`; its model is shared with training when live).
+        run: the run (a :class:`nerfgen.Renderable`; its model is shared with training when live).
         train_cameras: the training cameras, when their dataset can be read.
         thumbnails: one ``[h, w, 3]`` uint8 image per training camera (small), or None.
     """
 
-    run: nerfgen.Run
+    run: nerfgen.Renderable
     train_cameras: nerfgen.Cameras | None = None
     thumbnails: list[np.ndarray] | None = None
 
@@ -38,20 +38,20 @@ class ViewerScene:
 
     @property
     def generated(self) -> bool:
-        """Whether the run is a GAN generator (GRAF or GIRAFFE): a scene made of codes that the
-        objects panel edits, rendered a whole frame at a time, without normals."""
-        return self.run.info.kind == "gan"
+        """Whether the run shows one scene of a generator's codes (GRAF or GIRAFFE), which the
+        objects panel edits."""
+        return isinstance(self.run, nerfgen.CodeEditable)
 
     @property
     def layout_editable(self) -> bool:
-        """Whether the run is a generated scene of several objects (kind ``scene``): a layout that
-        the layout panel edits (the objects' fields stay as they are), rendered like any run."""
-        return self.run.info.kind == "scene"
+        """Whether the run's objects are placed by a layout (a generated scene of several
+        objects) that the layout panel edits (the objects' fields stay as they are)."""
+        return isinstance(self.run, nerfgen.LayoutEditable)
 
     @property
     def modes(self) -> tuple[str, ...]:
-        """The render modes this run can show (a GAN run renders no normals)."""
-        return tuple(m for m in MODES if m != "normals") if self.generated else MODES
+        """The render modes this run can show (normals only where the run renders them)."""
+        return MODES if self.run.traits.normals else tuple(m for m in MODES if m != "normals")
 
     @property
     def orbit(self) -> nerfgen.Orbit:
@@ -64,18 +64,18 @@ class ViewerScene:
         return self.run.path
 
     @classmethod
-    def from_run(cls, run: nerfgen.Run, dataset=None) -> ViewerScene:
+    def from_run(cls, run: nerfgen.Renderable, dataset=None) -> ViewerScene:
         """A run; its training cameras come from ``dataset`` (the one training uses, live) or from
-        the dataset a reconstruction run trained on, if it is still there (a warning says so when
-        it is not). Generated runs have none."""
-        if dataset is None and run.info.kind == "reconstruction":
+        the capture the run trained on (``traits.training_cameras``), if it is still there (a
+        warning says so when it is not). Generated runs have none."""
+        if dataset is None and run.traits.training_cameras:
             dataset = _small_training_set(run)
         if dataset is None:
             return cls(run)
         return cls(run, dataset.cameras, thumbnails(dataset, run.background))
 
 
-def _small_training_set(run: nerfgen.Run):
+def _small_training_set(run: nerfgen.Renderable):
     """The run's training split loaded at thumbnail size, or None (with a warning)."""
     data = run.info.data
     if not (data and Path(data).exists()):

@@ -284,11 +284,19 @@ class Orbit:
             if "height_px" in d:  # written before run directories were typed
                 d = {**d, "rise": d["height"], "height": d["height_px"]}
             axis = tuple(float(v) for v in d["axis"]) if d.get("axis") is not None else None
-            return cls(tuple(float(v) for v in d["center"]), tuple(float(v) for v in d["up"]), float(d["radius"]),
-                       float(d["rise"]), float(d["fx"]), float(d["fy"]), int(d["width"]), int(d["height"]), axis,
-                       float(d.get("focus", 0.0)))
-        except (KeyError, TypeError, ValueError) as exc:
+            orbit = cls(tuple(float(v) for v in d["center"]), tuple(float(v) for v in d["up"]), float(d["radius"]),
+                        float(d["rise"]), float(d["fx"]), float(d["fy"]), int(d["width"]), int(d["height"]), axis,
+                        float(d.get("focus", 0.0)))
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             raise ValueError(f"{source}: malformed orbit {d!r} ({exc})") from exc
+        numbers = [*orbit.center, *orbit.up, orbit.radius, orbit.rise, orbit.fx, orbit.fy, orbit.focus, *(orbit.axis or ())]
+        if (len(orbit.center) != 3 or len(orbit.up) != 3 or (orbit.axis is not None and len(orbit.axis) != 3)
+                or not all(math.isfinite(v) and abs(v) < 1e8 for v in numbers) or min(orbit.fx, orbit.fy) <= 0
+                or orbit.radius < 0
+                or math.hypot(*orbit.up) < 1e-6 or not (0 < orbit.width <= 1 << 16 and 0 < orbit.height <= 1 << 16)):
+            raise ValueError(f"{source}: orbit: expected finite values under 1e8, a 3-vector center, a non-zero up, "
+                             f"radius >= 0, fx and fy > 0 and an image size in [1, 65536], got {d!r}")
+        return orbit
 
 
 def orbit_cameras(

@@ -23,7 +23,12 @@ class EngineConfig:
     grad_clip: float = 0.0
     """Clip each optimiser's gradients to this global norm (0: no clipping)."""
     checkpoint_every: int = 2000
-    """Steps between checkpoints (one is always written at the end)."""
+    """Steps between checkpoints (one is always written at the end; 0: by time only)."""
+    checkpoint_seconds: float = 60.0
+    """Training seconds between checkpoints, whichever of this and ``checkpoint_every`` comes
+    first: a run killed at any moment loses at most about this much work (0: by steps only)."""
+    keep_checkpoints: int = 2
+    """Complete checkpoints kept in ``checkpoints/`` (the newest; at least 1)."""
     eval_every: int = 1000
     """Steps between the run's periodic evaluation (validation PSNR, a preview sheet; 0: never)."""
     log_every: int = 25
@@ -39,9 +44,11 @@ class EngineConfig:
         check_device(self.device, source)
         if self.max_steps <= 0 and self.max_seconds <= 0:
             raise ValueError(f"{source}: max_steps or max_seconds must be positive")
-        for key in ("max_seconds", "grad_clip", "checkpoint_every", "eval_every", "threads"):
+        for key in ("max_seconds", "grad_clip", "checkpoint_every", "checkpoint_seconds", "eval_every", "threads"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{source}: {key}: expected a value >= 0, got {getattr(self, key)}")
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"{source}: keep_checkpoints: expected a value >= 1, got {self.keep_checkpoints}")
         if self.log_every < 1:
             raise ValueError(f"{source}: log_every: expected a value >= 1, got {self.log_every}")
 

@@ -109,6 +109,7 @@ class Engine:
         self._losses: list[tuple[int, Tensor]] = []  # losses not yet checked finite, by step
         self._read: tuple[int, dict[str, Number | str]] | None = None  # the figures last read, at a step
         self.saved: int | None = None  # the step of the last checkpoint written
+        self.saved_seconds = 0.0  # training seconds at that checkpoint
         self.averager = GradientBuckets(self.world) if self.world.parallel else None
         self._own_streams(self.world.seed(config.seed))
         self.world.broadcast([p.data for p in self._params(o for o, _ in self.optimizers.values())])
@@ -239,9 +240,10 @@ class Engine:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, hooks: Sequence[Hook] = ()) -> Summary:
-        """Train until the budget is spent: checkpoints every ``checkpoint_every`` steps and at the
-        end, evaluation every ``eval_every``, tensorboard every ``log_every``; then the task's
-        final products. ``hooks`` are called after every step (on rank 0)."""
+        """Train until the budget is spent: checkpoints every ``checkpoint_every`` steps or
+        ``checkpoint_seconds`` of training, whichever comes first, and at the end; evaluation
+        every ``eval_every``, tensorboard every ``log_every``; then the task's final products.
+        ``hooks`` are called after every step (on rank 0)."""
         cfg, main = self.config, self.world.main
         writer = _tensorboard(self.output) if main else None
         hooks = hooks if main else ()
@@ -259,7 +261,7 @@ class Engine:
                         self._log(writer, f"{self.task.name}/", {**self.settle(), **self.rates})
                     if main and cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
                         self._evaluate(writer, bar)
-                    if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
+                    if self._checkpoint_due():
                         self.save()
             if self.saved != self.step:  # the last step's checkpoint, unless it was just written
                 self.save()
@@ -283,37 +285,67 @@ class Engine:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self) -> None:
-        """Checkpoint: optimisers, every rank's random states and the task's training state (one
-        file), the task's products, then ``state.json`` last (every file atomically; rank 0 writes,
-        the others hand it their random states)."""
+        """Checkpoint (:mod:`nerfgen.engine.checkpoint`): the task's files, optimisers, every rank's
+        random states and the task's training state (one file), ``state.json`` last, into a step
+        folder that becomes ``latest`` only once complete; then its files are mirrored at the top
+        of the run directory. Rank 0 writes; the others hand it their random states."""
         self.settle()  # never a checkpoint of a run that has diverged
         streams = self.world.gather_object(ckpt.rng_tensors(self.generator))
-        self.saved = self.step
+        self.saved, self.saved_seconds = self.step, self.seconds
         if not self.world.main:
             return
-        tensors, values = self.task.state()
-        state = {f"task.{k}": v for k, v in tensors.items()}
-        for name, (optimizer, _) in self.optimizers.items():
-            state.update({f"opt.{name}.{k}": v for k, v in ckpt.optimizer_tensors(optimizer).items()})
-        for rank, rng in enumerate(streams):
-            state.update({ckpt.rank_key(k, rank): v for k, v in rng.items()})
-        write_tensors(self.output / ckpt.TRAIN_STATE_FILE, state, {"step": str(self.step)})
-        self.task.save(self.output, self.step, self.seconds)
-        write_json(self.output / ckpt.STATE_FILE, {"step": self.step, "seconds": self.seconds, "totals": self.totals,
-                                                   "task": values, "ranks": self.world.size})
+
+        def fill(folder: Path) -> None:
+            tensors, values = self.task.state()
+            state = {f"task.{k}": v for k, v in tensors.items()}
+            for name, (optimizer, _) in self.optimizers.items():
+                state.update({f"opt.{name}.{k}": v for k, v in ckpt.optimizer_tensors(optimizer).items()})
+            for rank, rng in enumerate(streams):
+                state.update({ckpt.rank_key(k, rank): v for k, v in rng.items()})
+            self.task.save(folder, self.step, self.seconds)
+            write_tensors(folder / ckpt.TRAIN_STATE_FILE, state, {"step": str(self.step)})
+            write_json(folder / ckpt.STATE_FILE, {"step": self.step, "seconds": self.seconds, "totals": self.totals,
+                                                  "task": values, "ranks": self.world.size})
+
+        point = ckpt.write_checkpoint(self.output, self.step, fill, self.config.keep_checkpoints)
+        ckpt.publish(point, self.output)
+
+    def _checkpoint_due(self) -> bool:
+        """Whether this step ends a checkpoint interval: ``checkpoint_every`` steps, or
+        ``checkpoint_seconds`` of training since the last one (training seconds, the same on
+        every rank of a job, so all ranks decide alike)."""
+        cfg = self.config
+        if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
+            return True
+        return cfg.checkpoint_seconds > 0 and self.seconds - self.saved_seconds >= cfg.checkpoint_seconds
 
     def _resume(self) -> None:
-        state_file, tensors_file = self.output / ckpt.STATE_FILE, self.output / ckpt.TRAIN_STATE_FILE
-        state = read_json(state_file)
-        if not tensors_file.is_file():
-            raise FileNotFoundError(f"{tensors_file}: not found; {self.output} cannot be resumed (written by an "
-                                    "earlier nerfgen, or not a run directory)")
-        stamped = ckpt.tensors_metadata(tensors_file).get("step")
-        if stamped != str(state.get("step")):
-            raise ValueError(f"{self.output}: its checkpoint was interrupted while being written ({tensors_file.name} "
-                             f"is from step {stamped}, {state_file.name} from step {state.get('step')})")
-        tensors = read_tensors(tensors_file)
-        self.task.load(self.output)
+        """Load the newest checkpoint of ``output`` that reads back whole; a damaged one (a file
+        cut short, edited, or from another run) is passed over for the one before, and said."""
+        points = ckpt.checkpoints(self.output)
+        if not points:
+            raise FileNotFoundError(f"{self.output}: no checkpoint to resume (not a run directory, or it never "
+                                    "reached its first checkpoint)")
+        problems = []
+        for point in points:
+            try:
+                self._load(point)
+            except (ValueError, FileNotFoundError, KeyError, TypeError, RuntimeError, OverflowError) as exc:
+                problems.append(f"{point.folder}: {exc}" if str(point.folder) not in str(exc) else str(exc))
+                continue
+            if self.world.main:
+                if problems:
+                    ckpt.say(f"passed over {len(problems)} damaged checkpoint(s): {'; '.join(problems)}")
+                where = "the run directory (an earlier nerfgen's layout)" if point.legacy else str(point.folder)
+                ckpt.say(f"resuming {self.output} at step {point.step} from {where}")
+                ckpt.publish(point, self.output)  # the top of the run directory shows the state resumed
+            return
+        raise ValueError(f"{self.output}: no checkpoint reads back whole: {'; '.join(problems)}")
+
+    def _load(self, point: ckpt.Checkpoint) -> None:
+        state = ckpt.check(point)
+        tensors = read_tensors(point.folder / ckpt.TRAIN_STATE_FILE)
+        self.task.load(point.folder)
         for name, (optimizer, _) in self.optimizers.items():
             prefix = f"opt.{name}."
             ckpt.load_optimizer_tensors(optimizer, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -324,7 +356,7 @@ class Engine:
         else:  # a rank the checkpoint had not: a fresh stream of its own for this step
             self._own_streams(self.world.seed(self.config.seed + self.step))
         self.task.load_state({k[5:]: v for k, v in tensors.items() if k.startswith("task.")}, state.get("task", {}))
-        self.saved = self.step
+        self.saved, self.saved_seconds = self.step, self.seconds
 
 
 def _tensorboard(output: Path):

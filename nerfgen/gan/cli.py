@@ -97,7 +97,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from nerfgen.gan.run import load_gan_run
+    from nerfgen.gan.api import load_gan_run
 
     path = load_gan_run(args.run, args.device).write_sample_sheet(args.output, args.count, args.seed)
     print(f"wrote {path} ({args.count} samples)")
@@ -106,7 +106,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from nerfgen.gan.programs import render_program
-    from nerfgen.gan.run import load_gan_run
+    from nerfgen.gan.api import load_gan_run
 
     run = load_gan_run(args.run, args.device)
     n = render_program(run, args.program, args.output, args.scenes, args.frames, args.seed, args.fps)
@@ -119,7 +119,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from nerfgen.gan.controls import control_figures, ground_truth_position_error
     from nerfgen.gan.data import ImageCollection
     from nerfgen.gan.evaluate import evaluate_run
-    from nerfgen.gan.run import load_gan_run
+    from nerfgen.gan.api import load_gan_run
 
     run = load_gan_run(args.run, args.device)
     folder = args.data or run.info.data

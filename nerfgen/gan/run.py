@@ -14,18 +14,17 @@ import torch
 from torch import Tensor, nn
 
 from nerfgen.cameras import Cameras, Orbit
-from nerfgen.config import build_config, config_to_dict
-from nerfgen.files import atomic_write, read_json, read_tensors, write_json, write_tensors
+from nerfgen.config import config_to_dict, stored_config
+from nerfgen.files import atomic_write, load_state, read_json, read_tensors, write_json, write_tensors
 from nerfgen.gan.config import GanConfig
 from nerfgen.gan.generator import Generator, GiraffeGenerator, build_generator
 from nerfgen.gan.priors import SceneCodes, prior_cameras, sample_codes
+from nerfgen.kinds import RUN_FILE, RunKind, described_by
 from nerfgen.render import ImageOutput, background_color
-from nerfgen.runs import VideoRenders
+from nerfgen.renderable import RenderTraits, VideoRenders
 
-RUN_FILE = "run.json"
 MODEL_FILE = "model.safetensors"
 FORMAT = 1
-KIND = "gan"
 
 
 @dataclass
@@ -39,7 +38,7 @@ class GanRunInfo:
 
     config: GanConfig
     data: str
-    kind: str = KIND
+    kind: RunKind = RunKind.GAN
     background: str = "white"
 
     @property
@@ -57,16 +56,16 @@ class GanRunInfo:
         return Orbit.around_origin(sum(cam.distance) / 2, sum(cam.elevation) / 2, cam.fov, self.config.size)
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "kind": KIND, "data": self.data, "config": config_to_dict(self.config)}
+        return {"format": FORMAT, "kind": RunKind.GAN.value, "data": self.data, "config": config_to_dict(self.config)}
 
     @classmethod
     def from_dict(cls, d: dict, source: str) -> GanRunInfo:
-        if d.get("format") != FORMAT or d.get("kind") != KIND:
+        if d.get("format") != FORMAT or d.get("kind") != RunKind.GAN.value:
             raise ValueError(f"{source}: not a GAN run (format {d.get('format')!r}, kind {d.get('kind')!r})")
         try:
-            return cls(build_config(GanConfig, d["config"], f"{source}: config"), str(d["data"]))
-        except KeyError as exc:
-            raise ValueError(f"{source}: missing entry {exc}; not a nerfgen GAN run directory") from exc
+            return cls(stored_config(GanConfig, d["config"], f"{source}: config"), str(d["data"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{source}: missing or malformed entry {exc}; not a nerfgen GAN run directory") from exc
 
 
 def write_gan_run(run_dir: str | Path, info: GanRunInfo, modules: dict[str, nn.Module]) -> None:
@@ -125,12 +124,8 @@ class GanRun(VideoRenders):
     def __init__(self, info: GanRunInfo, generator: Generator, path: str | Path) -> None:
         self.info, self.generator, self.path = info, generator, Path(path)
         self.scene = self.codes(1, seed=0)
-
-    @property
-    def whole_frames(self) -> bool:
-        """Whether :meth:`render` needs the whole frame in one call (GIRAFFE: its neural renderer
-        is convolutional), so the viewer must not render it in bands of rows (GRAF can)."""
-        return isinstance(self.generator, GiraffeGenerator)
+        # GIRAFFE's neural renderer is convolutional: whole frames only (GRAF renders rays, in bands)
+        self.traits = RenderTraits(whole_frames=isinstance(generator, GiraffeGenerator), normals=False)
 
     @property
     def config(self) -> GanConfig:
@@ -219,20 +214,15 @@ def read_gan_info(run_dir: str | Path) -> GanRunInfo:
     return GanRunInfo.from_dict(read_json(path), str(path))
 
 
-def load_gan_run(run_dir: str | Path, device: str = "auto") -> GanRun:
-    """Open the GAN run in ``run_dir`` on ``device`` (its EMA generator)."""
-    from nerfgen.engine.config import resolve_device
-
-    device = resolve_device(device)
-    info = read_gan_info(run_dir)
-    generator = build_generator(info.config)
+def open_gan_run(run_dir: str | Path, info: GanRunInfo, device: str) -> GanRun:
+    """Open the GAN run in ``run_dir`` (described by ``info``) on ``device``: its EMA generator."""
+    with described_by(run_dir):
+        generator = build_generator(info.config)
     path = Path(run_dir) / MODEL_FILE
     tensors = read_tensors(path)
     ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
-    missing, unexpected = generator.load_state_dict(ema, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{path}: does not match the run's generator (missing {missing}, unexpected {unexpected})")
+    load_state(generator, ema, path, "the generator its run.json describes (ema.*)")
     return GanRun(info, generator.to(device).eval(), run_dir)
 
 
-__all__ = ["GanRun", "GanRunInfo", "image_grid", "load_gan_run", "write_gan_run"]
+__all__ = ["GanRun", "GanRunInfo", "image_grid", "open_gan_run", "read_gan_info", "write_gan_run"]

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from nerfgen.engine import Env, Schedule, StepContext, StepResult, Task
-from nerfgen.files import read_tensors
+from nerfgen.files import load_state, read_tensors
 from nerfgen.gan.config import GanConfig
 from nerfgen.gan.data import ImageCollection
 from nerfgen.gan.discriminator import Discriminator, discriminator_loss, generator_loss, r1_penalty
@@ -109,10 +109,12 @@ class GanTask(Task):
                                             "discriminator": self.discriminator})
 
     def load(self, output: Path) -> None:
-        tensors = read_tensors(Path(output) / MODEL_FILE)
+        path = Path(output) / MODEL_FILE
+        tensors = read_tensors(path)
         for name, module in (("generator", self.generator), ("ema", self.ema), ("discriminator", self.discriminator)):
             prefix = name + "."
-            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            load_state(module, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, path,
+                       f"the run's {name} ({prefix}*)")
 
     def evaluate(self, step: int) -> dict:
         """KID (offline encoder) of the EMA generator against the held-out images, and a sample sheet."""

@@ -80,8 +80,9 @@ def _options(args: argparse.Namespace) -> dict:
 def cmd_generate(args: argparse.Namespace) -> int:
     import shutil
 
-    from nerfgen.api import generation, scene_generation
-    from nerfgen.runs import RUN_FILE
+    from nerfgen.engine.checkpoint import has_checkpoint
+    from nerfgen.generate.api import generation, scene_generation
+    from nerfgen.kinds import RUN_FILE, RunKind
 
     scene = args.scene or args.layout is not None
     if args.layout is not None and args.prompts is not None:
@@ -93,7 +94,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     jobs = None
     if args.prompts is not None:
         options = {k: v for k, v in _options(args).items() if v is not None}
-        jobs = prompt_jobs(read_prompts(args.prompts), "scene" if scene else "generate", args.config, options)
+        jobs = prompt_jobs(read_prompts(args.prompts), RunKind.SCENE if scene else RunKind.GENERATION, args.config,
+                           options)
     outputs = [output] if jobs is None else [output / job.name for job in jobs]
     if args.viewer and len(outputs) > 1:
         raise ValueError("--viewer shows one prompt at a time; give a PROMPT, not --prompts")
@@ -102,7 +104,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise FileExistsError(f"{out}: already holds a run; pass --resume, --overwrite or pick another --output")
     if jobs is not None:
         return _run_prompts(jobs, output, args)
-    resume = args.resume and (output / "state.json").is_file()
+    resume = args.resume and has_checkpoint(output)
     if args.overwrite and not resume and output.exists():
         shutil.rmtree(output)
     if scene:

@@ -30,6 +30,8 @@ from nerfgen.generate.scene_prompt import RELATIONS, Relation, object_name
 
 LAYOUT_VERSION = 1
 """The ``version`` written in layout files (and the only one read)."""
+LAYOUT_FILE = "layout.json"
+"""A scene's layout in its run directory (as settled by the last checkpoint, or at the end)."""
 _AXIS_SIGN = {"left of": (1, -1), "right of": (1, 1), "in front of": (0, 1), "behind": (0, -1), "next to": (1, -1)}
 """Horizontal kind -> (axis: 0 x / 1 y, sign of subject minus object; for next to the side tried first)."""
 

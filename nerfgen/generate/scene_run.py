@@ -12,6 +12,7 @@ retrained. :meth:`SceneRun.export_mesh` writes each object's mesh placed as in t
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -20,13 +21,15 @@ import trimesh
 from torch import Tensor
 
 from nerfgen.cameras import Cameras
-from nerfgen.config import build_config
+from nerfgen.config import stored_config
 from nerfgen.files import atomic_write
-from nerfgen.generate.config import GenerateConfig
-from nerfgen.generate.layout import Layout, read_layout
+from nerfgen.generate.config import SceneConfig
+from nerfgen.generate.layout import LAYOUT_FILE, Layout, read_layout
 from nerfgen.generate.scene_model import UNIT_BOX, SceneImage, SceneModel
+from nerfgen.kinds import RunKind, described_by
 from nerfgen.render import ImageOutput, background_color
-from nerfgen.runs import Run, RunInfo, VideoRenders, load_model_tensors, read_run_info
+from nerfgen.renderable import RenderTraits, VideoRenders
+from nerfgen.runs import Run, RunInfo, load_model_tensors
 
 SCENE_FORMATS = (".glb", ".gltf")
 """Mesh files that keep one node per object; other mesh formats get the objects merged into one."""
@@ -42,6 +45,8 @@ class SceneRun(VideoRenders):
         model: the :class:`SceneModel`.
         path: the run directory.
     """
+
+    traits = RenderTraits()
 
     def __init__(self, info: RunInfo, model: SceneModel, layout: Layout, path: str | Path) -> None:
         self.info, self.model, self.path = info, model, Path(path)
@@ -69,9 +74,10 @@ class SceneRun(VideoRenders):
     def background(self) -> Tensor:
         return background_color(self.info.background)
 
-    @property
-    def config(self) -> GenerateConfig:
-        return build_config(GenerateConfig, self.info.config, f"{self.path}: run.json config")
+    @functools.cached_property
+    def config(self) -> SceneConfig:
+        """The run's config (read once from ``run.json``)."""
+        return stored_config(SceneConfig, self.info.config, f"{self.path / 'run.json'}: config")
 
     def render(self, cameras: Cameras, index: int = 0, background: Tensor | None = None, normals: bool = False,
                cond=None, chunk: int = 1 << 14) -> ImageOutput:
@@ -91,7 +97,7 @@ class SceneRun(VideoRenders):
         if not 0 <= k < len(self.model.objects):
             raise ValueError(f"object {k} does not exist; the scene has objects 0 to {len(self.model.objects) - 1}")
         o = self.layout.objects[k]
-        info = RunInfo("generation", self.info.model, list(UNIT_BOX), 1, f"generated: {o.prompt}",
+        info = RunInfo(RunKind.GENERATION, self.info.model, list(UNIT_BOX), 1, f"generated: {o.prompt}",
                        self.info.background, self.info.train_background, self.info.width, self.info.height,
                        self.info.orbit, self.info.config, prompt=o.prompt)
         return Run(info, self.model.objects[k], self.path)
@@ -135,15 +141,13 @@ class SceneRun(VideoRenders):
                 "faces": sum(n["faces"] for n in nodes), "seconds": round(time.perf_counter() - start, 2)}
 
 
-def load_scene_run(run_dir: str | Path, device: torch.device) -> SceneRun:
-    """Open the scene run in ``run_dir`` on ``device``, placed by its ``layout.json``."""
-    from nerfgen.generate.scene_task import LAYOUT_FILE
-
+def open_scene_run(run_dir: str | Path, info: RunInfo, device: str) -> SceneRun:
+    """Open the scene run in ``run_dir`` (described by ``info``) on ``device``, placed by its
+    ``layout.json``: what :func:`nerfgen.load_run` does for a run of kind ``scene``."""
     run_dir = Path(run_dir)
-    info = read_run_info(run_dir)
     saved = read_layout(run_dir / LAYOUT_FILE)
-    config = build_config(GenerateConfig, info.config, f"{run_dir / 'run.json'}: config")
-    model = SceneModel(info.model, len(saved.objects), config.scene.box, config.scene.grid_resolution)
+    config = stored_config(SceneConfig, info.config, f"{run_dir / 'run.json'}: config")
+    with described_by(run_dir):
+        model = SceneModel(info.model, len(saved.objects), config.scene.box, config.scene.grid_resolution)
     load_model_tensors(model, run_dir)
     return SceneRun(info, model.to(device).eval(), saved, run_dir)
-

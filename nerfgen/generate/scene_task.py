@@ -27,7 +27,7 @@ from nerfgen.config import config_to_dict
 from nerfgen.distributed import SINGLE, World
 from nerfgen.engine import Env, Schedule, StepContext, StepResult
 from nerfgen.generate.config import GenerateConfig
-from nerfgen.generate.layout import Layout, write_layout
+from nerfgen.generate.layout import LAYOUT_FILE, Layout, write_layout
 from nerfgen.generate.preview import render_sheet, write_preview
 from nerfgen.generate.scene_model import SceneModel
 from nerfgen.generate.settle import settled
@@ -45,13 +45,13 @@ from nerfgen.generate.task import (
 )
 from nerfgen.prior import DiffusionPrior
 from nerfgen.render import Background, background_color
-from nerfgen.runs import RunInfo, SceneTask
+from nerfgen.field_task import FieldTask
+from nerfgen.kinds import RunKind
+from nerfgen.runs import RunInfo
 
-LAYOUT_FILE = "layout.json"
-"""The scene's layout in its run directory (as settled by the last checkpoint)."""
 
 
-class SceneGenerationTask(SceneTask):
+class SceneGenerationTask(FieldTask):
     """Optimises the objects of ``layout`` into one scene against ``prior``.
 
     Args:
@@ -158,7 +158,7 @@ class SceneGenerationTask(SceneTask):
 
     def info(self) -> RunInfo:
         cfg, b = self.config, self.config.scene.box
-        return RunInfo("scene", cfg.model_spec(), [-b, -b, -b, b, b, b], 1, f"generated: {self.prompt}",
+        return RunInfo(RunKind.SCENE, cfg.model_spec(), [-b, -b, -b, b, b, b], 1, f"generated: {self.prompt}",
                        self.background.shown_on, cfg.background, cfg.orbit_resolution, cfg.orbit_resolution,
                        generated_orbit(cfg), config_to_dict(cfg), prompt=self.prompt)
 

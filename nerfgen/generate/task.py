@@ -27,7 +27,9 @@ from nerfgen.generate.prompts import VIEW_SUFFIXES, view_suffix_index
 from nerfgen.generate.shading import opacity_entropy, opacity_sparsity, orientation_loss, shade, surface_normals
 from nerfgen.prior import DiffusionPrior, PromptEmbedding
 from nerfgen.render import Background, RadianceModel, RenderOutput, background_color
-from nerfgen.runs import RunInfo, SceneTask
+from nerfgen.field_task import FieldTask
+from nerfgen.kinds import RunKind
+from nerfgen.runs import RunInfo
 
 
 @dataclass
@@ -166,7 +168,7 @@ def generated_orbit(config: GenerateConfig) -> Orbit:
                                config.orbit_resolution)
 
 
-class GenerationTask(SceneTask):
+class GenerationTask(FieldTask):
     """Optimises one prompt into a radiance field against ``prior``.
 
     Args:
@@ -234,7 +236,7 @@ class GenerationTask(SceneTask):
 
     def info(self) -> RunInfo:
         cfg = self.config
-        return RunInfo("generation", cfg.model_spec(), self.aabb.tolist(), 1, f"generated: {self.prompt}",
+        return RunInfo(RunKind.GENERATION, cfg.model_spec(), self.aabb.tolist(), 1, f"generated: {self.prompt}",
                        self.background.shown_on, cfg.background, cfg.orbit_resolution, cfg.orbit_resolution,
                        generated_orbit(cfg), config_to_dict(cfg), prompt=self.prompt)
 

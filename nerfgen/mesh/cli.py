@@ -28,9 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from nerfgen.runs import load_run
+    from nerfgen.kinds import load_run
+    from nerfgen.renderable import renderable
 
-    run = load_run(args.run, args.device)
+    run = renderable(load_run(args.run, args.device), "export")
     print(json.dumps(run.export_mesh(args.output, resolution=args.resolution, threshold=args.threshold,
                                      min_component=args.min_component, box=tuple(args.box) if args.box else None,
                                      colors=not args.no_colors)))

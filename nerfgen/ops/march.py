@@ -90,8 +90,9 @@ def traverse_grids(
     if binaries.dim() != 4 or aabbs.shape != (binaries.shape[0], 6):
         raise ValueError(f"traverse_grids: binaries must be [n_levels, res, res, res] and aabbs [n_levels, 6], got "
                          f"{tuple(binaries.shape)} and {tuple(aabbs.shape)}")
-    if step_size <= 0 or cone_angle < 0:
-        raise ValueError(f"traverse_grids: need step_size > 0 and cone_angle >= 0, got {step_size}, {cone_angle}")
+    if not (0 < step_size < math.inf and 0 <= cone_angle < math.inf and near_plane <= far_plane):
+        raise ValueError(f"traverse_grids: need finite step_size > 0, cone_angle >= 0 and near_plane <= far_plane, got "
+                         f"{step_size}, {cone_angle}, {near_plane}, {far_plane}")
     extra = () if jitter is None else (jitter,)
     if binaries.dtype == torch.bool and _backend.kernels_serve(origins, directions, aabbs, *extra):
         t_starts, t_ends, ray_indices = torch.ops.nerfgen.traverse_grids(
@@ -136,7 +137,8 @@ def traverse_grids_torch(
     """
     n_rays = origins.shape[0]
     t_min, t_max, hit = ray_aabb_intersect_torch(origins, directions, aabbs[-1:], near_plane, far_plane)
-    t_min, t_max, hit = t_min[:, 0], t_max[:, 0], hit[:, 0]
+    finite = torch.isfinite(origins).all(-1) & torch.isfinite(directions).all(-1)  # else no samples, as the kernel
+    t_min, t_max, hit = t_min[:, 0], t_max[:, 0], hit[:, 0] & finite
     if jitter is not None:
         t_min = t_min + jitter * step_size
     counts = torch.where(hit, _steps_to(t_min, t_max, step_size, cone_angle), 0)

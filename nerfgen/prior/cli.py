@@ -23,6 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--max-seconds", type=float, help="time budget in seconds (overrides the config)")
     t.add_argument("--seed", type=int, help="training seed (overrides the config)")
     t.add_argument("--threads", type=int, help="CPU threads (overrides the config's 2)")
+    t.add_argument("--device", help="cpu, cuda[:n] or auto (default: the config's, auto)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --output from its last checkpoint (the UNet, then the guidance model)")
     e = prior_sub.add_parser("export", help="store a trained run's weights in fp16 (as the shipped ones)",
@@ -46,54 +47,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--scale", type=int, default=4, help="upscale factor of the PNG (default 4)")
 
 
-def _train_config(args: argparse.Namespace):
-    from nerfgen.config import config_path, load_config
-    from nerfgen.prior.train import PriorTrainConfig
-
-    output = Path(args.output)
-    overrides = {"max_steps": args.max_steps, "max_seconds": args.max_seconds, "seed": args.seed,
-                 "threads": args.threads}
-    if args.resume:
-        if not (output / "state.json").is_file():
-            raise FileNotFoundError(f"{output / 'state.json'}: nothing to resume (no checkpoint in {output})")
-        return load_config(PriorTrainConfig, output / "config.json", overrides)  # JSON is YAML
-    if (output / "state.json").exists():
-        raise FileExistsError(f"{output}: already holds a run; pass --resume or pick another --output")
-    return load_config(PriorTrainConfig, config_path(args.config or "prior"), overrides)
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from nerfgen.config import config_to_dict
-    from nerfgen.engine import Engine
-    from nerfgen.files import write_json
+    from nerfgen.prior.api import report_rendering, guide_training, prior_training
     from nerfgen.prior.guide import guide_path
-    from nerfgen.prior.guide_train import train_guide
-    from nerfgen.prior.train import PriorTask, prepare
 
-    config = _train_config(args)
     output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    write_json(output / "config.json", config_to_dict(config))
+    options = {"max_steps": args.max_steps, "max_seconds": args.max_seconds, "seed": args.seed,
+               "threads": args.threads, "device": args.device}
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=not sys.stderr.isatty()) as bar:
-        task = bar.add_task("render", total=config.views.n_objects)
+        task = bar.add_task("render", total=None)
 
         def rendered(done: int, total: int) -> None:
-            bar.update(task, completed=done)
-            if not bar.console.is_terminal and done % 100 == 0:
-                print(f"prior train: rendered {done}/{total} objects", file=sys.stderr, flush=True)
+            bar.update(task, completed=done, total=total)
+            if not bar.console.is_terminal:
+                report_rendering(done, total)
 
-        views, text = prepare(config, output, rendered)
-    prior = PriorTask(config, views, text)
-    summary = Engine(config, prior, output, resume=args.resume).run()
+        engine = prior_training(output, args.config, args.resume, rendered, **options)
+    summary = engine.run()
+    guide_training(engine)
     guide = guide_path(output / "model.safetensors")
-    if config.guide.max_steps > 0 or config.guide.max_seconds > 0:
-        train_guide(views, text, config.guide, output, resume=(output / "guide" / "state.json").is_file())
+    history = engine.task.history
     print(json.dumps({"output": str(output), "steps": summary.steps, "seconds": round(summary.seconds, 1),
-                      "images": int(views.images.shape[0]), "final_loss": prior.history[-1][1] if prior.history else None,
+                      "images": int(engine.task.views.images.shape[0]),
+                      "final_loss": history[-1][1] if history else None,
                       "guide": str(guide) if guide.is_file() else None}))
     return 0
 

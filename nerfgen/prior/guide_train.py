@@ -2,20 +2,23 @@
 the prior's training set: noisy renders of the object library against their template captions,
 contrastively, and each image against other cameras of its object.
 
-It reads the views and caption embeddings of a ``nerfgen prior train`` folder and writes
-``model.guide.safetensors`` + ``model.guide.json`` beside the prior's weights, where
-:func:`nerfgen.prior.builtin.load_builtin_prior` finds them; its own checkpoints go to ``guide/``.
+It reads the views and caption embeddings of a ``nerfgen prior train`` folder; its run (checkpoints
+included) is ``guide/`` in that folder, and when it ends its weights, ``model.guide.safetensors`` +
+``model.guide.json``, are put beside the prior's, where
+:func:`nerfgen.prior.builtin.load_builtin_prior` finds them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from nerfgen.engine import Engine, Env, Schedule, StepContext, StepResult, Task
+from nerfgen.files import atomic_write
 from nerfgen.prior.builtin import TIMESTEPS, cosine_alphas_cumprod
 from nerfgen.prior.guide import GuideTrainConfig, NoisyCLIP, guide_path, load_guide, save_guide
 from nerfgen.prior.train import add_noise, sample_batch
@@ -47,6 +50,7 @@ class GuideTask(Task):
     def __init__(self, config: GuideTrainConfig, views: ObjectViews, text: torch.Tensor, weights_dir: Path) -> None:
         self.config, self.views, self.text = config, views, text
         self.path = guide_path(Path(weights_dir) / "model.safetensors")
+        self.file = self.path.name  # its name in the guide's own run and checkpoints
         self.running: torch.Tensor | float | None = None  # smoothed loss: a tensor until a checkpoint reads it
         self.keys = torch.from_numpy(content_keys(views))
         ids = torch.from_numpy(views.object_ids).long()
@@ -54,28 +58,28 @@ class GuideTask(Task):
         self.several_views = min(len(p) for p in self.per_object) > 1
 
     def build(self, env: Env) -> None:
-        self.generator = env.generator
-        self.model = NoisyCLIP(self.config.model)
+        self.generator, self.device, self.output = env.generator, env.device, env.output
+        self.model = NoisyCLIP(self.config.model).to(env.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr,
                                            weight_decay=self.config.weight_decay)
-        self.alphas_cumprod = cosine_alphas_cumprod(TIMESTEPS)
+        self.alphas_cumprod = cosine_alphas_cumprod(TIMESTEPS).to(env.device)
 
     def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
         return {"guide": (self.optimizer, Schedule(WARMUP_STEPS, kind="cosine"))}
 
     def step(self, ctx: StepContext) -> StepResult:
         c, g = self.config, self.generator
-        batch = sample_batch(self.views, self.text, c.batch_size, 0.0, g)
+        batch = sample_batch(self.views, self.text, c.batch_size, 0.0, g).to(self.device)
         x_t, t, _ = add_noise(batch.images, self.alphas_cumprod, g)
         obj = batch.objects
-        same = self.keys[obj][:, None] == self.keys[obj][None, :]
+        same = (self.keys[obj][:, None] == self.keys[obj][None, :]).to(self.device)
         loss = self.model.contrastive_loss(x_t, t, batch.cameras, batch.text, same)
         m = min(c.camera_batch, len(obj)) if self.several_views else 0
         if m > 0:
             pools = [self.per_object[o][self.per_object[o] != i] for o, i in zip(obj[:m].tolist(), batch.indices[:m].tolist())]
             others = [p[torch.randint(0, len(p), (c.camera_candidates - 1,), generator=g)] for p in pools]
-            candidates = torch.cat([batch.cameras[:m, None],
-                                    torch.from_numpy(self.views.cameras[torch.stack(others).numpy()]).float()], 1)
+            candidates = torch.cat([batch.cameras[:m, None], torch.from_numpy(
+                self.views.cameras[torch.stack(others).numpy()]).float().to(self.device)], 1)
             loss = loss + self.model.camera_loss(x_t[:m], t[:m], candidates, batch.text[:m])
         ctx.optimize("guide", loss)
         value = loss.detach()
@@ -85,10 +89,16 @@ class GuideTask(Task):
     def save(self, output: Path, step: int, seconds: float) -> None:
         final = round(float(self.running), 4) if self.running is not None else 0.0
         training = {**dataclasses.asdict(self.config), "final_loss": final, "seconds": round(seconds, 1)}
-        save_guide(self.path, self.model, {"scale": self.config.scale, "training": training})
+        save_guide(Path(output) / self.file, self.model, {"scale": self.config.scale, "training": training})
 
     def load(self, output: Path) -> None:
-        self.model.load_state_dict(load_guide(self.path)[0].state_dict())
+        self.model.load_state_dict(load_guide(Path(output) / self.file)[0].state_dict())
+
+    def finish(self, step: int) -> None:
+        """Put the weights beside the prior's (from the run's last checkpoint, mirrored at its top)."""
+        for source in (self.output / self.file, (self.output / self.file).with_suffix(".json")):
+            target = self.path.parent / source.name
+            atomic_write(target, lambda tmp, source=source: shutil.copyfile(source, tmp))
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         return {}, {"running": None if self.running is None else float(self.running)}

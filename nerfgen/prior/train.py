@@ -1,5 +1,5 @@
-"""Training of the built-in prior (``nerfgen prior train``): render the object library, embed
-the captions, and fit the noise predictor with the standard denoising loss.
+"""Training of the built-in prior (``nerfgen prior train``, :func:`nerfgen.train_prior`): render
+the object library, embed the captions, and fit the noise predictor with the standard denoising loss.
 
 For each image a caption is drawn from its object's template captions and dropped (replaced
 by the zero "no caption" embedding) with probability ``caption_dropout``, so one network gives
@@ -9,9 +9,9 @@ An output folder holds::
 
     views.npz                      the rendered training set (cache, see nerfgen.scenes.object_views)
     captions.safetensors           caption embeddings [n_objects, K, 384] (cache)
-    config.json                    the PriorTrainConfig
+    run.json                       kind prior and the PriorTrainConfig (nerfgen.prior.run.PriorRunInfo)
     model.safetensors, model.json  EMA weights + architecture (what load_builtin_prior reads)
-    train_state.safetensors        raw weights, Adam and random states (to --resume)
+    checkpoints/                   raw weights, Adam and random states (to --resume)
     state.json                     step, seconds, loss history
     guide/                         the guidance model's run (its weights go beside model.safetensors)
 """
@@ -19,57 +19,21 @@ An output folder holds::
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from nerfgen.engine import EngineConfig, Env, Schedule, StepContext, StepResult, Task
+from nerfgen.engine import Env, Schedule, StepContext, StepResult, Task
 from nerfgen.engine.figures import read_values
-from nerfgen.files import read_tensors, write_tensors
+from nerfgen.files import read_tensors, write_json, write_tensors
+from nerfgen.kinds import RUN_FILE
 from nerfgen.prior.builtin import TIMESTEPS, cosine_alphas_cumprod, save_weights
-from nerfgen.prior.guide import GuideTrainConfig
+from nerfgen.prior.run import PriorRunInfo
 from nerfgen.prior.text import embed_texts
-from nerfgen.prior.unet import UNet, UNetConfig
-from nerfgen.scenes.object_views import ObjectViews, ObjectViewsConfig, render_object_views
-
-
-@dataclass
-class PriorTrainConfig(EngineConfig):
-    """Everything that decides a prior training run (``configs/prior.yaml`` maps onto it): the
-    engine's keys (``max_steps``, ``max_seconds``, ``seed`` of the batches, timesteps and noise,
-    ``threads``) and these."""
-
-    max_steps: int = 3500
-    """Optimisation steps."""
-    checkpoint_every: int = 250
-    """Steps between checkpoints (one is always written at the end)."""
-    eval_every: int = 0
-    """Unused (the prior has no periodic evaluation)."""
-    threads: int = 2
-    """CPU threads for torch."""
-    views: ObjectViewsConfig = field(default_factory=ObjectViewsConfig)
-    """The rendered training set (it has its own seed)."""
-    unet: UNetConfig = field(default_factory=UNetConfig)
-    """The network."""
-    batch_size: int = 32
-    """Images per step."""
-    lr: float = 5e-4
-    """Peak Adam learning rate."""
-    warmup_steps: int = 100
-    """Linear warm-up steps."""
-    lr_decay: float = 1.0
-    """Factor applied at 50%, 75% and 90% of the run."""
-    caption_dropout: float = 0.1
-    """Probability of training an image with the "no caption" embedding."""
-    min_snr_gamma: float = 5.0
-    """Min-SNR loss weighting (Hang et al. 2023): each image's noise error weighs
-    ``min(SNR_t, gamma) / SNR_t``, so the noisy timesteps, where the caption decides the object's
-    outline, are not drowned by the nearly clean ones (0: plain mean squared error)."""
-    ema_decay: float = 0.995
-    """Decay of the weights' exponential moving average (warmed up as (1 + n) / (10 + n))."""
-    guide: GuideTrainConfig = field(default_factory=GuideTrainConfig)
-    """The noisy image-text guidance model trained after the network (``guide.max_steps: 0``: none)."""
+from nerfgen.prior.train_config import PriorTrainConfig
+from nerfgen.prior.unet import UNet
+from nerfgen.scenes.object_views import ObjectViews, render_object_views
 
 
 def caption_embeddings(views: ObjectViews, cache: Path) -> torch.Tensor:
@@ -98,6 +62,10 @@ class Batch:
     indices: torch.Tensor
     objects: torch.Tensor
 
+    def to(self, device: torch.device | str) -> Batch:
+        """The images, text and cameras on ``device`` (indices stay where they are)."""
+        return Batch(self.images.to(device), self.text.to(device), self.cameras.to(device), self.indices, self.objects)
+
 
 def sample_batch(views: ObjectViews, text: torch.Tensor, size: int, dropout: float, g: torch.Generator) -> Batch:
     """Random images, one random caption of each (dropped to zeros with probability ``dropout``)."""
@@ -112,8 +80,8 @@ def sample_batch(views: ObjectViews, text: torch.Tensor, size: int, dropout: flo
 def add_noise(images: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, ...]:
     r"""Uniform timesteps ``t [B]``, noise and :math:`x_t = \sqrt{\bar\alpha_t} x + \sqrt{1 - \bar\alpha_t}\epsilon`:
     returns ``(x_t, t, noise)``."""
-    t = torch.randint(0, alphas_cumprod.shape[0], (images.shape[0],), generator=g)
-    noise = torch.randn(images.shape, generator=g)
+    t = torch.randint(0, alphas_cumprod.shape[0], (images.shape[0],), generator=g).to(images.device)
+    noise = torch.randn(images.shape, generator=g).to(images.device)
     ab = alphas_cumprod[t].view(-1, 1, 1, 1)
     return ab.sqrt() * images + (1 - ab).sqrt() * noise, t, noise
 
@@ -149,12 +117,12 @@ class PriorTask(Task):
         self.running: torch.Tensor | float | None = None
 
     def build(self, env: Env) -> None:
-        self.generator = env.generator
-        self.net = UNet(self.config.unet)
-        self.ema = UNet(self.config.unet).requires_grad_(False)
+        self.generator, self.device = env.generator, env.device
+        self.net = UNet(self.config.unet).to(env.device)
+        self.ema = UNet(self.config.unet).to(env.device).requires_grad_(False)
         self.ema.load_state_dict(self.net.state_dict())
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr)
-        self.alphas_cumprod = cosine_alphas_cumprod(TIMESTEPS)
+        self.alphas_cumprod = cosine_alphas_cumprod(TIMESTEPS).to(env.device)
 
     def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
         return {"unet": (self.optimizer, Schedule(self.config.warmup_steps, self.config.lr_decay))}
@@ -167,7 +135,7 @@ class PriorTask(Task):
 
     def step(self, ctx: StepContext) -> StepResult:
         c = self.config
-        batch = sample_batch(self.views, self.text, c.batch_size, c.caption_dropout, self.generator)
+        batch = sample_batch(self.views, self.text, c.batch_size, c.caption_dropout, self.generator).to(self.device)
         loss = diffusion_loss(self.net, batch, self.alphas_cumprod, self.generator, c.min_snr_gamma)
         ctx.optimize("unet", loss)
         self._update_ema(ctx.step)
@@ -189,6 +157,7 @@ class PriorTask(Task):
                              "final_loss": self._read_history()[-1][1] if self.history else None,
                              "views": dataclasses.asdict(self.config.views)}}
         save_weights(output / "model.safetensors", self.ema, info)
+        write_json(output / RUN_FILE, PriorRunInfo(self.config).to_dict())
 
     def load(self, output: Path) -> None:
         self.ema.load_state_dict(read_tensors(output / "model.safetensors"))

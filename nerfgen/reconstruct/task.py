@@ -20,7 +20,9 @@ from nerfgen.reconstruct.scene import NEAR_FRACTION, model_setup
 from nerfgen.render import Background, OccupancyGrid, RadianceModel, background_color, training_background
 from nerfgen.render.carving import visual_hull
 from nerfgen.render.losses import distortion_loss
-from nerfgen.runs import RunInfo, SceneTask
+from nerfgen.field_task import FieldTask
+from nerfgen.kinds import RunKind
+from nerfgen.runs import RunInfo
 
 
 def shown_on(dataset: Dataset) -> str:
@@ -44,7 +46,7 @@ def field_optimizer(model: RadianceModel, config: TrainConfig) -> torch.optim.Ad
     return torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.99), eps=1e-15, fused=True)
 
 
-class ReconstructionTask(SceneTask):
+class ReconstructionTask(FieldTask):
     """Random pixels of random training images -> rendered rays -> MSE against the pixels.
 
     Args:
@@ -172,7 +174,7 @@ class ReconstructionTask(SceneTask):
     # -- the run directory -------------------------------------------------------------------
     def info(self) -> RunInfo:
         d, cfg = self.dataset, self.config
-        return RunInfo("reconstruction", self.spec, self.aabb.tolist(), self.cascades, d.source, shown_on(d),
+        return RunInfo(RunKind.RECONSTRUCTION, self.spec, self.aabb.tolist(), self.cascades, d.source, shown_on(d),
                        self.background.mode, d.cameras.width, d.cameras.height, self.orbit(),
                        config_to_dict(cfg), cfg.downscale)
 

@@ -50,6 +50,22 @@ class OccGridConfig:
     """Before this step, updates mark cells occupied but never empty: a surface the young field
     has not yet given density is not carved away before it can learn it."""
 
+    def validate(self, source: str) -> None:
+        ranges = {"resolution": (1, 1024), "diagonal_steps": (1, 1 << 20), "update_every": (1, None),
+                  "cells_per_update": (1, 1 << 30), "march_round": (1, 1 << 16), "warmup_steps": (0, None),
+                  "render_step_size": (0.0, None), "near_plane": (0.0, None), "occ_threshold": (0.0, None),
+                  "ema_decay": (0.0, 1.0), "early_stop_eps": (0.0, 1.0), "alpha_threshold": (0.0, 1.0)}
+        for key, (low, high) in ranges.items():
+            value = getattr(self, key)
+            if value < low or (high is not None and value > high):
+                span = f">= {low}" if high is None else f"in [{low}, {high}]"
+                raise ValueError(f"{source}: {key}: expected a value {span}, got {value}")
+        if 0 < self.render_step_size < 1e-6:
+            raise ValueError(f"{source}: render_step_size: expected 0 (from diagonal_steps) or a step >= 1e-6, "
+                             f"got {self.render_step_size}")
+        if self.cone_angle != -1.0 and self.cone_angle < 0:
+            raise ValueError(f"{source}: cone_angle: expected -1 (automatic) or a value >= 0, got {self.cone_angle}")
+
 
 class OccupancyGrid(Sampler):
     """Multi-cascade occupancy grid with nerfacc/instant-ngp style updates.

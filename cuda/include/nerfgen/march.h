@@ -137,10 +137,15 @@ HD float cell_exit(const OccupancyGrid& g, const GridCell& c, const float* o, co
   return t_exit;
 }
 
-/// Marches one ray; calls emit(j, t_start, t_end) for its j-th kept sample; returns the count.
+/// Whether the three components are finite (x - x is 0 for a finite x, NaN for an infinite or NaN one).
+HD bool finite3(const float* v) { return v[0] - v[0] == 0.0f && v[1] - v[1] == 0.0f && v[2] - v[2] == 0.0f; }
+
+/// Marches one ray; calls emit(j, t_start, t_end) for its j-th kept sample; returns the count. A ray
+/// whose origin or direction is not finite keeps no sample (it would otherwise never end its march).
 template <typename Emit>
 HD int64_t march_ray(const OccupancyGrid& g, const MarchParams& p, const float* o, const float* d, float jitter,
                      Emit&& emit) {
+  if (!finite3(o) || !finite3(d)) return 0;
   float t_min, t_max;
   if (!ray_box(o, d, g.aabbs + 6 * (g.n_levels - 1), p.near_plane, p.far_plane, t_min, t_max)) return 0;
   const StepRule rule(t_min + jitter * p.step_size, p);

@@ -1,0 +1,80 @@
+"""Reconstruction runs (kind ``reconstruction``): :func:`reconstruction` gives the prepared engine of
+a radiance field trained on posed images, :func:`train` runs it and returns the :class:`~nerfgen.runs.Run`.
+
+>>> run = nerfgen.train("data/tabletop", "runs/tabletop", config="demo", max_seconds=60)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from nerfgen.engine import Engine, Hook
+from nerfgen.kinds import KindSpec, RunKind, read_info, register
+from nerfgen.run_config import check_output, resolve_config
+from nerfgen.runs import Run, RunInfo, open_run
+
+LAYOUT_CONFIGS = {"object": "ngp", "forward": "llff", "unbounded": "ngp_unbounded"}
+"""The shipped config ``config="auto"`` picks for each scene layout (:func:`nerfgen.data.scene_layout`)."""
+
+
+def reconstruction(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,
+                   **options: Any) -> Engine:
+    """The engine of a reconstruction run on ``data`` into ``output``, ready to :meth:`~Engine.run`.
+
+    Args:
+        data: capture folder (NeRF-synthetic, instant-ngp / nerfstudio ``transforms.json``, LLFF,
+            COLMAP, IDR/NeuS); None when resuming (the run's own).
+        output: run directory.
+        config: ``"auto"`` (the shipped config for the capture's layout: ``ngp`` for an object in a
+            box, ``llff`` for forward-facing, ``ngp_unbounded`` otherwise, said on stderr), a
+            shipped config name (``ngp``, ``demo``, ...), a YAML path, or a ``TrainConfig``.
+        resume: continue the run in ``output`` (its config, with ``options`` on top).
+        options: config keys to override (``max_seconds=60``); None values are ignored.
+    """
+    from nerfgen.data import DatasetError, load_dataset, scene_layout
+    from nerfgen.data.dataset import spread_views
+    from nerfgen.reconstruct import ReconstructionTask, TrainConfig
+
+    output = Path(output)
+    check_output(output, resume)
+    data = data or (read_info(output).data if resume else None)
+    if data is None:
+        raise ValueError("reconstruction needs a dataset path")
+    dataset = None
+    if config == "auto" and not resume:
+        dataset = load_dataset(data, "train", downscale=options.get("downscale") or 1.0)
+        layout = scene_layout(dataset)
+        config = LAYOUT_CONFIGS[layout.kind]
+        print(f"nerfgen: {data}: {layout.kind} scene ({layout.reason}): config {config}", file=sys.stderr)
+    cfg, _ = resolve_config(TrainConfig, config, output, resume, RunKind.RECONSTRUCTION, options)
+    memory = cfg.image_memory_mb << 20
+    if dataset is None or cfg.downscale != (options.get("downscale") or 1.0):
+        dataset = load_dataset(data, "train", downscale=cfg.downscale, image_memory=memory)
+    if cfg.train_views > 0:
+        dataset = dataset.subset(spread_views(len(dataset), cfg.train_views))
+    val = None
+    for split in ("val", "test") if cfg.eval_every > 0 else ():
+        try:
+            val = load_dataset(data, split, downscale=cfg.downscale, image_memory=memory)
+            break
+        except DatasetError:
+            continue
+    return Engine(cfg, ReconstructionTask(cfg, dataset, val), output, resume=resume)
+
+
+def train(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,
+          on_step: Hook | None = None, **options: Any) -> Run:
+    """Train a radiance field on posed images (see :func:`reconstruction`) and return it as a :class:`Run`.
+
+    ``on_step`` is called after every step with a :class:`~nerfgen.engine.StepReport`.
+    """
+    engine = reconstruction(data, output, config, resume, **options)
+    engine.run([on_step] if on_step is not None else [])
+    return engine.task.live_run(output)
+
+
+register(KindSpec(RunKind.RECONSTRUCTION, RunInfo, open_run, reconstruction, target="path"))
+
+
