@@ -174,6 +174,8 @@ def test_a_loss_that_turns_nan_ends_the_run_at_the_next_read_naming_its_step(tmp
     with pytest.raises(FloatingPointError, match=r"toy diverged at step 6 \(loss nan; seen at step 8\)"):
         engine.run()
     assert engine.step == 8 and task.saved == [5]  # the checkpoint at step 5 came before the NaN
+    with pytest.raises(FloatingPointError, match="at step 6"):  # again: a viewer's read would not hide it
+        engine.settle()
 
 
 def test_a_checkpoint_reads_the_losses_first(tmp_path):

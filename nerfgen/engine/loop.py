@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,8 @@ class Engine:
         self.figures: dict[str, Figure | Tensor] = {}  # the last step's, as the task gave them
         self._losses: list[tuple[int, Tensor]] = []  # losses not yet checked finite, by step
         self._read: tuple[int, dict[str, Number | str]] | None = None  # the figures last read, at a step
+        self._diverged: FloatingPointError | None = None  # once a read found a non-finite loss
+        self._figures_lock = threading.Lock()
         self.saved: int | None = None  # the step of the last checkpoint written
         self.saved_seconds = 0.0  # training seconds at that checkpoint
         self.averager = GradientBuckets(self.world) if self.world.parallel else None
@@ -170,13 +173,14 @@ class Engine:
         seconds = time.perf_counter() - start
         if self.world.parallel:
             result, seconds = self._job_result(result, seconds)
-        self.step += 1
-        self.seconds += seconds
-        self._count(result, seconds)
         loss = result.figures.get("loss")
-        if isinstance(loss, Tensor):
-            self._losses.append((self.step, loss))
-        elif isinstance(loss, float) and not math.isfinite(loss):
+        with self._figures_lock:  # a viewer's thread may settle while this one steps
+            self.step += 1
+            self.seconds += seconds
+            self._count(result, seconds)
+            if isinstance(loss, Tensor):
+                self._losses.append((self.step, loss))
+        if isinstance(loss, float) and not math.isfinite(loss):
             raise FloatingPointError(f"{self.task.name} diverged at step {self.step} (loss {loss})")
         if self.step % cfg.log_every == 0:
             self.settle()
@@ -187,21 +191,26 @@ class Engine:
         is finite: one read from the device (none when nothing changed since the last call).
 
         Raises:
-            FloatingPointError: a loss was NaN or infinite; names the first step that gave one.
+            FloatingPointError: a loss was NaN or infinite; names the first step that gave one (and
+                is raised again by every later call: whichever thread reads first, the loop sees it).
         """
-        if self._read is not None and self._read[0] == self.step:
-            return self._read[1]
-        losses, self._losses = self._losses, []
-        names = [k for k, v in self.figures.items() if isinstance(v, Tensor)]
-        values = read_values([t for _, t in losses] + [self.figures[k] for k in names])
-        for (step, _), value in zip(losses, values):
-            if not math.isfinite(value):
-                raise FloatingPointError(f"{self.task.name} diverged at step {step} (loss {value}; seen at step "
-                                         f"{self.step})")
-        read = dict(zip(names, values[len(losses):]))
-        figures = {k: read.get(k, v) for k, v in self.figures.items()}
-        self._read = (self.step, figures)
-        return figures
+        with self._figures_lock:
+            if self._diverged is not None:
+                raise self._diverged
+            if self._read is not None and self._read[0] == self.step:
+                return self._read[1]
+            losses, self._losses = self._losses, []
+            names = [k for k, v in self.figures.items() if isinstance(v, Tensor)]
+            values = read_values([t for _, t in losses] + [self.figures[k] for k in names])
+            for (step, _), value in zip(losses, values):
+                if not math.isfinite(value):
+                    self._diverged = FloatingPointError(f"{self.task.name} diverged at step {step} (loss {value}; "
+                                                        f"seen at step {self.step})")
+                    raise self._diverged
+            read = dict(zip(names, values[len(losses):]))
+            figures = {k: read.get(k, v) for k, v in self.figures.items()}
+            self._read = (self.step, figures)
+            return figures
 
     def _job_result(self, result: StepResult, seconds: float) -> tuple[StepResult, float]:
         """The step as the job saw it, the same on every rank: mean step time and loss, summed
