@@ -111,7 +111,9 @@ class NGPField(RadianceField):
             if latent.ndim != 1 or latent.shape[0] not in (1, n):
                 raise ValueError(f"NGPField: integer cond.latent must be image indices [{n} | 1], got "
                                  f"{list(latent.shape)}")
-            if bool(((latent < 0) | (latent >= table.shape[0])).any()):
+            # Checked where it costs nothing (a host tensor); on a GPU the lookup itself fails on a
+            # bad index, and checking would make every training step wait for the device.
+            if latent.device.type == "cpu" and bool(((latent < 0) | (latent >= table.shape[0])).any()):
                 raise ValueError(f"NGPField: image index out of range [0, {table.shape[0]}) in cond.latent")
             return self.appearance(latent)
         if latent.ndim != 2 or latent.shape[0] not in (1, n) or latent.shape[1] != table.shape[1]:

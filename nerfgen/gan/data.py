@@ -194,6 +194,9 @@ class ImageCollection:
         indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= len(self)):
             raise IndexError(f"indices must be in [0, {len(self)}), got [{int(indices.min())}, {int(indices.max())}]")
+        return self._gather(indices, device)
+
+    def _gather(self, indices: torch.Tensor, device: torch.device | str | None) -> torch.Tensor:
         x = self.images[indices].to(device).permute(0, 3, 1, 2)  # [B, 3, S, S] uint8
         return x.float() / 127.5 - 1.0
 
@@ -203,4 +206,4 @@ class ImageCollection:
         if int(batch) < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         pick = torch.randint(len(self.train), (int(batch),), generator=generator)
-        return self.images_at(self.train[pick], device)
+        return self._gather(self.train[pick], device)  # in range by construction: nothing to check

@@ -93,6 +93,8 @@ class OccupancyGrid(Sampler):
         scales = 2.0 ** torch.arange(cascades, dtype=torch.float32)[:, None]
         self.register_buffer("aabbs", torch.cat([center - half * scales, center + half * scales], -1))
         res = cfg.resolution
+        extents = (self.aabbs[:, 3:] - self.aabbs[:, :3]).amax(-1).tolist()  # read here, never from a GPU later
+        self._cell_sizes = [extent / res for extent in extents]
         self.register_buffer("occs", torch.zeros(cascades, res**3))
         self.register_buffer("binaries", torch.ones(cascades, res, res, res, dtype=torch.bool))
         self.register_buffer("hull", torch.ones(cascades, res**3, dtype=torch.bool))
@@ -232,7 +234,7 @@ class OccupancyGrid(Sampler):
 
     def cell_size(self, level: int) -> float:
         """Edge length of a cell of ``level`` (the largest axis)."""
-        return float((self.aabbs[level, 3:] - self.aabbs[level, :3]).max()) / self.config.resolution
+        return self._cell_sizes[level]
 
     @torch.no_grad()
     def restrict(self, inside: Callable[[Tensor, float], Tensor]) -> None:
@@ -276,8 +278,8 @@ class OccupancyGrid(Sampler):
                 + [cells.new_zeros(0, dtype=torch.float32)]) * self.step_size
         world.all_reduce(estimates, "max")
         torch.maximum(self.occs.mul_(cfg.ema_decay), estimates, out=self.occs)
-        threshold = min(float(self.occs[self.hull].mean()), cfg.occ_threshold)
-        occupied = ((self.occs > threshold) & self.hull).view_as(self.binaries)
+        mean = (self.occs * self.hull).sum() / self.hull.sum().clamp_min(1)  # over the hull; no host read
+        occupied = ((self.occs > mean.clamp(max=cfg.occ_threshold)) & self.hull).view_as(self.binaries)
         if step < cfg.warmup_steps:
             occupied |= self.binaries
         self.binaries.copy_(occupied)
