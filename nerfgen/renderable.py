@@ -1,6 +1,7 @@
 """What a run that shows a scene offers, whatever its kind: :class:`Renderable`, the protocol the
 viewer and the command line talk to (never a kind's name), :class:`RenderTraits` (how it may be
-rendered), the editing protocols (:class:`LayoutEditable`, :class:`CodeEditable`), and
+rendered), the editing protocols (:class:`LayoutEditable`, :class:`CodeEditable`), runs seen
+through source views (:class:`SourceViewed`), and
 :class:`VideoRenders`, the videos every renderable run shares.
 
 >>> run = nerfgen.load_run("runs/lego")                       # doctest: +SKIP
@@ -88,6 +89,18 @@ class CodeEditable(Protocol):
         """``count`` scenes from the run's priors."""
 
 
+@runtime_checkable
+class SourceViewed(Protocol):
+    """A run that renders its scene from source views (a generalizable run): the viewer draws
+    them and renders from any subset of them."""
+
+    def source_views(self) -> Any:
+        """The views it renders from (:class:`~nerfgen.generalize.sources.SourceViews`)."""
+
+    def use_sources(self, sources: Any, orbit: bool = True) -> None:
+        """Render from ``sources`` from now on."""
+
+
 class VideoRenders:
     """Videos of whatever a run's :meth:`render` shows, around its ``info.orbit`` or along a camera
     path: what every renderable run shares."""
@@ -139,4 +152,5 @@ def renderable(run: Any, what: str) -> Renderable:
     return run
 
 
-__all__ = ["CodeEditable", "LayoutEditable", "RenderTraits", "Renderable", "VideoRenders", "renderable"]
+__all__ = ["CodeEditable", "LayoutEditable", "RenderTraits", "Renderable", "SourceViewed", "VideoRenders",
+           "renderable"]

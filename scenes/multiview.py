@@ -208,14 +208,14 @@ def _frames(scene: MultiViewScene, folder: Path, split: str, indices: list[int])
 
 def write_scene(scene: MultiViewScene, folder: str | os.PathLike, sources: int) -> Path:
     """Write ``scene`` as a NeRF-synthetic capture: its first ``sources`` views are the ``train``
-    split (the source views), the rest ``test`` (and ``val``), written whole or not at all."""
+    split (the source views), the rest ``test``, written whole or not at all."""
     folder = Path(folder)
     if not 1 <= sources < len(scene.images):
         raise ValueError(f"sources: expected 1 to {len(scene.images) - 1} of {len(scene.images)} views, got {sources}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(folder)
     targets = list(range(sources, len(scene.images)))
-    for split, indices in (("train", list(range(sources))), ("test", targets), ("val", targets)):
+    for split, indices in (("train", list(range(sources))), ("test", targets)):
         (tmp / f"transforms_{split}.json").write_text(json.dumps(_frames(scene, tmp, split, indices), indent=1))
     (tmp / "scene.json").write_text(json.dumps({"generator": "nerfgen scenes.multiview", "description": scene.description}))
     os.replace(tmp, folder)

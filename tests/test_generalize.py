@@ -113,7 +113,7 @@ class FakeDataset:
 
     def __init__(self, sizes):
         n = len(sizes)
-        self.source, self.split = "/data/capture", "train"
+        self.source, self.split, self.bounds = "/data/capture", "train", None
         self.sizes = torch.tensor(sizes)
         self.filenames = [f"/data/capture/r_{i}.png" for i in range(n)]
         self.cameras = Cameras(torch.eye(4)[None, :3].repeat(n, 1, 1), *(torch.full((n,), 8.0) for _ in range(4)),

@@ -28,7 +28,7 @@ class Conditioning:
             scale and translation of an object); ``[n | 1, K, 3, 4]`` for K slots.
         present: ``[n | 1, K]`` bool, which slots of a composed field hold an object.
         views: one scene's source views as a generalizable field sees them (their cameras and
-            encoder features, computed once per scene: :class:`nerfgen.generalize.SceneFeatures`),
+            encoder features, computed once per scene: :class:`nerfgen.generalize.sources.SceneFeatures`),
             shared by every point.
     """
 

@@ -7,8 +7,7 @@ and per-scene fine-tuning from such a model.
 * :mod:`~nerfgen.generalize.pixelnerf`, :mod:`~nerfgen.generalize.mvsnerf`: the models;
 * :mod:`~nerfgen.generalize.data`, :mod:`~nerfgen.generalize.task`: training scenes, the task;
 * :mod:`~nerfgen.generalize.run`, :mod:`~nerfgen.generalize.api`: run directories (kind ``generalizable``).
+
+Public names load through :mod:`nerfgen` (``nerfgen.train_generalizable``, ``nerfgen.SourceViews``,
+...); importing this package loads nothing (the command line stays quick to start).
 """
-
-from nerfgen.generalize.sources import SceneFeatures, SourceViews
-
-__all__ = ["SceneFeatures", "SourceViews"]

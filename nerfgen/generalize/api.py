@@ -15,7 +15,7 @@ from typing import Any
 from nerfgen.engine import Engine, Hook
 from nerfgen.generalize.config import GeneralizeConfig
 from nerfgen.generalize.run import GeneralRun, GeneralRunInfo, open_general_run
-from nerfgen.kinds import KindSpec, RunKind, load_run, register
+from nerfgen.kinds import KindSpec, RunKind, load_run, read_info, register
 from nerfgen.run_config import check_output, resolve_config
 
 
@@ -35,9 +35,9 @@ def generalize_training(data: str | Path | None, output: str | Path, config: Any
             (:mod:`nerfgen.generalize.finetune`).
         options: config keys to override; None values are ignored.
     """
-    if init is not None:
-        from nerfgen.generalize.finetune import finetune_training
+    from nerfgen.generalize.finetune import finetune_training
 
+    if init is not None or (resume and _fine_tuned(Path(output))):
         return finetune_training(data, output, init, resume, **options)
     from nerfgen.generalize.data import CaptureCollection, ProceduralScenes
     from nerfgen.generalize.task import HELD_OUT_DIR, GeneralizeTask
@@ -56,6 +56,11 @@ def generalize_training(data: str | Path | None, output: str | Path, config: Any
         scenes = CaptureCollection(data, cfg.collection_size, background)
     held_out = write_held_out(output / HELD_OUT_DIR, cfg.eval_scenes, cfg.scenes, sources=3, seed=cfg.seed)
     return Engine(cfg, GeneralizeTask(cfg, scenes, held_out), output, resume=resume)
+
+
+def _fine_tuned(output: Path) -> bool:
+    info = read_info(output)
+    return info.kind is RunKind.GENERALIZABLE and info.model == "pixelnerf" and bool(info.config.finetune.init)
 
 
 def train_generalizable(data: str | Path | None, output: str | Path, config: Any = None, resume: bool = False,

@@ -13,6 +13,21 @@ from nerfgen.scenes.multiview import MultiViewConfig
 
 
 @dataclass
+class FinetuneConfig:
+    """Per-scene fine-tuning of a generalizable model (``nerfgen train CAPTURE --init RUN``): each
+    step renders one training view from the others (all the others, leave one out)."""
+
+    init: str = ""
+    """The generalizable run fine-tuning started from ("" for a run trained on many scenes)."""
+    capture: str = ""
+    """The capture fine-tuned on."""
+    views: int = 0
+    """Fine-tune on this many of its training views, evenly spaced (0: all of them)."""
+    downscale: float = 1.0
+    """Shrink the capture's images by this."""
+
+
+@dataclass
 class GeneralizeConfig(EngineConfig):
     """Everything that decides a generalizable run (the scene collection and output are given
     apart): the engine's keys and these."""
@@ -51,6 +66,8 @@ class GeneralizeConfig(EngineConfig):
     """Factor applied at 50%, 75% and 90% of the run."""
     eval_scenes: int = 4
     """Held-out scenes evaluated at each evaluation (written into the run's ``held_out/``)."""
+    finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
+    """Set in runs fine-tuned on one scene from a generalizable run."""
 
     def validate(self, source: str) -> None:
         EngineConfig.validate(self, source)
@@ -63,6 +80,7 @@ class GeneralizeConfig(EngineConfig):
             (self.scenes_per_step >= 1 and self.rays >= self.scenes_per_step, "rays >= scenes_per_step >= 1"),
             (self.collection_size >= 8 and self.eval_scenes >= 1, "collection_size >= 8 and eval_scenes >= 1"),
             (self.lr > 0, "lr > 0"),
+            (self.finetune.views >= 0 and self.finetune.downscale >= 1, "finetune: views >= 0 and downscale >= 1"),
             (all(self.aabb[i] < self.aabb[i + 3] for i in range(3)), "aabb: min < max on every axis"),
         ]
         for ok, what in checks:

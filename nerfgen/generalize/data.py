@@ -97,6 +97,23 @@ class ProceduralScenes:
         return "procedural"
 
 
+class OneScene:
+    """One capture's training views as the only scene (fine-tuning)."""
+
+    def __init__(self, scene: TrainingScene) -> None:
+        self.scene = scene
+
+    def advance(self, step: int) -> None:
+        return None
+
+    def sample(self, generator: torch.Generator) -> TrainingScene:
+        return self.scene
+
+    @property
+    def description(self) -> str:
+        return self.scene.name
+
+
 def collection_folders(folder: str | Path) -> list[Path]:
     """The capture folders directly inside ``folder`` (sorted), or one error naming it."""
     folder = Path(folder)
@@ -141,11 +158,13 @@ class CaptureCollection:
 
 def draw_sources(n_views: int, low: int, high: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
     """A random split of ``n_views`` views into ``k`` sources (``low <= k <= high``, leaving at
-    least one target) and the targets."""
+    least one target) and the targets; a scene of one view is its own source and target."""
+    if n_views == 1:
+        return torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)
     high = min(high, n_views - 1)
     k = int(torch.randint(min(low, high), high + 1, (1,), generator=generator))
     order = torch.randperm(n_views, generator=generator)
     return order[:k], order[k:]
 
 
-__all__ = ["CaptureCollection", "ProceduralScenes", "TrainingScene", "collection_folders", "draw_sources"]
+__all__ = ["CaptureCollection", "OneScene", "ProceduralScenes", "TrainingScene", "collection_folders", "draw_sources"]

@@ -223,31 +223,34 @@ def grid_of(xy: Tensor, width: int, height: int) -> Tensor:
     return torch.stack([xy[..., 0] / ((width - 1) / 2) - 1, xy[..., 1] / ((height - 1) / 2) - 1], -1)
 
 
-def plane_sweep(features: Tensor, images: Tensor, cameras, depths: Tensor, pad: int) -> Tensor:
+def plane_sweep(features: Tensor, images: Tensor, cameras, depths: Tensor, pad: int, chunk: int = 16) -> Tensor:
     """MVSNeRF's cost volume ``[1, 9 + C, D, h + 2 pad, w + 2 pad]`` of ``features [V, C, h, w]``
-    (and the views' colours ``images [V, 3, h, w]``), view 0 the reference, at ``depths [D]``."""
+    (and the views' colours ``images [V, 3, h, w]``), view 0 the reference, at ``depths [D]``
+    (``chunk`` planes at a time, to bound the memory)."""
     v, c, h, w = features.shape
-    d = depths.shape[0]
     k, rotation, translation = pixel_matrices(cameras, 4.0)
     ys, xs = torch.meshgrid(torch.arange(-pad, h + pad, dtype=depths.dtype, device=depths.device),
                             torch.arange(-pad, w + pad, dtype=depths.dtype, device=depths.device), indexing="ij")
     rays = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(-1, 3) @ torch.linalg.inv(k[0]).T  # [P, 3]
-    local = depths[:, None, None] * rays[None]  # [D, P, 3] in the reference camera
-    world = (local - translation[0]) @ rotation[0]  # R^T (x - t)
-    volume = features.new_zeros(1, 9 + c, d, h + 2 * pad, w + 2 * pad)
+    volume = features.new_zeros(1, 9 + c, depths.shape[0], h + 2 * pad, w + 2 * pad)
     volume[0, :3, :, pad:pad + h, pad:pad + w] = images[0, :, None]
-    total = F.pad(features[0], (pad, pad, pad, pad))[:, None].expand(c, d, -1, -1)
-    squares, count = total ** 2, torch.ones(d, h + 2 * pad, w + 2 * pad, dtype=depths.dtype, device=depths.device)
-    for i in range(1, v):
-        xy, _ = to_pixels(world.reshape(-1, 3), k[i], rotation[i], translation[i])
-        grid = grid_of(xy, w, h).view(1, d, -1, 2)
-        warped = F.grid_sample(torch.cat([features[i:i + 1], images[i:i + 1]], 1), grid, align_corners=True)
-        warped = warped.view(c + 3, d, h + 2 * pad, w + 2 * pad)
-        volume[0, 3 * i:3 * i + 3] = warped[c:]
-        total, squares = total + warped[:c], squares + warped[:c] ** 2
-        count = count + ((grid.abs() < 1).all(-1)).view(d, h + 2 * pad, w + 2 * pad).to(count.dtype)
-    mean = total / count
-    volume[0, 9:] = squares / count - mean ** 2
+    reference = F.pad(features[0], (pad, pad, pad, pad))[:, None]  # [C, 1, h', w']
+    for start in range(0, depths.shape[0], chunk):
+        planes = depths[start:start + chunk]
+        d = planes.shape[0]
+        world = (planes[:, None, None] * rays[None] - translation[0]) @ rotation[0]  # R^T (x - t): [d, P, 3]
+        total, squares = reference.expand(c, d, -1, -1).clone(), (reference ** 2).expand(c, d, -1, -1).clone()
+        count = torch.ones(d, h + 2 * pad, w + 2 * pad, dtype=depths.dtype, device=depths.device)
+        for i in range(1, v):
+            xy, _ = to_pixels(world.reshape(-1, 3), k[i], rotation[i], translation[i])
+            grid = grid_of(xy, w, h).view(1, d, -1, 2)
+            warped = F.grid_sample(torch.cat([features[i:i + 1], images[i:i + 1]], 1), grid, align_corners=True)
+            warped = warped.view(c + 3, d, h + 2 * pad, w + 2 * pad)
+            volume[0, 3 * i:3 * i + 3, start:start + d] = warped[c:]
+            total += warped[:c]
+            squares += warped[:c] ** 2
+            count += (grid.abs() < 1).all(-1).view(d, h + 2 * pad, w + 2 * pad).to(count.dtype)
+        volume[0, 9:, start:start + d] = squares / count - (total / count) ** 2
     return volume
 
 

@@ -41,7 +41,7 @@ class EncoderConfig:
     """The CNN on each source image."""
 
     widths: tuple[int, ...] = (32, 64, 64)
-    """Channels of each level; level ``l`` has ``1 / 2^l`` of the image's resolution."""
+    """Channels of each level; level ``l`` has ``1 / 2^(l + 1)`` of the image's resolution."""
 
     def validate(self, source: str) -> None:
         if not self.widths or min(self.widths) < 1:
@@ -92,17 +92,17 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Module:
 
 
 class Encoder(nn.Module):
-    """Feature maps of a batch of images at ``1, 1/2, 1/4, ...`` of their resolution."""
+    """Feature maps of a batch of images at ``1/2, 1/4, 1/8, ...`` of their resolution (pixelNeRF
+    upsamples them to the first's and concatenates them: :meth:`PixelNeRF.encode`)."""
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         widths = config.widths
-        self.levels = nn.ModuleList(_conv(3 if i == 0 else widths[i - 1], w, 1 if i == 0 else 2)
-                                    for i, w in enumerate(widths))
+        self.levels = nn.ModuleList(_conv(3 if i == 0 else widths[i - 1], w, 2) for i, w in enumerate(widths))
         self.out_channels = sum(widths)
 
     def forward(self, images: Tensor) -> list[Tensor]:
-        """``images [V, 3, H, W]`` in [0, 1] -> one ``[V, C_l, H / 2^l, W / 2^l]`` map per level."""
+        """``images [V, 3, H, W]`` in [0, 1] -> one ``[V, C_l, H / 2^(l+1), W / 2^(l+1)]`` map per level."""
         x, maps = images * 2 - 1, []
         for level in self.levels:
             x = level(x)
@@ -169,23 +169,30 @@ class PixelField(RadianceField):
         self.rgb = nn.Linear(w, 3)
         self.blend = nn.Linear(2 * w + 1, 1) if config.colour == "blend" else None
 
+    def project_maps(self, maps: Tensor) -> Tensor:
+        """The feature maps ``[V, C, h, w]`` through the first linear layer of the features
+        (without its bias), once per scene: bilinear sampling is linear, so sampling these is
+        sampling the features and then applying the layer, at a fraction of the cost."""
+        return F.conv2d(maps, self.feature_in.weight[:, :, None, None])
+
     def views_of(self, positions: Tensor, directions: Tensor | None, cond: Conditioning | None
                  ) -> tuple[SceneFeatures, Projected, Tensor]:
+        """The scene's views, the points projected into them, and the (projected) features there
+        ``[V, n, C]``."""
         self.check(cond)
         if cond is None or cond.views is None:
             raise ValueError("a generalizable field renders from source views: give Conditioning(views=...)")
         views = cond.views
         proj = project_points(views.cameras, positions, directions)
         w, h = views.cameras.width, views.cameras.height
-        sampled = torch.cat([sample_maps(m, proj.uv, w, h) for m in views.maps], -1)  # [V, n, C]
-        return views, proj, sampled
+        return views, proj, sample_maps(views.maps[0], proj.uv, w, h)
 
     def trunk(self, positions: Tensor, directions: Tensor, cond: Conditioning | None):
         views, proj, sampled = self.views_of(positions, directions, cond)
         inside = proj.inside.to(positions.dtype)
         point = torch.cat([encode_frequencies(proj.local, self.config.frequencies), proj.directions,
                            inside[..., None]], -1)
-        z = self.feature_in(sampled).chunk(len(self.before) + 1, -1)
+        z = (sampled + self.feature_in.bias).chunk(len(self.before) + 1, -1)
         h = self.point_in(point) + z[0]
         for block, zk in zip(self.before, z[1:]):
             h = block(h + zk)
@@ -242,10 +249,19 @@ class PixelNeRF(nn.Module):
         return self.sampler
 
     def encode(self, sources: SourceViews) -> SceneFeatures:
-        """The scene's features: the encoder run once on each source view."""
+        """The scene's features, once per scene: the encoder on each source view, its levels
+        upsampled to the first's resolution (half the image's) and concatenated with the colours
+        there (pixelNeRF), then through the field's first feature layer
+        (:meth:`PixelField.project_maps`)."""
         sources = sources.to(self.device)
         images = sources.images.permute(0, 3, 1, 2).contiguous()
-        return SceneFeatures(sources.cameras, images, [*self.encoder(images), images])
+        levels = self.encoder(images)
+        size = levels[0].shape[-2:]
+        levels = [m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+                  for m in levels]
+        colours = F.interpolate(images, size=size, mode="area")
+        maps = self.field.project_maps(torch.cat([*levels, colours], 1))
+        return SceneFeatures(sources.cameras, images, [maps])
 
 
 __all__ = ["COLOUR", "Encoder", "EncoderConfig", "POOLING", "PixelField", "PixelFieldConfig", "PixelNeRF",

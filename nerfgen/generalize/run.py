@@ -30,7 +30,9 @@ from nerfgen.renderable import RenderTraits, VideoRenders
 MODEL_FILE = "model.safetensors"
 FORMAT = 1
 RENDER_CHUNK = 1 << 11
-"""Rays rendered at once (each ray's samples are projected into every source view)."""
+"""Rays rendered at once at most (each ray's samples are projected into every source view)."""
+CHUNK_SAMPLES = 1 << 17
+"""Samples rendered at once at most (the rays of a chunk are this over the samples per ray)."""
 
 
 @dataclass
@@ -124,8 +126,9 @@ def render_image(model: nn.Module, features: SceneFeatures, cameras: Cameras, in
     """Every pixel of camera ``index`` of ``cameras``; the image comes back on the CPU."""
     device = next(model.parameters()).device
     rays = image_rays(cameras.to(device), index)
-    out = render_rays_chunked(model.field, model.sampler_for(features), rays, background.to(device), Conditioning(views=features),
-                              chunk)
+    sampler = model.sampler_for(features)
+    chunk = max(64, min(chunk, CHUNK_SAMPLES // sampler.config.n_samples))
+    out = render_rays_chunked(model.field, sampler, rays, background.to(device), Conditioning(views=features), chunk)
     h, w = cameras.height, cameras.width
     return ImageOutput(out.rgb.view(h, w, 3).cpu(), out.depth.view(h, w).cpu(), out.opacity.view(h, w).cpu())
 
@@ -170,6 +173,11 @@ class GeneralRun(VideoRenders):
             self.use_sources(self.info.sources.load(self.background), orbit=False)
         return self.features
 
+    def source_views(self) -> SourceViews:
+        """The source views the scene is rendered from."""
+        self.scene()
+        return self.sources
+
     def render(self, cameras: Cameras, index: int = 0, background: Tensor | None = None, normals: bool = False,
                cond=None, chunk: int = RENDER_CHUNK) -> ImageOutput:
         """Camera ``index`` of ``cameras`` seen through the source views; ``normals`` and ``cond``
@@ -193,5 +201,34 @@ def open_general_run(run_dir: str | Path, info: GeneralRunInfo, device: str) -> 
     return GeneralRun(info, model.to(device).eval(), run_dir)
 
 
-__all__ = ["GeneralRun", "GeneralRunInfo", "SourceRecord", "open_general_run", "render_image", "scene_rays_render",
-           "write_general_run"]
+def import_mvsnerf(checkpoint: str | Path, output: str | Path, config=None, capture: str | Path | None = None,
+                   sources: list[int] | None = None) -> GeneralRun:
+    """A run directory ``output`` holding MVSNeRF's published weights (``checkpoint``, checked
+    tensor by tensor) in nerfgen's implementation; its source views are views ``sources`` of
+    ``capture``'s training split (the first three when not given), or none."""
+    from nerfgen.generalize.models import orbit_of
+    from nerfgen.generalize.mvsnerf import MVSNeRF, MVSNeRFConfig, load_mvsnerf_checkpoint
+
+    output = Path(output)
+    if (output / RUN_FILE).exists():
+        raise FileExistsError(f"{output}: already holds a run; pick another --output")
+    config = config or MVSNeRFConfig()
+    model = MVSNeRF(config)
+    load_mvsnerf_checkpoint(model, checkpoint)
+    record, views = None, None
+    if capture is not None:
+        record = SourceRecord(str(Path(capture).resolve()), list(sources) if sources else [0, 1, 2])
+        views = record.load(background_color("black"))
+    elif sources:
+        raise ValueError("--sources needs --data CAPTURE")
+    orbit = orbit_of(views, model) if views is not None else Orbit.around_origin(4.0, 30.0, 40.0, 400)
+    info = GeneralRunInfo("mvsnerf", config, str(Path(checkpoint).resolve()), record, "black", orbit)
+    write_general_run(output, info, model)
+    run = GeneralRun(info, model.eval(), output)
+    if views is not None:
+        run.use_sources(views, orbit=False)
+    return run
+
+
+__all__ = ["GeneralRun", "GeneralRunInfo", "SourceRecord", "import_mvsnerf", "open_general_run", "render_image",
+           "scene_rays_render", "write_general_run"]

@@ -43,13 +43,21 @@ class GeneralizeTask(Task):
     Args:
         config: the run's config.
         scenes: where training scenes come from (:mod:`nerfgen.generalize.data`).
-        held_out: folders of the held-out captures evaluated (written by the caller).
+        held_out: folders of the held-out captures evaluated (written by the caller), if any.
+        sources: the run's default source views (default: the first held-out capture's three).
+        orbit: the run's orbit (default: round the origin, as the procedural scenes' cameras).
     """
 
     name = "generalize"
 
-    def __init__(self, config: GeneralizeConfig, scenes, held_out: list[Path]) -> None:
+    def __init__(self, config: GeneralizeConfig, scenes, held_out: list[Path], sources: SourceRecord | None = None,
+                 orbit: Orbit | None = None) -> None:
         self.config, self.scenes, self.held_out = config, scenes, held_out
+        if sources is None and held_out:
+            sources = SourceRecord(str(held_out[0].resolve()), [0, 1, 2])
+        cfg = config.scenes
+        self.sources = sources
+        self.orbit = orbit or Orbit.around_origin(sum(cfg.distance) / 2, 30.0, sum(cfg.fov) / 2, cfg.size)
 
     def build(self, env: Env) -> None:
         self.device, self.output = env.device, env.output
@@ -82,11 +90,8 @@ class GeneralizeTask(Task):
 
     # -- products -------------------------------------------------------------------------------
     def info(self) -> GeneralRunInfo:
-        record = SourceRecord(str(self.held_out[0].resolve()), [0, 1, 2]) if self.held_out else None
-        size = self.config.scenes.size
-        orbit = Orbit.around_origin(sum(self.config.scenes.distance) / 2, 30.0, sum(self.config.scenes.fov) / 2, size)
-        return GeneralRunInfo(self.config.model, self.config, self.scenes.description, record,
-                              self.config.background, orbit)
+        return GeneralRunInfo(self.config.model, self.config, self.scenes.description, self.sources,
+                              self.config.background, self.orbit)
 
     def live_run(self, output: str | Path) -> GeneralRun:
         return GeneralRun(self.info(), self.model.eval(), output)
@@ -102,6 +107,8 @@ class GeneralizeTask(Task):
         """PSNR of the held-out scenes' target views from 1 and 3 source views."""
         from nerfgen.generalize.evaluate import evaluate_scenes
 
+        if not self.held_out:
+            return {}
         figures = {}
         for k in (1, 3):
             report = evaluate_scenes(self.live_run(self.output), self.held_out, k, views=2)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nerfgen.engine import Engine, Hook
-from nerfgen.kinds import KindSpec, RunKind, read_info, register
+from nerfgen.kinds import RUN_FILE, KindSpec, RunKind, read_info, register, spec
 from nerfgen.run_config import check_output, resolve_config
 from nerfgen.runs import Run, RunInfo, open_run
 
@@ -20,7 +20,7 @@ LAYOUT_CONFIGS = {"object": "ngp", "forward": "llff", "unbounded": "ngp_unbounde
 
 
 def reconstruction(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,
-                   **options: Any) -> Engine:
+                   init: str | Path | None = None, **options: Any) -> Engine:
     """The engine of a reconstruction run on ``data`` into ``output``, ready to :meth:`~Engine.run`.
 
     Args:
@@ -31,6 +31,8 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
             box, ``llff`` for forward-facing, ``ngp_unbounded`` otherwise, said on stderr), a
             shipped config name (``ngp``, ``demo``, ...), a YAML path, or a ``TrainConfig``.
         resume: continue the run in ``output`` (its config, with ``options`` on top).
+        init: a run to start from instead of noise (a generalizable run: its kind fine-tunes it on
+            ``data``); a resumed run of another kind goes to that kind likewise.
         options: config keys to override (``max_seconds=60``); None values are ignored.
     """
     from nerfgen.data import DatasetError, load_dataset, scene_layout
@@ -38,6 +40,12 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
     from nerfgen.reconstruct import ReconstructionTask, TrainConfig
 
     output = Path(output)
+    if init is not None or (resume and (output / RUN_FILE).is_file()):
+        started = read_info(init if init is not None else output).kind
+        if started is not RunKind.RECONSTRUCTION:
+            return spec(started).engine(data, output, resume=resume, init=init, **options)
+        if init is not None:
+            raise ValueError(f"{init}: --init takes a generalizable run to fine-tune, this is a reconstruction run")
     check_output(output, resume)
     data = data or (read_info(output).data if resume else None)
     if data is None:
@@ -65,12 +73,12 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
 
 
 def train(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,
-          on_step: Hook | None = None, **options: Any) -> Run:
+          on_step: Hook | None = None, init: str | Path | None = None, **options: Any):
     """Train a radiance field on posed images (see :func:`reconstruction`) and return it as a :class:`Run`.
 
     ``on_step`` is called after every step with a :class:`~nerfgen.engine.StepReport`.
     """
-    engine = reconstruction(data, output, config, resume, **options)
+    engine = reconstruction(data, output, config, resume, init, **options)
     engine.run([on_step] if on_step is not None else [])
     return engine.task.live_run(output)
 
