@@ -139,7 +139,8 @@ def main() -> int:
             if k == 3 and i < args.curves:
                 emit(figure="scratch_curve", scene=i, k=3, points=points)
         emit(figure="per_scene", k=k, scenes=len(base), seconds=args.seconds,
-             psnr=round(sum(f[0] for f in finals) / len(finals), 3), ssim=round(sum(f[1] for f in finals) / len(finals), 4),
+             psnr=round(sum(f[0] for f in finals) / len(finals), 3),
+             ssim=round(sum(f[1] for f in finals) / len(finals), 4),
              generalizable_psnr=round(sum(g["psnr"] for g in gen) / len(gen), 3),
              generalizable_ssim=round(sum(g["ssim"] for g in gen) / len(gen), 4))
     for i, scene in enumerate(base[:args.curves]):

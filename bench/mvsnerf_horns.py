@@ -61,8 +61,9 @@ def main() -> int:
         image = render_image(model, features, test.camera(i), 0, black).rgb.clamp(0, 1)
         done = time.perf_counter()
         truth = test.image(i).float()[..., :3] / 255
-        row = {"view": i, "sources": nearest, "psnr": round(psnr(image, truth), 3), "ssim": round(ssim(image, truth), 4),
-               "psnr_crop": round(psnr(crop(image), crop(truth)), 3), "ssim_crop": round(ssim(crop(image), crop(truth)), 4),
+        row = {"view": i, "sources": nearest, "psnr": round(psnr(image, truth), 3),
+               "ssim": round(ssim(image, truth), 4), "psnr_crop": round(psnr(crop(image), crop(truth)), 3),
+               "ssim_crop": round(ssim(crop(image), crop(truth)), 4),
                "encode_s": round(encoded - start, 1), "render_s": round(done - encoded, 1),
                "size": [test.cameras.width, test.cameras.height]}
         rows.append(row)

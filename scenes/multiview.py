@@ -75,7 +75,8 @@ class MultiViewConfig:
     """Ambient light term, uniform per scene."""
 
     def validate(self, source: str) -> None:
-        checks = [(self.views >= 2, "views >= 2"), (self.size >= 8, "size >= 8"), (self.supersample >= 1, "supersample >= 1"),
+        checks = [(self.views >= 2, "views >= 2"), (self.size >= 8, "size >= 8"),
+                  (self.supersample >= 1, "supersample >= 1"),
                   (0 < self.fov[0] <= self.fov[1] < 120, "0 < fov low <= high < 120"),
                   (1.5 <= self.distance[0] <= self.distance[1], "1.5 <= distance low <= high"),
                   (-80 <= self.elevation[0] <= self.elevation[1] <= 80, "-80 <= elevation low <= high <= 80"),
@@ -217,7 +218,8 @@ def write_scene(scene: MultiViewScene, folder: str | os.PathLike, sources: int) 
     targets = list(range(sources, len(scene.images)))
     for split, indices in (("train", list(range(sources))), ("test", targets)):
         (tmp / f"transforms_{split}.json").write_text(json.dumps(_frames(scene, tmp, split, indices), indent=1))
-    (tmp / "scene.json").write_text(json.dumps({"generator": "nerfgen scenes.multiview", "description": scene.description}))
+    stamp = {"generator": "nerfgen scenes.multiview", "description": scene.description}
+    (tmp / "scene.json").write_text(json.dumps(stamp))
     os.replace(tmp, folder)
     return folder
 

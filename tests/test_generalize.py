@@ -134,7 +134,7 @@ def test_source_views_bad_input_is_one_clear_error_naming_the_file():
     with pytest.raises(ValueError, match=r"r_2.png: source views must share one size: this one is 20x12, "
                                          r".*r_0.png is 16x12"):
         SourceViews.from_dataset(data, [0, 2])
-    with pytest.raises(IndexError, match=r"/data/capture: source view 7 out of range: the train split has 3 views"):
+    with pytest.raises(ValueError, match=r"/data/capture: source view 7 out of range: the train split has 3 views"):
         SourceViews.from_dataset(data, [0, 7])
     broken = FakeDataset([(16, 12)])
     broken.cameras.c2w[0, 0, 3] = math.nan

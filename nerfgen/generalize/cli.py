@@ -154,7 +154,7 @@ def cmd_render(args) -> int:
     written = []
     for i in args.targets:
         if not 0 <= i < len(test):
-            raise IndexError(f"{args.data}: target view {i} out of range: the test split has {len(test)} views")
+            raise ValueError(f"{args.data}: target view {i} out of range: the test split has {len(test)} views")
         image = run.render(test.camera(i), 0)
         rgba = test.image(i).float() / 255
         truth = rgba[..., :3] * rgba[..., 3:] + run.background * (1 - rgba[..., 3:])

@@ -22,8 +22,10 @@ from nerfgen.run_config import check_output, resolve_config
 OPTIONS = {"max_steps", "max_seconds", "seed", "eval_every", "threads", "device", "downscale", "train_views", "lr",
            "rays", "checkpoint_every", "checkpoint_seconds"}
 """The options of ``nerfgen train`` a fine-tuning run takes (others are refused)."""
-DEFAULTS = {"lr_warmup_steps": 10, "eval_every": 0, "checkpoint_every": 0, "scenes_per_step": 1}
-"""Settings of a fine-tuning run that differ from the generalizable run it starts from."""
+DEFAULTS = {"lr_warmup_steps": 10, "eval_every": 0, "checkpoint_every": 0, "scenes_per_step": 1, "max_steps": 2000,
+            "max_seconds": 0.0}
+"""Settings of a fine-tuning run that differ from the generalizable run it starts from (its
+budget is its own: 2000 steps unless given)."""
 
 
 def finetune_config(init: Path, capture: str, options: dict[str, Any]) -> GeneralizeConfig:
@@ -35,7 +37,8 @@ def finetune_config(init: Path, capture: str, options: dict[str, Any]) -> Genera
         raise ValueError(f"{init / RUN_FILE}: fine-tuning starts from a trained pixelnerf run, this is {info.model}")
     unknown = sorted(set(options) - OPTIONS)
     if unknown:
-        raise ValueError(f"fine-tuning from {init} takes none of {', '.join(unknown)} (it takes {', '.join(sorted(OPTIONS))})")
+        raise ValueError(f"fine-tuning from {init} takes none of {', '.join(unknown)} "
+                         f"(it takes {', '.join(sorted(OPTIONS))})")
     given = dict(options)
     section = {"init": str(Path(init).resolve()), "capture": str(Path(capture).resolve()),
                "views": given.pop("train_views", 0) or 0, "downscale": given.pop("downscale", 1.0) or 1.0}

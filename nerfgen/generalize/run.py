@@ -117,7 +117,8 @@ def write_general_run(run_dir: str | Path, info: GeneralRunInfo, model: nn.Modul
 def scene_rays_render(model: nn.Module, features: SceneFeatures, rays, background: Tensor,
                       stratified: bool = False) -> RenderOutput:
     """Render ``rays`` of the scene ``features`` describe (differentiable)."""
-    return render_rays(model.field, model.sampler_for(features), rays, background, Conditioning(views=features), stratified)
+    return render_rays(model.field, model.sampler_for(features), rays, background, Conditioning(views=features),
+                       stratified)
 
 
 @torch.no_grad()

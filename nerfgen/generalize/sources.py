@@ -78,7 +78,8 @@ class SourceViews:
             return self
         chw = self.images.permute(0, 3, 1, 2)
         mode = "area" if width <= self.width and height <= self.height else "bilinear"
-        images = F.interpolate(chw, size=(height, width), mode=mode, **({} if mode == "area" else {"align_corners": False}))
+        options = {} if mode == "area" else {"align_corners": False}
+        images = F.interpolate(chw, size=(height, width), mode=mode, **options)
         sx, sy = width / self.width, height / self.height
         c = self.cameras
         cameras = Cameras(c.c2w, c.fx * sx, c.fy * sy, c.cx * sx, c.cy * sy, width, height, c.distortion, c.fisheye)
@@ -94,13 +95,14 @@ class SourceViews:
             raise ValueError(f"{dataset.source}: no source views given")
         bad = [i for i in indices if not 0 <= i < n]
         if bad:
-            raise IndexError(f"{dataset.source}: source view {bad[0]} out of range: the {dataset.split} split has "
+            raise ValueError(f"{dataset.source}: source view {bad[0]} out of range: the {dataset.split} split has "
                              f"{n} views (0 to {n - 1})")
         sizes = [tuple(int(v) for v in dataset.sizes[i]) for i in indices]
         if len(set(sizes)) > 1:
             j = next(k for k, s in enumerate(sizes) if s != sizes[0])
+            first = dataset.filenames[indices[0]]
             raise ValueError(f"{dataset.filenames[indices[j]]}: source views must share one size: this one is "
-                             f"{sizes[j][0]}x{sizes[j][1]}, {dataset.filenames[indices[0]]} is {sizes[0][0]}x{sizes[0][1]}")
+                             f"{sizes[j][0]}x{sizes[j][1]}, {first} is {sizes[0][0]}x{sizes[0][1]}")
         bg = torch.ones(3) if background is None else background.float().cpu()
         images = []
         for i in indices:
@@ -111,7 +113,8 @@ class SourceViews:
         cams = dataset.cameras[idx]
         cameras = Cameras(cams.c2w, cams.fx, cams.fy, cams.cx, cams.cy, w, h, cams.distortion, cams.fisheye)
         bounds = None if dataset.bounds is None else dataset.bounds[idx].float()
-        return cls(torch.stack(images), cameras, [dataset.filenames[i] for i in indices], dataset.source, indices, bounds)
+        names = [dataset.filenames[i] for i in indices]
+        return cls(torch.stack(images), cameras, names, dataset.source, indices, bounds)
 
     @classmethod
     def from_capture(cls, path: str | Path, indices: Sequence[int], split: str = "train", downscale: float = 1.0,
