@@ -128,7 +128,7 @@ def main() -> int:
         emit(figure="generalizable", k=k, scenes=len(scenes), psnr=round(r["psnr"], 3), ssim=round(r["ssim"], 4),
              seconds=round(r["seconds"], 1), per_scene=[round(s["psnr"], 2) for s in r["per_scene"]])
     base = scenes[:args.baseline_scenes]
-    for k in (1, 3):
+    for k in (1, 3) if base else ():
         gen = [evaluate_capture(run, s, k) for s in base]
         finals = []
         for i, scene in enumerate(base):
