@@ -39,6 +39,7 @@ def generalize_training(data: str | Path | None, output: str | Path, config: Any
 
     if init is not None or (resume and _fine_tuned(Path(output))):
         return finetune_training(data, output, init, resume, **options)
+    from nerfgen import distributed
     from nerfgen.generalize.data import CaptureCollection, ProceduralScenes
     from nerfgen.generalize.task import HELD_OUT_DIR, GeneralizeTask
     from nerfgen.render import background_color
@@ -54,8 +55,12 @@ def generalize_training(data: str | Path | None, output: str | Path, config: Any
         scenes = ProceduralScenes(cfg.scenes, cfg.seed, cfg.pool, cfg.refresh_every, background)
     else:
         scenes = CaptureCollection(data, cfg.collection_size, background)
-    held_out = write_held_out(output / HELD_OUT_DIR, cfg.eval_scenes, cfg.scenes, sources=3, seed=cfg.seed)
-    return Engine(cfg, GeneralizeTask(cfg, scenes, held_out), output, resume=resume)
+    world = distributed.current()
+    held_out = [output / HELD_OUT_DIR / f"scene_{i:03d}" for i in range(cfg.eval_scenes)]
+    if world.main:  # rank 0 renders the held-out scenes, the others wait for them
+        held_out = write_held_out(output / HELD_OUT_DIR, cfg.eval_scenes, cfg.scenes, sources=3, seed=cfg.seed)
+    world.barrier()
+    return Engine(cfg, GeneralizeTask(cfg, scenes, held_out), output, resume=resume, world=world)
 
 
 def _fine_tuned(output: Path) -> bool:
