@@ -116,12 +116,14 @@ def test_the_viewer_shows_the_source_views_and_renders_from_a_subset(captures, t
         all_three = run.render(cams, 0).rgb
         renders = []
         panel.changed = lambda: renders.append(run.render(cams, 0).rgb)
-        panel.boxes[1].value = False
+        panel.boxes[1].value = False  # viser calls the box's callback: the panel applies it
         panel.apply()
         assert len(run.features) == 2 and not torch.allclose(renders[-1], all_three)
-        for box in panel.boxes:
+        assert panel.status.content == "rendering from 2 of 3 source views"
+        for box in panel.boxes:  # down to view 2 alone, then none: refused, view 2 stays
             box.value = False
         panel.apply()
-        assert "at least one" in panel.status.content and len(run.features) == 2
+        assert "at least one" in panel.status.content and len(run.features) == 1
+        assert torch.equal(run.features.cameras.c2w, panel.views.cameras.c2w[2:])
     finally:
         viewer.stop()
