@@ -163,3 +163,24 @@ def test_held_out_scenes_hold_only_held_out_shapes_and_colours():
         for o in held_objects:
             assert nearest(o.material.color) in held_rgb and (o.material.pattern == "solid" or tuple(
                 o.material.color2) in held_rgb), (held, o.material)
+
+
+def test_procedural_scenes_come_without_end_and_are_the_same_on_resume():
+    from nerfgen.generalize.data import ProceduralScenes, draw_sources
+    from nerfgen.scenes.multiview import MultiViewConfig
+
+    config = MultiViewConfig(views=3, size=12, supersample=1)
+    pool = ProceduralScenes(config, seed=5, pool=2, refresh_every=3, background=torch.ones(3))
+    pool.advance(0)
+    assert sorted(pool.scenes) == [0, 1]
+    pool.advance(7)  # two new scenes drawn by step 7: the pool holds the newest two
+    assert sorted(pool.scenes) == [2, 3]
+    fresh = ProceduralScenes(config, seed=5, pool=2, refresh_every=3, background=torch.ones(3))
+    fresh.advance(7)  # a resumed run renders the very same scenes
+    assert torch.equal(fresh.scenes[3].images, pool.scenes[3].images)
+    assert pool.scenes[3].images.shape == (3, 12, 12, 3) and pool.scenes[3].images.float().std() > 0
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        sources, targets = draw_sources(5, 1, 3, g)
+        assert 1 <= len(sources) <= 3 and len(sources) + len(targets) == 5
+        assert not set(sources.tolist()) & set(targets.tolist())
