@@ -219,8 +219,11 @@ def test_jobs_are_named_by_the_kind_their_run_json_says_and_old_names_still_read
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("jobs:\n- {train: data/lego}\n- {generate: a red cube}\n- {scene: a cube on a ball}\n"
                     "- {gan: clevr}\n- {prior: null, config: prior}\n")
-    with pytest.warns(UserWarning, match=r"jobs\[0\]: 'train' is now 'reconstruction'"):
+    with pytest.warns(UserWarning) as warned:
         read = read_jobs(jobs)
+    assert [str(w.message).split("jobs.yaml: ")[1] for w in warned] == [
+        "jobs[0]: 'train' is now 'reconstruction' (the kind its run.json says)",
+        "jobs[1]: 'generate' is now 'generation' (the kind its run.json says)"]
     assert [(j.kind, j.name) for j in read] == [
         (RunKind.RECONSTRUCTION, "00-lego"), (RunKind.GENERATION, "01-a-red-cube"), (RunKind.SCENE, "02-a-cube-on-a-ball"),
         (RunKind.GAN, "03-clevr"), (RunKind.PRIOR, "04-prior")]

@@ -33,6 +33,7 @@ from nerfgen.cameras import (  # noqa: E402
 )
 from nerfgen.cameras.paths import camera_path_to_dict  # noqa: E402
 from nerfgen.render import ImageOutput, ModelSpec, OccGridConfig, RadianceModel  # noqa: E402
+from nerfgen.renderable import RenderTraits  # noqa: E402
 from nerfgen.runs import Run, RunInfo  # noqa: E402
 
 
@@ -241,6 +242,7 @@ class _SlowModel:
     """Stands in for a Run: takes ``seconds_per_ray`` per pixel and records each band."""
 
     background = torch.zeros(3)
+    traits = RenderTraits()
 
     def __init__(self, seconds_per_ray: float) -> None:
         self.seconds_per_ray, self.bands = seconds_per_ray, []

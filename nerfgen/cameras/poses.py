@@ -291,9 +291,10 @@ class Orbit:
             raise ValueError(f"{source}: malformed orbit {d!r} ({exc})") from exc
         numbers = [*orbit.center, *orbit.up, orbit.radius, orbit.rise, orbit.fx, orbit.fy, orbit.focus, *(orbit.axis or ())]
         if (len(orbit.center) != 3 or len(orbit.up) != 3 or (orbit.axis is not None and len(orbit.axis) != 3)
-                or not all(math.isfinite(v) for v in numbers) or min(orbit.fx, orbit.fy) <= 0 or orbit.radius < 0
+                or not all(math.isfinite(v) and abs(v) < 1e8 for v in numbers) or min(orbit.fx, orbit.fy) <= 0
+                or orbit.radius < 0
                 or math.hypot(*orbit.up) < 1e-6 or not (0 < orbit.width <= 1 << 16 and 0 < orbit.height <= 1 << 16)):
-            raise ValueError(f"{source}: orbit: expected finite values, a 3-vector center, a non-zero 3-vector up, "
+            raise ValueError(f"{source}: orbit: expected finite values under 1e8, a 3-vector center, a non-zero up, "
                              f"radius >= 0, fx and fy > 0 and an image size in [1, 65536], got {d!r}")
         return orbit
 

@@ -265,7 +265,7 @@ class Engine:
         for point in points:
             try:
                 self._load(point)
-            except (ValueError, FileNotFoundError, KeyError, TypeError, RuntimeError) as exc:
+            except (ValueError, FileNotFoundError, KeyError, TypeError, RuntimeError, OverflowError) as exc:
                 problems.append(f"{point.folder}: {exc}" if str(point.folder) not in str(exc) else str(exc))
                 continue
             if self.world.main:

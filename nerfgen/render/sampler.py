@@ -94,6 +94,8 @@ class StratifiedConfig:
     def validate(self, source: str) -> None:
         if self.n_samples < 1:
             raise ValueError(f"{source}: n_samples: expected at least 1, got {self.n_samples}")
+        if not 0 <= self.near < 1e6 or not 0 <= self.far < 1e6:
+            raise ValueError(f"{source}: near and far: expected distances in [0, 1e6), got {self.near} and {self.far}")
         if self.far and self.far <= self.near:
             raise ValueError(f"{source}: far ({self.far}) must exceed near ({self.near})")
 
