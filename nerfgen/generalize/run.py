@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from nerfgen.cameras import Cameras, Orbit, image_rays
-from nerfgen.config import build_config, config_to_dict
+from nerfgen.config import build_config, config_to_dict, stored_config
 from nerfgen.fields import Conditioning
 from nerfgen.files import load_state, read_tensors, write_json, write_tensors
 from nerfgen.generalize.sources import SceneFeatures, SourceViews
@@ -97,7 +97,7 @@ class GeneralRunInfo:
             raise ValueError(f"{source}: not a generalizable run (format {d.get('format')!r}, kind {d.get('kind')!r})")
         try:
             model = str(d["model"])
-            config = build_config(config_class(model, source), d["config"], f"{source}: config")
+            config = stored_config(config_class(model, source), d["config"], f"{source}: config")
             record = d.get("sources")
             sources = None if record is None else build_config(SourceRecord, record, f"{source}: sources")
             if d["background"] not in ("white", "black"):
