@@ -80,7 +80,7 @@ def per_scene(capture: Path, out: Path, k: int, seconds: float, every: float):
 
 
 def finetune(capture: Path, run_dir: Path, out: Path, seconds: float, every: float):
-    engine = nerfgen.reconstruction(capture, out, init=run_dir, max_seconds=seconds, seed=0)
+    engine = nerfgen.reconstruction(capture, out, init=run_dir, max_seconds=seconds, seed=0, threads=0)  # all cores
     run = engine.task.live_run(out)
     views = nerfgen.SourceViews.from_capture(capture, [0, 1, 2])
     curve = Curve(capture, every, lambda cam: run.render(cam, 0), lambda: run.use_sources(views, orbit=False))
