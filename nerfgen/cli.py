@@ -12,6 +12,7 @@ from pathlib import Path
 from nerfgen.bake import cli as bake_cli
 from nerfgen.data import cli as data_cli
 from nerfgen.gan import cli as gan_cli
+from nerfgen.generalize import cli as generalize_cli
 from nerfgen.generate import cli as generate_cli
 from nerfgen.mesh import cli as mesh_cli
 from nerfgen.prior import cli as prior_cli
@@ -49,6 +50,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="set any config key, repeatable; dotted keys reach nested sections and values are YAML "
                         "(--set depth.weight=0.1 --set camera_opt.mode=SO3xR3 --set train_views=10)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    p.add_argument("--init", metavar="RUN", help="start from a generalizable run (nerfgen generalize) and fine-tune it "
+                                                 "on DATA's training views, instead of training from noise")
     p.add_argument("--viewer", action="store_true",
                    help="serve the browser viewer while training (pause/resume there); it stays up after training "
                         "until Ctrl+C")
@@ -164,11 +167,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                "device": args.device, **parse_overrides(args.overrides)}
     if args.data is None and not args.resume:
         raise ValueError("give the dataset to train on (DATA), or --resume a run")
-    engine = reconstruction(args.data, args.output, args.config, args.resume, args.format, **options)
+    engine = reconstruction(args.data, args.output, args.config, args.resume, args.format, args.init, **options)
     server = None
     if args.viewer and engine.world.main:
         viewer = viewer_package()
-        scene = viewer.ViewerScene.from_run(engine.task.live_run(args.output), engine.task.dataset)
+        scene = viewer.ViewerScene.from_run(engine.task.live_run(args.output), getattr(engine.task, "dataset", None))
         server = viewer.Viewer(scene, host=args.host, port=args.viewer_port, training=True)
         summary = server.train(engine)
     else:
@@ -255,16 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     data_cli.add_parser(sub)
     gan_cli.add_parser(sub)
     bake_cli.add_parser(sub)
+    generalize_cli.add_parser(sub)
     return parser
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export": mesh_cli.cmd_export,
             "view": cmd_view, "demo": cmd_demo, "batch": cmd_batch,
             "generate": generate_cli.cmd_generate, "prior": prior_cli.cmd_prior, "data": data_cli.cmd_data,
-            "gan": gan_cli.cmd_gan, "bake": bake_cli.cmd_bake}
+            "gan": gan_cli.cmd_gan, "bake": bake_cli.cmd_bake, "generalize": generalize_cli.cmd_generalize}
 
 
-TORCHRUN_COMMANDS = ("train", "generate", "gan", "prior", "batch")
+TORCHRUN_COMMANDS = ("train", "generate", "gan", "prior", "batch", "generalize")
 """What runs under ``torchrun`` on several ranks: training (data-parallel) and batches (shared out)."""
 BATCH_COMMANDS = ("batch",)
 """Commands whose every rank prints its own items' lines (the others print on rank 0 only)."""

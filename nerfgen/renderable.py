@@ -1,6 +1,7 @@
 """What a run that shows a scene offers, whatever its kind: :class:`Renderable`, the protocol the
 viewer and the command line talk to (never a kind's name), :class:`RenderTraits` (how it may be
-rendered), the editing protocols (:class:`LayoutEditable`, :class:`CodeEditable`), and
+rendered), the editing protocols (:class:`LayoutEditable`, :class:`CodeEditable`), runs seen
+through source views (:class:`SourceViewed`), and
 :class:`VideoRenders`, the videos every renderable run shares.
 
 >>> run = nerfgen.load_run("runs/lego")                       # doctest: +SKIP
@@ -98,6 +99,18 @@ class Refinable(Protocol):
         """The sharper rendering of the same scene (loaded on first use)."""
 
 
+@runtime_checkable
+class SourceViewed(Protocol):
+    """A run that renders its scene from source views (a generalizable run): the viewer draws
+    them and renders from any subset of them."""
+
+    def source_views(self) -> Any:
+        """The views it renders from (:class:`~nerfgen.generalize.sources.SourceViews`)."""
+
+    def use_sources(self, sources: Any, orbit: bool = True) -> None:
+        """Render from ``sources`` from now on."""
+
+
 class VideoRenders:
     """Videos of whatever a run's :meth:`render` shows, around its ``info.orbit`` or along a camera
     path: what every renderable run shares."""
@@ -149,4 +162,5 @@ def renderable(run: Any, what: str) -> Renderable:
     return run
 
 
-__all__ = ["CodeEditable", "LayoutEditable", "Refinable", "RenderTraits", "Renderable", "VideoRenders", "renderable"]
+__all__ = ["CodeEditable", "LayoutEditable", "Refinable", "RenderTraits", "Renderable", "SourceViewed",
+           "VideoRenders", "renderable"]

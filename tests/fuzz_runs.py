@@ -18,7 +18,7 @@ from tests.mutations import Hang, binary_cases, json_cases, time_limit
 
 CLEAR = (ValueError, FileNotFoundError)
 """The errors a reader answers bad input with (nerfgen's DatasetError is a ValueError)."""
-KINDS = (*TRAINED, "prior")
+KINDS = (*TRAINED, "prior", "generalizable")
 """Kinds whose run.json is fuzzed (checkpoints: those of ``tests.kill_cases``)."""
 
 
@@ -52,6 +52,17 @@ def make_run(kind: str, root: Path) -> tuple[Path, str]:
 
         with redirect_stderr(io.StringIO()):
             train_prior(out, build_config(PriorTrainConfig, config, "fuzz"), progress=None)
+        return out, "-"
+    if kind == "generalizable":
+        from nerfgen.api import generalize_training
+
+        config = {"pixelnerf": {"encoder": {"widths": [4, 8]}, "sampler": {"n_samples": 8},
+                                "field": {"width": 16, "blocks_before": 1, "blocks_after": 1, "frequencies": 2}},
+                  "scenes": {"views": 4, "size": 12, "supersample": 1}, "pool": 2, "eval_scenes": 1, "rays": 32,
+                  "scenes_per_step": 1, "max_steps": 2, "checkpoint_every": 1, "eval_every": 0, "threads": 1,
+                  "device": "cpu"}
+        with redirect_stderr(io.StringIO()):
+            generalize_training(None, out, **config).run()
         return out, "-"
     data = prepare(kind, root)
     with redirect_stderr(io.StringIO()):

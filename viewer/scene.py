@@ -67,7 +67,12 @@ class ViewerScene:
     def from_run(cls, run: nerfgen.Renderable, dataset=None) -> ViewerScene:
         """A run; its training cameras come from ``dataset`` (the one training uses, live) or from
         the capture the run trained on (``traits.training_cameras``), if it is still there (a
-        warning says so when it is not). Generated runs have none."""
+        warning says so when it is not); a run seen through source views shows those. Generated
+        runs have none."""
+        if dataset is None and isinstance(run, nerfgen.SourceViewed):
+            from nerfgen.viewer.sources_panel import source_cameras
+
+            return cls(run, *source_cameras(run))
         if dataset is None and run.traits.training_cameras:
             dataset = _small_training_set(run)
         if dataset is None:

@@ -10,6 +10,7 @@ conditioning with :meth:`Conditioning.take`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -26,11 +27,15 @@ class Conditioning:
         transform: ``[n | 1, 3, 4]`` world-to-object affine maps ``x_obj = A x + b`` (rotation,
             scale and translation of an object); ``[n | 1, K, 3, 4]`` for K slots.
         present: ``[n | 1, K]`` bool, which slots of a composed field hold an object.
+        views: one scene's source views as a generalizable field sees them (their cameras and
+            encoder features, computed once per scene: :class:`nerfgen.generalize.sources.SceneFeatures`),
+            shared by every point.
     """
 
     latent: Tensor | None = None
     transform: Tensor | None = None
     present: Tensor | None = None
+    views: Any = None
 
     def take(self, index: Tensor) -> Conditioning:
         """Rows ``index [m]`` of the per-point parts (per-ray conditioning -> per-sample); shared
@@ -39,7 +44,7 @@ class Conditioning:
         def pick(t: Tensor | None) -> Tensor | None:
             return t if t is None or t.shape[0] == 1 else t[index]
 
-        return Conditioning(pick(self.latent), pick(self.transform), pick(self.present))
+        return Conditioning(pick(self.latent), pick(self.transform), pick(self.present), self.views)
 
     def slot(self, k: int) -> Conditioning:
         """The conditioning of slot ``k`` of a composed field (its latent and transform)."""
@@ -50,7 +55,8 @@ class Conditioning:
         def move(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.to(device)
 
-        return Conditioning(move(self.latent), move(self.transform), move(self.present))
+        return Conditioning(move(self.latent), move(self.transform), move(self.present),
+                            None if self.views is None else self.views.to(device))
 
 
 @dataclass
@@ -118,7 +124,7 @@ class RadianceField(nn.Module):
         """Raise when ``cond`` carries something this field does not use."""
         if cond is None:
             return
-        given = {name for name in ("latent", "transform", "present") if getattr(cond, name) is not None}
+        given = {name for name in ("latent", "transform", "present", "views") if getattr(cond, name) is not None}
         if given - self.accepts:
             raise ValueError(f"{type(self).__name__} takes no {', '.join(sorted(given - self.accepts))} "
                              f"conditioning (it accepts: {', '.join(sorted(self.accepts)) or 'none'})")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nerfgen.engine import Engine, Hook
-from nerfgen.kinds import KindSpec, RunKind, read_info, register
+from nerfgen.kinds import KindSpec, RunKind, read_info, register, spec
 from nerfgen.run_config import check_output, resolve_config
 from nerfgen.runs import Run, RunInfo, open_run
 
@@ -31,7 +31,7 @@ def _data_format(data: str | Path, name: str) -> str:
 
 
 def reconstruction(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,
-                   format: str | None = None, **options: Any) -> Engine:
+                   format: str | None = None, init: str | Path | None = None, **options: Any) -> Engine:
     """The engine of a reconstruction run on ``data`` into ``output``, ready to :meth:`~Engine.run`.
 
     Args:
@@ -45,6 +45,8 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
         format: the capture's reader (``idr``, ``llff``, ... see :func:`nerfgen.data.load_dataset`);
             default: the run's own when resuming, else found from the folder (said on stderr when
             several match). The run records it (``data_format``), so eval and resume read the same.
+        init: a run to start from instead of noise (a generalizable run: its kind fine-tunes it on
+            ``data``); a resumed run of another kind goes to that kind likewise.
         options: config keys to override (``max_seconds=60``); None values are ignored.
     """
     from nerfgen.data import DatasetError, load_dataset, scene_layout
@@ -53,6 +55,12 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
 
     output = Path(output)
     check_output(output, resume)
+    if init is not None or resume:
+        started = read_info(init if init is not None else output).kind
+        if started is not RunKind.RECONSTRUCTION:
+            return spec(started).engine(data, output, resume=resume, init=init, **options)
+        if init is not None:
+            raise ValueError(f"{init}: --init takes a generalizable run to fine-tune, this is a reconstruction run")
     data = data or (read_info(output).data if resume else None)
     if data is None:
         raise ValueError("reconstruction needs a dataset path")
@@ -85,13 +93,14 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
 
 
 def train(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,
-          on_step: Hook | None = None, format: str | None = None, **options: Any) -> Run:
+          on_step: Hook | None = None, format: str | None = None, init: str | Path | None = None,
+          **options: Any):
     """Train a radiance field on posed images (see :func:`reconstruction`; ``format`` names the
     capture's reader) and return it as a :class:`Run`.
 
     ``on_step`` is called after every step with a :class:`~nerfgen.engine.StepReport`.
     """
-    engine = reconstruction(data, output, config, resume, format, **options)
+    engine = reconstruction(data, output, config, resume, format, init, **options)
     engine.run([on_step] if on_step is not None else [])
     return engine.task.live_run(output)
 
