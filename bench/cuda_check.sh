@@ -4,7 +4,8 @@
 #   bash bench/cuda_check.sh --prepare   # here: .devdata/ = lego (train + every 8th test view, 54 MB)
 #                                        #       and lego's march problem for bench/kernels.py
 #   bash bench/cuda_check.sh             # there (carry .devdata): build, kernel tests on CPU and CUDA,
-#                                        # bench/kernels.py on CUDA, LEGO_MINUTES (1) of lego on CUDA
+#                                        # bench/kernels.py on CUDA, LEGO_MINUTES (1) of lego on CUDA,
+#                                        # its bake and the baked viewer's frame time (1920 wide)
 # Logs and JSON lines go to $OUT (default .devdata/out).
 set -u
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ timeout 240 python3 -c "from nerfgen.ops import _backend; print('backend', _back
 stamp tests
 timeout 300 python3 -m pytest -q -rf --tb=short -p no:cacheprovider -k "not compiles" tests/test_cuda_kernels.py \
   tests/test_hashgrid_kernel.py tests/test_march_kernel.py tests/test_volrend_kernel.py tests/test_planes_kernel.py \
-  > "$OUT/tests.txt" 2>&1
+  tests/test_baked_kernel.py > "$OUT/tests.txt" 2>&1
 tail -c 1500 "$OUT/tests.txt"
 stamp bench_kernels
 timeout 150 python3 bench/kernels.py --device cuda --problem .devdata/lego_march.safetensors \
@@ -42,4 +43,9 @@ stamp bench_lego
 minutes=${LEGO_MINUTES:-1}
 timeout $(( ${minutes%.*} * 60 + 120 )) python3 bench/lego.py --data .devdata/lego --minutes "$minutes" --every 1 \
   --device cuda --config configs/ngp_cuda.yaml --output /tmp/nerfgen_bench 2> "$OUT/bench_lego.err" | tee "$OUT/bench_lego.jsonl"
+stamp bake_lego
+run=/tmp/nerfgen_bench/lego_${minutes}min
+timeout 240 python3 -m nerfgen bake "$run" --device cuda > "$OUT/bake.jsonl" 2> "$OUT/bake.err" && tail -n 3 "$OUT/bake.err"
+timeout 120 python3 bench/viewer.py "$run" --baked --device cuda --moving 1920 --still 1920 --frames 12 --stills 2 \
+  | tee "$OUT/viewer_baked_1080p.jsonl"
 stamp done

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -65,6 +66,7 @@ def main() -> None:
             "render_rays_per_s": round(report["rays_per_second"]),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             **gpu_figures(engine.device), "backend": get_backend_name(), "threads": torch.get_num_threads(),
+            "load_average": os.getloadavg()[0],
         }), flush=True)
 
 

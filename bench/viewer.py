@@ -2,6 +2,7 @@
 size dynamic resolution picks while moving, and the time to a full still frame.
 
     python bench/viewer.py runs/lego --moving 128 --still 512
+    python bench/viewer.py runs/lego --baked --moving 256 --still 800     # the run's bake (nerfgen bake)
 
 Frames go through the viewer's own path (``render_view`` in bands, the mode composite and the JPEG
 encoding it sends), on an orbit around the scene, one camera per frame. Prints one JSON line for
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,24 +56,28 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=12, help="moving frames to time")
     parser.add_argument("--stills", type=int, default=2, help="still frames to time")
     parser.add_argument("--moving-fps", type=float, default=8.0, help="target of dynamic resolution")
+    parser.add_argument("--baked", action="store_true", help="render the run's bake (nerfgen bake), not its field")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
     args = parser.parse_args()
-    run = nerfgen.load_run(args.run, "cpu")
+    run = nerfgen.load_baked(args.run, args.device) if args.baked else nerfgen.load_run(args.run, args.device)
     background = run.background
     path = views(run.info.orbit, args.frames)
     frame_seconds(run, background, path[0], args.moving)  # warm-up (kernel load, allocator)
     moving = [frame_seconds(run, background, v, args.moving) for v in path]
     rays_per_s = args.moving**2 * len(moving) / sum(moving)
     print(json.dumps({
-        "figure": "viewer_moving", "run": str(args.run), "threads": torch.get_num_threads(),
+        "figure": "viewer_moving", "run": str(args.run), "baked": args.baked, "threads": torch.get_num_threads(),
         "size": args.moving, "fps": round(len(moving) / sum(moving), 2),
         "frame_ms_median": round(1000 * sorted(moving)[len(moving) // 2], 1), "render_rays_per_s": round(rays_per_s),
         "dynamic_side_at_target_fps": preview_side(rays_per_s, 1 / args.moving_fps, 1.0, args.still),
-        "target_fps": args.moving_fps,
+        "target_fps": args.moving_fps, "load_average": os.getloadavg()[0],
     }), flush=True)
     still = [frame_seconds(run, background, v, args.still) for v in path[:: max(1, args.frames // args.stills)]]
     print(json.dumps({
-        "figure": "viewer_still", "run": str(args.run), "threads": torch.get_num_threads(), "size": args.still,
+        "figure": "viewer_still", "run": str(args.run), "baked": args.baked, "threads": torch.get_num_threads(),
+        "size": args.still,
         "seconds": [round(s, 2) for s in still], "seconds_median": round(sorted(still)[len(still) // 2], 2),
+        "load_average": os.getloadavg()[0],
     }), flush=True)
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ _EXPORTS = {
     "train": "nerfgen.api", "generate": "nerfgen.api", "reconstruction": "nerfgen.api", "generation": "nerfgen.api",
     "training": "nerfgen.api", "load_run": "nerfgen.kinds", "RunKind": "nerfgen.kinds", "Run": "nerfgen.runs",
     "RunInfo": "nerfgen.runs", "Renderable": "nerfgen.renderable", "RenderTraits": "nerfgen.renderable",
-    "LayoutEditable": "nerfgen.renderable", "CodeEditable": "nerfgen.renderable",
+    "LayoutEditable": "nerfgen.renderable", "CodeEditable": "nerfgen.renderable", "Refinable": "nerfgen.renderable",
+    "SourceViewed": "nerfgen.renderable", "TimeConditioned": "nerfgen.renderable",
+    # baked runs (nerfgen bake)
+    "bake": "nerfgen.bake", "load_baked": "nerfgen.bake", "BakedRun": "nerfgen.bake", "BakeConfig": "nerfgen.bake",
     "StepReport": "nerfgen.engine",
     "format_figures": "nerfgen.engine.progress",
     # the built-in prior's training
@@ -35,6 +38,10 @@ _EXPORTS = {
     # GAN runs (GRAF / GIRAFFE)
     "train_gan": "nerfgen.gan.api", "gan_training": "nerfgen.gan.api", "load_gan_run": "nerfgen.gan.api",
     "GanRun": "nerfgen.gan.run", "SceneCodes": "nerfgen.gan.priors",
+    # generalizable fields (pixelNeRF, MVSNeRF)
+    "train_generalizable": "nerfgen.generalize.api", "generalize_training": "nerfgen.generalize.api",
+    "load_general_run": "nerfgen.generalize.api", "GeneralRun": "nerfgen.generalize.run",
+    "SourceViews": "nerfgen.generalize.sources", "import_mvsnerf": "nerfgen.generalize.run",
     # cameras and camera paths
     "Cameras": "nerfgen.cameras", "Rays": "nerfgen.cameras", "Orbit": "nerfgen.cameras", "Views": "nerfgen.cameras",
     "look_at": "nerfgen.cameras", "orbit_cameras": "nerfgen.cameras", "view_cameras": "nerfgen.cameras",

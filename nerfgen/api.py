@@ -9,8 +9,8 @@
 >>> same = nerfgen.load_run("runs/red-cube", device="cpu")                                # doctest: +SKIP
 
 Each kind of run (:class:`~nerfgen.kinds.RunKind`) has its functions in its own package, gathered
-here: :func:`reconstruction`, :func:`generation`, :func:`scene_generation`, :func:`gan_training`
-and :func:`prior_training` give the prepared :class:`~nerfgen.engine.Engine` instead of running it
+here: :func:`reconstruction`, :func:`generation`, :func:`scene_generation`, :func:`gan_training`,
+:func:`prior_training` and :func:`generalize_training` give the prepared :class:`~nerfgen.engine.Engine` instead of running it
 (the command line and the live viewer start runs that way); :func:`training` gives it for any
 kind by name.
 """
@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from nerfgen.gan.api import gan_training, load_gan_run, train_gan
+from nerfgen.generalize.api import generalize_training, load_general_run, train_generalizable
 from nerfgen.generate.api import generate, generate_scene, generation, scene_generation, scene_layout
 from nerfgen.kinds import RunKind, load_run, spec
 from nerfgen.prior.api import prior_training, train_prior
 from nerfgen.reconstruct.api import reconstruction, train
 
-__all__ = ["gan_training", "generate", "generate_scene", "generation", "load_gan_run", "load_run", "prior_training",
-           "reconstruction", "scene_generation", "scene_layout", "train", "train_gan", "train_prior", "training"]
+__all__ = ["gan_training", "generalize_training", "generate", "generate_scene", "generation", "load_gan_run",
+           "load_general_run", "load_run", "prior_training", "reconstruction", "scene_generation", "scene_layout",
+           "train", "train_gan", "train_generalizable", "train_prior", "training"]
 
 
 def training(kind: RunKind | str, target: str | Path | None, output: str | Path, config: Any = None,

@@ -9,14 +9,19 @@ import sys
 import warnings
 from pathlib import Path
 
+from nerfgen.bake import cli as bake_cli
 from nerfgen.data import cli as data_cli
 from nerfgen.dynamic import cli as dynamic_cli
 from nerfgen.gan import cli as gan_cli
+from nerfgen.generalize import cli as generalize_cli
 from nerfgen.generate import cli as generate_cli
 from nerfgen.mesh import cli as mesh_cli
 from nerfgen.prior import cli as prior_cli
 
 DEVICE_HELP = "cpu | cuda[:n] | auto (default: auto, CUDA when torch sees a GPU)"
+FORMAT_HELP = ("the capture's reader: nerf-synthetic (blender), instant-ngp (transforms, nerfstudio), llff, colmap, "
+               "idr (neus, dtu) or auto (default: found from the folder; when several match, the one that carries "
+               "the most: masks, per-view intrinsics, a scene box, near/far bounds, said on stderr)")
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +33,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                         "sparse/0 + images/, cameras_sphere.npz) or a transforms JSON file (optional with --resume: "
                         "the run's own)")
     p.add_argument("--output", required=True, help="run directory to write (checkpoint, config, logs)")
+    p.add_argument("--format", help=FORMAT_HELP + "; the run records it")
     p.add_argument("--config", default="auto",
                    help="auto (default: ngp for an object in a box, llff for a forward-facing capture, "
                         "ngp_unbounded otherwise, picked from the cameras and said), a shipped config by name "
@@ -45,6 +51,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help="set any config key, repeatable; dotted keys reach nested sections and values are YAML "
                         "(--set depth.weight=0.1 --set camera_opt.mode=SO3xR3 --set train_views=10)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    p.add_argument("--init", metavar="RUN", help="start from a generalizable run (nerfgen generalize) and fine-tune it "
+                                                 "on DATA's training views, instead of training from noise")
     p.add_argument("--viewer", action="store_true",
                    help="serve the browser viewer while training (pause/resume there); it stays up after training "
                         "until Ctrl+C")
@@ -59,8 +67,12 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--every", type=int, default=1, help="evaluate every N-th view (default: all)")
     p.add_argument("--limit", type=int, default=0, help="evaluate at most this many views")
     p.add_argument("--data", help="dataset path (default: the one the run trained on)")
+    p.add_argument("--format", help="the capture's reader (as `nerfgen train --format`; default: the one the run "
+                                    "recorded for its own data, else found from the folder)")
     p.add_argument("--downscale", type=float, help="image downscale (default: the training one)")
     p.add_argument("--save-images", action="store_true", help="write renders_{split}/NNN.png (render | ground truth)")
+    bake_cli.add_baked_flag(p, "evaluate the run's bake (nerfgen bake) instead of its field: eval_{split}_baked.json, "
+                               "with the field's PSNR on the same views when eval_{split}.json has them")
     p.add_argument("--lpips-weights", nargs=2, metavar=("BACKBONE", "LINEAR"),
                    help="also compute LPIPS (AlexNet, as nerfstudio reports it) from two local files: torchvision's "
                         "AlexNet state dict (alexnet-owt-7be5be79.pth) and the lpips package's linear layers "
@@ -86,6 +98,7 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layout", metavar="FILE",
                    help="a generated scene: place its objects by this layout file (an edited layout.json)")
     dynamic_cli.add_render_options(p, path)
+    bake_cli.add_baked_flag(p, "render from the run's bake (nerfgen bake): milliseconds a frame")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
@@ -103,6 +116,8 @@ def _view_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory written by `nerfgen train` or `nerfgen generate`")
     _add_server_options(p, "--port")
     p.add_argument("--max-resolution", type=int, default=512, help="longest side of a still frame (default 512)")
+    bake_cli.add_baked_flag(p, "show the run's bake (nerfgen bake) while the camera moves, and the field, sharper, "
+                               "once it stops")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
@@ -155,11 +170,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                "device": args.device, **parse_overrides(args.overrides)}
     if args.data is None and not args.resume:
         raise ValueError("give the dataset to train on (DATA), or --resume a run")
-    engine = reconstruction(args.data, args.output, args.config, args.resume, **options)
+    engine = reconstruction(args.data, args.output, args.config, args.resume, args.format, args.init, **options)
     server = None
     if args.viewer and engine.world.main:
         viewer = viewer_package()
-        scene = viewer.ViewerScene.from_run(engine.task.live_run(args.output), engine.task.dataset)
+        scene = viewer.ViewerScene.from_run(engine.task.live_run(args.output), getattr(engine.task, "dataset", None))
         server = viewer.Viewer(scene, host=args.host, port=args.viewer_port, training=True)
         summary = server.train(engine)
     else:
@@ -178,20 +193,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from nerfgen.reconstruct.evaluate import evaluate
 
     report = evaluate(args.run, args.split, args.every, args.data, args.downscale, args.save_images, args.limit,
-                      args.device, args.lpips_weights)
+                      device=args.device, baked=args.baked, lpips_weights=args.lpips_weights, format=args.format)
     lpips = f"  LPIPS {report['lpips']:.4f}" if "lpips" in report else ""
     print(f"{args.run}: {report['split']} ({report['views']} views, {report['width']}x{report['height']}): "
           f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}{lpips}  ({report['rays_per_second']:,.0f} rays/s; "
           f"{report['appearance']})")
-    print(f"wrote {Path(args.run) / ('eval_' + args.split + '.json')}")
+    print(f"wrote {Path(args.run) / ('eval_' + args.split + ('_baked' if args.baked else '') + '.json')}")
     return 0
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from nerfgen.kinds import load_run
-    from nerfgen.renderable import LayoutEditable, renderable
+    from nerfgen.renderable import LayoutEditable
 
-    run = renderable(load_run(args.run, args.device), "render")
+    run = bake_cli.open_run(args.run, args.device, args.baked, "render")
     if args.layout:
         if not isinstance(run, LayoutEditable):
             raise ValueError(f"{args.run}: a {run.info.kind.value} run has no layout; --layout is for generated scenes")
@@ -206,11 +220,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from nerfgen.kinds import load_run
-    from nerfgen.renderable import renderable
-
     viewer = viewer_package()
-    scene = viewer.ViewerScene.from_run(renderable(load_run(args.run, args.device), "the viewer"))
+    scene = viewer.ViewerScene.from_run(bake_cli.open_run(args.run, args.device, args.baked, "the viewer"))
     server = viewer.Viewer(scene, host=args.host, port=args.port, max_resolution=args.max_resolution)
     server.serve_forever()
     return 0
@@ -252,16 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     prior_cli.add_parser(sub)
     data_cli.add_parser(sub)
     gan_cli.add_parser(sub)
+    bake_cli.add_parser(sub)
+    generalize_cli.add_parser(sub)
     return parser
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "render": cmd_render, "export": mesh_cli.cmd_export,
             "view": cmd_view, "demo": cmd_demo, "batch": cmd_batch,
             "generate": generate_cli.cmd_generate, "prior": prior_cli.cmd_prior, "data": data_cli.cmd_data,
-            "gan": gan_cli.cmd_gan}
+            "gan": gan_cli.cmd_gan, "bake": bake_cli.cmd_bake, "generalize": generalize_cli.cmd_generalize}
 
 
-TORCHRUN_COMMANDS = ("train", "generate", "gan", "prior", "batch")
+TORCHRUN_COMMANDS = ("train", "generate", "gan", "prior", "batch", "generalize")
 """What runs under ``torchrun`` on several ranks: training (data-parallel) and batches (shared out)."""
 BATCH_COMMANDS = ("batch",)
 """Commands whose every rank prints its own items' lines (the others print on rank 0 only)."""

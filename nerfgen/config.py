@@ -35,6 +35,7 @@ import difflib
 import importlib.resources
 import math
 import re
+import reprlib
 import types
 import typing
 import warnings
@@ -54,6 +55,13 @@ _YAML_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # PyYAML rea
 
 class ConfigWarning(UserWarning):
     """Something in a stored config was left out (keys an earlier version wrote that nothing reads)."""
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 80
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 6
+_SHOWN.maxlevel = 2
+"""The repr of a value in messages, bounded (a YAML alias bomb is billions of items deep)."""
 
 
 class _Mismatch(Exception):
@@ -186,7 +194,7 @@ def _field_value(tp: Any, value: Any, source: str, path: str) -> Any:
     hint = ""
     if isinstance(value, str) and _YAML_EXPONENT.fullmatch(value):
         hint = " (YAML reads an exponent without a decimal point as a string: write 1.0e-3, not 1e-3)"
-    raise ValueError(f"{source}: {path}: expected {_describe(tp)}, got {value!r}{hint}")
+    raise ValueError(f"{source}: {path}: expected {_describe(tp)}, got {_SHOWN.repr(value)}{hint}")
 
 
 def _convert(tp: Any, value: Any, source: str, path: str) -> Any:
@@ -327,6 +335,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         values = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: malformed YAML ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: YAML nested too deep to read, expected a mapping of options") from None
     values = {} if values is None else values
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of options at the top level, got {type(values).__name__}")

@@ -8,7 +8,9 @@ nerfgen runs on :mod:`torch.distributed` as PyTorch users launch it::
 tensors, NCCL for CUDA ones) and leaves it on every way out. A :class:`World` is what the rest of
 nerfgen sees: rank, size, the ranks on this node, and collectives that do nothing when the world
 is one process, so single-process code runs the same lines. A collective that fails because
-another rank stopped raises :class:`RankLost`, which says so, instead of a backend's message.
+another rank stopped (an error of the backend: :func:`backend_error`) raises :class:`RankLost`,
+which says so, instead of the backend's message; any other error propagates as itself. Gradients
+are averaged by :class:`nerfgen.engine.buckets.GradientBuckets` while backward runs.
 
 >>> world = World()
 >>> world.parallel, world.share(10)
@@ -76,21 +78,21 @@ class World:
         """Reduce ``tensor`` in place across ranks (``sum``, ``max``, ``min``) and return it."""
         if self.parallel:
             ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
-            self._guard(lambda: dist.all_reduce(tensor, ops[op]), "all_reduce")
+            self.guard(lambda: dist.all_reduce(tensor, ops[op]), "all_reduce")
         return tensor
 
     def broadcast(self, tensors: Sequence[Tensor]) -> None:
         """Overwrite ``tensors`` in place with rank 0's."""
         if self.parallel:
             for tensor in tensors:
-                self._guard(lambda t=tensor: dist.broadcast(t, 0), "broadcast")
+                self.guard(lambda t=tensor: dist.broadcast(t, 0), "broadcast")
 
     def broadcast_object(self, obj):
         """Rank 0's ``obj`` (picklable) on every rank."""
         if not self.parallel:
             return obj
         box = [obj]
-        self._guard(lambda: dist.broadcast_object_list(box, 0, device=torch.device("cpu")), "broadcast")
+        self.guard(lambda: dist.broadcast_object_list(box, 0, device=torch.device("cpu")), "broadcast")
         return box[0]
 
     def gather_object(self, obj) -> list | None:
@@ -98,53 +100,49 @@ class World:
         if not self.parallel:
             return [obj]
         out = [None] * self.size if self.main else None
-        self._guard(lambda: dist.gather_object(obj, out, 0), "gather")
+        self.guard(lambda: dist.gather_object(obj, out, 0), "gather")
         return out
 
     def barrier(self) -> None:
         """Wait until every rank is here."""
         if self.parallel:
-            self._guard(dist.barrier, "barrier")
+            self.guard(dist.barrier, "barrier")
 
-    def average_gradients(self, params: Sequence[Tensor]) -> None:
-        """Replace each parameter's gradient by its mean over the ranks, in one all-reduce per
-        device and dtype.
-
-        A gradient missing on some ranks (a parameter their batch never reached) counts as zeros
-        there; one missing on every rank stays None, so the optimiser skips that parameter as a
-        single process would. Hash tables' gradients are dense tensors that are mostly zero: they
-        are summed as they are (the cost of that, against their size, is in ``bench/distributed.py``).
-        """
-        if not self.parallel:
-            return
-        groups: dict[tuple, list[Tensor]] = {}
-        for p in params:
-            if p.requires_grad:
-                groups.setdefault((p.device, p.dtype), []).append(p)
-        for (device, dtype), group in groups.items():
-            flat = torch.cat([(p.grad.to_dense() if p.grad.is_sparse else p.grad).reshape(-1) if p.grad is not None
-                              else torch.zeros(p.numel(), device=device, dtype=dtype) for p in group]
-                             + [torch.tensor([p.grad is not None for p in group], device=device, dtype=dtype)])
-            self.all_reduce(flat)
-            flat.div_(self.size)
-            seen = flat[-len(group):] > 0
-            start = 0
-            for p, any_rank in zip(group, seen.tolist()):
-                part = flat[start:start + p.numel()].view_as(p)
-                start += p.numel()
-                if not any_rank:
-                    p.grad = None
-                elif p.grad is None or p.grad.is_sparse:
-                    p.grad = part.clone()
-                else:
-                    p.grad.copy_(part)
-
-    def _guard(self, collective, name: str):
+    def guard(self, collective, name: str):
+        """Run ``collective()`` (a call into :mod:`torch.distributed`); an error of the collective
+        backend (another rank stopped, or did not answer in time) becomes :class:`RankLost`, any
+        other error (out of memory, a wrong argument) propagates as itself."""
         try:
             return collective()
-        except (RuntimeError, dist.DistError) as exc:
+        except Exception as exc:
+            if not backend_error(exc):
+                raise
             raise RankLost(f"rank {self.rank} of {self.size}: {name} with the other ranks failed, so one of them has "
                            f"stopped (its own error is in its output); this rank stops too ({exc})") from exc
+
+
+BACKEND_MESSAGES = ("gloo/", "Connection reset by peer", "Connection closed by peer", "Connection refused",
+                    "Broken pipe", "Timed out", "timed out", "NCCL error", "ncclRemoteError", "Socket Timeout")
+"""What the collective backends' own errors say where they raise a plain RuntimeError (gloo does:
+``[.../gloo/transport/tcp/pair.cc:537] Read error ...: Connection reset by peer``, ``Timed out
+waiting 1800000ms for recv operation``)."""
+
+
+def backend_error(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a collective, is the backend's: torch.distributed's own errors
+    (``DistBackendError``, ``DistNetworkError``, ``DistStoreError``), or a RuntimeError in the words
+    of gloo or NCCL (:data:`BACKEND_MESSAGES`). Out of memory never is.
+
+    >>> backend_error(torch.distributed.DistNetworkError("Connection reset by peer"))
+    True
+    >>> backend_error(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    False
+    """
+    if isinstance(exc, torch.OutOfMemoryError):
+        return False
+    if isinstance(exc, dist.DistError):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in BACKEND_MESSAGES)
 
 
 SINGLE = World()
@@ -217,4 +215,4 @@ def launched() -> Iterator[World]:
         dist.destroy_process_group()
 
 
-__all__ = ["RankLost", "SINGLE", "World", "alone", "current", "env_world", "launched"]
+__all__ = ["RankLost", "SINGLE", "World", "alone", "backend_error", "current", "env_world", "launched"]

@@ -129,8 +129,11 @@ def load_state(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: 
 
 
 def read_json(path: Path) -> dict:
-    """Read a JSON file, with an error naming it when it is missing or malformed."""
+    """Read a JSON file, with an error naming it when it is missing, a folder, not UTF-8 text,
+    malformed or nested too deep to read."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, expected a JSON file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found")
     try:
@@ -139,3 +142,5 @@ def read_json(path: Path) -> dict:
         raise ValueError(f"{path}: not a JSON file (not UTF-8 text: {exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: malformed JSON ({exc})") from exc
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deep to read, expected a JSON file as nerfgen writes them") from None

@@ -1,6 +1,8 @@
 """What a run that shows a scene offers, whatever its kind: :class:`Renderable`, the protocol the
 viewer and the command line talk to (never a kind's name), :class:`RenderTraits` (how it may be
-rendered), the editing protocols (:class:`LayoutEditable`, :class:`CodeEditable`), and
+rendered), the editing protocols (:class:`LayoutEditable`, :class:`CodeEditable`), runs seen
+through source views (:class:`SourceViewed`), runs drawn fast that refine their stills
+(:class:`Refinable`), runs whose scene changes over time (:class:`TimeConditioned`), and
 :class:`VideoRenders`, the videos every renderable run shares.
 
 >>> run = nerfgen.load_run("runs/lego")                       # doctest: +SKIP
@@ -106,6 +108,28 @@ class CodeEditable(Protocol):
         """``count`` scenes from the run's priors."""
 
 
+@runtime_checkable
+class Refinable(Protocol):
+    """A run drawn fast and approximately (a bake) that can hand over a sharper, slower render of the
+    same scene (its field): a viewer draws moving frames from the run itself and refines the
+    frames of a camera that stays put with :meth:`refined`."""
+
+    def refined(self) -> Renderable:
+        """The sharper rendering of the same scene (loaded on first use)."""
+
+
+@runtime_checkable
+class SourceViewed(Protocol):
+    """A run that renders its scene from source views (a generalizable run): the viewer draws
+    them and renders from any subset of them."""
+
+    def source_views(self) -> Any:
+        """The views it renders from (:class:`~nerfgen.generalize.sources.SourceViews`)."""
+
+    def use_sources(self, sources: Any, orbit: bool = True) -> None:
+        """Render from ``sources`` from now on."""
+
+
 class VideoRenders:
     """Videos of whatever a run's :meth:`render` shows, around its ``info.orbit`` or along a camera
     path: what every renderable run shares."""
@@ -157,5 +181,5 @@ def renderable(run: Any, what: str) -> Renderable:
     return run
 
 
-__all__ = ["CodeEditable", "LayoutEditable", "RenderTraits", "Renderable", "TimeConditioned", "VideoRenders",
-           "renderable"]
+__all__ = ["CodeEditable", "LayoutEditable", "Refinable", "RenderTraits", "Renderable", "SourceViewed",
+           "TimeConditioned", "VideoRenders", "renderable"]

@@ -16,7 +16,7 @@ import torch
 from nerfgen import distributed
 from nerfgen.config import config_path, load_config
 from nerfgen.data import load_dataset
-from nerfgen.engine import Engine
+from nerfgen.engine import Engine, EngineConfig, Schedule, StepResult, Task
 from nerfgen.files import write_tensors
 from nerfgen.reconstruct import ReconstructionTask, TrainConfig
 from nerfgen.reconstruct.task import composite
@@ -54,6 +54,67 @@ class DiesOnRank1(ReconstructionTask):
         return super().step(ctx)
 
 
+class Reach(Task):
+    """What averaging must get right, in one backward stepping two optimisers: layers every rank
+    reaches, a shift of the input only rank 0 reaches, a parameter no rank reaches, a sparse
+    embedding whose rows differ between the ranks."""
+
+    name = "reach"
+
+    def build(self, env) -> None:
+        torch.manual_seed(0)
+        self.layers = torch.nn.Sequential(*[torch.nn.Linear(16, 16) for _ in range(4)])
+        self.shift, self.unused = torch.nn.Parameter(torch.zeros(16)), torch.nn.Parameter(torch.zeros(5))
+        self.table = torch.nn.Embedding(10, 16, sparse=True)
+        self.opt_a = torch.optim.SGD([*self.layers.parameters(), self.unused], lr=0.1)
+        self.opt_b = torch.optim.SGD([self.shift, *self.table.parameters()], lr=0.1)
+
+    def named(self) -> dict[str, torch.nn.Parameter]:
+        return {**{f"layers.{k}": p for k, p in self.layers.named_parameters()},
+                "shift": self.shift, "unused": self.unused, "table": self.table.weight}
+
+    def optimizers(self):
+        return {"a": (self.opt_a, Schedule()), "b": (self.opt_b, Schedule())}
+
+    def loss(self, rank: int, step: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(100 * step + rank)
+        x = torch.randn(8, 16, generator=g) + self.table(torch.tensor([1 + rank, 2 + rank])).sum(0)
+        return self.layers(x + self.shift if rank == 0 else x).square().mean()
+
+    def step(self, ctx) -> StepResult:
+        loss = self.loss(ctx.world.rank, ctx.step)
+        ctx.optimize(("a", "b"), loss)
+        return StepResult({"loss": loss.detach()})
+
+    def save(self, output, step, seconds) -> None:
+        pass
+
+    def load(self, output) -> None:
+        pass
+
+
+def reach(out_dir: Path, world) -> None:
+    """Two steps: each rank's own gradients of its batch, then the engine's averaged ones (small
+    buckets, so that there are several; the second step's are in the order gradients arrive)."""
+    from nerfgen.engine.buckets import GradientBuckets
+
+    cfg = EngineConfig(max_steps=2, checkpoint_every=0, eval_every=0, threads=1, device="cpu")
+    task = Reach()
+    engine = Engine(cfg, task, out_dir / "run")
+    engine.averager = GradientBuckets(world, first_bytes=1024, bucket_bytes=2048)
+    tensors = {}
+    for step in range(2):
+        for p in task.named().values():  # not the engine's averaged ones of the step before
+            p.grad = None
+        task.loss(world.rank, step).backward()
+        tensors.update({f"own{step}.{k}": p.grad.to_dense().clone() for k, p in task.named().items()
+                        if p.grad is not None})
+        engine.train_step()
+        tensors.update({f"avg{step}.{k}": p.grad.clone() for k, p in task.named().items() if p.grad is not None})
+        tensors[f"launched_early{step}"] = torch.tensor(engine.averager.launched_early)
+    write_tensors(out_dir / f"rank{world.rank}.safetensors", tensors)
+
+
 def config(**keys) -> TrainConfig:
     """The shipped ngp config, small and quiet."""
     base = {"max_steps": 1, "eval_every": 0, "checkpoint_every": 0, "log_every": 1000, "threads": 1, "device": "cpu",
@@ -66,6 +127,8 @@ def main(case: str, data: str, out: str) -> None:
     with distributed.launched() as world:
         if case == "gan":
             return gan(data, out_dir, world)
+        if case == "reach":
+            return reach(out_dir, world)
         dataset = load_dataset(data, "train")
         if case == "step":
             cfg = config(max_steps=1, lr_warmup_steps=0)

@@ -18,7 +18,7 @@ from tests.mutations import Hang, binary_cases, json_cases, time_limit
 
 CLEAR = (ValueError, FileNotFoundError)
 """The errors a reader answers bad input with (nerfgen's DatasetError is a ValueError)."""
-KINDS = (*TRAINED, "prior", "dynamic")
+KINDS = (*TRAINED, "prior", "dynamic", "generalizable")
 """Kinds whose run.json is fuzzed (checkpoints: those of ``tests.kill_cases``)."""
 DYNAMIC = {"field": "kplanes", "max_steps": 6, "checkpoint_every": 3, "eval_every": 0, "threads": 1, "seed": 3,
            "device": "cpu", "target_samples": 2048, "max_rays": 1024, "init_rays": 256,
@@ -34,10 +34,13 @@ class Tally:
     cases: int = 0
     outcomes: Counter = field(default_factory=Counter)
     bad: list[str] = field(default_factory=list)
+    ended: list[tuple[str, str]] = field(default_factory=list)
+    """Each case's label and outcome, in order."""
 
     def add(self, label: str, outcome: str, detail: str = "") -> None:
         self.cases += 1
         self.outcomes[outcome] += 1
+        self.ended.append((label, outcome))
         if outcome not in ("read", "clear error", "resumed", "resumed an older checkpoint"):
             self.bad.append(f"{label}: {outcome}: {detail}")
 
@@ -68,6 +71,17 @@ def make_run(kind: str, root: Path) -> tuple[Path, str]:
         with redirect_stderr(io.StringIO()):
             train_dynamic(data, out, build_config(DynamicConfig, DYNAMIC, "fuzz"))
         return out, str(data)
+    if kind == "generalizable":
+        from nerfgen.api import generalize_training
+
+        config = {"pixelnerf": {"encoder": {"widths": [4, 8]}, "sampler": {"n_samples": 8},
+                                "field": {"width": 16, "blocks_before": 1, "blocks_after": 1, "frequencies": 2}},
+                  "scenes": {"views": 4, "size": 12, "supersample": 1}, "pool": 2, "eval_scenes": 1, "rays": 32,
+                  "scenes_per_step": 1, "max_steps": 2, "checkpoint_every": 1, "eval_every": 0, "threads": 1,
+                  "device": "cpu"}
+        with redirect_stderr(io.StringIO()):
+            generalize_training(None, out, **config).run()
+        return out, "-"
     data = prepare(kind, root)
     with redirect_stderr(io.StringIO()):
         engine(kind, data, out, steps=6).run()

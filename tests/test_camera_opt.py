@@ -237,12 +237,16 @@ def test_appearance_off_is_the_plain_field_bit_for_bit():
     torch.manual_seed(11)
     reference = PlainNGP(NGPFieldConfig(**SMALL))
     torch.manual_seed(11)
-    field = NGPField(BOX, NGPFieldConfig(**SMALL, appearance_dim=0, appearance_images=5))
+    field = NGPField(BOX, NGPFieldConfig(**SMALL, appearance_dim=0, appearance_images=5, fused_mlp=False))
     old = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     assert {k: tuple(v.shape) for k, v in field.state_dict().items()} == old  # old checkpoints load
     sigma, rgb = reference(x, d)
     out = field(x, d)
     assert torch.equal(out.sigma, sigma) and torch.equal(out.rgb, rgb)
+    field.config.fused_mlp = True  # the fused kernel: the same field to float rounding
+    fused = field(x, d)
+    torch.testing.assert_close(fused.sigma, sigma, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fused.rgb, rgb, rtol=1e-5, atol=1e-6)
     field.load_state_dict(reference.state_dict(), strict=True)
     assert field.accepts == frozenset({"transform"}) and field.appearance_protocol == "appearance: no embedding"
     with pytest.raises(ValueError, match="takes no latent"):

@@ -15,6 +15,7 @@ from nerfgen.config import (ConfigWarning, build_config, config_path, config_to_
 from nerfgen.dynamic.config import DynamicConfig
 from nerfgen.files import read_json, write_json
 from nerfgen.gan.config import GanConfig
+from nerfgen.generalize.config import GeneralizeConfig
 from nerfgen.generate.config import GenerateConfig, SceneConfig
 from nerfgen.prior.train import PriorTrainConfig
 from nerfgen.reconstruct import TrainConfig
@@ -27,7 +28,7 @@ KINDS = {"demo": [TrainConfig], "ngp": [TrainConfig], "ngp_cuda": [TrainConfig],
          "generate_builtin": [GenerateConfig, SceneConfig], "generate_stable_diffusion": [GenerateConfig, SceneConfig],
          "generate_deepfloyd_if": [GenerateConfig, SceneConfig], "graf": [GanConfig], "giraffe": [GanConfig],
          "prior": [PriorTrainConfig], "kplanes": [DynamicConfig], "deform": [DynamicConfig],
-         "nsff": [DynamicConfig]}
+         "nsff": [DynamicConfig], "pixelnerf": [GeneralizeConfig], "ibrnet": [GeneralizeConfig]}
 """The config classes each shipped config is for."""
 
 TINY = {"max_steps": 4, "checkpoint_every": 2, "eval_every": 0, "orbit_frames": 0, "mesh_resolution": 0,
@@ -105,6 +106,8 @@ def test_prior_training_rejects_eval_every_it_never_ran():
                                               "'scene.object_batch'?"),
     (GanConfig, ["lr_gen=0.1"], "unknown option 'lr_gen' for GanConfig; did you mean 'lr_generator'?"),
     (PriorTrainConfig, ["unet.chanels=8"], "unknown option 'unet.chanels' for UNetConfig; did you mean 'unet.channels'?"),
+    (GeneralizeConfig, ["pixelnerf.feild.width=8"], "unknown option 'pixelnerf.feild' for PixelNeRFConfig; did you "
+                                                    "mean 'pixelnerf.field'?"),
 ])
 def test_set_typos_get_did_you_mean(cls, overrides, expected):
     with pytest.raises(ValueError) as info:

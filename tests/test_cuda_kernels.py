@@ -1,5 +1,6 @@
 """The CUDA kernels (cuda/src/*.cu) on a GPU: each op against its torch twin run on the same GPU
-and against the CPU kernel, forward and backward, gradcheck in float64, opcheck on CUDA tensors.
+and against the CPU kernel, forward and backward, gradcheck in float64, opcheck on CUDA tensors
+(the baked-field ops against the CPU kernels, whose own tests compare them with the twins).
 
 Skipped without a CUDA device (the .cu files are still compiled by the nvcc tests of the other
 kernel test files). Tolerances are the CPU kernel tests' (see their docstrings): the CUDA build
@@ -24,6 +25,9 @@ from nerfgen.ops import (
 )
 from nerfgen.ops.hashgrid import hash_grid_encode, hash_grid_encode_torch, level_strides
 from tests.test_hashgrid_kernel import FWD_ATOL, POS_RTOL, TABLE_ATOL, encode_and_grads, make_grid
+from nerfgen.ops.baked import BakedMarchSettings, baked_render, baked_traverse, sparse_interp
+from tests.test_baked_kernel import GRIDS as BAKED_GRIDS
+from tests.test_baked_kernel import points, sparse_grid, values_for
 from tests.test_march_kernel import GRID_CASES, assert_march_properties, assert_same_samples, grid, rays
 from tests.test_volrend_kernel import CASES, FIELDS, packed, render_and_grads
 
@@ -183,3 +187,32 @@ def test_composite_opcheck(cuda_kernels):
     g = torch.Generator().manual_seed(7)
     cots = [torch.randn(o.shape, generator=g).to(CUDA) for o in out]
     torch.library.opcheck(ops.composite_bwd.default, (*cots, t0, t1, s, c, info, out[3], out[4], 1e-3))
+
+
+# --- baked fields ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("levels,blocks,block_size,fill", BAKED_GRIDS)
+def test_baked_ops_match_the_cpu_kernels(cuda_kernels, levels, blocks, block_size, fill):
+    grid, n_rows = sparse_grid(levels, blocks, block_size, fill, seed=blocks * 10 + block_size)
+    values = values_for(max(n_rows, 1), 2, seed=1)
+    gpu_grid, pos = grid.to(CUDA), points(3000, seed=2)
+    cot = torch.randn(pos.shape[0], values.shape[1], generator=torch.Generator().manual_seed(3))
+    v_gpu, v_cpu = values.to(CUDA).requires_grad_(), values.clone().requires_grad_()
+    got, ref = sparse_interp(pos.to(CUDA), v_gpu, gpu_grid), sparse_interp(pos, v_cpu, grid)
+    for a, b in zip(got, ref):
+        assert_close_on(a, b, rtol=1e-5, atol=1e-6)
+    (g_gpu,) = torch.autograd.grad(got[0], v_gpu, cot.to(CUDA))
+    (g_cpu,) = torch.autograd.grad(ref[0], v_cpu, cot)
+    assert_close_on(g_gpu, g_cpu, rtol=1e-4, atol=1e-5)
+    o, d = rays(300, seed=levels)
+    march = (0.0, 1e10, 0.02, 0.0)
+    s_gpu = baked_traverse(*on_gpu(o, d), gpu_grid, *march)
+    s_cpu = baked_traverse(o, d, grid, *march)
+    assert_same_samples(type(s_gpu)(s_gpu.t_starts.cpu(), s_gpu.t_ends.cpu(), s_gpu.ray_indices.cpu(), s_gpu.n_rays),
+                        s_cpu, exact=True)
+    settings = BakedMarchSettings(2, -4.0, 0.0, 1e10, 0.02, 0.0, 1e-3)
+    r_gpu = baked_render(*on_gpu(o, d, values), gpu_grid, settings)
+    r_cpu = baked_render(o, d, grid, values, settings)
+    for name in ("color", "opacity", "depth"):
+        assert_close_on(getattr(r_gpu, name), getattr(r_cpu, name), rtol=1e-4, atol=1e-5)

@@ -413,7 +413,8 @@ def test_bad_colmap_text_model(tmp_path: Path):
     with pytest.raises(DatasetError, match=r"cameras\.txt: camera 1 uses camera model FOV, expected one of"):
         parse_colmap(tmp_path, "all")
     (model / "cameras.txt").write_text("1 PINHOLE 40 30 50 20 15\n")
-    with pytest.raises(DatasetError, match=r"cameras\.txt: line 1: camera model PINHOLE takes 4 parameters, got 3"):
+    with pytest.raises(DatasetError, match=r"cameras\.txt: line 1: expected 4 parameters for camera model PINHOLE, "
+                                           r"got 3"):
         parse_colmap(tmp_path, "all")
 
 
@@ -432,7 +433,8 @@ def test_bad_idr_inputs_name_the_file(source: ParsedScene, tmp_path: Path):
     arrays["world_mat_2"] = np.eye(4)
     np.savez(npz, **arrays)
     (tmp_path / "mask" / "005.png").unlink()
-    with pytest.raises(DatasetError, match=r"mask: 1 of 13 images have no mask of the same name: 005\.png"):
+    with pytest.raises(DatasetError, match=r"mask: 1 of 13 images have no mask of the same name or frame number: "
+                                           r"005\.png"):
         quiet(load_dataset, tmp_path, "all")
 
 

@@ -16,7 +16,7 @@ from nerfgen.scenes import render_dataset
 from safetensors.torch import load_file
 
 from nerfgen.batch import SUMMARY_FILE, read_jobs, run_batch
-from nerfgen.distributed import World
+from nerfgen.distributed import RankLost, World
 from nerfgen.kinds import RunKind
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,8 +57,13 @@ def params(path: Path, prefix: str = "param.") -> dict[str, torch.Tensor]:
 def test_one_step_on_two_half_batches_equals_one_process_on_the_whole_batch(tabletop, tmp_path):
     ok(torchrun([str(CASES), "step", str(tabletop), str(tmp_path / "two")]))
     ok(torchrun([str(CASES), "step", str(tabletop), str(tmp_path / "one")], ranks=1))
-    one, two, other = (params(tmp_path / p) for p in ("one/rank0.safetensors", "two/rank0.safetensors",
-                                                      "two/rank1.safetensors"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    ok(subprocess.run([sys.executable, str(CASES), "step", str(tabletop), str(tmp_path / "plain")], cwd=REPO, env=env,
+                      capture_output=True, text=True, timeout=600))
+    one, two, other, plain = (params(tmp_path / p) for p in ("one/rank0.safetensors", "two/rank0.safetensors",
+                                                             "two/rank1.safetensors", "plain/rank0.safetensors"))
+    for key in one:
+        assert torch.equal(one[key], plain[key]), f"{key}: one rank under torchrun differs from a plain run"
     start = params(tmp_path / "one/rank0.safetensors", "init.")
     moved = max(float((one[k] - start["init." + k[6:]]).abs().max()) for k in one)
     assert moved > 0.01, f"the step moved no parameter by more than {moved}"  # full rate: Adam moves by ~lr
@@ -66,6 +71,30 @@ def test_one_step_on_two_half_batches_equals_one_process_on_the_whole_batch(tabl
         assert torch.equal(two[key], other[key]), f"{key}: the ranks disagree"
         diff = float((one[key] - two[key]).abs().max())
         assert diff <= STEP_TOLERANCE, f"{key}: two ranks differ from one process by {diff}"
+
+
+def test_gradients_are_averaged_in_buckets_while_backward_runs(tmp_path):
+    """Two optimisers from one backward, two steps: what each rank reached is averaged (zeros where
+    a rank did not reach it, a sparse table's rows added densely), what no rank reached keeps no
+    gradient, and once the buckets follow the order gradients arrive in, some are all-reduced
+    before backward ends."""
+    ok(torchrun([str(CASES), "reach", "-", str(tmp_path)]))
+    ranks = [load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1)]
+    names = [f"layers.{i}.{k}" for i in range(4) for k in ("weight", "bias")] + ["shift", "table", "unused"]
+    for step in (0, 1):
+        for name in names:
+            own = [rank.get(f"own{step}.{name}") for rank in ranks]
+            avg = [rank.get(f"avg{step}.{name}") for rank in ranks]
+            if all(g is None for g in own):
+                assert avg == [None, None], f"step {step}, {name}: no rank reached it, yet it has a gradient"
+                continue
+            zero = torch.zeros_like(next(g for g in own if g is not None))
+            expected = sum(g if g is not None else zero for g in own) / 2
+            for r in (0, 1):
+                assert torch.equal(avg[r], expected), f"step {step}, {name}, rank {r}: not the mean of the ranks'"
+    assert "own0.unused" not in ranks[0] and "own0.shift" not in ranks[1] and "avg0.shift" in ranks[1]
+    for r, rank in enumerate(ranks):
+        assert int(rank["launched_early1"]) > int(rank["launched_early0"]), f"rank {r}: no bucket overlapped backward"
 
 
 def test_occupancy_grid_and_parameters_stay_identical_on_every_rank(tabletop, tmp_path):
@@ -106,6 +135,37 @@ def test_a_dead_rank_ends_the_job_with_its_cause_not_a_hang(tabletop, tmp_path):
     cause = proc.stderr.split("Root Cause", 1)[-1]
     assert "rank      : 1" in cause and "exitcode  : 3" in cause, proc.stderr[-3000:]
     assert not (tmp_path / "rank0.safetensors").exists()
+
+
+GLOO_RESET = ("[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error [127.0.0.1]:13227: Connection "
+              "reset by peer. This is typically caused by a remote worker hanging or bugs in the application.")
+GLOO_TIMEOUT = ("[/pytorch/third_party/gloo/gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 5000ms for recv "
+                "operation to complete")  # both as torch 2.13's gloo said them when the other rank died / hung
+
+
+@pytest.mark.parametrize("error, lost", [
+    (torch.distributed.DistBackendError("NCCL error in: ProcessGroupNCCL.cpp:1970, remote process exited"), True),
+    (torch.distributed.DistNetworkError("Connection reset by peer"), True),
+    (torch.distributed.DistStoreError("Timed out after 1801 seconds waiting for clients. 1/2 clients joined."), True),
+    (RuntimeError(GLOO_RESET), True),
+    (RuntimeError(GLOO_TIMEOUT), True),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), False),
+    (RuntimeError("Tensors must be contiguous"), False),
+    (ValueError("Unsupported reduce op"), False),
+])
+def test_only_the_backends_errors_count_as_a_lost_rank(monkeypatch, error, lost):
+    def collective(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", collective)
+    world = World(rank=1, size=2)
+    with pytest.raises(Exception) as info:
+        world.all_reduce(torch.ones(3))
+    if lost:
+        assert isinstance(info.value, RankLost) and info.value.__cause__ is error
+        assert "rank 1 of 2: all_reduce with the other ranks failed" in str(info.value)
+    else:
+        assert info.value is error  # as itself: out of memory is this rank's own trouble
 
 
 def test_resume_on_a_different_number_of_ranks(tabletop, tmp_path):

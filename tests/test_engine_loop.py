@@ -200,3 +200,12 @@ def test_a_write_cut_short_leaves_the_last_checkpoint_as_it_was(tmp_path, monkey
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-000000002"]
     monkeypatch.undo()
     assert Engine(EngineConfig(max_steps=4), AutoDecoder(), run, resume=True).step == 2
+
+
+def test_threads_zero_means_all_cores_even_after_a_run_that_asked_for_one(tmp_path):
+    from nerfgen.engine.loop import ALL_CORES
+
+    Engine(EngineConfig(max_steps=1, threads=1, eval_every=0), AutoDecoder(), tmp_path / "one")
+    assert torch.get_num_threads() == 1
+    Engine(EngineConfig(max_steps=1, eval_every=0), AutoDecoder(), tmp_path / "all")
+    assert torch.get_num_threads() == ALL_CORES

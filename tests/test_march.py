@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from nerfgen.cameras import Rays
@@ -115,3 +116,62 @@ def test_grid_updates_keep_every_cell_until_the_warmup_ends():
     assert est.occupancy_fraction() == 1.0
     est.load_state_dict({**est.state_dict(), "binaries": torch.zeros_like(est.binaries)})
     assert est.occupancy_fraction() == 0.0
+
+
+def test_coarse_marching_only_early_in_training():
+    grid = OccupancyGrid(BOX[0], 1, OccGridConfig(resolution=8, coarse_steps=100))
+    fine = grid.step_size  # the grid starts all occupied: the coarsest level while it may coarsen
+    assert grid.current_step_size() == fine  # a run being rendered, not trained, marches finely
+    grid.update(50, lambda x: torch.ones(x.shape[0]))
+    assert grid.current_step_size() == 8 * fine
+    grid.update(100, lambda x: torch.ones(x.shape[0]))
+    assert grid.current_step_size() == fine  # however full the grid gets again later
+
+
+def test_early_termination_in_one_pass_keeps_what_rounds_keep():
+    o, d = _rays(200, seed=5)
+    g = torch.Generator().manual_seed(6)
+    density = torch.rand(16, 16, 16, generator=g) ** 4 * 400  # a few dense cells among faint ones
+
+    def sigma_fn(t0, t1, ri):
+        x = o[ri] + d[ri] * ((t0 + t1) / 2)[:, None]
+        ijk = ((x + 1) / 2 * 16).long().clamp(0, 15)
+        return density[ijk[:, 0], ijk[:, 1], ijk[:, 2]]
+
+    keeps = []
+    for march_round in (4, 1 << 16):  # rounds of 4 samples, or every ray's samples in one
+        est = OccupancyGrid(BOX[0], 1, OccGridConfig(resolution=16, render_step_size=0.02, march_round=march_round,
+                                                        coarse_while_dense=False))
+        keeps.append(est.sample(Rays(o, d), sigma_fn=sigma_fn))
+    assert len(keeps[1]) < len(est.sample(Rays(o, d)))  # termination dropped samples
+    assert torch.equal(keeps[0].ray_indices, keeps[1].ray_indices) and torch.equal(keeps[0].t_starts, keeps[1].t_starts)
+
+
+class _Ball(torch.nn.Module):
+    """An opaque ball of radius 0.5 in a faint haze, coloured by position: a field with early termination."""
+
+    aabb = BOX[0]
+
+    def density(self, x, cond=None):
+        return torch.where(x.norm(dim=-1) < 0.5, 300.0, 0.5)
+
+    def forward(self, x, d, cond=None):
+        from nerfgen.fields import FieldOutput
+
+        return FieldOutput(self.density(x), (x + 1) / 2)
+
+
+@pytest.mark.parametrize("march_round", [256, 40])  # every ray's samples in a round; some rays longer
+def test_renders_leaving_termination_to_compositing_draw_the_same_image(march_round):
+    from nerfgen.render.renderer import render_rays, render_rays_chunked
+
+    o, d = _rays(400, seed=7)
+    est = OccupancyGrid(BOX[0], 1, OccGridConfig(resolution=16, render_step_size=0.02, coarse_while_dense=False,
+                                                    march_round=march_round))
+    with torch.no_grad():
+        terminated = render_rays(_Ball(), est, Rays(o, d), torch.ones(3))
+        deferred = render_rays_chunked(_Ball(), est, Rays(o, d), torch.ones(3), chunk=150)
+    assert deferred.n_samples >= terminated.n_samples  # short rays' samples all shaded, compositing stops them
+    assert deferred.n_samples > terminated.n_samples or march_round < 256
+    torch.testing.assert_close(deferred.rgb, terminated.rgb, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(deferred.depth, terminated.depth, rtol=1e-5, atol=1e-5)

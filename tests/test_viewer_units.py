@@ -310,3 +310,31 @@ def test_a_full_resolution_render_is_dropped_when_the_camera_moves():
         assert sum(1 for w, _ in model.bands if w == 256) < 8  # and it stopped part-way
     finally:
         renderer.stop()
+
+
+class _Refinable(_SlowModel):
+    """A fast run (a bake) whose stills are refined by a slower one (its field)."""
+
+    def __init__(self) -> None:
+        super().__init__(1e-6)
+        self.field = _SlowModel(2e-5)
+
+    def refined(self):
+        return self.field
+
+
+def test_a_refinable_run_shows_its_own_still_then_the_refined_one():
+    run = _Refinable()
+    renderer, frames = _renderer(run, max_side=64)
+    try:
+        renderer.update(_views(1)[0])
+        _wait_settled(renderer)
+        stills = [f for f in frames if f.still]
+        assert [f.refined for f in stills] == [False, True]  # the bake's still first, then the field's
+        assert run.field.bands and all(w == 64 for w, _ in run.field.bands)  # the field draws stills only
+        renderer.settings.refine_stills = False
+        renderer.refresh()
+        _wait_settled(renderer)
+        assert not frames[-1].refined
+    finally:
+        renderer.stop()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -25,14 +25,15 @@ class TrainStats:
     ``sds``, ...) and smoothed rates (``it/s``, ``rays/s``)."""
 
     step: int = 0
-    figures: dict = field(default_factory=dict)
+    figures: Mapping = field(default_factory=dict)
     rates: dict = field(default_factory=dict)
     done: bool = False
 
     @classmethod
     def of(cls, report) -> TrainStats:
-        """The stats of an engine's :class:`nerfgen.StepReport`."""
-        return cls(report.step, dict(report.figures), dict(report.rates))
+        """The stats of an engine's :class:`nerfgen.StepReport` (its figures are read from the
+        device only when the panel shows them, not at every step)."""
+        return cls(report.step, report.figures, dict(report.rates))
 
 
 class ModelGate:

@@ -41,8 +41,11 @@ class RenderPanel:
                                            hint="longest side of a still frame (pixels)")
             self.fps = gui.add_slider("Moving fps", 1, 30, 1, settings.moving_fps,
                                       hint="frame rate that low-resolution frames are sized for while the camera moves")
+            self.refine = gui.add_checkbox("Refine stills", initial_value=settings.refine_stills,
+                                           hint="a baked run: once the camera stops, render the view again from the "
+                                                "run's field (sharper, slower)")
             self.stats = gui.add_markdown("waiting for a browser camera")
-        for control in (self.mode, self.split, self.split_mode, self.split_at, self.max_side, self.fps):
+        for control in (self.mode, self.split, self.split_mode, self.split_at, self.max_side, self.fps, self.refine):
             control.on_update(lambda _: self._apply())
 
     def _apply(self) -> None:
@@ -52,11 +55,12 @@ class RenderPanel:
         s.split = float(self.split_at.value)
         s.max_side = int(self.max_side.value)
         s.moving_fps = float(self.fps.value)
+        s.refine_stills = bool(self.refine.value)
         self.changed()
 
     def show_frame(self, stats: FrameStats) -> None:
         """Put the last frame's size, time and rays/s in the panel."""
-        kind = "still" if stats.still else "moving"
+        kind = "refined still" if stats.refined else "still" if stats.still else "moving"
         self.stats.content = (f"{kind} frame {stats.width}x{stats.height} in {stats.seconds * 1000:.0f} ms "
                               f"({stats.rays_per_second:,.0f} rays/s)")
 

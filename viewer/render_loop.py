@@ -6,7 +6,9 @@ been still for :data:`STILL_AFTER` seconds the view is rendered again at full re
 newest camera is ever rendered (updates that arrive during a render replace each other), and a
 full-resolution render is abandoned between bands of rows as soon as the camera moves (nerfstudio's
 viewer does the same): its result would be stale. A moving-camera frame is small and is always
-shown, being the freshest there is.
+shown, being the freshest there is. A run that can be refined (a bake, :class:`nerfgen.Refinable`)
+draws its moving frames and a first still itself, then the still again from its sharper render
+(the field), unless the panel turns that off.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import nerfgen
 from nerfgen.viewer.frames import ViewCamera, compose, frame_size, preview_side, render_view
 from nerfgen.viewer.gate import ModelGate
 from nerfgen.viewer.scene import ViewerScene
@@ -44,6 +47,8 @@ class RenderSettings:
     """JPEG quality of the frames sent to the browser."""
     time: float | None = None
     """The instant shown of a run whose scene changes over time (None: a static run)."""
+    refine_stills: bool = True
+    """Render stills again from a refinable run's sharper render (a bake's field)."""
 
     @property
     def normals(self) -> bool:
@@ -59,6 +64,7 @@ class FrameStats:
     seconds: float
     rays_per_second: float
     still: bool
+    refined: bool = False
 
 
 class ClientRenderer:
@@ -80,7 +86,7 @@ class ClientRenderer:
         self._view: ViewCamera | None = None
         self._version = 0
         self._moved_at = 0.0
-        self._shown: tuple[int, int] = (-1, 0)  # (version, longest side) of the frame on screen
+        self._shown: tuple[int, int, bool] = (-1, 0, False)  # (version, longest side, refined) of the frame on screen
         self._stopped = False
         self.last: tuple[ViewCamera, np.ndarray] | None = None  # the camera and image of the frame on screen
         self._thread = threading.Thread(target=self._run, name="viewer-render", daemon=True)
@@ -106,29 +112,36 @@ class ClientRenderer:
             self._cond.notify()
 
     def settled(self) -> bool:
-        """Whether the frame on screen is a full-resolution render of the latest camera."""
+        """Whether the frame on screen is the final render of the latest camera: full resolution, and
+        refined where the run refines stills."""
         with self._cond:
-            return self._view is not None and self._shown == (self._version, self.settings.max_side)
+            version, side, refined = self._shown
+            return (self._view is not None and version == self._version and side == self.settings.max_side
+                    and (refined or not self._refines()))
+
+    def _refines(self) -> bool:
+        return self.settings.refine_stills and isinstance(self.scene.run, nerfgen.Refinable)
 
     def stop(self) -> None:
         with self._cond:
             self._stopped = True
             self._cond.notify()
 
-    def _next_job(self) -> tuple[int, ViewCamera, int, bool] | None:
-        """(version, camera, longest side, still) to render next, or None to wait."""
+    def _next_job(self) -> tuple[int, ViewCamera, int, bool, bool] | None:
+        """(version, camera, longest side, still, refined) to render next, or None to wait."""
         if self._view is None:
             return None
         full = self.settings.max_side
         still = time.monotonic() - self._moved_at >= STILL_AFTER
-        version, side = self._shown
-        if version == self._version and (side >= full or not still):
+        version, side, refined = self._shown
+        final = side >= full and (refined or not self._refines())
+        if version == self._version and (final or not still):
             return None
-        if still:
-            return self._version, self._view, full, True
+        if still:  # a refinable run's own still first (fast), then the refined one
+            return self._version, self._view, full, True, version == self._version and side >= full
         budget = self.gate.render_share / self.settings.moving_fps  # training takes the rest of each frame's time
         fast = preview_side(self.rays_per_second, budget, self._view.aspect, full)
-        return self._version, self._view, fast, fast >= full
+        return self._version, self._view, fast, fast >= full, False
 
     def _run(self) -> None:
         while True:
@@ -144,24 +157,26 @@ class ClientRenderer:
             except Exception:  # a failed frame must not end the tab's renders
                 traceback.print_exc()
                 with self._cond:
-                    self._shown = (job[0], self.settings.max_side)
+                    self._shown = (job[0], self.settings.max_side, True)
 
-    def _render(self, version: int, view: ViewCamera, side: int, still: bool) -> None:
+    def _render(self, version: int, view: ViewCamera, side: int, still: bool, refined: bool) -> None:
         s = self.settings
         width, height = frame_size(view.aspect, side)
         cameras = view.cameras(width, height)
         cancelled = (lambda: self._version != version or self._stopped) if still else (lambda: self._stopped)
+        run = self.scene.run.refined() if refined else self.scene.run
         with self.gate.render():
             start = time.perf_counter()
-            image = render_view(self.scene.run, cameras, self.scene.background, s.normals, cancelled, time=s.time)
+            image = render_view(run, cameras, self.scene.background, s.normals, cancelled, time=s.time)
             seconds = time.perf_counter() - start
         if image is None or self._stopped:
             return  # the camera moved on (this frame would be stale), or the tab is gone
-        self.rays_per_second = 0.5 * self.rays_per_second + 0.5 * width * height / max(seconds, 1e-6)
+        if not refined:  # moving frames are sized from the run's own speed
+            self.rays_per_second = 0.5 * self.rays_per_second + 0.5 * width * height / max(seconds, 1e-6)
         frame = compose(image, s.mode, s.split_mode, s.split)
         self.show(frame)
         self.last = (view, frame)
         with self._cond:
-            self._shown = (version, side if side < s.max_side else s.max_side)
+            self._shown = (version, side if side < s.max_side else s.max_side, refined)
         if self.on_frame is not None:
-            self.on_frame(FrameStats(width, height, seconds, width * height / max(seconds, 1e-6), still))
+            self.on_frame(FrameStats(width, height, seconds, width * height / max(seconds, 1e-6), still, refined))

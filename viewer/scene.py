@@ -73,7 +73,12 @@ class ViewerScene:
     def from_run(cls, run: nerfgen.Renderable, dataset=None) -> ViewerScene:
         """A run; its training cameras come from ``dataset`` (the one training uses, live) or from
         the capture the run trained on (``traits.training_cameras``), if it is still there (a
-        warning says so when it is not). Generated runs have none."""
+        warning says so when it is not); a run seen through source views shows those. Generated
+        runs have none."""
+        if dataset is None and isinstance(run, nerfgen.SourceViewed):
+            from nerfgen.viewer.sources_panel import source_cameras
+
+            return cls(run, *source_cameras(run))
         if dataset is None and run.traits.training_cameras:
             dataset = _small_training_set(run)
         if dataset is None:
@@ -89,7 +94,8 @@ def _small_training_set(run: nerfgen.Renderable):
         return None
     full_side = max(run.info.width, run.info.height) * run.info.downscale  # the files' size
     try:
-        return nerfgen.load_dataset(data, "train", downscale=max(1.0, full_side / THUMBNAIL))
+        return nerfgen.load_dataset(data, "train", downscale=max(1.0, full_side / THUMBNAIL),
+                                    format=run.info.config.get("data_format", "auto"))
     except nerfgen.DatasetError as exc:
         warnings.warn(f"training cameras not shown: {exc}", stacklevel=3)
         return None

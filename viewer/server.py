@@ -22,6 +22,7 @@ from nerfgen.viewer.layout_panel import LayoutPanel
 from nerfgen.viewer.objects_panel import ObjectsPanel
 from nerfgen.viewer.panels import MAX_SIDE, MIN_SIDE, RenderPanel, TrainingPanel
 from nerfgen.viewer.path_panel import CameraPathPanel
+from nerfgen.viewer.sources_panel import SourcesPanel
 from nerfgen.viewer.render_loop import ClientRenderer, FrameStats, RenderSettings
 from nerfgen.viewer.scene import ViewerScene
 from nerfgen.viewer.time_panel import TimePanel
@@ -91,6 +92,8 @@ class Viewer:
         self.training_panel = TrainingPanel(self.server.gui, self.gate) if training else None
         self.time_panel = (TimePanel(self.server.gui, scene.run, self.settings, self._time_changed)
                            if scene.time_conditioned else None)
+        self.sources_panel = (SourcesPanel(self.server.gui, scene.run, self.refresh, self._editing)
+                              if isinstance(scene.run, nerfgen.SourceViewed) and not training else None)
         self.show_cameras = self.server.gui.add_checkbox("Training cameras", True,
                                                          hint="frustums with thumbnails; click one to jump there")
         self.path_panel = CameraPathPanel(self.server, scene, self.gate, view_of)

@@ -1,5 +1,5 @@
-// The only file of nerfgen's kernels that touches torch: registers the ops of the `nerfgen`
-// namespace, checks tensors at the boundary and forwards raw pointers to the launchers.
+// Registers the ops of the `nerfgen` namespace (the baked-field and fused-MLP ops in their own
+// bindings_*.cpp fragments), checks tensors at the boundary and forwards raw pointers to the launchers.
 // CUDA implementations are compiled only with -DNERFGEN_WITH_CUDA (a CUDA torch and hashgrid.cu).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "bindings.h"
 #include "nerfgen/hashgrid_api.h"
 #include "nerfgen/march_api.h"
 #include "nerfgen/planes_api.h"
@@ -20,17 +21,8 @@
 namespace nerfgen {
 namespace {
 
-// Numbers in error messages are formatted with std::to_string, never by an ostream of this
-// library: built with GCC 13 against torch 2.11's wheel (a CUDA machine's image), inserting an
-// integer into the message's ostream crashed inside libstdc++'s locale code, so a bad argument
-// gave a segfault instead of an error. Strings and dtypes stream safely.
-std::string num(int64_t value) { return std::to_string(value); }
-
-std::string shape_of(at::IntArrayRef sizes) {
-  std::string out = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
-  return out + "]";
-}
+using bindings::num;  // numbers and shapes in messages: see bindings.h
+using bindings::shape_of;
 
 // Shapes, dtypes and devices of the hash-grid arguments; returns the number of features F.
 int64_t check_hash_grid(const at::Tensor& feats, int64_t feat_cols_per_level, const at::Tensor& positions,
@@ -119,9 +111,10 @@ struct CpuLaunch {
     cpu::ray_aabb_intersect(o, d, boxes, n, n_boxes, near_plane, far_plane, t_mins, t_maxs, hits,
                             at::get_num_threads());
   }
-  static void march_count(const MarchProblem& p, int64_t* counts) { cpu::march_count(p, counts); }
-  static void march_fill(const MarchProblem& p, const int64_t* offsets, float* t0, float* t1, int64_t* ri) {
-    cpu::march_fill(p, offsets, t0, t1, ri);
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> march(const MarchProblem& p, const at::TensorOptions& opts) {
+    bindings::MarchTensors out{opts, {}, {}, {}};
+    cpu::march(p, &bindings::MarchTensors::allocate, &out);
+    return {out.t_starts, out.t_ends, out.ray_indices};
   }
   template <typename T>
   static void composite_forward(const CompositeProblem<T>& p, const CompositeOutputs<T>& out) {
@@ -168,11 +161,13 @@ struct CudaLaunch {
     check_cuda(cuda::ray_aabb_intersect(o, d, boxes, n, n_boxes, near_plane, far_plane, t_mins, t_maxs, hits,
                                         c10::cuda::getCurrentCUDAStream()));
   }
-  static void march_count(const MarchProblem& p, int64_t* counts) {
-    check_cuda(cuda::march_count(p, counts, c10::cuda::getCurrentCUDAStream()));
-  }
-  static void march_fill(const MarchProblem& p, const int64_t* offsets, float* t0, float* t1, int64_t* ri) {
-    check_cuda(cuda::march_fill(p, offsets, t0, t1, ri, c10::cuda::getCurrentCUDAStream()));
+  static std::tuple<at::Tensor, at::Tensor, at::Tensor> march(const MarchProblem& p, const at::TensorOptions& opts) {
+    const auto stream = c10::cuda::getCurrentCUDAStream();
+    return bindings::count_and_fill(
+        p.n_rays, opts, [&](int64_t* counts) { check_cuda(cuda::march_count(p, counts, stream)); },
+        [&](const int64_t* offsets, float* t0, float* t1, int64_t* ri) {
+          check_cuda(cuda::march_fill(p, offsets, t0, t1, ri, stream));
+        });
   }
   template <typename T>
   static void composite_forward(const CompositeProblem<T>& p, const CompositeOutputs<T>& out) {
@@ -293,27 +288,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> traverse_grids_op(
   }
   TORCH_CHECK(step_size > 0 && cone_angle >= 0, "traverse_grids: need step_size > 0 and cone_angle >= 0");
   const typename Launch::Guard guard(origins.device());
+  // A copy 4x coarser per axis (a cell occupied when any of its 64 is) lets marching skip empty
+  // space in larger strides.
+  const int64_t res = binaries.size(1);
+  const at::Tensor coarse = res % 4 == 0 && res >= 8
+      ? binaries.view({binaries.size(0), res / 4, 4, res / 4, 4, res / 4, 4}).any(6).any(4).any(2).contiguous()
+      : at::Tensor();
   MarchProblem p{origins.data_ptr<float>(),
                  directions.data_ptr<float>(),
                  jitter.has_value() ? jitter->data_ptr<float>() : nullptr,
                  n,
                  OccupancyGrid{binaries.data_ptr<bool>(), aabbs.data_ptr<float>(), static_cast<int>(aabbs.size(0)),
-                               static_cast<int>(binaries.size(1))},
+                               static_cast<int>(res), coarse.defined() ? coarse.data_ptr<bool>() : nullptr,
+                               coarse.defined() ? 4 : 1},
                  MarchParams{static_cast<float>(near_plane), static_cast<float>(far_plane),
                              static_cast<float>(step_size), static_cast<float>(cone_angle),
                              static_cast<float>(cone_angle > 0 ? step_size / cone_angle : 0.0),
                              static_cast<float>(std::log1p(cone_angle))},
                  at::get_num_threads()};
-  auto counts = at::empty({n}, origins.options().dtype(at::kLong));
-  Launch::march_count(p, counts.data_ptr<int64_t>());
-  auto offsets = at::cumsum(counts, 0) - counts;
-  const int64_t total = n > 0 ? (offsets[n - 1] + counts[n - 1]).item<int64_t>() : 0;
-  auto t_starts = at::empty({total}, origins.options());
-  auto t_ends = at::empty({total}, origins.options());
-  auto ray_indices = at::empty({total}, counts.options());
-  Launch::march_fill(p, offsets.data_ptr<int64_t>(), t_starts.data_ptr<float>(), t_ends.data_ptr<float>(),
-                     ray_indices.data_ptr<int64_t>());
-  return {t_starts, t_ends, ray_indices};
+  return Launch::march(p, origins.options());
 }
 
 // --- volume rendering -----------------------------------------------------------------------------

@@ -1,13 +1,12 @@
 // C++/OpenMP launchers of ray marching (the CPU twin of march.cu). Torch-free.
 // Rays differ widely in cost (a miss costs nothing, a grazing ray hundreds of steps), so rays are
-// handed out dynamically in small batches.
+// handed out dynamically in small batches; each ray is marched once (collect_samples).
 #include "nerfgen/cpu_threads.h"
 #include "nerfgen/march_api.h"
 
 namespace nerfgen {
 namespace cpu {
 namespace {
-constexpr int kRayBatch = 64;
 // Below this many rays a parallel region costs more than it saves.
 constexpr int64_t kMinParallelRays = 256;
 }  // namespace
@@ -24,26 +23,12 @@ void ray_aabb_intersect(const float* origins, const float* directions, const flo
   }
 }
 
-void march_count(const MarchProblem& p, int64_t* counts) {
-#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, kMinParallelRays, p.n_threads))
-  for (int64_t r = 0; r < p.n_rays; ++r) {
+void march(const MarchProblem& p, AllocateSamples allocate, void* context) {
+  collect_samples(p.n_rays, p.n_threads, [&](int64_t r, auto&& emit) {
     const float jitter = p.jitter ? p.jitter[r] : 0.0f;
-    counts[r] = march_ray(p.grid, p.params, p.origins + 3 * r, p.directions + 3 * r, jitter,
-                          [](int64_t, float, float) {});
-  }
-}
-
-void march_fill(const MarchProblem& p, const int64_t* offsets, float* t_starts, float* t_ends, int64_t* ray_indices) {
-#pragma omp parallel for schedule(dynamic, kRayBatch) num_threads(threads_for(p.n_rays, kMinParallelRays, p.n_threads))
-  for (int64_t r = 0; r < p.n_rays; ++r) {
-    const float jitter = p.jitter ? p.jitter[r] : 0.0f;
-    const int64_t base = offsets[r];
-    march_ray(p.grid, p.params, p.origins + 3 * r, p.directions + 3 * r, jitter, [&](int64_t j, float t0, float t1) {
-      t_starts[base + j] = t0;
-      t_ends[base + j] = t1;
-      ray_indices[base + j] = r;
-    });
-  }
+    march_ray(p.grid, p.params, p.origins + 3 * r, p.directions + 3 * r, jitter,
+              [&](int64_t, float t0, float t1) { emit(t0, t1); });
+  }, allocate, context);
 }
 
 }  // namespace cpu

@@ -120,6 +120,8 @@ class Cameras:
         if not self.c2w.is_floating_point():
             raise ValueError(f"Cameras.c2w must be floating point, got {self.c2w.dtype}")
         n = self.c2w.shape[0]
+        self._lenses: tuple[bool, bool] | None = (False, False) if self.distortion is None and self.fisheye is None \
+            else None  # pinholes by construction: known without a read
         if self.distortion is None:
             self.distortion = self.c2w.new_zeros(n, 4)
         for name in ("fx", "fy", "cx", "cy", "distortion"):
@@ -146,6 +148,16 @@ class Cameras:
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"Cameras.{name} must be a positive int, got {value!r}")
 
+    @property
+    def lenses(self) -> tuple[bool, bool]:
+        """Whether any camera is a fisheye, and whether any has distortion: known for pinholes built
+        without distortion, else read once per camera set, kept and carried to subsets, scaled and
+        moved copies (for a subset they may say True where its own cameras would not: the rays are
+        the same), so making rays reads nothing back from a GPU."""
+        if self._lenses is None:
+            self._lenses = (bool(self.fisheye.any()), bool((self.distortion != 0).any()))
+        return self._lenses
+
     def __len__(self) -> int:
         return self.c2w.shape[0]
 
@@ -156,7 +168,7 @@ class Cameras:
     def __getitem__(self, idx: Index) -> Cameras:
         """Subset of cameras; an int keeps a batch dim of 1."""
         idx = _as_index(idx, len(self))
-        return Cameras(
+        return self._with_lenses(Cameras(
             c2w=self.c2w[idx],
             fx=self.fx[idx],
             fy=self.fy[idx],
@@ -166,7 +178,7 @@ class Cameras:
             height=self.height,
             distortion=self.distortion[idx],
             fisheye=self.fisheye[idx],
-        )
+        ))
 
     def scaled(self, factor: float) -> Cameras:
         """The same cameras for an image resized by ``1 / factor``.
@@ -188,7 +200,7 @@ class Cameras:
         new_w = max(1, round(self.width / factor))
         new_h = max(1, round(self.height / factor))
         sx, sy = new_w / self.width, new_h / self.height
-        return Cameras(
+        return self._with_lenses(Cameras(
             c2w=self.c2w.clone(),
             fx=self.fx * sx,
             fy=self.fy * sy,
@@ -198,10 +210,12 @@ class Cameras:
             height=new_h,
             distortion=self.distortion.clone(),
             fisheye=self.fisheye.clone(),
-        )
+        ))
 
     def to(self, device: torch.device | str) -> Cameras:
-        return Cameras(
+        if self._lenses is None and self.device.type == "cpu":
+            self._lenses = self.lenses  # a host read now: the moved copy never reads them from a GPU
+        return self._with_lenses(Cameras(
             c2w=self.c2w.to(device),
             fx=self.fx.to(device),
             fy=self.fy.to(device),
@@ -211,7 +225,13 @@ class Cameras:
             height=self.height,
             distortion=self.distortion.to(device),
             fisheye=self.fisheye.to(device),
-        )
+        ))
+
+    def _with_lenses(self, cameras: Cameras) -> Cameras:
+        """``cameras`` (made from these) knowing what these know of their lenses."""
+        if self._lenses is not None:
+            cameras._lenses = self._lenses
+        return cameras
 
 
 def distort(x: Tensor, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
@@ -400,11 +420,11 @@ def pixel_rays(cameras: Cameras, cam_idx: Tensor, px: Tensor, py: Tensor) -> Ray
     c2w = cameras.c2w[cam_idx]  # [n, 3, 4]
     x = (px - cameras.cx[cam_idx]) / cameras.fx[cam_idx]
     y = (py - cameras.cy[cam_idx]) / cameras.fy[cam_idx]
-    fish = cameras.fisheye[cam_idx]
-    if bool(fish.any()):
-        dirs_cam = _mixed_directions(x, y, cameras.distortion[cam_idx], fish)
+    any_fisheye, any_distortion = cameras.lenses
+    if any_fisheye:
+        dirs_cam = _mixed_directions(x, y, cameras.distortion[cam_idx], cameras.fisheye[cam_idx])
     else:
-        if bool((cameras.distortion != 0).any()):
+        if any_distortion:
             x, y = undistort(x, y, cameras.distortion[cam_idx])
         dirs_cam = torch.stack([x, -y, -torch.ones_like(x)], dim=-1)  # [n, 3]
     dirs = (c2w[:, :, :3] @ dirs_cam.unsqueeze(-1)).squeeze(-1)

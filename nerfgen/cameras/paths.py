@@ -239,8 +239,9 @@ def _pose(values, source: str, where: str) -> Tensor:
         m = torch.tensor(values, dtype=torch.float64).reshape(4, 4)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"{source}: {where} must be 16 numbers (a row-major 4x4 matrix)") from exc
-    if not bool(torch.isfinite(m).all()):
-        raise ValueError(f"{source}: {where} has non-finite values")
+    if not bool(torch.isfinite(m.float()).all()):
+        raise ValueError(f"{source}: {where} must be finite numbers (within float32's range), got "
+                         f"{[float(v) for v in m[:3].flatten()]}")
     rot = m[:3, :3]
     scale = torch.linalg.det(rot).abs() ** (1 / 3)
     if scale < 1e-8 or not torch.allclose(rot.T @ rot / scale**2, torch.eye(3, dtype=torch.float64), atol=1e-3):
@@ -248,10 +249,16 @@ def _pose(values, source: str, where: str) -> Tensor:
     return torch.cat([rot / scale, m[:3, 3:]], dim=1).float()
 
 
+def _fov(fov, source: str, where: str) -> float:
+    if isinstance(fov, bool) or not isinstance(fov, (int, float)) or not 0 < fov < 180:
+        raise ValueError(f"{source}: {where} must be in (0, 180) degrees, got {fov!r:.40}")
+    return float(fov)
+
+
 def _number(doc: dict, key: str, source: str) -> float:
     value = doc.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{source}: expected a positive number for {key!r}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"{source}: expected a positive finite number for {key!r}, got {value!r:.40}")
     return float(value)
 
 
@@ -271,23 +278,24 @@ def camera_path_from_dict(doc: dict, source: str = "camera path") -> CameraPath:
         if not isinstance(frame, dict) or "camera_to_world" not in frame or "fov" not in frame:
             raise ValueError(f"{source}: camera_path[{i}] needs 'camera_to_world' and 'fov'")
         poses.append(_pose(frame["camera_to_world"], source, f"camera_path[{i}].camera_to_world"))
-        fov = frame["fov"]
-        if isinstance(fov, bool) or not isinstance(fov, (int, float)) or not 0 < fov < 180:
-            raise ValueError(f"{source}: camera_path[{i}].fov must be in (0, 180) degrees, got {fov!r}")
-        fovs.append(float(fov))
-    keyframes = []
-    for i, kf in enumerate(doc.get("keyframes") or []):
+        fovs.append(_fov(frame["fov"], source, f"camera_path[{i}].fov"))
+    keyframes, listed = [], doc.get("keyframes") or []
+    if not isinstance(listed, list):
+        raise ValueError(f"{source}: 'keyframes' must be a list of {{matrix, fov, aspect}} entries, got {listed!r:.40}")
+    for i, kf in enumerate(listed):
         if isinstance(kf, dict) and "matrix" in kf and "fov" in kf:
             when = _time(kf["time"], source, f"keyframes[{i}].time") if kf.get("time") is not None else None
-            keyframes.append(Keyframe(_pose(kf["matrix"], source, f"keyframes[{i}].matrix"), float(kf["fov"]),
-                                      float(kf.get("aspect", width / height)), when))
+            keyframes.append(Keyframe(_pose(kf["matrix"], source, f"keyframes[{i}].matrix"),
+                                      _fov(kf["fov"], source, f"keyframes[{i}].fov"),
+                                      _number({"aspect": kf.get("aspect", width / height)}, "aspect",
+                                              f"{source}: keyframes[{i}]"), when))
     return CameraPath(torch.stack(poses), torch.tensor(fovs), round(width), round(height), fps, keyframes,
                       bool(doc.get("is_cycle", False)), _render_times(frames, source))
 
 
 def _time(value, source: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{source}: {where} must be a time in [0, 1], got {value!r}")
+        raise ValueError(f"{source}: {where} must be a time in [0, 1], got {value!r:.40}")
     return float(value)
 
 

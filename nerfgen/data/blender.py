@@ -16,34 +16,31 @@ from nerfgen.data.errors import DatasetError
 from nerfgen.data.images import probe_size
 from nerfgen.data.transforms import Frame, ParsedScene, drop_missing, get_number, parse_frames, read_json
 
-__all__ = ["BLENDER_SPLITS", "is_blender", "parse_blender"]
+__all__ = ["BLENDER_SPLITS", "parse_blender", "split_files"]
 
 BLENDER_SPLITS = ("train", "val", "test")
 BLENDER_BOUND = 1.5  # NeRF-synthetic objects fit in [-1.5, 1.5]^3
 
 
-def _split_files(folder: Path, split: str) -> list[Path]:
+def split_files(folder: Path, split: str) -> list[Path]:
+    """The ``transforms_{split}.json`` files of ``split`` in ``folder`` (``"all"``: train, val and test)."""
     names = BLENDER_SPLITS if split == "all" else (split,)
     return [folder / f"transforms_{name}.json" for name in names if (folder / f"transforms_{name}.json").is_file()]
 
 
-def is_blender(folder: Path, split: str) -> bool:
-    """Whether ``folder`` holds a Blender-format transforms file for ``split``."""
-    return folder.is_dir() and bool(_split_files(folder, split))
-
-
-def parse_blender(folder: Path, split: str) -> ParsedScene:
+def parse_blender(folder: Path, split: str, holdout_every: int = 8) -> ParsedScene:
     """Parses the transforms file(s) of one split (``"all"`` joins train, val and test).
 
     Args:
         folder: Scene folder holding ``transforms_{split}.json``.
         split: ``"train"``, ``"val"``, ``"test"`` (any ``transforms_{split}.json``) or ``"all"``.
+        holdout_every: Unused (the files give the split); there for the signature all readers share.
 
     Returns:
         The parsed split; fx = fy = ``0.5 W / tan(camera_angle_x / 2)``,
         principal point at the image centre, no distortion.
     """
-    files = _split_files(folder, split)
+    files = split_files(folder, split)
     if not files:
         raise DatasetError(f"{folder}: expected transforms_{split}.json (NeRF-synthetic format)")
     frames: list[Frame] = []

@@ -50,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     tri.add_argument("data", help="a dataset `nerfgen train` reads (transforms.json capture, ...)")
     tri.add_argument("--output", required=True, help="folder to create (must not exist)")
     tri.add_argument("--downscale", type=float, default=1, help="image downscale for the features (default 1)")
+    tri.add_argument("--format", default="auto",
+                     help="the capture's reader: nerf-synthetic, instant-ngp, llff, colmap, idr or auto (default: "
+                          "found from the folder)")
     tri.add_argument("--threads", type=int, default=-1, help="CPU threads (default -1: all)")
     tri.add_argument("--views", type=int, default=0,
                      help="triangulate from only the N training images that `train_views: N` trains on "
@@ -71,7 +74,8 @@ def cmd_data(args: argparse.Namespace) -> int:
                           "reprojection_error_px": round(r.reprojection_error, 3), "camera": r.camera,
                           "seconds": r.seconds}), flush=True)
         return 0
-    r = triangulate_known_poses(args.data, args.output, args.downscale, args.threads, views=args.views)
+    r = triangulate_known_poses(args.data, args.output, args.downscale, args.threads, views=args.views,
+                                format=args.format)
     print(json.dumps({"output": str(r.output), "images": r.images, "points": r.points,
                       "reprojection_error_px": round(r.reprojection_error, 3),
                       "mean_track_length": round(r.mean_track_length, 2), "seconds": r.seconds}), flush=True)

@@ -167,9 +167,13 @@ def _robust_box(xyz: np.ndarray) -> np.ndarray:
     return np.concatenate([centre - 0.6 * extent, centre + 0.6 * extent])
 
 
-def _sfm_points(points: ColmapPoints | None, images: list[ColmapImage]) -> SfMPoints | None:
+def _sfm_points(points: ColmapPoints | None, images: list[ColmapImage], path: Path | None) -> SfMPoints | None:
     if points is None:
         return None
+    bad = ~(np.isfinite(points.xyz).all(1) & (np.abs(points.xyz) < 1e30).all(1))
+    if bad.any():
+        raise DatasetError(f"{path}: point {int(points.ids[bad][0])} has coordinates {points.xyz[bad][0].tolist()}, "
+                           "expected finite numbers of a scene's size")
     order = np.argsort(points.ids)
     sorted_ids = points.ids[order]
     visible = []
@@ -230,7 +234,7 @@ def parse_colmap(folder: Path, split: str, holdout_every: int = 8) -> ParsedScen
     intrinsics, fisheye = zip(*(cameras[im.camera_id].intrinsics() for im in images))
     frames = [Frame(path, pose, {"name": im.name, "image_id": im.id, "camera_id": im.camera_id}, i, images_file)
               for i, (path, pose, im) in zip(chosen, zip(paths, poses, images))]  # fmt: skip
-    points = _sfm_points(read_points3d(points_file) if points_file else None, images)
+    points = _sfm_points(read_points3d(points_file) if points_file else None, images, points_file)
     have_points = points is not None and len(points.xyz) > 0
     centres = np.stack([pose[:, 3] for pose in poses])
     return ParsedScene(

@@ -211,7 +211,7 @@ def _read_cameras_txt(path: Path) -> dict[int, ColmapCamera]:
         params = _numbers(tokens[4:], path, lineno, f"the {model} parameters")
         if len(params) != CAMERA_MODELS[model][1]:
             raise DatasetError(
-                f"{path}: line {lineno}: camera model {model} takes {CAMERA_MODELS[model][1]} parameters, "
+                f"{path}: line {lineno}: expected {CAMERA_MODELS[model][1]} parameters for camera model {model}, "
                 f"got {len(params)}"
             )
         cameras[camera_id] = ColmapCamera(camera_id, model, width, height, np.array(params))
@@ -253,6 +253,8 @@ def _read_points_txt(path: Path) -> ColmapPoints:
         ids.append(_numbers(tokens[:1], path, lineno, what, int)[0])
         xyz.append(_numbers(tokens[1:4], path, lineno, what))
         rgb.append(_numbers(tokens[4:7], path, lineno, what, int))
+        if not all(0 <= v <= 255 for v in rgb[-1]):
+            raise DatasetError(f"{path}: line {lineno}: expected R G B in 0..255, got {rgb[-1]}")
         error.append(_numbers(tokens[7:8], path, lineno, what)[0])
         tracks.append(np.array(_numbers(tokens[8:], path, lineno, what, int), dtype=np.int64).reshape(-1, 2))
     return _points(ids, xyz, rgb, error, tracks)

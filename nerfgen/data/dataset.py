@@ -12,13 +12,9 @@ import torch
 from torch import Tensor
 
 from nerfgen.cameras import Cameras
-from nerfgen.data.blender import is_blender, parse_blender
-from nerfgen.data.colmap import find_colmap_model, parse_colmap
 from nerfgen.data.errors import DatasetError
-from nerfgen.data.idr import find_idr_cameras, parse_idr
-from nerfgen.data.images import decode_into, load_depths, pyramid_source
-from nerfgen.data.instant_ngp import parse_instant_ngp
-from nerfgen.data.llff import is_llff, parse_llff
+from nerfgen.data.formats import choose_format
+from nerfgen.data.images import decode_into, load_depths, plain_border, pyramid_source
 from nerfgen.data.store import ImageStore
 from nerfgen.data.transforms import ParsedScene, SfMPoints
 
@@ -38,14 +34,20 @@ class Dataset:
         cascades: Occupancy-grid cascades; cascade ``c`` spans ``2**c`` times the finest box about its centre.
         filenames: Image path of each frame.
         split: The split loaded (``"train"``, ``"val"``, ``"test"`` or ``"all"``).
-        white_background: Whether evaluation composites alpha on white (NeRF-synthetic protocol).
+        white_background: Whether the run is trained (images without alpha), evaluated and shown on
+            white: the format's protocol where images have alpha (white for NeRF-synthetic), else
+            what the images' border shows (:func:`~nerfgen.data.images.plain_border`).
         depths: Ground-truth depth along the ray (inf or 0 for a miss) when the frames carry
             ``depth_file_path``, else None. ``[n, H, W]`` float32.
         source: The absolute path the dataset was loaded from.
         sizes: ``(width, height)`` of each loaded image. ``[n, 2]`` int64.
         bounds: Per image ``(near, far)`` scene depths when the format stores them (LLFF). ``[n, 2]``.
         points: SfM points (COLMAP), in the cameras' world coordinates, else None.
-        layout: What the format says of the scene: ``"object"``, ``"forward"``, ``"unbounded"`` or None.
+        layout: What the format says of the scene: ``"object"``, ``"forward"``, ``"unbounded"`` or None
+            (a hint: :func:`~nerfgen.data.scene_layout` decides from the cameras).
+        format: The reader that loaded it (:data:`~nerfgen.data.formats.READERS`), e.g. ``"idr"``.
+        background_reason: Where ``white_background`` came from when the images have no alpha and
+            their border is plain (to say so), else None.
     """
 
     cameras: Cameras
@@ -61,6 +63,8 @@ class Dataset:
     bounds: Tensor | None = None  # [n, 2]
     points: SfMPoints | None = None
     layout: str | None = None
+    format: str = ""
+    background_reason: str | None = None
 
     def __post_init__(self) -> None:
         n = len(self.cameras)
@@ -120,30 +124,6 @@ def spread_views(n: int, k: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, n - 1, k)})
 
 
-def _find_scene(path: Path, split: str, holdout_every: int) -> ParsedScene:
-    if not path.exists():
-        raise DatasetError(f"{path}: dataset path not found")
-    if path.is_file():
-        return parse_instant_ngp(path, split, holdout_every)
-    if is_blender(path, split):
-        return parse_blender(path, split)
-    if is_llff(path):
-        return parse_llff(path, split, holdout_every)
-    if (path / "transforms.json").is_file():
-        return parse_instant_ngp(path / "transforms.json", split, holdout_every)
-    if find_colmap_model(path) is not None:
-        return parse_colmap(path, split, holdout_every)
-    if find_idr_cameras(path) is not None:
-        return parse_idr(path, split, holdout_every)
-    found = sorted(p.name for p in path.glob("transforms*.json"))
-    raise DatasetError(
-        f"{path}: expected transforms_{split}.json (NeRF-synthetic), transforms.json (instant-ngp), "
-        f"poses_bounds.npy (LLFF), a COLMAP model in sparse/0, sparse or colmap/sparse/0 (cameras.bin/.txt) "
-        f"or cameras_sphere.npz (IDR/NeuS) in this folder, "
-        f"found {', '.join(found) if found else 'no transforms*.json'}"
-    )
-
-
 def _cameras(scene: ParsedScene, downscale: float) -> tuple[Cameras, np.ndarray]:
     """Cameras of a parsed split at the loaded resolution, float32, and each image's loaded size.
 
@@ -157,15 +137,32 @@ def _cameras(scene: ParsedScene, downscale: float) -> tuple[Cameras, np.ndarray]
     k[:, [0, 2]] *= ratio[:, :1]
     k[:, [1, 3]] *= ratio[:, 1:]
     kt = torch.from_numpy(k).float()
+    c2w = torch.from_numpy(np.stack([f.c2w for f in scene.frames])).float()
+    bad = ~(torch.isfinite(c2w).all(2).all(1) & torch.isfinite(kt).all(1))
+    if bool(bad.any()):
+        frame = scene.frames[int(bad.nonzero()[0, 0])]
+        raise DatasetError(f"{frame.source}: the camera of {frame.image.name} does not fit in float32 (pose "
+                           f"{frame.c2w.tolist()}); expected poses and intrinsics of at most about 1e38")
     options = {}
     if scene.fisheye is not None:
         options["fisheye"] = torch.from_numpy(np.asarray(scene.fisheye, dtype=bool))
     cameras = Cameras(
-        c2w=torch.from_numpy(np.stack([f.c2w for f in scene.frames])).float(),
+        c2w=c2w,
         fx=kt[:, 0].contiguous(), fy=kt[:, 1].contiguous(), cx=kt[:, 2].contiguous(), cy=kt[:, 3].contiguous(),
         width=int(sizes[:, 0].max()), height=int(sizes[:, 1].max()), distortion=kt[:, 4:8].contiguous(), **options,
     )
     return cameras, sizes
+
+
+def _plain_background(store: ImageStore, where: Path) -> tuple[bool, str | None]:
+    """Images without alpha show their own backdrop: white when most of their border is white,
+    else black (what training without alpha composites on); says so when the border is plain."""
+    picked = spread_views(len(store), 8)
+    colour, share = plain_border([store[i].numpy() for i in picked])
+    if colour is None:
+        return False, None
+    return colour == "white", (f"{where}: the images have no alpha and {share:.0%} of their border is {colour} "
+                               f"({len(picked)} of {len(store)} images): trained, evaluated and shown on {colour}")
 
 
 def _check_downscale(downscale: float) -> None:
@@ -181,14 +178,17 @@ DEFAULT_IMAGE_MEMORY = 1 << 30
 
 def load_dataset(
     path: str | Path, split: str = "train", downscale: float = 1, holdout_every: int = 8,
-    image_memory: int = DEFAULT_IMAGE_MEMORY,
+    image_memory: int = DEFAULT_IMAGE_MEMORY, format: str = "auto",
 ) -> Dataset:
-    """Loads one split of a posed-image capture; the format is found from the folder.
+    """Loads one split of a posed-image capture, read by the format ``format`` names or found from the folder.
 
-    - ``transforms_{split}.json``: NeRF-synthetic (``split="all"`` joins train, val and test);
-    - ``transforms.json`` (or ``path`` itself, a JSON file): instant-ngp / nerfstudio;
-    - ``poses_bounds.npy``: LLFF;
-    - COLMAP and IDR/NeuS projects (see :func:`_find_scene`).
+    - ``transforms_{split}.json``: NeRF-synthetic, ``nerf-synthetic`` (``split="all"`` joins train, val and test);
+    - ``transforms.json`` (or ``path`` itself, a JSON file): ``instant-ngp`` / nerfstudio;
+    - ``poses_bounds.npy``: ``llff``;
+    - ``sparse/0`` + ``images/``: ``colmap``; ``cameras_sphere.npz`` + ``image/`` (+ ``mask/``): ``idr`` (NeuS).
+
+    When several match, the one that carries the most (masks, per-view intrinsics, a scene box,
+    near/far bounds) reads it (:func:`~nerfgen.data.formats.choose_format`).
 
     Formats without a split hold out every ``holdout_every``-th frame (sorted by name) for
     test/val. Frames whose image is missing are skipped with one :class:`DatasetWarning` where the
@@ -203,19 +203,23 @@ def load_dataset(
         holdout_every: Formats without a split: hold out frames 0, k, 2k, ... for test.
         image_memory: Decoded pixels (bytes) held in memory at most; a larger split is decoded
             lazily, a subset of images at a time (:class:`~nerfgen.data.store.ImageStore`).
+        format: ``"auto"`` or the reader to use: ``nerf-synthetic`` (``blender``), ``instant-ngp``
+            (``transforms``, ``nerfstudio``), ``llff``, ``colmap``, ``idr`` (``neus``, ``dtu``).
 
     Returns:
         The loaded split.
 
     Raises:
         DatasetError: Missing or malformed files, naming the file and what was expected.
+        ValueError: An unknown ``format`` (listing the choices) or a bad ``downscale``.
 
     >>> ds = load_dataset("data/nerf_synthetic/lego", "train", downscale=8)  # doctest: +SKIP
     >>> ds.images.shape
     torch.Size([100, 100, 100, 4])
     """
     _check_downscale(downscale)
-    scene = _find_scene(Path(path), split, holdout_every)
+    choice = choose_format(Path(path), split, format)
+    scene = choice.parse(split, holdout_every)
     cameras, sizes = _cameras(scene, downscale)
     sources = [pyramid_source(f.image, tuple(s)) for f, s in zip(scene.frames, sizes)]
     masks = [f.mask for f in scene.frames]
@@ -227,18 +231,27 @@ def load_dataset(
         depth_files = [f.depth for f in scene.frames]
         full = (int(scene.sizes[0, 0]), int(scene.sizes[0, 1]))
         depths = torch.from_numpy(load_depths(depth_files, full, (int(sizes[0, 0]), int(sizes[0, 1]))))
+    aabb = torch.from_numpy(scene.aabb).float()
+    if not (bool(torch.isfinite(aabb).all()) and bool((aabb[3:] > aabb[:3]).all())):
+        raise DatasetError(f"{scene.source}: the scene box it gives, {scene.aabb.tolist()}, is not a finite box "
+                           "(expected min < max within float32's range)")
+    white, reason = scene.white_background, None
+    if not store.has_alpha:
+        white, reason = _plain_background(store, Path(path))
     return Dataset(
         cameras=cameras,
         store=store,
-        aabb=torch.from_numpy(scene.aabb).float(),
+        aabb=aabb,
         cascades=scene.cascades,
         filenames=[str(f.image) for f in scene.frames],
         split=split,
-        white_background=scene.white_background,
+        white_background=white,
         depths=depths,
         source=str(Path(path).resolve()),
         sizes=torch.from_numpy(sizes),
         bounds=None if scene.bounds is None else torch.from_numpy(scene.bounds).float(),
         points=scene.points,
         layout=scene.layout,
+        format=choice.reader.name,
+        background_reason=reason,
     )

@@ -9,7 +9,9 @@ lies in the unit sphere: the projection there is :math:`P S`, decomposed (RQ) in
 .. math::
     P S = K [R \mid t], \qquad c2w = [R^\top \operatorname{diag}(1, -1, -1) \mid -R^\top t].
 
-``cameras.npz`` (IDR's name) is read when there is no ``cameras_sphere.npz``. There is no split in
+``cameras.npz`` (IDR's name) is read when there is no ``cameras_sphere.npz``. A mask pairs with its
+image by name, else by frame number across zero-padding (NeuS's DTU scans, ``public_data/dtu_scanNN``,
+pair ``image/000012.png`` with ``mask/012.png``), as NeuS and IDR pair them in sorted order. There is no split in
 the files: every ``holdout_every``-th image (by name) is held out, as for COLMAP.
 
 >>> scene = parse_idr(Path("data/dtu_scan65"), "train")  # doctest: +SKIP
@@ -17,6 +19,7 @@ the files: every ``holdout_every``-th image (by name) is held out, as for COLMAP
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +30,7 @@ from nerfgen.data.images import probe_sizes
 from nerfgen.data.instant_ngp import _split_indices, check_split
 from nerfgen.data.transforms import Frame, ParsedScene
 
-__all__ = ["decompose_projection", "find_idr_cameras", "parse_idr", "write_idr"]
+__all__ = ["decompose_projection", "find_idr_cameras", "has_masks", "parse_idr", "write_idr"]
 
 _NPZ_NAMES = ("cameras_sphere.npz", "cameras.npz")
 _IMAGE_DIRS = ("image", "images")
@@ -72,7 +75,13 @@ def _matrix(cams: np.lib.npyio.NpzFile, key: str, path: Path, name: str, shapes:
             f"{path}: expected key '{key}' for image {name} (one world_mat_i and scale_mat_i per image, "
             f"i = 0..n-1 in sorted image order)"
         )
-    value = np.asarray(cams[key], dtype=np.float64)
+    try:
+        value = cams[key]  # read (and decompressed) only now: a damaged archive fails here
+    except Exception as err:  # zipfile, zlib and numpy raise several types
+        raise DatasetError(f"{path}: cannot read '{key}' ({type(err).__name__}: {err})") from err
+    if value.dtype.kind not in "fiu":
+        raise DatasetError(f"{path}: '{key}' must be a matrix of real numbers, got dtype {value.dtype}")
+    value = value.astype(np.float64)
     if value.shape not in shapes or not np.isfinite(value).all():
         expected = " or ".join("x".join(map(str, s)) for s in shapes)
         raise DatasetError(f"{path}: '{key}' must be a finite {expected} matrix, got shape {list(value.shape)}")
@@ -98,18 +107,42 @@ def _images(folder: Path, npz: Path) -> list[Path]:
     raise DatasetError(f"{folder}: expected an image/ or images/ folder beside {npz.name}")
 
 
+def has_masks(folder: Path) -> bool:
+    """Whether ``folder/mask`` holds any mask image."""
+    mask_dir = folder / "mask"
+    return mask_dir.is_dir() and any(p.suffix.lower() in _SUFFIXES for p in mask_dir.iterdir())
+
+
+def _frame_number(path: Path) -> int | None:
+    """The last run of digits in a file's stem (``000012.png`` and ``12.png`` are both frame 12)."""
+    digits = re.findall(r"\d+", path.stem)
+    return int(digits[-1]) if digits else None
+
+
+def _by_frame(paths: list[Path]) -> dict[int, Path]:
+    """Files by frame number, leaving out numbers that two files share or files without one."""
+    numbers = [_frame_number(p) for p in paths]
+    return {n: p for n, p in zip(numbers, paths) if n is not None and numbers.count(n) == 1}
+
+
 def _masks(folder: Path, images: list[Path]) -> list[Path | None]:
+    """The mask of each image: the file of the same stem in ``mask/``, else the one of the same
+    frame number (NeuS's DTU scans pair ``image/000012.png`` with ``mask/012.png``)."""
     mask_dir = folder / "mask"
     if not mask_dir.is_dir():
         return [None] * len(images)
-    by_stem = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in _SUFFIXES}
-    missing = [im.name for im in images if im.stem not in by_stem]
+    masks = sorted(p for p in mask_dir.iterdir() if p.suffix.lower() in _SUFFIXES)
+    by_stem = {p.stem: p for p in masks}
+    if all(im.stem in by_stem for im in images):
+        return [by_stem[im.stem] for im in images]
+    by_frame, numbers = _by_frame(masks), [_frame_number(im) for im in images]
+    missing = [im.name for im, n in zip(images, numbers) if n not in by_frame or numbers.count(n) > 1]
     if missing:
         raise DatasetError(
-            f"{mask_dir}: {len(missing)} of {len(images)} images have no mask of the same name: "
+            f"{mask_dir}: {len(missing)} of {len(images)} images have no mask of the same name or frame number: "
             f"{', '.join(missing[:5])}"
         )
-    return [by_stem[im.stem] for im in images]
+    return [by_frame[n] for n in numbers]
 
 
 def parse_idr(folder: Path, split: str, holdout_every: int = 8) -> ParsedScene:
@@ -133,8 +166,10 @@ def parse_idr(folder: Path, split: str, holdout_every: int = 8) -> ParsedScene:
     masks = _masks(folder, images)
     try:
         cams = np.load(npz, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # numpy and zipfile raise several types for bad files
         raise DatasetError(f"{npz}: cannot read as a .npz archive ({type(err).__name__}: {err})") from err
+    if not isinstance(cams, np.lib.npyio.NpzFile):
+        raise DatasetError(f"{npz}: expected a .npz archive of world_mat_i and scale_mat_i, got a single array")
     with cams:
         decomposed = [_camera(cams, i, npz, im.name) for i, im in enumerate(images)]
     chosen = _split_indices(len(images), split, holdout_every, npz)

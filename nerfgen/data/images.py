@@ -14,7 +14,7 @@ from PIL import Image
 
 from nerfgen.data.errors import DatasetError
 
-__all__ = ["probe_size", "probe_sizes", "decode_into", "pyramid_source", "load_depths"]
+__all__ = ["probe_size", "probe_sizes", "decode_into", "plain_border", "pyramid_source", "load_depths"]
 
 Size = tuple[int, int]  # (width, height)
 
@@ -105,6 +105,32 @@ def decode_into(path: Path, out: np.ndarray, mask: Path | None = None) -> bool:
     except Exception as err:
         raise DatasetError(f"{mask}: cannot decode mask image ({type(err).__name__}: {err})") from err
     return True
+
+
+PLAIN_LEVELS = {"black": (0, 16), "white": (239, 255)}
+"""Channel values (inclusive) a border pixel must lie within, all three, to count as black or white."""
+
+
+def plain_border(images: Sequence[np.ndarray], share: float = 0.5) -> tuple[str | None, float]:
+    """The plain colour the images' borders show: ``"black"`` or ``"white"`` when more than
+    ``share`` of the outermost pixels of all ``images`` (``[H, W, >=3]`` uint8) are, else None.
+
+    Returns:
+        The colour (or None) and the share of border pixels that have the commoner plain colour.
+
+    >>> plain_border([np.zeros((4, 5, 4), np.uint8)])
+    ('black', 1.0)
+    """
+    counts, total = dict.fromkeys(PLAIN_LEVELS, 0), 0
+    for image in images:
+        rgb = image[..., :3]
+        ring = np.concatenate([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]])  # [pixels, 3]
+        total += len(ring)
+        for colour, (lo, hi) in PLAIN_LEVELS.items():
+            counts[colour] += int(((ring >= lo) & (ring <= hi)).all(1).sum())
+    colour = max(counts, key=counts.get)
+    fraction = counts[colour] / max(total, 1)
+    return (colour if fraction > share else None), fraction
 
 
 def pyramid_source(path: Path, size: Size) -> Path:

@@ -125,15 +125,16 @@ def check_split(split: str, holdout_every: int, where: Path, fmt: str) -> None:
 
 
 def _split_indices(n: int, split: str, holdout_every: int, path: Path) -> list[int]:
-    """Indices of ``split`` among ``n`` frames; every ``holdout_every``-th is held out."""
+    """Indices of ``split`` among ``n`` frames; every ``holdout_every``-th is held out (``"all"``: every frame)."""
     if split == "all":
-        chosen = list(range(n))
-    else:
-        held_out = split != "train"
-        chosen = [i for i in range(n) if (i % holdout_every == 0) == held_out]
+        warnings.warn(f"{path}: no train/test split in the file; split 'all' uses all {n} frames",
+                      DatasetWarning, stacklevel=5)
+        return list(range(n))
+    held_out = split != "train"
+    chosen = [i for i in range(n) if (i % holdout_every == 0) == held_out]
     warnings.warn(
         f"{path}: no train/test split in the file; split '{split}' keeps {len(chosen)} of {n} frames "
-        f"(sorted by file_path, every {holdout_every}th one, indices 0, {holdout_every}, "
+        f"(sorted by image path, every {holdout_every}th one, indices 0, {holdout_every}, "
         f"{2 * holdout_every}, ..., held out for test/val)",
         DatasetWarning,
         stacklevel=5,

@@ -24,16 +24,11 @@ from nerfgen.data.images import probe_size
 from nerfgen.data.instant_ngp import _split_indices, check_split
 from nerfgen.data.transforms import Frame, ParsedScene
 
-__all__ = ["is_llff", "parse_llff", "recenter"]
+__all__ = ["parse_llff", "recenter"]
 
 POSES_FILE = "poses_bounds.npy"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".JPG", ".JPEG", ".PNG")
 BOUNDS_FACTOR = 0.75  # NeRF's bd_factor: the nearest bound lands at 1 / 0.75
-
-
-def is_llff(folder: Path) -> bool:
-    """Whether ``folder`` holds ``poses_bounds.npy``."""
-    return folder.is_dir() and (folder / POSES_FILE).is_file()
 
 
 def _image_folder(folder: Path) -> tuple[Path, int]:
@@ -54,14 +49,25 @@ def _read_poses(path: Path) -> np.ndarray:
         array = np.load(path, allow_pickle=False)
     except Exception as err:  # numpy raises several types for bad files
         raise DatasetError(f"{path}: cannot read as a .npy array ({type(err).__name__}: {err})") from err
-    if array.ndim != 2 or array.shape[1] != 17 or len(array) == 0:
-        raise DatasetError(f"{path}: expected an [n, 17] array (3x5 pose + near, far per image), got {list(array.shape)}")
+    if not isinstance(array, np.ndarray) or array.ndim != 2 or array.shape[1] != 17 or len(array) == 0:
+        shape = list(array.shape) if isinstance(array, np.ndarray) else type(array).__name__
+        raise DatasetError(f"{path}: expected an [n, 17] array (3x5 pose + near, far per image), got {shape}")
+    if array.dtype.kind not in "fiu":
+        raise DatasetError(f"{path}: expected an array of real numbers, got dtype {array.dtype}")
     array = array.astype(np.float64)
     bad = np.nonzero(~np.isfinite(array).all(1))[0]
     if len(bad):
         raise DatasetError(f"{path}: row {bad[0]} (image {bad[0]}) has NaN or inf values")
     if not (array[:, 15:] > 0).all() or not (array[:, 16] > array[:, 15]).all():
         raise DatasetError(f"{path}: near/far bounds (columns 15, 16) must satisfy 0 < near < far for every image")
+    rot = array[:, :15].reshape(-1, 3, 5)[:, :, :3]
+    off = np.abs(np.einsum("nji,njk->nik", rot, rot) - np.eye(3)).max((1, 2))
+    if (off > 1e-3).any():
+        row = int(np.argmax(off > 1e-3))
+        raise DatasetError(f"{path}: row {row} (image {row}): the first three columns of its 3x5 pose must be a "
+                           f"rotation, got {rot[row].round(4).tolist()}")
+    if not (array[:, 4:15:5] > 0).all():
+        raise DatasetError(f"{path}: the 5th column [H, W, focal] must be positive for every image")
     return array
 
 

@@ -116,6 +116,8 @@ def read_json(path: Path) -> dict[str, Any]:
         raise DatasetError(
             f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}"
         ) from None
+    except RecursionError:
+        raise DatasetError(f"{path}: JSON nested too deep to read, expected a transforms file") from None
     if not isinstance(meta, dict):
         raise DatasetError(f"{path}: expected a JSON object at the top level, got {type(meta).__name__}")
     return meta

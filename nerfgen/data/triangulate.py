@@ -73,7 +73,8 @@ def _neighbour_pairs(names: list[str], centres: np.ndarray, forward: np.ndarray,
     return [(names[i], names[j]) for i, j in sorted(chosen)]
 
 
-def _chosen_frames(data: str | Path, names: list[str], filenames: list[str], views: int, downscale: float) -> list[int]:
+def _chosen_frames(data: str | Path, names: list[str], filenames: list[str], views: int, downscale: float,
+                   format: str) -> list[int]:
     """Indices (into the ``"all"`` split) of the frames features come from: every one, or the
     ``views`` training images that ``train_views: views`` trains on."""
     if views <= 0:
@@ -81,7 +82,7 @@ def _chosen_frames(data: str | Path, names: list[str], filenames: list[str], vie
     from nerfgen.data import load_dataset
     from nerfgen.data.dataset import spread_views
 
-    train = load_dataset(data, "train", downscale).filenames
+    train = load_dataset(data, "train", downscale, format=format).filenames
     picked = {train[i] for i in spread_views(len(train), views)}
     return [i for i, f in enumerate(filenames) if f in picked]
 
@@ -99,7 +100,8 @@ def _points(model, names: list[str]) -> SfMPoints:
 
 
 def triangulate_known_poses(data: str | Path, output: str | Path, downscale: float = 1, threads: int = -1,
-                            neighbours: int = 20, progress: bool = True, views: int = 0) -> TriangulationResult:
+                            neighbours: int = 20, progress: bool = True, views: int = 0,
+                            format: str = "auto") -> TriangulationResult:
     """Triangulates SfM points of a posed capture with its poses and intrinsics held fixed.
 
     Loads ``load_dataset(data, "all", downscale)``, writes its images to ``output/images/``,
@@ -116,6 +118,7 @@ def triangulate_known_poses(data: str | Path, output: str | Path, downscale: flo
         progress: Progress bar per stage on stderr.
         views: Triangulate from only the ``views`` training images ``train_views: views`` trains
             on (0: every image); the project still holds every frame.
+        format: The capture's reader (see :func:`nerfgen.data.load_dataset`).
 
     Returns:
         Point count, mean reprojection error (pixels) and track length.
@@ -125,7 +128,7 @@ def triangulate_known_poses(data: str | Path, output: str | Path, downscale: flo
     pycolmap = _pycolmap()
     output = Path(output)
     stages = _Stages(progress)
-    ds = load_dataset(data, "all", downscale)
+    ds = load_dataset(data, "all", downscale, format=format)
     cams = ds.cameras
     if getattr(cams, "fisheye", None) is not None and bool(np.asarray(cams.fisheye).any()):
         raise DatasetError(f"{data}: fisheye cameras are not supported for triangulation")
@@ -133,7 +136,7 @@ def triangulate_known_poses(data: str | Path, output: str | Path, downscale: flo
     params = np.concatenate([np.stack([t.numpy() for t in (cams.fx, cams.fy, cams.cx, cams.cy)], 1), dist], 1)
     c2w = cams.c2w.double().numpy()
     names = _unique_names(ds.filenames)
-    chosen = _chosen_frames(data, names, ds.filenames, views, downscale)
+    chosen = _chosen_frames(data, names, ds.filenames, views, downscale, format)
     with _building(output) as tmp, _quiet_colmap(pycolmap):
         images, work = tmp / "images", tmp / ".work"
         images.mkdir()

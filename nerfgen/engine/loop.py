@@ -7,22 +7,28 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from nerfgen import distributed
 from nerfgen.distributed import World
 from nerfgen.engine import checkpoint as ckpt
+from nerfgen.engine.buckets import GradientBuckets
 from nerfgen.engine.config import EngineConfig, resolve_device
+from nerfgen.engine.figures import LazyFigures, Number, read_figures, read_values
 from nerfgen.engine.progress import RunProgress, format_figures
 from nerfgen.engine.schedule import progress
 from nerfgen.engine.task import Env, Figure, StepContext, StepResult, Task
 from nerfgen.files import read_json, read_tensors, write_json, write_tensors
 
+ALL_CORES = torch.get_num_threads()
+"""torch's own thread count (all cores), what ``threads: 0`` sets back after a run that asked for fewer."""
 RATE_SMOOTHING = 0.9
 """Weight of the previous value in the smoothed per-second rates shown and reported."""
 
@@ -30,11 +36,15 @@ RATE_SMOOTHING = 0.9
 @dataclass
 class StepReport:
     """What hooks see after each step: the step count, training seconds so far, the task's figures
-    and smoothed per-second rates (``it/s``, ``rays/s``, ...)."""
+    as numbers and smoothed per-second rates (``it/s``, ``rays/s``, ...).
+
+    The figures are read from the device when a hook first looks one up (on a GPU that waits for
+    the step to finish); a hook that only looks at ``step``, ``seconds`` or ``rates`` costs no wait.
+    """
 
     step: int
     seconds: float
-    figures: dict[str, Figure]
+    figures: Mapping[str, Number | str]
     rates: dict[str, float]
 
 
@@ -45,7 +55,7 @@ class Summary:
     steps: int
     seconds: float
     totals: dict[str, int] = field(default_factory=dict)
-    figures: dict[str, Figure] = field(default_factory=dict)
+    figures: dict[str, Number | str] = field(default_factory=dict)
 
 
 Hook = Callable[[StepReport], None]
@@ -57,12 +67,17 @@ class Engine:
     builds the task, steps its optimisers on the learning-rate schedule until the nearer budget is
     spent, and writes ``output`` (checkpoints, tensorboard/).
 
+    A task's figures may be 0-d tensors on the device: they are read (one transfer, the only wait
+    for the device the engine makes) every ``log_every`` steps, when the progress bar redraws them,
+    when a hook looks at them, before a checkpoint and at the end (:meth:`settle`). A non-finite
+    loss ends the run there with a FloatingPointError naming the step that produced it.
+
     In a job of several ranks (``world``) every rank builds the same task, starts from rank 0's
     parameters and draws its batches from its own random stream; gradients are averaged over the
-    ranks before each optimiser step, so the ranks' parameters stay equal and a step trains on
-    ``world.size`` batches. Step times are averaged (the budgets end on the same step everywhere)
-    and counts summed; only rank 0 writes checkpoints, tensorboard, the progress bar, evaluations
-    and final products, and runs ``hooks``.
+    ranks while backward runs (:class:`~nerfgen.engine.buckets.GradientBuckets`), so the ranks'
+    parameters stay equal and a step trains on ``world.size`` batches. Step times and the loss are
+    averaged (the budgets end on the same step everywhere) and counts summed; only rank 0 writes
+    checkpoints, tensorboard, the progress bar, evaluations and final products, and runs ``hooks``.
 
     Args:
         config: budgets, seed, threads, device, intervals.
@@ -79,9 +94,7 @@ class Engine:
         self.world = world or distributed.current()
         torch.manual_seed(config.seed)
         node = distributed.env_world()  # the cores of a node are split between the ranks on it
-        threads = config.threads or (node.threads() if node.local_size > 1 else 0)
-        if threads > 0:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(config.threads or (node.threads() if node.local_size > 1 else ALL_CORES))
         self.config, self.task, self.output = config, task, Path(output)
         self.device = torch.device(resolve_device(config.device))
         self.generator = torch.Generator().manual_seed(config.seed)  # on the CPU: same draws on any device
@@ -93,9 +106,14 @@ class Engine:
         self.step, self.seconds = 0, 0.0
         self.totals: dict[str, int] = {}
         self.rates: dict[str, float] = {}
-        self.figures: dict[str, Figure] = {}
+        self.figures: dict[str, Figure | Tensor] = {}  # the last step's, as the task gave them
+        self._losses: list[tuple[int, Tensor]] = []  # losses not yet checked finite, by step
+        self._read: tuple[int, dict[str, Number | str]] | None = None  # the figures last read, at a step
+        self._diverged: FloatingPointError | None = None  # once a read found a non-finite loss
+        self._figures_lock = threading.Lock()
         self.saved: int | None = None  # the step of the last checkpoint written
         self.saved_seconds = 0.0  # training seconds at that checkpoint
+        self.averager = GradientBuckets(self.world) if self.world.parallel else None
         self._own_streams(self.world.seed(config.seed))
         self.world.broadcast([p.data for p in self._params(o for o, _ in self.optimizers.values())])
         if resume:
@@ -118,23 +136,32 @@ class Engine:
         return progress(self.step, self.config.max_steps, self.seconds, self.config.max_seconds) >= 1.0
 
     def optimize(self, names: str | Sequence[str], loss: torch.Tensor | float) -> None:
-        """Zero, backpropagate, average over the ranks, clip and step optimiser(s) ``names`` (one
-        backward fills the gradients of all of them; see :meth:`StepContext.optimize`). A loss
-        that reaches no parameter (a batch with no samples) steps nothing, but still takes part
-        in the ranks' averaging."""
+        """Zero, backpropagate (averaging over the ranks in buckets as gradients arrive), clip and
+        step optimiser(s) ``names`` (one backward fills the gradients of all of them; see
+        :meth:`StepContext.optimize`). A loss that reaches no parameter (a batch with no samples)
+        steps nothing, but still takes part in the ranks' averaging."""
         chosen = [self.optimizers[name][0] for name in ([names] if isinstance(names, str) else names)]
         for optimizer in chosen:
             optimizer.zero_grad(set_to_none=True)
-        if isinstance(loss, torch.Tensor) and loss.requires_grad:
-            loss.backward()
-        self.world.average_gradients(self._params(chosen))
+        if self.averager is not None:
+            self.averager.begin(self._params(chosen))
+        try:
+            if isinstance(loss, torch.Tensor) and loss.requires_grad:
+                loss.backward()
+        except BaseException:
+            if self.averager is not None:
+                self.averager.abandon()
+            raise
+        if self.averager is not None:
+            self.averager.finish()
         for optimizer in chosen:
             if self.config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self._params([optimizer]), self.config.grad_clip)
             optimizer.step()
 
     def train_step(self) -> StepResult:
-        """Set the learning rates, run one task step and count it; returns its result."""
+        """Set the learning rates, run one task step and count it; returns its result (figures as
+        the task gave them: possibly tensors; :meth:`settle` reads them)."""
         cfg = self.config
         done = progress(self.step, cfg.max_steps, self.seconds, cfg.max_seconds)
         start = time.perf_counter()
@@ -142,28 +169,67 @@ class Engine:
             for group in optimizer.param_groups:
                 group["lr"] = schedule.rate(group["initial_lr"], self.step, done)
         result = self.task.step(StepContext(self, done))
+        result.figures = {k: v.detach() if isinstance(v, Tensor) else v for k, v in result.figures.items()}
         seconds = time.perf_counter() - start
         if self.world.parallel:
             result, seconds = self._job_result(result, seconds)
-        self.step += 1
-        self.seconds += seconds
-        self._count(result, seconds)
         loss = result.figures.get("loss")
+        with self._figures_lock:  # a viewer's thread may settle while this one steps
+            self.step += 1
+            self.seconds += seconds
+            self._count(result, seconds)
+            if isinstance(loss, Tensor):
+                self._losses.append((self.step, loss))
         if isinstance(loss, float) and not math.isfinite(loss):
             raise FloatingPointError(f"{self.task.name} diverged at step {self.step} (loss {loss})")
+        if self.step % cfg.log_every == 0:
+            self.settle()
         return result
+
+    def settle(self) -> dict[str, Number | str]:
+        """The last step's figures as numbers, after checking that every loss since the last call
+        is finite: one read from the device (none when nothing changed since the last call).
+
+        Raises:
+            FloatingPointError: a loss was NaN or infinite; names the first step that gave one (and
+                is raised again by every later call: whichever thread reads first, the loop sees it).
+        """
+        with self._figures_lock:
+            if self._diverged is not None:
+                raise self._diverged
+            if self._read is not None and self._read[0] == self.step:
+                return self._read[1]
+            losses, self._losses = self._losses, []
+            names = [k for k, v in self.figures.items() if isinstance(v, Tensor)]
+            values = read_values([t for _, t in losses] + [self.figures[k] for k in names])
+            for (step, _), value in zip(losses, values):
+                if not math.isfinite(value):
+                    self._diverged = FloatingPointError(f"{self.task.name} diverged at step {step} (loss {value}; "
+                                                        f"seen at step {self.step})")
+                    raise self._diverged
+            read = dict(zip(names, values[len(losses):]))
+            figures = {k: read.get(k, v) for k, v in self.figures.items()}
+            self._read = (self.step, figures)
+            return figures
 
     def _job_result(self, result: StepResult, seconds: float) -> tuple[StepResult, float]:
         """The step as the job saw it, the same on every rank: mean step time and loss, summed
-        counts (one all-reduce); the other figures stay this rank's."""
+        counts (host values in one all-reduce; a loss on a GPU in its own, which the host does not
+        wait for); the other figures stay this rank's."""
         keys = sorted(result.counts)
         loss = result.figures.get("loss")
-        values = torch.tensor([seconds, float(loss) if isinstance(loss, float) else 0.0]
-                              + [float(result.counts[k]) for k in keys], dtype=torch.float64)
-        self.world.all_reduce(values)
-        seconds, mean_loss = float(values[0]) / self.world.size, float(values[1]) / self.world.size
-        figures = {**result.figures, **({"loss": mean_loss} if isinstance(loss, float) else {})}
-        return StepResult(figures, {k: int(v) for k, v in zip(keys, values[2:].tolist())}), seconds
+        host = torch.tensor([seconds] + [float(result.counts[k]) for k in keys], dtype=torch.float64)
+        on_host = loss is not None and not (isinstance(loss, Tensor) and loss.device.type != "cpu")
+        if on_host:
+            host = torch.cat([host, torch.as_tensor(loss, dtype=torch.float64).reshape(1)])
+        values = self.world.all_reduce(host).tolist()
+        figures = dict(result.figures)
+        if on_host:
+            figures["loss"] = values[-1] / self.world.size
+        elif loss is not None:
+            figures["loss"] = self.world.all_reduce(loss.double()) / self.world.size
+        counts = {k: int(v) for k, v in zip(keys, values[1:1 + len(keys)])}
+        return StepResult(figures, counts), values[0] / self.world.size
 
     def _count(self, result: StepResult, seconds: float) -> None:
         rates = {"it/s": 1.0, **{f"{k}/s": float(v) for k, v in result.counts.items()}}
@@ -174,6 +240,12 @@ class Engine:
         for key, value in result.counts.items():
             self.totals[key] = self.totals.get(key, 0) + int(value)
         self.figures = result.figures
+
+    def _report(self) -> StepReport:
+        """What hooks see now (the figures read only if a hook looks at them)."""
+        step, figures = self.step, self.figures
+        return StepReport(step, self.seconds, LazyFigures(list(figures), lambda: self.settle() if self.step == step
+                                                          else read_figures(figures)), dict(self.rates))
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, hooks: Sequence[Hook] = ()) -> Summary:
@@ -188,13 +260,14 @@ class Engine:
             with RunProgress(self.task.name, cfg.max_steps, cfg.max_seconds, self.step, self.seconds,
                              shown=main) as bar:
                 while not self.finished:
-                    result = self.train_step()
-                    bar.update(self.step, self.seconds, {**self.rates, **result.figures})
-                    report = StepReport(self.step, self.seconds, result.figures, dict(self.rates))
-                    for hook in hooks:
-                        hook(report)
+                    self.train_step()
+                    bar.update(self.step, self.seconds, {**self.rates, **self.settle()} if bar.due() else None)
+                    if hooks:
+                        report = self._report()
+                        for hook in hooks:
+                            hook(report)
                     if main and self.step % cfg.log_every == 0:
-                        self._log(writer, f"{self.task.name}/", {**result.figures, **self.rates})
+                        self._log(writer, f"{self.task.name}/", {**self.settle(), **self.rates})
                     if main and cfg.eval_every > 0 and self.step % cfg.eval_every == 0:
                         self._evaluate(writer, bar)
                     if self._checkpoint_due():
@@ -206,7 +279,7 @@ class Engine:
                 writer.close()
         if main:
             self.task.finish(self.step)
-        return Summary(self.step, self.seconds, dict(self.totals), dict(self.figures))
+        return Summary(self.step, self.seconds, dict(self.totals), dict(self.settle()))
 
     def _evaluate(self, writer, bar: RunProgress) -> None:
         figures = self.task.evaluate(self.step)
@@ -214,7 +287,7 @@ class Engine:
             self._log(writer, "eval/", figures)
             bar.note(f"step {self.step}: {format_figures(figures)}")
 
-    def _log(self, writer, prefix: str, figures: dict[str, Figure]) -> None:
+    def _log(self, writer, prefix: str, figures: Mapping[str, Number | str]) -> None:
         for key, value in figures.items():
             if not isinstance(value, str):
                 writer.add_scalar(prefix + key, value, self.step)
@@ -225,6 +298,7 @@ class Engine:
         random states and the task's training state (one file), ``state.json`` last, into a step
         folder that becomes ``latest`` only once complete; then its files are mirrored at the top
         of the run directory. Rank 0 writes; the others hand it their random states."""
+        self.settle()  # never a checkpoint of a run that has diverged
         streams = self.world.gather_object(ckpt.rng_tensors(self.generator))
         self.saved, self.saved_seconds = self.step, self.seconds
         if not self.world.main:

@@ -14,6 +14,8 @@ from nerfgen.engine.schedule import progress
 
 PLAIN_EVERY = 10.0
 """Seconds between plain progress lines when the output is not a terminal (CI logs)."""
+FIGURES_EVERY = 0.5
+"""Seconds between redraws of the figures beside the bar (reading them waits for a GPU)."""
 
 
 def format_figures(figures: Mapping[str, float | int | str]) -> str:
@@ -56,7 +58,7 @@ class RunProgress:
         done = progress(start_step, max_steps, start_seconds, max_seconds)
         self.task = self.progress.add_task(label, total=1.0, info="", completed=done)
         self.start_done, self.start_seconds = done, start_seconds
-        self.last_print = 0.0
+        self.figures, self.figures_at = "", -math.inf
 
     def __enter__(self) -> RunProgress:
         self.progress.__enter__()
@@ -65,16 +67,23 @@ class RunProgress:
     def __exit__(self, *exc) -> None:
         self.progress.__exit__(*exc)
 
-    def update(self, step: int, seconds: float, figures: Mapping[str, float | int | str]) -> None:
-        """Show the run at ``step`` after ``seconds`` of training with ``figures`` beside the bar."""
+    def due(self) -> bool:
+        """Whether the figures beside the bar are to be redrawn now (every :data:`FIGURES_EVERY`
+        seconds on a terminal, with each plain line otherwise, never when nothing is shown)."""
+        every = FIGURES_EVERY if self.interactive else PLAIN_EVERY
+        return self.shown and time.monotonic() - self.figures_at >= every
+
+    def update(self, step: int, seconds: float, figures: Mapping[str, float | int | str] | None = None) -> None:
+        """Show the run at ``step`` after ``seconds`` of training, with ``figures`` beside the bar
+        (None: the figures shown last); a plain line is printed with new figures."""
         done = progress(step, self.max_steps, seconds, self.max_seconds)
         rate = (done - self.start_done) / max(seconds - self.start_seconds, 1e-9)
         eta = (1.0 - done) / rate if rate > 0 else math.inf
-        info = f"step {step}  {format_figures(figures)}  {seconds:,.0f}s  ETA {eta:,.0f}s"
+        if figures is not None:
+            self.figures, self.figures_at = format_figures(figures), time.monotonic()
+        info = f"step {step}  {self.figures}  {seconds:,.0f}s  ETA {eta:,.0f}s"
         self.progress.update(self.task, completed=done, info=info)
-        now = time.monotonic()
-        if self.shown and not self.interactive and now - self.last_print > PLAIN_EVERY:
-            self.last_print = now
+        if figures is not None and self.shown and not self.interactive:
             print(f"{self.label} {done:4.0%} {info}", file=sys.stderr, flush=True)
 
     def note(self, message: str) -> None:

@@ -22,8 +22,10 @@ from nerfgen.engine.schedule import cosine_rate, learning_rate
 if TYPE_CHECKING:
     from nerfgen.engine.loop import Engine
 
-Figure = float | int | str
-"""A figure a step reports: numbers are logged and shown, strings only shown."""
+Figure = Tensor | float | int | str
+"""A figure a step reports: numbers are logged and shown, strings only shown. A value computed on
+the device stays a 0-d tensor (detached): the engine reads all of a step's figures at once, only
+when they are logged or shown, so a step does not wait for the device."""
 
 
 @dataclass
@@ -62,9 +64,10 @@ class StepResult:
     """What one step reports.
 
     Attributes:
-        figures: shown on the progress bar and, when numeric, logged (``loss`` is checked finite).
+        figures: shown on the progress bar and, when numeric, logged (``loss`` is checked finite);
+            0-d tensors or numbers (see :data:`Figure`).
         counts: things processed this step (``rays``, ``samples``, ``images``): summed into the
-            run's totals, shown and logged per second.
+            run's totals, shown and logged per second. Host ints (sizes the host knows).
     """
 
     figures: dict[str, Figure] = field(default_factory=dict)
@@ -89,9 +92,10 @@ class StepContext:
         self.generator, self.device, self.world = engine.generator, engine.device, engine.world
 
     def optimize(self, names: str | Sequence[str], loss: Tensor | float) -> None:
-        """Zero the gradients of optimiser(s) ``names``, backpropagate ``loss``, average the
-        gradients over the ranks, clip (``grad_clip``), step each. Call it on every step, also
-        when the loss reaches no parameter: every rank of a job must take part."""
+        """Zero the gradients of optimiser(s) ``names``, backpropagate ``loss`` (averaging the
+        gradients over the ranks while it runs), clip (``grad_clip``), step each. Call it on every
+        step, also when the loss reaches no parameter: every rank of a job must take part, in the
+        same order of calls."""
         self._engine.optimize(names, loss)
 
 

@@ -12,6 +12,7 @@ one instant of a dynamic scene.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -30,14 +31,18 @@ class Conditioning:
         present: ``[n | 1, K]`` bool, which slots of a composed field hold an object.
         time: ``[n | 1]`` float in ``[0, 1]``, the instant a dynamic scene is seen at (the
             capture's first frame at 0, its last at 1); per ray, gathered per sample like latents.
+        views: one scene's source views as a generalizable field sees them (their cameras and
+            encoder features, computed once per scene: :class:`nerfgen.generalize.sources.SceneFeatures`),
+            shared by every point.
     """
 
     latent: Tensor | None = None
     transform: Tensor | None = None
     present: Tensor | None = None
     time: Tensor | None = None
+    views: Any = None
 
-    PARTS = ("latent", "transform", "present", "time")
+    PARTS = ("latent", "transform", "present", "time", "views")
     """The parts a field may be given (what :meth:`RadianceField.check` looks at)."""
 
     def take(self, index: Tensor) -> Conditioning:
@@ -47,7 +52,7 @@ class Conditioning:
         def pick(t: Tensor | None) -> Tensor | None:
             return t if t is None or t.shape[0] == 1 else t[index]
 
-        return Conditioning(pick(self.latent), pick(self.transform), pick(self.present), pick(self.time))
+        return Conditioning(pick(self.latent), pick(self.transform), pick(self.present), pick(self.time), self.views)
 
     def slot(self, k: int) -> Conditioning:
         """The conditioning of slot ``k`` of a composed field (its latent and transform; the time
@@ -59,13 +64,14 @@ class Conditioning:
         def move(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.to(device)
 
-        return Conditioning(move(self.latent), move(self.transform), move(self.present), move(self.time))
+        return Conditioning(move(self.latent), move(self.transform), move(self.present), move(self.time),
+                            None if self.views is None else self.views.to(device))
 
     def without_time(self) -> Conditioning | None:
         """The same conditioning with no time (None when nothing else is left)."""
-        if self.latent is None and self.transform is None and self.present is None:
+        if self.latent is None and self.transform is None and self.present is None and self.views is None:
             return None
-        return Conditioning(self.latent, self.transform, self.present)
+        return Conditioning(self.latent, self.transform, self.present, views=self.views)
 
 
 @dataclass

@@ -116,6 +116,28 @@ class SHEncoding(nn.Module):
         ], -1)
 
 
+def tcnn_mlp(in_dim: int, hidden: int, n_hidden_layers: int, out_dim: int) -> nn.Module:
+    """:func:`mlp`'s network as tiny-cuda-nn's FullyFusedMLP (CutlassMLP for widths it does not
+    take), float32 out; only where tinycudann imports (CUDA)."""
+    import tinycudann as tcnn
+
+    kind = "FullyFusedMLP" if hidden in (16, 32, 64, 128) else "CutlassMLP"
+    net = tcnn.Network(in_dim, out_dim, {"otype": kind, "activation": "ReLU", "output_activation": "None",
+                                         "n_neurons": hidden, "n_hidden_layers": n_hidden_layers})
+    return _Float32(net)
+
+
+class _Float32(nn.Module):
+    """A module whose (half-precision) output is returned as float32."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner(x).float()
+
+
 def mlp(in_dim: int, hidden: int, n_hidden_layers: int, out_dim: int) -> nn.Sequential:
     """ReLU MLP with ``n_hidden_layers`` hidden layers of width ``hidden`` (no output activation)."""
     layers: list[nn.Module] = []

@@ -139,11 +139,13 @@ class GanConfig(EngineConfig):
         EngineConfig.validate(self, source)
         input_side = self.patch.size if self.model == "graf" else self.size
         checks = [
-            (self.size >= 8 and self.batch >= 1, "size >= 8 and batch >= 1"),
+            (self.size >= 8 and self.batch >= 1, f"need size >= 8 and batch >= 1, got {self.size} and {self.batch}"),
+            (self.upsample >= 1, f"upsample must be >= 1, got {self.upsample}"),
             (0 < self.held_out <= 0.5, "held_out must lie in (0, 0.5]"),
             (input_side >= 8 and input_side & (input_side - 1) == 0,
              "the discriminator's input side (patch.size for graf, size for giraffe) must be a power of two >= 8"),
-            (self.model == "graf" or self.size % self.upsample == 0, "size must be a multiple of upsample"),
+            (self.model == "graf" or self.upsample < 1 or self.size % self.upsample == 0,
+             "size must be a multiple of upsample"),
             (0 < self.patch.min_scale <= self.patch.max_scale <= 1, "need 0 < patch.min_scale <= patch.max_scale <= 1"),
             (1 <= self.objects.count[0] <= self.objects.count[1], "need 1 <= objects.count[0] <= objects.count[1]"),
             (0 < self.objects.scale[0] <= self.objects.scale[1], "objects.scale must be positive, low <= high"),

@@ -101,7 +101,7 @@ def _read_cache(root: Path, size: int, stamp: dict) -> np.ndarray | None:
         if json.loads(stamp_path.read_text()) != stamp:
             return None
         images = np.load(array_path, allow_pickle=False)
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError, RecursionError):  # a damaged cache is decoded again
         return None
     if images.dtype != np.uint8 or images.shape != (stamp["count"], size, size, 3):
         return None
@@ -173,7 +173,10 @@ class ImageCollection:
         files, images = decode_folder(root, size)
         labels = None
         if (root / LABELS_NAME).is_file():
-            labels = read_json(root / LABELS_NAME)
+            try:
+                labels = read_json(root / LABELS_NAME)
+            except ValueError as exc:
+                raise DatasetError(str(exc)) from None
             if not isinstance(labels, dict):
                 raise DatasetError(f"{root / LABELS_NAME}: expected a JSON object")
         return cls(root, files, torch.from_numpy(images), labels, held_out)
@@ -191,6 +194,9 @@ class ImageCollection:
         indices = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= len(self)):
             raise IndexError(f"indices must be in [0, {len(self)}), got [{int(indices.min())}, {int(indices.max())}]")
+        return self._gather(indices, device)
+
+    def _gather(self, indices: torch.Tensor, device: torch.device | str | None) -> torch.Tensor:
         x = self.images[indices].to(device).permute(0, 3, 1, 2)  # [B, 3, S, S] uint8
         return x.float() / 127.5 - 1.0
 
@@ -200,4 +206,4 @@ class ImageCollection:
         if int(batch) < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
         pick = torch.randint(len(self.train), (int(batch),), generator=generator)
-        return self.images_at(self.train[pick], device)
+        return self._gather(self.train[pick], device)  # in range by construction: nothing to check

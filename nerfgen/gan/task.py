@@ -90,7 +90,7 @@ class GanTask(Task):
         self.discriminator.requires_grad_(True)
         update_ema(self.ema, self.generator, min(cfg.ema, (1 + ctx.step) / (EMA_WARMUP + ctx.step)))
 
-        figures.update({name: float(value.detach()) for name, value in (
+        figures.update({name: value.detach() for name, value in (
             ("loss", d_loss + g_loss), ("d_loss", d_loss), ("g_loss", g_loss), ("r1", r1),
             ("d_real", real_logits.mean()), ("d_fake", fake_logits.mean()))})
         pixels = fake.shape[0] * fake.shape[2] * fake.shape[3]

@@ -123,9 +123,9 @@ class SceneModel(nn.Module):
         res = grid.config.resolution
         centres = grid.cell_positions(0, torch.arange(res**3, device=self.device))
         occupied = torch.zeros(res**3, dtype=torch.bool, device=self.device)
-        transforms, present = layout.world_to_object().to(self.device), layout.present().tolist()
+        transforms = layout.world_to_object().to(self.device)
         for k, obj in enumerate(self.objects):
-            if present[k]:
+            if not layout.objects[k].hidden:
                 local = centres @ transforms[k, :, :3].T + transforms[k, :, 3]
                 occupied |= grid_lookup(local, obj.sampler.binaries, obj.sampler.aabbs)
         grown = F.max_pool3d(occupied.view(1, 1, res, res, res).float(), 3, 1, 1) > 0

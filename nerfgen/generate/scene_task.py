@@ -108,25 +108,24 @@ class SceneGenerationTask(FieldTask):
         t_range = (cfg.t_min, anneal_t_max(cfg, ctx.done))
         zeros = torch.zeros(3, device=self.device)
         loss: Tensor | float = 0.0
-        figures: dict[str, float | str] = {"t_max": t_range[1], "shading": mode}
+        figures: dict[str, Tensor | float | str] = {"t_max": t_range[1], "shading": mode}
         images = samples = 0
         if sc.batch > 0:
             sds, renders = self._scored(lambda rays: self.model.render_rays(rays, self.layout, zeros, stratified=True),
                                         self.model.density(self.layout), sc.batch, mode, self.scene_prompt, t_range)
             loss = loss + sc.lambda_scene * sds + geometry_losses(cfg, renders, sparsity=False)
-            figures["sds_scene"] = float(sds.detach())
+            figures["sds_scene"] = sds.detach()
             images, samples = images + sc.batch, samples + renders.n_samples
-        present = self.layout.present().tolist()
         for k, obj in enumerate(self.model.objects):
-            if sc.object_batch == 0 or not present[k]:
+            if sc.object_batch == 0 or self.layout.objects[k].hidden:
                 continue
             sds, renders = self._scored(lambda rays, obj=obj: obj.render_rays(rays, zeros, stratified=True),
                                         obj.field.density, sc.object_batch, mode, self.object_prompts[k], t_range)
             loss = loss + sc.lambda_objects * sds + geometry_losses(cfg, renders)
-            figures[f"sds_{k}"] = float(sds.detach())
+            figures[f"sds_{k}"] = sds.detach()
             images, samples = images + sc.object_batch, samples + renders.n_samples
         ctx.optimize("field", loss)
-        figures["loss"] = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
+        figures["loss"] = loss.detach() if isinstance(loss, Tensor) else float(loss)
         return StepResult(figures, {"images": images, "samples": samples})
 
     def _scored(self, render, density, batch: int, mode: str, prompts: PromptViews,

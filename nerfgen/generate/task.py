@@ -220,7 +220,7 @@ class GenerationTask(FieldTask):
                                   (cfg.t_min, t_max), self.generator)
         loss = sds.loss + geometry_losses(cfg, renders)
         ctx.optimize("field", loss)
-        figures = {"loss": float(loss.detach()), "sds": float(sds.loss.detach()), "t_max": t_max, "shading": mode}
+        figures = {"loss": loss.detach(), "sds": sds.loss.detach(), "t_max": t_max, "shading": mode}
         return StepResult(figures, {"images": len(views), "samples": renders.n_samples})
 
     # -- output ------------------------------------------------------------------------------

@@ -117,6 +117,77 @@ def _plane_backward(ctx, grad_out: Tensor):
     return (grad_coords if want_coords else None), (grad_table if want_table else None), None, None, None, None
 
 
+# --- baked fields (nerfgen/ops/baked.py) -----------------------------------------------------------
+
+
+def _sparse_interp_fake(positions, values, block_ids, voxel_rows, cell_occupied, aabbs):
+    return values.new_empty((positions.shape[0], values.shape[1])), values.new_empty(positions.shape[0])
+
+
+def _sparse_interp_bwd_fake(grad_sum, positions, block_ids, voxel_rows, cell_occupied, aabbs, n_rows):
+    return grad_sum.new_empty((n_rows, grad_sum.shape[1]))
+
+
+def _baked_traverse_fake(origins, directions, block_ids, voxel_rows, cell_occupied, aabbs, jitter, near_plane,
+                         far_plane, step_size, cone_angle):
+    n = torch.library.get_ctx().new_dynamic_size()
+    return origins.new_empty(n), origins.new_empty(n), origins.new_empty(n, dtype=torch.long)
+
+
+def _baked_render_fake(origins, directions, block_ids, voxel_rows, cell_occupied, aabbs, values, sh_degree, empty_raw,
+                       near_plane, far_plane, step_size, cone_angle, early_stop_eps):
+    n = origins.shape[0]
+    return (origins.new_empty((n, 3)), origins.new_empty(n), origins.new_empty(n),
+            origins.new_empty(n, dtype=torch.long))
+
+
+def _sparse_interp_setup_context(ctx, inputs, output) -> None:
+    positions, values, block_ids, voxel_rows, cell_occupied, aabbs = inputs
+    ctx.save_for_backward(positions, block_ids, voxel_rows, cell_occupied, aabbs)
+    ctx.n_rows = values.shape[0]
+
+
+def _sparse_interp_backward(ctx, grad_sum: Tensor, grad_present: Tensor):
+    """Gradient to the values only (the present weight does not depend on them)."""
+    grad_values = None
+    if ctx.needs_input_grad[1] and grad_sum is not None:
+        positions, *grid = ctx.saved_tensors
+        grad_values = torch.ops.nerfgen.sparse_interp_bwd(grad_sum.contiguous(), positions, *grid, ctx.n_rows)
+    return None, grad_values, None, None, None, None
+
+
+# --- fused MLPs (nerfgen/ops/mlp.py) ----------------------------------------------------------------
+
+
+def _ngp_mlp_fake(enc, sh, weights, biases, n_density):
+    return enc.new_empty(enc.shape[0]), enc.new_empty((enc.shape[0], 3))
+
+
+def _ngp_density_fake(enc, weights, biases):
+    return enc.new_empty(enc.shape[0])
+
+
+def _ngp_mlp_bwd_fake(grad_density, grad_rgb, enc, sh, weights, biases, n_density):
+    return torch.empty_like(enc), [torch.empty_like(w) for w in weights], [torch.empty_like(b) for b in biases]
+
+
+def _ngp_mlp_setup_context(ctx, inputs, output) -> None:
+    enc, sh, weights, biases, n_density = inputs
+    ctx.save_for_backward(enc, sh, *weights, *biases)
+    ctx.n_layers, ctx.n_density = len(weights), n_density
+
+
+def _ngp_mlp_backward(ctx, grad_density: Tensor, grad_rgb: Tensor):
+    """The kernel recomputes each tile's forward pass; nothing but the inputs is kept."""
+    enc, sh, *params = ctx.saved_tensors
+    weights, biases = params[:ctx.n_layers], params[ctx.n_layers:]
+    grad_density = enc.new_zeros(enc.shape[0]) if grad_density is None else grad_density.contiguous()
+    grad_rgb = enc.new_zeros((enc.shape[0], 3)) if grad_rgb is None else grad_rgb.contiguous()
+    grad_enc, grad_w, grad_b = torch.ops.nerfgen.ngp_mlp_bwd(grad_density, grad_rgb, enc, sh, weights, biases,
+                                                            ctx.n_density)
+    return grad_enc, None, grad_w, grad_b, None
+
+
 def register() -> None:
     """Register every fake kernel and autograd formula (the library must be loaded)."""
     fakes = {
@@ -129,9 +200,19 @@ def register() -> None:
         "composite_bwd": _composite_bwd_fake,
         "plane_fwd": _plane_fwd_fake,
         "plane_bwd": _plane_bwd_fake,
+        "sparse_interp_fwd": _sparse_interp_fake,
+        "sparse_interp_bwd": _sparse_interp_bwd_fake,
+        "baked_traverse": _baked_traverse_fake,
+        "baked_render": _baked_render_fake,
+        "ngp_mlp_fwd": _ngp_mlp_fake,
+        "ngp_density_fwd": _ngp_density_fake,
+        "ngp_mlp_bwd": _ngp_mlp_bwd_fake,
     }
     for name, fake in fakes.items():
         torch.library.register_fake(f"nerfgen::{name}", fake)
     torch.library.register_autograd("nerfgen::hash_grid_fwd", _hash_grid_backward, setup_context=_hash_grid_setup_context)
     torch.library.register_autograd("nerfgen::composite_fwd", _composite_backward, setup_context=_composite_setup_context)
     torch.library.register_autograd("nerfgen::plane_fwd", _plane_backward, setup_context=_plane_setup_context)
+    torch.library.register_autograd("nerfgen::sparse_interp_fwd", _sparse_interp_backward,
+                                    setup_context=_sparse_interp_setup_context)
+    torch.library.register_autograd("nerfgen::ngp_mlp_fwd", _ngp_mlp_backward, setup_context=_ngp_mlp_setup_context)

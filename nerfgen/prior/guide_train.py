@@ -51,7 +51,7 @@ class GuideTask(Task):
         self.config, self.views, self.text = config, views, text
         self.path = guide_path(Path(weights_dir) / "model.safetensors")
         self.file = self.path.name  # its name in the guide's own run and checkpoints
-        self.running: float | None = None
+        self.running: torch.Tensor | float | None = None  # smoothed loss: a tensor until a checkpoint reads it
         self.keys = torch.from_numpy(content_keys(views))
         ids = torch.from_numpy(views.object_ids).long()
         self.per_object = [torch.nonzero(ids == o)[:, 0] for o in range(int(ids.max()) + 1)]
@@ -82,12 +82,13 @@ class GuideTask(Task):
                 self.views.cameras[torch.stack(others).numpy()]).float().to(self.device)], 1)
             loss = loss + self.model.camera_loss(x_t[:m], t[:m], candidates, batch.text[:m])
         ctx.optimize("guide", loss)
-        self.running = loss.item() if self.running is None else 0.98 * self.running + 0.02 * loss.item()
+        value = loss.detach()
+        self.running = value if self.running is None else 0.98 * self.running + 0.02 * value
         return StepResult({"loss": self.running}, {"images": c.batch_size})
 
     def save(self, output: Path, step: int, seconds: float) -> None:
-        training = {**dataclasses.asdict(self.config), "final_loss": round(self.running or 0.0, 4),
-                    "seconds": round(seconds, 1)}
+        final = round(float(self.running), 4) if self.running is not None else 0.0
+        training = {**dataclasses.asdict(self.config), "final_loss": final, "seconds": round(seconds, 1)}
         save_guide(Path(output) / self.file, self.model, {"scale": self.config.scale, "training": training})
 
     def load(self, output: Path) -> None:
@@ -100,7 +101,7 @@ class GuideTask(Task):
             atomic_write(target, lambda tmp, source=source: shutil.copyfile(source, tmp))
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
-        return {}, {"running": self.running}
+        return {}, {"running": None if self.running is None else float(self.running)}
 
     def load_state(self, tensors: dict[str, torch.Tensor], values: dict) -> None:
         self.running = values["running"]

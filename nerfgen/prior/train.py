@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from nerfgen.engine import Env, Schedule, StepContext, StepResult, Task
+from nerfgen.engine.figures import read_values
 from nerfgen.files import read_tensors, write_json, write_tensors
 from nerfgen.kinds import RUN_FILE
 from nerfgen.prior.builtin import TIMESTEPS, cosine_alphas_cumprod, save_weights
@@ -112,8 +113,8 @@ class PriorTask(Task):
 
     def __init__(self, config: PriorTrainConfig, views: ObjectViews, text: torch.Tensor) -> None:
         self.config, self.views, self.text = config, views, text
-        self.history: list[list[float]] = []
-        self.running: float | None = None
+        self.history: list[list] = []  # [step, running loss]: the loss a tensor until a checkpoint reads it
+        self.running: torch.Tensor | float | None = None
 
     def build(self, env: Env) -> None:
         self.generator, self.device = env.generator, env.device
@@ -138,15 +139,22 @@ class PriorTask(Task):
         loss = diffusion_loss(self.net, batch, self.alphas_cumprod, self.generator, c.min_snr_gamma)
         ctx.optimize("unet", loss)
         self._update_ema(ctx.step)
-        value = loss.item()
+        value = loss.detach()
         self.running = value if self.running is None else 0.98 * self.running + 0.02 * value
         if (ctx.step + 1) % 25 == 0:
-            self.history.append([ctx.step + 1, round(self.running, 5)])
+            self.history.append([ctx.step + 1, self.running])
         return StepResult({"loss": self.running}, {"images": c.batch_size})
+
+    def _read_history(self) -> list[list]:
+        """The history with its losses read as numbers (5 decimals), in one transfer."""
+        values = read_values([v for _, v in self.history if isinstance(v, torch.Tensor)])
+        numbers = iter(round(v, 5) for v in values)
+        self.history = [[s, next(numbers) if isinstance(v, torch.Tensor) else v] for s, v in self.history]
+        return self.history
 
     def save(self, output: Path, step: int, seconds: float) -> None:
         info = {"training": {"steps": step, "seconds": round(seconds, 1),
-                             "final_loss": self.history[-1][1] if self.history else None,
+                             "final_loss": self._read_history()[-1][1] if self.history else None,
                              "views": dataclasses.asdict(self.config.views)}}
         save_weights(output / "model.safetensors", self.ema, info)
         write_json(output / RUN_FILE, PriorRunInfo(self.config).to_dict())
@@ -156,7 +164,8 @@ class PriorTask(Task):
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict]:
         net = {f"net.{k}": v for k, v in self.net.state_dict().items()}
-        return net, {"history": self.history, "running": self.running}
+        running = None if self.running is None else float(self.running)
+        return net, {"history": self._read_history(), "running": running}
 
     def load_state(self, tensors: dict[str, torch.Tensor], values: dict) -> None:
         self.net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})

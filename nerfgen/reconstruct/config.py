@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
+from nerfgen.data.formats import reader_named
 from nerfgen.engine.config import EngineConfig
 from nerfgen.reconstruct.camera_opt import CameraOptConfig
 from nerfgen.reconstruct.depth import DepthLossConfig
@@ -21,6 +22,9 @@ class TrainConfig(ModelSpec, EngineConfig):
     """Where training images have alpha, start the occupancy grid from their visual hull."""
     downscale: float = 1.0
     """Divide image width and height by this (intrinsics follow)."""
+    data_format: str = "auto"
+    """The capture's reader: ``auto`` (found from the folder) or ``nerf-synthetic``, ``instant-ngp``,
+    ``llff``, ``colmap``, ``idr`` (and their aliases); a run records the one it used."""
     target_samples: int = 1 << 16
     """Field samples per step; the number of rays adapts to reach it (nerfacc's rule)."""
     init_rays: int = 1024
@@ -65,6 +69,10 @@ class TrainConfig(ModelSpec, EngineConfig):
         ModelSpec.validate(self, source)
         if not self.downscale >= 1:
             raise ValueError(f"{source}: downscale: expected a number >= 1, got {self.downscale}")
+        try:
+            reader_named(self.data_format)
+        except ValueError as exc:
+            raise ValueError(f"{source}: data_format: {exc}") from None
         if not 0 < self.init_rays <= self.max_rays or self.target_samples < 1:
             raise ValueError(f"{source}: need 0 < init_rays <= max_rays and target_samples >= 1")
         self.check_time(source)

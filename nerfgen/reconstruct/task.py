@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,7 +26,8 @@ from nerfgen.runs import RunInfo
 
 
 def shown_on(dataset: Dataset) -> str:
-    """The background a dataset is evaluated on: white for NeRF-synthetic, else black."""
+    """The background a dataset is evaluated on: white for NeRF-synthetic images with alpha,
+    the images' own plain backdrop for images without (:attr:`Dataset.white_background`), else black."""
     return "white" if dataset.white_background else "black"
 
 
@@ -76,7 +75,7 @@ class ReconstructionTask(FieldTask):
             self.carve(self.model.sampler)
         self.model.to(self.device)
         self.optimizer = field_optimizer(self.model, cfg)
-        self.background = Background(training_background(cfg.background, ds.has_alpha))
+        self.background = Background(training_background(cfg.background, ds.has_alpha, shown_on(ds)))
         self.cameras = ds.cameras.to(self.device)
         self.n_rays = cfg.init_rays
         self.camera_opt = CameraOptimizer(len(ds), cfg.camera_opt.mode).to(self.device)
@@ -156,22 +155,22 @@ class ReconstructionTask(FieldTask):
         loss, figures = photometric, {}
         for name, term in [*self.model.sampler.losses(out).items(), *self.extra_losses(out, rays, target, bg, cam).items()]:
             loss = loss + term
-            figures[name] = float(term.detach())
+            figures[name] = term.detach()
         if cfg.distortion > 0 and out.n_samples > 0:
             s = out.samples
             distortion = distortion_loss(out.weights, s.t_starts, s.t_ends, s.ray_indices, s.n_rays).mean()
             loss = loss + cfg.distortion * distortion
-            figures["distortion"] = float(distortion.detach())
+            figures["distortion"] = distortion.detach()
         if self.depth_targets is not None and len(self.depth_targets) > 0:
             depth = self.depth_term()
             loss = loss + cfg.depth.weight * depth
-            figures["depth"] = float(depth.detach())
+            figures["depth"] = depth.detach()
         ctx.optimize(("field", "camera") if self.camera_adam is not None else "field", loss)
         n_rays = len(rays)
         ratio = cfg.target_samples / max(out.n_samples, 1)
         self.n_rays = int(min(cfg.max_rays, max(64, self.n_rays * min(ratio, 4.0))))
-        value = float(photometric.detach())
-        figures = {"loss": value, "psnr": -10 * math.log10(max(value, 1e-10)), **figures,
+        mse = photometric.detach()
+        figures = {"loss": mse, "psnr": -10 * torch.log10(mse.clamp_min(1e-10)), **figures,
                    "occupancy": self.model.sampler.occupancy_fraction()}
         return StepResult(figures, {"rays": n_rays, "samples": out.n_samples})
 

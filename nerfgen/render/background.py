@@ -25,12 +25,13 @@ def background_color(name: str) -> Tensor:
     return torch.ones(3) if name == "white" else torch.zeros(3)
 
 
-def training_background(mode: str, has_alpha: bool) -> str:
-    """Resolve ``auto``: random colours where images have alpha (instant-ngp), black otherwise;
-    other modes pass through."""
+def training_background(mode: str, has_alpha: bool, shown_on: str = "black") -> str:
+    """Resolve ``auto``: random colours where images have alpha (instant-ngp), else the plain
+    colour the run is shown on (``shown_on``: what the images' own backdrop is, so that what the
+    field leaves empty renders as the images show it); other modes pass through."""
     if mode != "auto":
         return mode
-    return "random" if has_alpha else "black"
+    return "random" if has_alpha else shown_on
 
 
 class Background(nn.Module):

@@ -278,7 +278,7 @@ class ProposalSampler(Sampler):
         return changed
 
     def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
-               cond: Conditioning | None = None) -> RaySamples:
+               cond: Conditioning | None = None, defer_termination: bool = False) -> RaySamples:
         """``n_samples`` contiguous intervals on every ray, in ``[near, far]`` (``sigma_fn`` and
         ``cond`` are not used: the proposal nets are static).
 

@@ -49,6 +49,7 @@ def render_rays(
     cond: Conditioning | None = None,
     stratified: bool = False,
     normals: bool = False,
+    defer_termination: bool = False,
 ) -> RenderOutput:
     r"""Volume-render rays: :math:`C = \sum_i T_i \alpha_i c_i + (1 - \sum_i T_i \alpha_i) c_{bg}`.
 
@@ -61,6 +62,8 @@ def render_rays(
         stratified: jitter sample positions (training).
         normals: also composite density normals (:func:`density_normals`, central differences
             1/2048 of the field's box apart).
+        defer_termination: renders without gradients: let the sampler leave early termination
+            to compositing where rays are short (:meth:`Sampler.sample`).
 
     Returns:
         :class:`RenderOutput`; differentiable in the field's parameters (and ``cond``).
@@ -71,7 +74,8 @@ def render_rays(
         mids = origins[ray_indices] + directions[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
         return field.density(mids, None if cond is None else cond.take(ray_indices))
 
-    samples = sampler.sample(rays, sigma_fn=sigma_fn, stratified=stratified, cond=cond)
+    samples = sampler.sample(rays, sigma_fn=sigma_fn, stratified=stratified, cond=cond,
+                             defer_termination=defer_termination)
     ri = samples.ray_indices
     mids_t = (samples.t_starts + samples.t_ends) * 0.5
     positions = origins[ri] + directions[ri] * mids_t[:, None]
@@ -103,13 +107,13 @@ def render_rays_chunked(
     chunk: int = 1 << 14,
     normals: bool = False,
 ) -> RenderOutput:
-    """:func:`render_rays` over many rays in chunks, without gradients (images, evaluation);
-    per-sample weights are not kept."""
+    """:func:`render_rays` over many rays in chunks, without gradients (images, evaluation), early
+    termination left to compositing where rays are short; per-sample weights are not kept."""
     parts = []
     for i in range(0, len(rays), chunk):
         rows = slice(i, i + chunk)
         parts.append(render_rays(field, sampler, rays[rows], background if background.ndim == 1 else background[rows],
-                                 None if cond is None else cond.take(rows), normals=normals))
+                                 None if cond is None else cond.take(rows), normals=normals, defer_termination=True))
 
     def cat(name: str) -> Tensor | None:
         values = [getattr(p, name) for p in parts]

@@ -54,7 +54,7 @@ class Sampler(nn.Module):
         return self.aabb
 
     def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
-               cond: Conditioning | None = None) -> RaySamples:
+               cond: Conditioning | None = None, defer_termination: bool = False) -> RaySamples:
         """Samples of ``rays`` (no gradient flows through their positions).
 
         Args:
@@ -63,6 +63,10 @@ class Sampler(nn.Module):
             stratified: jitter the samples (training) rather than take fixed positions.
             cond: the rays' conditioning (per ray or shared), for samplers whose state depends
                 on it (a dynamic scene's time); ignored by the others.
+            defer_termination: a render without gradients: where the rays are short, a sampler
+                that terminates rays may leave that to compositing (``early_stop_eps``) rather than
+                evaluate the density first; shading a sample that compositing then drops costs less
+                than a second pass over the field.
         """
         raise NotImplementedError
 
@@ -126,7 +130,7 @@ class StratifiedSampler(Sampler):
 
     @torch.no_grad()
     def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
-               cond: Conditioning | None = None) -> RaySamples:
+               cond: Conditioning | None = None, defer_termination: bool = False) -> RaySamples:
         cfg, n = self.config, self.config.n_samples
         t_min, t_max, hit = ray_aabb_intersect(rays.origins, rays.directions, self.aabb[None])
         t0, t1 = t_min[:, 0].clamp(min=cfg.near), t_max[:, 0]

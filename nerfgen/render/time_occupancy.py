@@ -75,9 +75,9 @@ class TimeOccupancyGrid(OccupancyGrid):
 
     @torch.no_grad()
     def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
-               cond: Conditioning | None = None) -> RaySamples:
+               cond: Conditioning | None = None, defer_termination: bool = False) -> RaySamples:
         """Samples of each ray in the occupied space of its time's bin, with early termination
-        (see :meth:`OccupancyGrid.sample`)."""
+        (see :meth:`OccupancyGrid.sample`; the kernel skips empty space on each bin's grid)."""
         cfg = self.config
         origins, directions = rays.origins, rays.directions
         bins = self.bin_of(self._times(cond, len(rays)))
@@ -101,9 +101,7 @@ class TimeOccupancyGrid(OccupancyGrid):
                 part = march(b, rows)
                 parts.append((part.t_starts, part.t_ends, rows[part.ray_indices]))
             samples = _merge(parts, len(rays))
-        if sigma_fn is None or len(samples) == 0:
-            return samples
-        return samples.masked(self._visible(samples, sigma_fn))
+        return self._terminate(samples, sigma_fn, defer_termination)
 
     def occupied(self, positions: Tensor) -> Tensor:
         """``[n]`` bool: which of ``positions [n, 3]`` may hold anything at some instant."""
@@ -147,6 +145,7 @@ class TimeOccupancyGrid(OccupancyGrid):
         :meth:`OccupancyGrid.update` does one grid, each cell at an instant of its bin:
         ``density_fn(positions, Conditioning(time=...))``."""
         cfg = self.config
+        self._training_step = step
         if step % cfg.update_every != 0 or step == 0:
             return False
         update = step // cfg.update_every
@@ -166,8 +165,8 @@ class TimeOccupancyGrid(OccupancyGrid):
                 estimates[level, cells] = torch.cat(values + [cells.new_zeros(0, dtype=torch.float32)]) * self.step_size
             world.all_reduce(estimates, "max")
             torch.maximum(self.occs[b].mul_(cfg.ema_decay), estimates, out=self.occs[b])
-            threshold = min(float(self.occs[b][self.hull[b]].mean()), cfg.occ_threshold)
-            occupied = ((self.occs[b] > threshold) & self.hull[b]).view_as(self.binaries[b])
+            mean = (self.occs[b] * self.hull[b]).sum() / self.hull[b].sum().clamp_min(1)  # no host read
+            occupied = ((self.occs[b] > mean.clamp(max=cfg.occ_threshold)) & self.hull[b]).view_as(self.binaries[b])
             if step < cfg.warmup_steps:
                 occupied |= self.binaries[b]
             self.binaries[b].copy_(occupied)

@@ -10,7 +10,9 @@
 //     contains it.
 // The twin tests every step; the kernels skip empty cells (DDA): from a step whose midpoint is
 // in an empty cell they jump to the last step that surely ends inside that cell, so they keep
-// exactly the twin's samples while touching only a few steps per empty cell.
+// exactly the twin's samples while touching only a few steps per empty cell. Where the grid comes
+// with a coarser copy (a cell of `coarse` is occupied when any of the factor^3 cells it covers
+// is), a step in an empty coarse cell skips that whole coarse cell at once.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,8 @@ struct OccupancyGrid {
   const float* aabbs;    // [n_levels, 6] (xmin, ymin, zmin, xmax, ymax, zmax)
   int n_levels;
   int resolution;
+  const bool* coarse = nullptr;  // [n_levels, res / f, res / f, res / f], or null
+  int coarse_factor = 1;         // f, dividing res
 };
 
 /// Step rule and limits. `t_switch` = step_size / cone_angle and `log1p_cone` =
@@ -137,6 +141,18 @@ HD float cell_exit(const OccupancyGrid& g, const GridCell& c, const float* o, co
   return t_exit;
 }
 
+/// t at which the ray leaves the empty cell `c`: the exit of its coarse cell when that is empty
+/// too, else of the cell itself (see cell_exit).
+HD float empty_exit(const OccupancyGrid& g, const GridCell& c, const float* o, const float* d, float t_now) {
+  if (g.coarse != nullptr) {
+    const int f = g.coarse_factor, rc = g.resolution / f;
+    const GridCell region{true, false, c.level, {c.ijk[0] / f, c.ijk[1] / f, c.ijk[2] / f}};
+    const int64_t flat = ((static_cast<int64_t>(c.level) * rc + region.ijk[0]) * rc + region.ijk[1]) * rc + region.ijk[2];
+    if (!g.coarse[flat]) return cell_exit(OccupancyGrid{nullptr, g.aabbs, g.n_levels, rc}, region, o, d, t_now);
+  }
+  return cell_exit(g, c, o, d, t_now);
+}
+
 /// Whether the three components are finite (x - x is 0 for a finite x, NaN for an infinite or NaN one).
 HD bool finite3(const float* v) { return v[0] - v[0] == 0.0f && v[1] - v[1] == 0.0f && v[2] - v[2] == 0.0f; }
 
@@ -165,7 +181,7 @@ HD int64_t march_ray(const OccupancyGrid& g, const MarchParams& p, const float* 
     }
     // Every step k' < rule.k_of(t_exit) - 1 ends before t_exit, so its midpoint lies in this cell
     // (the margin absorbs rounding); skip to the last such step.
-    const double last = rule.k_of(cell_exit(g, c, o, d, mid)) - 1.01;
+    const double last = rule.k_of(empty_exit(g, c, o, d, mid)) - 1.01;
     k = last > static_cast<double>(k + 1) ? static_cast<int64_t>(min_of(last, static_cast<double>(n_steps))) : k + 1;
   }
   return kept;

@@ -2,11 +2,14 @@
 // Every pointer is contiguous; the caller allocates the outputs.
 //   ray_aabb_intersect: origins, directions [n_rays, 3], aabbs [n_boxes, 6]
 //                       -> t_mins, t_maxs [n_rays, n_boxes], hits [n_rays, n_boxes]
-//   march_count:        -> counts [n_rays] (samples each ray keeps)
-//   march_fill:         offsets [n_rays] (exclusive prefix sum of counts)
+//   march (CPU):        -> t_starts, t_ends [n_samples], ray_indices [n_samples], in memory that
+//                       `allocate` gives once the number of samples is known (cpu_threads.h)
+//   march_count (CUDA): -> counts [n_rays] (samples each ray keeps)
+//   march_fill (CUDA):  offsets [n_rays] (exclusive prefix sum of counts)
 //                       -> t_starts, t_ends [n_samples], ray_indices [n_samples]
 #pragma once
 
+#include "nerfgen/sample_buffers.h"
 #include "nerfgen/march.h"
 
 namespace nerfgen {
@@ -26,8 +29,7 @@ namespace cpu {
 void ray_aabb_intersect(const float* origins, const float* directions, const float* aabbs, int64_t n_rays,
                         int n_boxes, float near_plane, float far_plane, float* t_mins, float* t_maxs, bool* hits,
                         int n_threads);
-void march_count(const MarchProblem& p, int64_t* counts);
-void march_fill(const MarchProblem& p, const int64_t* offsets, float* t_starts, float* t_ends, int64_t* ray_indices);
+void march(const MarchProblem& p, AllocateSamples allocate, void* context);
 }  // namespace cpu
 
 }  // namespace nerfgen
