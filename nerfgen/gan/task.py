@@ -11,6 +11,7 @@ from torch import nn
 
 from nerfgen.engine import Env, Schedule, StepContext, StepResult, Task
 from nerfgen.files import load_state, read_tensors
+from nerfgen.gan.augment import adapt, augment
 from nerfgen.gan.config import GanConfig
 from nerfgen.gan.data import ImageCollection
 from nerfgen.gan.discriminator import Discriminator, discriminator_loss, generator_loss, r1_penalty
@@ -46,6 +47,7 @@ class GanTask(Task):
     def __init__(self, config: GanConfig, data: ImageCollection, data_path: str) -> None:
         self.config, self.data, self.data_path = config, data, str(data_path)
         self._real_features = None
+        self.augment_p = config.augment.probability
 
     def build(self, env: Env) -> None:
         cfg = self.config
@@ -76,16 +78,20 @@ class GanTask(Task):
             grid = patch_grid(cfg.batch, cfg.patch.size, scales, gen)
             real = cut_patches(real, grid.to(device))
             figures["min_scale"] = scales[0]
+        if cfg.augment.policy:
+            figures["augment_p"] = self.augment_p
         fake = self.generator(codes.to(device), cameras, grid, stratified=True) * 2 - 1
 
         real.requires_grad_(True)
-        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake.detach())
+        real_logits, fake_logits = self.discriminator(self.augmented(real, gen)), self.discriminator(
+            self.augmented(fake.detach(), gen))
         d_loss = discriminator_loss(real_logits, fake_logits)
         r1 = r1_penalty(real_logits, real) if cfg.r1 > 0 else torch.zeros((), device=device)
         ctx.optimize("discriminator", d_loss + 0.5 * cfg.r1 * r1)
+        self.augment_p = adapt(self.augment_p, real_logits, cfg.augment, cfg.batch)
 
         self.discriminator.requires_grad_(False)
-        g_loss = generator_loss(self.discriminator(fake))
+        g_loss = generator_loss(self.discriminator(self.augmented(fake, gen)))
         ctx.optimize("generator", g_loss)
         self.discriminator.requires_grad_(True)
         update_ema(self.ema, self.generator, min(cfg.ema, (1 + ctx.step) / (EMA_WARMUP + ctx.step)))
@@ -95,6 +101,17 @@ class GanTask(Task):
             ("d_real", real_logits.mean()), ("d_fake", fake_logits.mean()))})
         pixels = fake.shape[0] * fake.shape[2] * fake.shape[3]
         return StepResult(figures, {"images": cfg.batch, "pixels": pixels})
+
+    def augmented(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """``images`` as the discriminator sees them (``config.augment``)."""
+        policy = self.config.augment.policy
+        return augment(images, policy, self.augment_p, gen) if policy and self.augment_p > 0 else images
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict]:
+        return {}, {"augment_p": self.augment_p}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], values: dict) -> None:
+        self.augment_p = float(values.get("augment_p", self.config.augment.probability))
 
     # -- products -------------------------------------------------------------------------------
     def info(self) -> GanRunInfo:
