@@ -24,7 +24,7 @@ import torch
 from nerfgen.gan.api import gan_training
 from nerfgen.gan.controls import control_figures, ground_truth_position_error
 from nerfgen.gan.evaluate import EVAL_SEED, evaluate_run
-from nerfgen.gan.quality import QualityReference, embedded_labels, gate_summary
+from nerfgen.gan.quality import QualityReference, gate_summary, unavailable
 from nerfgen.gan.run import image_grid, write_png
 
 
@@ -56,7 +56,7 @@ def main() -> None:
         report = evaluate_run(run, data, args.count)
         if i == 0:
             write_png(out.parent / f"{out.name}_real.png", image_grid(data.images[data.held_out[:64]].numpy()))
-            reference = QualityReference(data, args.quality_count) if embedded_labels(data) else None
+            reference = QualityReference(data, args.quality_count) if unavailable(data) is None else None
         line = {"figure": f"gan_{args.model}", "minutes": minutes, "steps": summary.steps,
                 "train_seconds": round(summary.seconds, 1), "segment_wall_seconds": round(wall, 1),
                 "seconds_per_step": round(summary.seconds / max(summary.steps, 1), 3),

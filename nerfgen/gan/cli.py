@@ -127,7 +127,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from nerfgen.gan.data import ImageCollection
     from nerfgen.gan.evaluate import evaluate_run
     from nerfgen.gan.api import load_gan_run
-    from nerfgen.gan.quality import embedded_labels, gate_summary, quality_report
+    from nerfgen.gan.quality import gate_summary, quality_report, unavailable
 
     run = load_gan_run(args.run, args.device)
     folder = args.data or run.info.data
@@ -137,9 +137,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report["controls"] = control_figures(run)
         if data.labels is not None and data.labels.get("set") == "clevr":
             report["controls"].update(ground_truth_position_error(folder))
-    if not args.no_quality and embedded_labels(data) is not None:
+    reason = unavailable(data)
+    if not args.no_quality and reason is None:
         report["quality"] = quality_report(run, data, min(args.count, QUALITY_IMAGES))
         print(gate_summary(report["quality"]), file=sys.stderr)
+    elif not args.no_quality:
+        report["quality"] = {"skipped": reason}
     path = Path(args.run) / "eval.json"
     write_json(path, report)
     print(json.dumps(report, indent=1))

@@ -120,6 +120,9 @@ class GanConfig(EngineConfig):
     """RMSprop learning rate of the generator (GRAF and GIRAFFE's)."""
     lr_discriminator: float = 1e-4
     """RMSprop learning rate of the discriminator."""
+    lr_half_life: float = 0.0
+    """Steps over which both learning rates halve (0: constant); counted in steps, not in the budget,
+    so a run resumed with a longer budget goes on as it was."""
     r1: float = 10.0
     """R1 penalty weight gamma: ``gamma / 2 * E ||grad_x D(x)||^2`` on real images."""
     ema: float = 0.999
@@ -178,7 +181,8 @@ class GanConfig(EngineConfig):
             (0 < self.camera.distance[0] <= self.camera.distance[1], "camera.distance must be positive, low <= high"),
             (-90 < self.camera.elevation[0] <= self.camera.elevation[1] < 90,
              "camera.elevation must lie in (-90, 90), low <= high"),
-            (0 <= self.ema < 1 and self.r1 >= 0, "need 0 <= ema < 1 and r1 >= 0"),
+            (0 <= self.ema < 1 and self.r1 >= 0 and self.lr_half_life >= 0,
+             "need 0 <= ema < 1, r1 >= 0 and lr_half_life >= 0"),
             (min(self.shape_latent, self.appearance_latent, self.features) >= 1, "latent and feature sizes must be >= 1"),
             (self.aabb[0] < self.aabb[3] and self.aabb[1] < self.aabb[4] and self.aabb[2] < self.aabb[5],
              "aabb: expected xmin, ymin, zmin, xmax, ymax, zmax with min < max"),

@@ -99,23 +99,30 @@ class Palette:
 def palette_from_real(table: ObjectTable, labels: np.ndarray, entries: list[dict], masks) -> Palette:
     """The :class:`Palette` of real images: each object found (``table``, label maps ``labels [B, H, W]``)
     takes the colour name of the labelled object it overlaps most (``masks(entry) -> [K, H, W]`` bool,
-    e.g. :func:`nerfgen.scenes.gan_sets.object_masks`); each name's shading range is the
-    :data:`SHADING_PERCENTILES` of its objects' shading (all objects' where a name has fewer than 5)."""
+    e.g. :func:`nerfgen.scenes.gan_sets.object_masks`; objects overlapping none are left out); each
+    name's shading range is the :data:`SHADING_PERCENTILES` of its objects' shading (all objects'
+    where a name has fewer than 5).
+
+    Raises:
+        ValueError: when no object overlaps a labelled one (the labels are not those of the images).
+    """
     from nerfgen.scenes.objects import COLOURS
 
-    names, shading = [], []
+    names, rows = [], []
     for b, entry in enumerate(entries):
         truth = masks(entry)
         for k in range(1, int(labels[b].max()) + 1):
             overlap = (truth & (labels[b] == k)).reshape(len(truth), -1).sum(1)
             if len(overlap) and overlap.max() > 0:
                 names.append(entry["objects"][int(overlap.argmax())]["colour"])
-    if len(names) != len(table.image):
-        raise ValueError(f"palette_from_real: {len(table.image) - len(names)} of {len(table.image)} real objects "
-                         "overlap no labelled object; are the labels those of these images?")
+                rows.append(np.flatnonzero(table.image == b)[k - 1])
+    if not names:
+        raise ValueError(f"palette_from_real: none of the {len(table.image)} objects found in {len(entries)} real "
+                         "images overlaps a labelled object; are the labels those of these images?")
     names = np.asarray(names)
+    colours = table.colour[rows]
     albedo = np.asarray([COLOURS[n] for n in names], dtype=np.float64)
-    s = (table.colour * albedo).sum(-1) / (albedo * albedo).sum(-1)
+    s = (colours * albedo).sum(-1) / (albedo * albedo).sum(-1)
     pooled = np.percentile(s, SHADING_PERCENTILES)
     unique = tuple(sorted(set(names.tolist())))
     ranges = [np.percentile(s[names == n], SHADING_PERCENTILES) if (names == n).sum() >= 5 else pooled
@@ -232,33 +239,65 @@ def gate(figures: dict, bounds: dict[str, Bound] | None = None) -> dict:
     return {"checks": checks, "passed": all(c["pass"] for c in checks.values())}
 
 
+BROKEN_KINDS = ("fringes", "dark", "hue", "blur", "copies", "repeat")
+"""The broken generators :func:`broken_images` imitates."""
+BROKEN_HUE_DEG = 40.0
+BROKEN_BLUR_SIGMA = 1.0
+
+
+def _turn(colours: Tensor, degrees: float) -> Tensor:
+    """``colours [B, 3, H, W]`` (grey removed) turned ``degrees`` about the grey axis (Rodrigues)."""
+    k = torch.full((3,), 3 ** -0.5, dtype=colours.dtype)
+    a = np.radians(degrees)
+    cross = torch.tensor([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]], dtype=colours.dtype)
+    rotation = torch.eye(3, dtype=colours.dtype) * np.cos(a) + np.sin(a) * cross + (1 - np.cos(a)) * torch.outer(k, k)
+    return torch.einsum("ij,bjhw->bihw", rotation, colours)
+
+
+def _gaussian_blur(images: Tensor, sigma: float) -> Tensor:
+    """``images [B, C, H, W]`` blurred by a separable Gaussian (edges replicated)."""
+    reach = max(1, int(np.ceil(3 * sigma)))
+    x = torch.arange(-reach, reach + 1, dtype=images.dtype)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = images.shape[1]
+    out = torch.nn.functional.pad(images, (reach, reach, reach, reach), mode="replicate")
+    out = torch.nn.functional.conv2d(out, kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return torch.nn.functional.conv2d(out, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
 def broken_images(images: Tensor, kind: str, backdrop: Backdrop, train: Tensor | None = None) -> Tensor:
     """What a broken generator would give instead of ``images [B, 3, S, S]`` in [0, 1]:
 
     * ``fringes``: red and blue channels shifted one pixel apart (colour fringes at every edge);
     * ``dark``: objects (whatever is not backdrop) darkened to 70% and pulled 30% toward grey;
+    * ``hue``: objects' colours turned :data:`BROKEN_HUE_DEG` about the grey axis (colours off the palette);
+    * ``blur``: a Gaussian blur of :data:`BROKEN_BLUR_SIGMA` pixels (soft edges, smeared colours);
     * ``copies``: training images ``train`` (a generator that memorised them);
     * ``repeat``: the first 4 images over and over (a collapsed generator).
     """
+    if kind in ("dark", "hue"):
+        from nerfgen.gan.segment import object_pixels
+
+        mask = torch.from_numpy(np.stack([object_pixels(im, backdrop)[0] for im in as_images(images)]))[:, None]
+        grey = images.mean(1, keepdim=True)
+        changed = 0.7 * (0.7 * images + 0.3 * grey) if kind == "dark" else grey + _turn(images - grey, BROKEN_HUE_DEG)
+        return torch.where(mask, changed.clamp(0, 1), images)
+    if kind == "blur":
+        return _gaussian_blur(images, BROKEN_BLUR_SIGMA)
     if kind == "fringes":
         out = images.clone()
         out[:, 0] = torch.roll(images[:, 0], 1, dims=-1)
         out[:, 2] = torch.roll(images[:, 2], -1, dims=-1)
         return out
-    if kind == "dark":
-        from nerfgen.gan.segment import object_pixels
-
-        mask = torch.from_numpy(np.stack([object_pixels(im, backdrop)[0] for im in as_images(images)]))[:, None]
-        grey = images.mean(1, keepdim=True)
-        return torch.where(mask, 0.7 * (0.7 * images + 0.3 * grey), images)
     if kind == "copies":
         if train is None or train.shape[0] < images.shape[0]:
             raise ValueError("broken_images('copies') needs at least as many training images as images")
         return train[:images.shape[0]].clone()
     if kind == "repeat":
         return images[:4].repeat((images.shape[0] + 3) // 4, 1, 1, 1)[:images.shape[0]]
-    raise ValueError(f"broken_images: unknown kind {kind!r}; expected fringes, dark, copies or repeat")
+    raise ValueError(f"broken_images: unknown kind {kind!r}; expected one of {', '.join(BROKEN_KINDS)}")
 
 
-__all__ = ["GATE", "Bound", "Neighbours", "Palette", "broken_images", "gate", "object_figures",
+__all__ = ["BROKEN_KINDS", "GATE", "Bound", "Neighbours", "Palette", "broken_images", "gate", "object_figures",
            "palette_from_real"]

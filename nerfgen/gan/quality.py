@@ -35,6 +35,17 @@ def embedded_labels(data: ImageCollection) -> dict | None:
     return labels if ok else None
 
 
+def unavailable(data: ImageCollection, least: int = 4) -> str | None:
+    """Why the gate cannot look at ``data`` (not an embedded set, fewer than ``least`` held-out
+    images), or None when it can."""
+    if embedded_labels(data) is None:
+        return (f"{data.root}: not an embedded set (the gate needs the labels.json of "
+                "`nerfgen gan data clevr|objects`)")
+    if len(data.held_out) < least:
+        return f"{data.root}: {len(data.held_out)} held-out images (the gate needs at least {least})"
+    return None
+
+
 def _entries(data: ImageCollection, labels: dict, indices: Tensor) -> list[dict]:
     """The labels entries of the images at ``indices``."""
     by_file = {entry.get("file"): entry for entry in labels["images"]}
@@ -117,14 +128,11 @@ class QualityReference:
     def __init__(self, data: ImageCollection, count: int = 500) -> None:
         from nerfgen.scenes.gan_sets import object_masks
 
-        labels = embedded_labels(data)
-        if labels is None:
-            raise ValueError(f"{data.root}: the quality gate needs an embedded set with its labels.json "
-                             "(`nerfgen gan data clevr|objects`)")
-        held = data.held_out
+        reason = unavailable(data)
+        if reason is not None:
+            raise ValueError(reason)
+        labels, held = data.labels, data.held_out
         half = min(count, len(held) // 2)
-        if half < 2:
-            raise ValueError(f"{data.root}: the quality gate needs at least 4 held-out images, got {len(held)}")
         self.set, self.size, self.labels = labels["set"], data.size, labels
         self.backdrop = backdrop_of(labels)
         real, other = _images(data, held[:half]), _images(data, held[half:2 * half])
@@ -178,4 +186,4 @@ def gate_summary(report: dict) -> str:
 
 
 __all__ = ["QualityReference", "colour_spread", "embedded_labels", "gate_summary", "quality_report",
-           "real_view_figures", "view_figures"]
+           "real_view_figures", "unavailable", "view_figures"]
