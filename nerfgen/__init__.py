@@ -45,6 +45,7 @@ _EXPORTS = {
     # rendering, data, outputs
     "ImageOutput": "nerfgen.render", "Conditioning": "nerfgen.fields", "colorize_depth": "nerfgen.render.display",
     "load_dataset": "nerfgen.data", "DatasetError": "nerfgen.data", "write_video": "nerfgen.video",
+    "evaluate": "nerfgen.reconstruct.evaluate", "load_lpips_weights": "nerfgen.reconstruct.lpips",
     "MeshOptions": "nerfgen.mesh",
 }
 

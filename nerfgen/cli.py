@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from nerfgen.data import cli as data_cli
@@ -50,7 +51,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="PSNR/SSIM of a trained run on a split",
+    p = sub.add_parser("eval", help="PSNR/SSIM (and LPIPS) of a trained run on a split",
                        description="Render a split's views and write eval_{split}.json into the run directory.")
     p.add_argument("run", help="run directory written by `nerfgen train`")
     p.add_argument("--split", default="test", help="dataset split (default: test)")
@@ -59,6 +60,10 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset path (default: the one the run trained on)")
     p.add_argument("--downscale", type=float, help="image downscale (default: the training one)")
     p.add_argument("--save-images", action="store_true", help="write renders_{split}/NNN.png (render | ground truth)")
+    p.add_argument("--lpips-weights", nargs=2, metavar=("BACKBONE", "LINEAR"),
+                   help="also compute LPIPS (AlexNet, as nerfstudio reports it) from two local files: torchvision's "
+                        "AlexNet state dict (alexnet-owt-7be5be79.pth) and the lpips package's linear layers "
+                        "(lpips/weights/v0.1/alex.pth); nothing is downloaded, and without it no LPIPS is computed")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
@@ -170,9 +175,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from nerfgen.reconstruct.evaluate import evaluate
 
     report = evaluate(args.run, args.split, args.every, args.data, args.downscale, args.save_images, args.limit,
-                      args.device)
+                      args.device, args.lpips_weights)
+    lpips = f"  LPIPS {report['lpips']:.4f}" if "lpips" in report else ""
     print(f"{args.run}: {report['split']} ({report['views']} views, {report['width']}x{report['height']}): "
-          f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}  ({report['rays_per_second']:,.0f} rays/s; "
+          f"PSNR {report['psnr']:.2f} dB  SSIM {report['ssim']:.4f}{lpips}  ({report['rays_per_second']:,.0f} rays/s; "
           f"{report['appearance']})")
     print(f"wrote {Path(args.run) / ('eval_' + args.split + '.json')}")
     return 0
@@ -267,13 +273,21 @@ def main(argv: list[str] | None = None) -> None:
     record(_main)(argv)  # torchrun's failure report then carries the failing rank's traceback
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a Python warning as a person reads it: ``nerfgen: warning: <message>``, one line on
+    stderr (in place of ``path/to/module.py:84: DatasetWarning: ...`` and a source line)."""
+    text = " ".join(str(message).split()).removeprefix("nerfgen: ")
+    print(f"nerfgen: warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+
 def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     from nerfgen import distributed
     from nerfgen.data import DatasetError
 
     try:
-        with distributed.launched() as world:
+        with warnings.catch_warnings(), distributed.launched() as world:
+            warnings.showwarning = show_warning  # the command's warnings, read by a person; restored after
             if world.parallel and args.command not in TORCHRUN_COMMANDS:
                 raise ValueError(f"`nerfgen {args.command}` runs in one process; start it without torchrun "
                                  f"(under torchrun: {', '.join(TORCHRUN_COMMANDS)})")

@@ -8,6 +8,12 @@ was expected and what was given. Once an instance is built (nested ones first), 
 ``ValueError`` messages that start with ``source`` (``"<source>: grid"`` for a config nested at key
 ``grid``). Building a config touches no files, devices or torch.
 
+A config class may declare keys its kind of run never reads, with the reason, in a class attribute
+``unused_keys: ClassVar[dict[str, str]]`` (fields it inherits, or keys earlier versions wrote): such
+a key is an error that gives the reason, and :func:`config_to_dict` leaves it out. An unknown key
+gets the close matches among the allowed keys ("did you mean"). :func:`stored_config` reads the
+config a run directory stores, dropping the declared keys that an earlier version wrote.
+
 >>> from dataclasses import dataclass
 >>> @dataclass
 ... class Camera:
@@ -16,17 +22,22 @@ was expected and what was given. Once an instance is built (nested ones first), 
 Camera(fov=(30.0, 35.0))
 >>> build_config(Camera, {"fov": "wide"}, "cam.yaml")
 Traceback (most recent call last):
-ValueError: cam.yaml: fov: expected a list of 2 numbers, got 'wide'
+ValueError: cam.yaml: fov: expected a list of 2 finite numbers, got 'wide'
+>>> build_config(Camera, {"fvo": [30, 35]}, "cam.yaml")
+Traceback (most recent call last):
+ValueError: cam.yaml: unknown option 'fvo' for Camera; did you mean 'fov'?
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib.resources
 import math
 import re
 import types
 import typing
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
@@ -39,6 +50,10 @@ _SCALARS = {bool: ("true or false", "booleans"), int: ("an integer", "integers")
             float: ("a finite number", "finite numbers"), str: ("a string", "strings"), type(None): ("null", "nulls")}
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 _YAML_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")  # PyYAML reads 1e-3 as a string
+
+
+class ConfigWarning(UserWarning):
+    """Something in a stored config was left out (keys an earlier version wrote that nothing reads)."""
 
 
 class _Mismatch(Exception):
@@ -89,15 +104,77 @@ def _build(cls: type[_C], values: Mapping[str, Any], source: str, prefix: str) -
 
 def _convert_fields(cls: type, values: Mapping[str, Any], source: str, prefix: str) -> dict[str, Any]:
     """``values`` checked against the fields of dataclass ``cls`` and converted, by field name."""
-    names = sorted(f.name for f in dataclasses.fields(cls) if f.init)
+    unused, allowed = unused_keys(cls), _allowed(cls)
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in values.items():
         path = f"{prefix}{key}"
-        if key not in names:
-            raise ValueError(f"{source}: unknown option {path!r} for {cls.__name__}; expected one of {names}")
+        if key in unused:
+            raise ValueError(f"{source}: {path}: {unused[key]}")
+        if key not in allowed:
+            raise ValueError(f"{source}: unknown option {path!r} for {cls.__name__}; {_suggest(cls, key, prefix)}")
         kwargs[key] = _field_value(hints[key], value, source, path)
     return kwargs
+
+
+def unused_keys(cls: type) -> dict[str, str]:
+    """The keys config class ``cls`` declares its kind of run never reads, with the reason for each."""
+    return dict(getattr(cls, "unused_keys", None) or {})
+
+
+def _allowed(cls: type) -> list[str]:
+    """The keys a mapping of ``cls`` options may hold, sorted."""
+    unused = unused_keys(cls)
+    return sorted(f.name for f in dataclasses.fields(cls) if f.init and f.name not in unused)
+
+
+def _sections(cls: type) -> dict[str, type]:
+    """The fields of ``cls`` that hold a nested config (alone or in a union), by name."""
+    hints, out = typing.get_type_hints(cls), {}
+    for name in _allowed(cls):
+        tp = hints[name]
+        nested = [t for t in (typing.get_args(tp) if typing.get_origin(tp) in _UNIONS else (tp,))
+                  if isinstance(t, type) and dataclasses.is_dataclass(t)]
+        if nested:
+            out[name] = nested[0]
+    return out
+
+
+def _dotted_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every key of ``cls`` and of its nested sections, dotted (``grid.resolution``)."""
+    sections = _sections(cls)
+    out = []
+    for name in _allowed(cls):
+        out.append(prefix + name)
+        if name in sections:
+            out += _dotted_keys(sections[name], f"{prefix}{name}.")
+    return out
+
+
+def _suggest(cls: type, key: Any, prefix: str) -> str:
+    """What to say about unknown ``key`` of ``cls``: the close matches among the keys allowed at its
+    level and in the sections below it (``did you mean 'grid.resolution'?``), else all the keys."""
+    own = _allowed(cls)
+    found = _close(str(key), own + [k for k in _dotted_keys(cls) if "." in k])
+    if not found:
+        return f"expected one of {own}"
+    return "did you mean " + " or ".join(repr(prefix + k) for k in found) + "?"
+
+
+def _close(key: str, keys: list[str], most: int = 3) -> list[str]:
+    """The ``keys`` that ``key`` is likely a typo of, likeliest first: similar spellings (difflib's
+    ratio, of the whole dotted key or of its last part), the same letters in another order, and keys
+    that ``key`` begins."""
+    scores = {}
+    for k in keys:
+        leaf = k.rsplit(".", 1)[-1]
+        score = max(difflib.SequenceMatcher(None, key, k).ratio(), difflib.SequenceMatcher(None, key, leaf).ratio())
+        if (len(key) >= 3 and leaf.startswith(key)) or sorted(key) == sorted(leaf):
+            score = max(score, 0.8)
+        scores[k] = score
+    best = max(scores.values(), default=0.0)
+    found = sorted((k for k, v in scores.items() if v >= 0.75 and v >= best - 0.15), key=lambda k: -scores[k])
+    return found[:most]
 
 
 def _field_value(tp: Any, value: Any, source: str, path: str) -> Any:
@@ -218,14 +295,19 @@ def _describe(tp: Any, plural: bool = False) -> str:
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-    """A plain, JSON-ready dict of config instance ``config`` (tuples as lists); builds back equal."""
+    """A plain, JSON-ready dict of config instance ``config`` (tuples as lists, the keys its class
+    declares unused left out); builds back equal."""
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise TypeError(f"config_to_dict needs a dataclass instance, got {config!r}")
-    return _plain(dataclasses.asdict(config))
+    return _plain(config)
 
 
 def _plain(value: Any) -> Any:
-    """``value`` with every tuple, at any depth, turned into a list."""
+    """``value`` with every config turned into a dict of its used fields and every tuple, at any depth,
+    into a list."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        unused = unused_keys(type(value))
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name not in unused}
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
@@ -258,9 +340,51 @@ def load_config(cls: type[_C], path: str | Path | None, overrides: Mapping[str, 
     with source ``command line``, then all is built with source ``str(path)`` or ``defaults``.
     """
     values = read_yaml(path) if path is not None else {}
-    given = merge_overrides(values, {key: value for key, value in (overrides or {}).items() if value is not None})
-    values.update(_convert_fields(cls, given, "command line", prefix=""))
-    return build_config(cls, values, str(path) if path is not None else "defaults")
+    return override_config(cls, values, str(path) if path is not None else "defaults", overrides)
+
+
+def override_config(cls: type[_C], values: Mapping[str, Any], source: str,
+                    overrides: Mapping[str, Any] | None = None) -> _C:
+    """Config ``cls`` from ``values`` (from ``source``) with top-level ``overrides`` on top: those
+    whose value is None are ignored, the others checked with source ``command line``, a nested
+    section merged into the one ``values`` has (:func:`merge_overrides`)."""
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    values = dict(values)
+    values.update(_convert_fields(cls, merge_overrides(values, given), "command line", prefix=""))
+    return build_config(cls, values, source)
+
+
+def stored_config(cls: type[_C], values: Mapping[str, Any], source: str,
+                  overrides: Mapping[str, Any] | None = None) -> _C:
+    """Config ``cls`` as a run directory stores it (``run.json``'s ``config``, written by this
+    nerfgen or an earlier one), with ``overrides`` on top as :func:`load_config` puts them.
+
+    Keys that ``cls`` (or a section in it) declares unused, which earlier versions wrote, are left
+    out with one :class:`ConfigWarning` naming them; anything else unknown or bad is an error.
+    """
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{source}: expected a mapping of {cls.__name__} options, got {values!r}")
+    kept, dropped = _without_unused(cls, values, "")
+    if dropped:
+        warnings.warn(ConfigWarning(f"{source}: left out {', '.join(map(repr, dropped))}: written by an earlier "
+                                    f"nerfgen, never used by this kind of run"), stacklevel=2)
+    return override_config(cls, kept, source, overrides)
+
+
+def _without_unused(cls: type, values: Mapping[str, Any], prefix: str) -> tuple[dict[str, Any], list[str]]:
+    """``values`` of config ``cls`` without the keys it (or a section in it) declares unused, and those
+    keys, dotted."""
+    unused, sections = unused_keys(cls), _sections(cls)
+    kept, dropped = {}, []
+    for key, value in values.items():
+        if key in unused:
+            dropped.append(prefix + key)
+        elif key in sections and isinstance(value, Mapping):
+            kept[key], below = _without_unused(sections[key], value, f"{prefix}{key}.")
+            dropped += below
+        else:
+            kept[key] = value
+    return kept, dropped
 
 
 def merge_overrides(values: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,14 +8,16 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 import pytest
 
 import nerfgen.config
-from nerfgen.config import build_config, check_device, config_to_dict, load_config, read_yaml
+from nerfgen.config import (ConfigWarning, build_config, check_device, config_to_dict, load_config, read_yaml,
+                            stored_config)
 
 VALIDATED: list[str] = []  # the sources Grid.validate was called with
 
@@ -181,7 +183,68 @@ def test_unknown_top_level_key_lists_options() -> None:
 
 def test_unknown_nested_key_names_dotted_path() -> None:
     message = _error({"grid": {"resolutoin": 32}})
-    assert message == "configs/x.yaml: unknown option 'grid.resolutoin' for Grid; expected one of ['resolution', 'step']"
+    assert message == "configs/x.yaml: unknown option 'grid.resolutoin' for Grid; did you mean 'grid.resolution'?"
+    assert _error({"grid": {"size": 32}}) == (
+        "configs/x.yaml: unknown option 'grid.size' for Grid; expected one of ['resolution', 'step']")
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ({"stpes": 3}, "unknown option 'stpes' for Run; did you mean 'steps'?"),
+    ({"backgound": "white"}, "unknown option 'backgound' for Run; did you mean 'background'?"),
+    ({"resolution": 8}, "unknown option 'resolution' for Run; did you mean 'grid.resolution'?"),  # one level too high
+    ({"grid_step": 0.1}, "unknown option 'grid_step' for Run; did you mean 'grid.step'?"),
+    ({"camera": {"fvo": [1, 2]}}, "unknown option 'camera.fvo' for Camera; did you mean 'camera.fov'?"),
+    ({"tag": ["a"]}, "unknown option 'tag' for Run; did you mean 'tags'?"),
+])
+def test_unknown_keys_get_did_you_mean(values: dict[str, Any], expected: str) -> None:
+    assert _error(values) == f"configs/x.yaml: {expected}"
+
+
+@dataclass
+class OldGrid(Grid):
+    """A section that declares a key it inherits unused, and one an earlier version wrote."""
+
+    unused_keys: ClassVar[dict[str, str]] = {"step": "this grid has a fixed step", "cascades": "never read"}
+
+
+@dataclass
+class Kind(Run):
+    """A kind of run that does not read ``lr`` (inherited) nor ``legacy`` (written once)."""
+
+    unused_keys: ClassVar[dict[str, str]] = {"lr": "this kind has no optimiser; 'lr' does nothing",
+                                             "legacy": "an earlier key"}
+    grid: OldGrid = field(default_factory=OldGrid)
+
+
+def test_declared_unused_keys_are_rejected_with_their_reason() -> None:
+    assert _error({"lr": 0.1}, cls=Kind) == "configs/x.yaml: lr: this kind has no optimiser; 'lr' does nothing"
+    assert _error({"legacy": 1}, cls=Kind) == "configs/x.yaml: legacy: an earlier key"
+    assert _error({"grid": {"step": 0.1}}, cls=Kind) == "configs/x.yaml: grid.step: this grid has a fixed step"
+    assert "'lr'" not in _error({"lrr": 1}, cls=Kind)  # no suggestion of a key the kind does not use
+    with pytest.raises(ValueError, match="^command line: lr: this kind has no optimiser"):
+        load_config(Kind, None, {"lr": 0.5})
+    plain = config_to_dict(build_config(Kind, {"steps": 3}, "s"))
+    assert "lr" not in plain and "step" not in plain["grid"] and plain["steps"] == 3
+    assert build_config(Kind, plain, "s") == build_config(Kind, {"steps": 3}, "s")
+
+
+def test_stored_configs_drop_what_earlier_versions_wrote_with_one_warning() -> None:
+    old = {**config_to_dict(Run(steps=4)), "legacy": 2, "grid": {"resolution": 8, "step": 0.5, "cascades": 2}}
+    with pytest.warns(ConfigWarning) as caught:
+        config = stored_config(Kind, old, "runs/a/run.json: config", {"steps": 9, "grid": {"resolution": 16}})
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith("runs/a/run.json: config: left out 'lr', 'grid.step', 'grid.cascades', 'legacy'")
+    assert (config.steps, config.grid.resolution, config.grid.step) == (9, 16, Grid().step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to drop: no warning
+        assert stored_config(Kind, config_to_dict(config), "s") == config
+    with pytest.raises(ValueError, match=r"^runs/a/run.json: unknown option 'stepz' for Kind; did you mean 'steps'\?"):
+        stored_config(Kind, {"stepz": 1}, "runs/a/run.json")
+    with pytest.raises(ValueError, match="^command line: unknown option 'stepz'"):
+        stored_config(Kind, {}, "runs/a/run.json", {"stepz": 1})
+    with pytest.raises(ValueError, match="^runs/a/run.json: expected a mapping of Kind options"):
+        stored_config(Kind, [1], "runs/a/run.json")
 
 
 def test_missing_required_option() -> None:

@@ -51,6 +51,8 @@ def test_same_seed_same_run_and_resume_continues(tabletop, tmp_path):
     b.run()
     for (name, va), vb in zip(a.task.model.state_dict().items(), b.task.model.state_dict().values()):
         assert torch.equal(va, vb), f"{name} differs between two runs with one seed"
+    for name in ("run.json", "model.safetensors", "state.json"):  # a kill before the checkpoint was mirrored
+        (tmp_path / "a" / name).unlink()
     c = reconstruction(None, tmp_path / "a", resume=True, max_steps=20)
     assert c.step == 12
     assert torch.equal(c.task.model.field.encoding.table, a.task.model.field.encoding.table)

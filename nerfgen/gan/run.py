@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from nerfgen.cameras import Cameras, Orbit
-from nerfgen.config import build_config, config_to_dict
+from nerfgen.config import config_to_dict, stored_config
 from nerfgen.files import atomic_write, load_state, read_json, read_tensors, write_json, write_tensors
 from nerfgen.gan.config import GanConfig
 from nerfgen.gan.generator import Generator, GiraffeGenerator, build_generator
@@ -63,7 +63,7 @@ class GanRunInfo:
         if d.get("format") != FORMAT or d.get("kind") != RunKind.GAN.value:
             raise ValueError(f"{source}: not a GAN run (format {d.get('format')!r}, kind {d.get('kind')!r})")
         try:
-            return cls(build_config(GanConfig, d["config"], f"{source}: config"), str(d["data"]))
+            return cls(stored_config(GanConfig, d["config"], f"{source}: config"), str(d["data"]))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{source}: missing or malformed entry {exc}; not a nerfgen GAN run directory") from exc
 

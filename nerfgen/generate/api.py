@@ -22,11 +22,12 @@ def _generation_config(prompt: str | None, config: Any, output: Path, resume: bo
                        options: dict[str, Any]):
     """The config of a ``kind`` run from a prompt (default ``generate_{prior}``) and, when resuming,
     its :class:`~nerfgen.runs.RunInfo` (a prompt given then must be the run's)."""
-    from nerfgen.generate.config import GenerateConfig
+    from nerfgen.generate.config import GenerateConfig, SceneConfig
 
     check_output(output, resume)
     default = f"generate_{(options.get('prior') or 'builtin').replace('-', '_')}"
-    cfg, info = resolve_config(GenerateConfig, config or default, output, resume, kind, options)
+    cls = SceneConfig if kind is RunKind.SCENE else GenerateConfig
+    cfg, info = resolve_config(cls, config or default, output, resume, kind, options)
     if info is not None and prompt is not None and prompt != info.prompt:
         raise ValueError(f"{output}: generated {info.prompt!r}; it cannot resume as {prompt!r}")
     return cfg, info

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from nerfgen.engine.config import EngineConfig
-from nerfgen.render import ModelSpec, OccGridConfig
+from nerfgen.render import ModelSpec, OccGridConfig, StratifiedConfig
 
 
 @dataclass
@@ -77,10 +77,19 @@ class SceneOptions:
 
 
 @dataclass
-class GenerateConfig(ModelSpec, EngineConfig):
+class GenerateConfig(EngineConfig):
     """Everything that decides a generation run (the prompt and output are given apart): the
     engine's keys (``max_steps``, ``max_seconds``, seed, device; a checkpoint every
-    ``checkpoint_every`` steps, a preview sheet every ``eval_every``), the model's and these."""
+    ``checkpoint_every`` steps, a preview sheet every ``eval_every``), the generated model's (field,
+    sampler: :meth:`model_spec`) and these."""
+
+    unused_keys: ClassVar[dict[str, str]] = {
+        "contraction": "generation runs keep the object inside its box; 'contraction' applies to reconstruction only",
+        "proposal": "generation runs march an occupancy grid; 'proposal' applies to reconstruction only",
+        "ndc": "generation runs orbit the object; 'ndc' (forward-facing captures) applies to reconstruction only",
+    }
+    """Keys of a reconstruction's model (:class:`ModelSpec`) that generation has no use for (earlier
+    versions accepted and stored them)."""
 
     max_steps: int = 1500
     """Optimisation steps."""
@@ -94,8 +103,13 @@ class GenerateConfig(ModelSpec, EngineConfig):
         "log2_table_size": 16, "max_resolution": 512, "n_levels": 12,
     })
     """Options of the ngp field's config (``nerfgen.fields.NGPFieldConfig``); the blob is added."""
+    sampler: Literal["occupancy", "stratified"] = "occupancy"
+    """How rays are sampled: the occupancy grid (``grid``), or ``stratified`` (``stratified``;
+    single-object runs only: a scene marches one grid per object)."""
     grid: OccGridConfig = dataclasses.field(default_factory=OccGridConfig)
     """Occupancy grid and ray marching (one cascade over the box)."""
+    stratified: StratifiedConfig = dataclasses.field(default_factory=StratifiedConfig)
+    """Samples per ray and near/far (``sampler: stratified``)."""
     prior: Literal["builtin", "stable-diffusion", "deepfloyd-if"] = "builtin"
     """Registered prior (``nerfgen.prior.PRIORS``)."""
     model: str | None = None
@@ -151,7 +165,7 @@ class GenerateConfig(ModelSpec, EngineConfig):
 
     def validate(self, source: str) -> None:
         EngineConfig.validate(self, source)
-        ModelSpec.validate(self, source)
+        self.model_spec().validate(source)
         cam, shade = self.camera, self.shading
         checks = [
             (0 <= self.t_min < min(self.t_max) and max(self.t_max) <= 1, "need 0 <= t_min < t_max <= 1"),
@@ -173,3 +187,16 @@ class GenerateConfig(ModelSpec, EngineConfig):
         """The generated field: ngp with the density blob, one cascade over the box."""
         options = {**self.field_options, "blob_density": self.blob_density, "blob_radius": self.blob_radius}
         return ModelSpec(self.field, options, self.sampler, self.grid, self.stratified)
+
+
+@dataclass
+class SceneConfig(GenerateConfig):
+    """A generation config for a scene of several objects (``nerfgen generate --scene``): the same
+    keys (``scene`` holds what is particular to scenes), with the sampler fixed to the occupancy
+    grid, as the scene is composed from the objects' grids."""
+
+    def validate(self, source: str) -> None:
+        super().validate(source)
+        if self.sampler != "occupancy":
+            raise ValueError(f"{source}: sampler: scene runs march one occupancy grid per object; "
+                             f"{self.sampler!r} applies to single-object generation only")

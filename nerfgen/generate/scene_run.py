@@ -12,6 +12,7 @@ retrained. :meth:`SceneRun.export_mesh` writes each object's mesh placed as in t
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -20,9 +21,9 @@ import trimesh
 from torch import Tensor
 
 from nerfgen.cameras import Cameras
-from nerfgen.config import build_config
+from nerfgen.config import stored_config
 from nerfgen.files import atomic_write
-from nerfgen.generate.config import GenerateConfig
+from nerfgen.generate.config import SceneConfig
 from nerfgen.generate.layout import LAYOUT_FILE, Layout, read_layout
 from nerfgen.generate.scene_model import UNIT_BOX, SceneImage, SceneModel
 from nerfgen.kinds import RunKind, described_by
@@ -73,9 +74,10 @@ class SceneRun(VideoRenders):
     def background(self) -> Tensor:
         return background_color(self.info.background)
 
-    @property
-    def config(self) -> GenerateConfig:
-        return build_config(GenerateConfig, self.info.config, f"{self.path}: run.json config")
+    @functools.cached_property
+    def config(self) -> SceneConfig:
+        """The run's config (read once from ``run.json``)."""
+        return stored_config(SceneConfig, self.info.config, f"{self.path / 'run.json'}: config")
 
     def render(self, cameras: Cameras, index: int = 0, background: Tensor | None = None, normals: bool = False,
                cond=None, chunk: int = 1 << 14) -> ImageOutput:
@@ -144,7 +146,7 @@ def open_scene_run(run_dir: str | Path, info: RunInfo, device: str) -> SceneRun:
     ``layout.json``: what :func:`nerfgen.load_run` does for a run of kind ``scene``."""
     run_dir = Path(run_dir)
     saved = read_layout(run_dir / LAYOUT_FILE)
-    config = build_config(GenerateConfig, info.config, f"{run_dir / 'run.json'}: config")
+    config = stored_config(SceneConfig, info.config, f"{run_dir / 'run.json'}: config")
     with described_by(run_dir):
         model = SceneModel(info.model, len(saved.objects), config.scene.box, config.scene.grid_resolution)
     load_model_tensors(model, run_dir)

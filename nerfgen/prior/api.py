@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nerfgen import distributed
-from nerfgen.config import build_config
+from nerfgen.config import stored_config
 from nerfgen.engine import Engine, Hook
 from nerfgen.files import read_json, write_json
 from nerfgen.kinds import RUN_FILE, KindSpec, RunKind, load_run, register
@@ -31,7 +31,7 @@ def _adopt_legacy(output: Path) -> None:
     """Give a prior run of an earlier version (``config.json``, no ``run.json``) its ``run.json``."""
     legacy = output / LEGACY_CONFIG
     if not (output / RUN_FILE).is_file() and legacy.is_file():
-        config = build_config(PriorTrainConfig, read_json(legacy), str(legacy))
+        config = stored_config(PriorTrainConfig, read_json(legacy), str(legacy))
         write_json(output / RUN_FILE, PriorRunInfo(config).to_dict())
 
 

@@ -23,6 +23,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -141,6 +142,10 @@ class GuideTrainConfig(EngineConfig):
     :mod:`nerfgen.prior.guide_train`): the engine's keys (``max_steps``, ``seed``, ...) and these.
     ``max_steps: 0`` trains none."""
 
+    unused_keys: ClassVar[dict[str, str]] = {
+        "eval_every": "the guidance model has no periodic evaluation; 'eval_every' does nothing here"}
+    """The engine's keys this run has no use for."""
+
     model: GuideConfig = dataclasses.field(default_factory=GuideConfig)
     """The network."""
     max_steps: int = 2000
@@ -148,7 +153,7 @@ class GuideTrainConfig(EngineConfig):
     checkpoint_every: int = 500
     """Steps between checkpoints (one is always written at the end)."""
     eval_every: int = 0
-    """Unused (no periodic evaluation)."""
+    """Always 0: no periodic evaluation (not a key of the config: ``unused_keys``)."""
     batch_size: int = 128
     """Images per step."""
     lr: float = 1e-3

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from nerfgen.config import build_config, config_to_dict
+from nerfgen.config import config_to_dict, stored_config
 from nerfgen.kinds import RunKind, described_by
 from nerfgen.prior.train_config import PriorTrainConfig
 
@@ -43,7 +43,7 @@ class PriorRunInfo:
         if d.get("format") != FORMAT or d.get("kind") != RunKind.PRIOR.value:
             raise ValueError(f"{source}: not a prior run (format {d.get('format')!r}, kind {d.get('kind')!r})")
         try:
-            return cls(build_config(PriorTrainConfig, d["config"], f"{source}: config"), str(d.get("data", DATA)))
+            return cls(stored_config(PriorTrainConfig, d["config"], f"{source}: config"), str(d.get("data", DATA)))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{source}: missing or malformed entry {exc}; not a nerfgen prior run directory") from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from nerfgen.engine import EngineConfig
 from nerfgen.prior.guide import GuideTrainConfig
@@ -16,12 +17,16 @@ class PriorTrainConfig(EngineConfig):
     engine's keys (``max_steps``, ``max_seconds``, ``seed`` of the batches, timesteps and noise,
     ``threads``) and these."""
 
+    unused_keys: ClassVar[dict[str, str]] = {
+        "eval_every": "prior training has no periodic evaluation; 'eval_every' does nothing here"}
+    """The engine's keys this run has no use for."""
+
     max_steps: int = 3500
     """Optimisation steps."""
     checkpoint_every: int = 250
     """Steps between checkpoints (one is always written at the end)."""
     eval_every: int = 0
-    """Unused (the prior has no periodic evaluation)."""
+    """Always 0: no periodic evaluation (not a key of the config: ``unused_keys``)."""
     threads: int = 2
     """CPU threads for torch."""
     views: ObjectViewsConfig = field(default_factory=ObjectViewsConfig)

@@ -1,4 +1,4 @@
-"""Evaluate a trained run on a dataset split: PSNR and SSIM per view, written to JSON."""
+"""Evaluate a trained run on a dataset split: PSNR, SSIM (and LPIPS, given its weights) per view, written to JSON."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from nerfgen.data import load_dataset
 from nerfgen.engine.metrics import psnr, ssim
 from nerfgen.files import write_json
 from nerfgen.kinds import RunKind, load_run
+from nerfgen.reconstruct.lpips import load_lpips_weights, lpips
 from nerfgen.reconstruct.task import composite, shown_on
 from nerfgen.render import background_color
 from nerfgen.renderable import renderable
@@ -20,6 +21,7 @@ from nerfgen.renderable import renderable
 def evaluate(
     run_dir: str | Path, split: str = "test", every: int = 1, data: str | None = None,
     downscale: float | None = None, save_images: bool = False, limit: int = 0, device: str = "auto",
+    lpips_weights: tuple[str | Path, str | Path] | None = None,
 ) -> dict:
     """Render every ``every``-th view of ``split`` and compare with the ground truth.
 
@@ -32,12 +34,15 @@ def evaluate(
         save_images: also write ``renders_{split}/NNN.png`` (prediction beside ground truth).
         limit: evaluate at most this many views (0: all selected).
         device: where to render: ``cpu``, ``cuda[:n]`` or ``auto``.
+        lpips_weights: ``(backbone, linear)`` weight files to also compute LPIPS with
+            (:func:`nerfgen.reconstruct.lpips.load_lpips_weights`; nothing is downloaded); None: no LPIPS.
 
     Returns:
-        The report written to ``run_dir/eval_{split}.json``: mean and per-view PSNR/SSIM, seconds,
-        rays/s.
+        The report written to ``run_dir/eval_{split}.json``: mean and per-view PSNR/SSIM (and LPIPS),
+        seconds, rays/s.
     """
     run_dir = Path(run_dir)
+    weights = load_lpips_weights(*lpips_weights) if lpips_weights is not None else None
     run = renderable(load_run(run_dir, device), "evaluation")
     if run.info.kind is not RunKind.RECONSTRUCTION and data is None:
         raise ValueError(f"{run_dir}: a {run.info.kind.value} run has no dataset to evaluate on (give --data)")
@@ -47,17 +52,21 @@ def evaluate(
     views = list(range(0, len(dataset.cameras), max(every, 1)))
     if limit > 0:
         views = views[:limit]
-    per_view, start = [], time.perf_counter()
+    per_view, start, lpips_seconds = [], time.perf_counter(), 0.0
     out_dir = run_dir / f"renders_{split}"
     for i in views:
         image = run.render(dataset.camera(i), 0, bg)
         gt = composite(dataset.image(i), bg)
         per_view.append({"view": i, "file": dataset.filenames[i], "psnr": psnr(image.rgb, gt), "ssim": ssim(image.rgb, gt)})
+        if weights is not None:
+            tic = time.perf_counter()
+            per_view[-1]["lpips"] = lpips(image.rgb, gt, weights)
+            lpips_seconds += time.perf_counter() - tic
         if save_images:
             out_dir.mkdir(exist_ok=True)
             pair = torch.cat([image.rgb, gt], 1).clamp(0, 1)
             iio.imwrite(out_dir / f"{i:03d}.png", (pair * 255 + 0.5).byte().numpy())
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start - lpips_seconds
     n_rays = int(dataset.sizes[views].prod(1).sum())
     report = {
         "split": split, "every": every, "views": len(views),
@@ -70,5 +79,8 @@ def evaluate(
         "poses": "as given (training-time pose refinement is not applied to held-out views)",
         "per_view": per_view,
     }
+    if weights is not None:  # as nerfstudio reports it: AlexNet LPIPS, mean over the views
+        report |= {"lpips": sum(v["lpips"] for v in per_view) / max(len(per_view), 1),
+                   "lpips_weights": list(weights.files)}
     write_json(run_dir / f"eval_{split}.json", report)
     return report
