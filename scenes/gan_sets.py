@@ -181,12 +181,17 @@ def _clevr_image(seed: int, index: int, size: int, counts: tuple[int, int]) -> t
                  "distance": CLEVR_DISTANCE, "fov_deg": CLEVR_FOV_DEG, "objects": objects}
 
 
-def _objects_image(seed: int, index: int, size: int, patterns: tuple[str, ...]) -> tuple[np.ndarray, dict]:
+def _objects_spec(seed: int, index: int, patterns: tuple[str, ...]):
+    """The object of image ``index`` and the random stream that goes on to draw its camera."""
     rng = np.random.default_rng([seed, _OBJECTS_TAG, index])
     while True:
         spec = sample_object(rng, composition_rate=0.0)
         if spec.parts[0].pattern in patterns:
-            break
+            return spec, rng
+
+
+def _objects_image(seed: int, index: int, size: int, patterns: tuple[str, ...]) -> tuple[np.ndarray, dict]:
+    spec, rng = _objects_spec(seed, index, patterns)
     part = spec.parts[0]
     elevation, azimuth = float(rng.uniform(*OBJECTS_ELEVATION_RANGE)), float(rng.uniform(*OBJECTS_AZIMUTH_RANGE))
     c2w = look_at(camera_position(elevation, azimuth, OBJECTS_DISTANCE))
@@ -254,6 +259,34 @@ def render_objects(output: str | os.PathLike, count: int, size: int = 64, patter
     header = set_header("objects", size, seed, count, camera, scene)
     return render_set(output, header, partial(_objects_image, seed, size=size, patterns=patterns), workers,
                        progress)
+
+
+def set_backdrop(name: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """What set ``name`` shows where there is no object, as rendered (uint8-rounded, in [0, 1]):
+    ``(lit [3], shadowed [3] or None)``: clevr's flat ground lit and in shadow (ambient only), the
+    objects set's background and no shadow."""
+    if name == "clevr":
+        ground = np.asarray(CLEVR_GROUND_COLOUR)
+        lit = ground * (CLEVR_AMBIENT + (1.0 - CLEVR_AMBIENT) * max(0.0, float(CLEVR_LIGHT_DIR[2])))
+        pair = (lit, ground * CLEVR_AMBIENT)
+    elif name == "objects":
+        pair = (np.asarray(BACKGROUND, dtype=np.float64), None)
+    else:
+        raise ValueError(f"unknown embedded set {name!r}: expected 'clevr' or 'objects'")
+    return tuple(None if c is None else np.round(c * 255) / 255 for c in pair)
+
+
+def object_orbit(labels: dict, index: int, azimuths_deg, size: int | None = None) -> np.ndarray:
+    """The object of image ``index`` of an ``objects`` set (its ``labels.json``) rendered from
+    ``azimuths_deg`` at that image's elevation: uint8 ``[A, size, size, 3]`` (default the set's
+    size). The light stays where it is, so this is how much a real object's colour changes with the view."""
+    if labels.get("set") != "objects":
+        raise ValueError(f"object_orbit: expected the labels of an 'objects' set, got set {labels.get('set')!r}")
+    spec, _ = _objects_spec(int(labels["seed"]), index, tuple(labels["scene"]["patterns"]))
+    meshes, elevation = build_object(spec), float(labels["images"][index]["elevation_deg"])
+    size = int(size or labels["size"])
+    return np.stack([render_rgb(meshes, look_at(camera_position(elevation, float(a), OBJECTS_DISTANCE)), size,
+                                OBJECTS_FOV_DEG, LIGHT_DIR, OBJECTS_AMBIENT) for a in azimuths_deg])
 
 
 def object_masks(entry: dict, size: int, fov_deg: float | None = None) -> np.ndarray:

@@ -27,6 +27,7 @@ KINDS = {"demo": [TrainConfig], "ngp": [TrainConfig], "ngp_cuda": [TrainConfig],
          "ngp_unbounded": [TrainConfig], "llff": [TrainConfig], "vanilla": [TrainConfig],
          "generate_builtin": [GenerateConfig, SceneConfig], "generate_stable_diffusion": [GenerateConfig, SceneConfig],
          "generate_deepfloyd_if": [GenerateConfig, SceneConfig], "graf": [GanConfig], "giraffe": [GanConfig],
+         "giraffe_64_cuda": [GanConfig], "giraffe_128_cuda": [GanConfig],
          "prior": [PriorTrainConfig], "kplanes": [DynamicConfig], "deform": [DynamicConfig],
          "nsff": [DynamicConfig], "pixelnerf": [GeneralizeConfig], "ibrnet": [GeneralizeConfig]}
 """The config classes each shipped config is for."""

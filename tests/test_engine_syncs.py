@@ -30,6 +30,8 @@ HOST_SITES = {
     "nerfgen/generate/task.py:__call__": "prompt suffixes from the views, drawn on the host",
     "nerfgen/cameras/poses.py:look_at": "the GAN's prior cameras are built on the host",
     "nerfgen/render/occupancy.py:occupancy_fraction": "once per grid update: the host picks the marching step",
+    "nerfgen/render/occupancy.py:_visible": "early termination asks once whether one pass holds every ray's samples "
+                                            "(the rounds it saves each wait on the device for their sizes)",
     "nerfgen/prior/guide_train.py:step": "the prior's images and indices live on the host (numpy views)",
     "tests/toy_priors.py": "the toy priors stand in for real ones and draw their targets on the host",
 }

@@ -45,7 +45,7 @@ def tiny_config(model: str = "giraffe", **overrides) -> GanConfig:
 def clevr(tmp_path_factory):
     from nerfgen.scenes.gan_sets import render_clevr
 
-    return render_clevr(tmp_path_factory.mktemp("gan") / "clevr", 12, 16, objects=(1, 3), seed=0, workers=1)
+    return render_clevr(tmp_path_factory.mktemp("gan") / "clevr", 20, 16, objects=(1, 3), seed=0, workers=1)
 
 
 # -- the composition operator -----------------------------------------------------------------------
@@ -178,9 +178,13 @@ def test_a_tiny_gan_trains_with_finite_losses_and_changes_the_generator(clevr, t
 
 
 def test_resume_continues_the_same_run(clevr, tmp_path):
-    cfg = tiny_config(max_steps=4)
+    """Learning rates halving every 2 steps (counted in steps, not in the budget): 2 + 2 steps are 4."""
+    from nerfgen.gan.task import HalfLife
+
+    assert HalfLife(steps=2).rate(1.0, 4, 0.1) == 0.25 and HalfLife().rate(1.0, 4, 0.1) == 1.0
+    cfg = tiny_config(max_steps=4, lr_half_life=2)
     _train(clevr, tmp_path / "straight", cfg)
-    _train(clevr, tmp_path / "halves", tiny_config(max_steps=2))
+    _train(clevr, tmp_path / "halves", tiny_config(max_steps=2, lr_half_life=2))
     _train(None, tmp_path / "halves", None, resume=True, max_steps=4)
     a, b = read_tensors(tmp_path / "straight" / "model.safetensors"), read_tensors(tmp_path / "halves" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -252,6 +256,8 @@ def test_gan_command_line_end_to_end(clevr, tmp_path, capsys):
     offline = report["nerfgen-randconv-v1"]
     assert offline["comparable_to_published"] is False and offline["kid"] == offline["kid"]
     assert "ground_truth_position_error_px" in report["controls"]
+    quality = report["quality"]  # 5 held-out images: two halves of 2 (figures of no weight; the gate runs)
+    assert quality["real_images"] == 2 and set(quality["checks"]) >= {"colour_within", "count_tv", "edge_fringe_excess"}
     assert (tmp_path / "s.png").is_file() and (tmp_path / "m.gif").is_file()
     with pytest.raises(SystemExit) as exit_:
         main(["gan", "train", str(tmp_path / "nothing-here"), "--output", str(tmp_path / "r2")])

@@ -137,6 +137,7 @@ class Cameras:
                 )
         if self.fisheye is None:
             self.fisheye = torch.zeros(n, dtype=torch.bool, device=self.c2w.device)
+        self._lenses_of = (self.distortion, self.fisheye)  # the tensors ``_lenses`` describes
         fish = self.fisheye
         if not isinstance(fish, Tensor) or fish.dtype != torch.bool or tuple(fish.shape) != (n,):
             got = f"{fish.dtype} {list(fish.shape)}" if isinstance(fish, Tensor) else type(fish).__name__
@@ -154,8 +155,9 @@ class Cameras:
         without distortion, else read once per camera set, kept and carried to subsets, scaled and
         moved copies (for a subset they may say True where its own cameras would not: the rays are
         the same), so making rays reads nothing back from a GPU."""
-        if self._lenses is None:
+        if self._lenses is None or self._lenses_of[0] is not self.distortion or self._lenses_of[1] is not self.fisheye:
             self._lenses = (bool(self.fisheye.any()), bool((self.distortion != 0).any()))
+            self._lenses_of = (self.distortion, self.fisheye)  # a lens assigned later is read anew
         return self._lenses
 
     def __len__(self) -> int:
@@ -213,8 +215,8 @@ class Cameras:
         ))
 
     def to(self, device: torch.device | str) -> Cameras:
-        if self._lenses is None and self.device.type == "cpu":
-            self._lenses = self.lenses  # a host read now: the moved copy never reads them from a GPU
+        if self.device.type == "cpu":
+            self.lenses  # noqa: B018 (a host read now, if any: the moved copy never reads them from a GPU)
         return self._with_lenses(Cameras(
             c2w=self.c2w.to(device),
             fx=self.fx.to(device),
@@ -229,8 +231,8 @@ class Cameras:
 
     def _with_lenses(self, cameras: Cameras) -> Cameras:
         """``cameras`` (made from these) knowing what these know of their lenses."""
-        if self._lenses is not None:
-            cameras._lenses = self._lenses
+        if self._lenses is not None and self._lenses_of[0] is self.distortion and self._lenses_of[1] is self.fisheye:
+            cameras._lenses, cameras._lenses_of = self._lenses, (cameras.distortion, cameras.fisheye)
         return cameras
 
 

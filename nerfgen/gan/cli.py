@@ -10,6 +10,8 @@ from pathlib import Path
 from nerfgen.gan.data_cli import add_data_parser, run_data
 
 DEVICE_HELP = "cpu | cuda[:n] | auto (default: auto, CUDA when torch sees a GPU)"
+QUALITY_IMAGES = 500
+"""Most generated images the quality gate looks at."""
 
 
 def _train(sub: argparse._SubParsersAction) -> None:
@@ -57,14 +59,19 @@ def _eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="KID / FID against held-out real images; control figures on embedded sets",
                        description="Write eval.json into the run: KID and FID on an offline encoder (not comparable "
                                    "to published numbers) and, with --inception, on a local FID Inception weight "
-                                   "file; the same between two halves of the real images (the floor); and, for "
-                                   "GIRAFFE, what moving objects and the camera does to the render.")
+                                   "file; the same between two halves of the real images (the floor); for "
+                                   "GIRAFFE, what moving objects and the camera does to the render; and on the "
+                                   "embedded sets the quality gate: the objects of the samples against real ones "
+                                   "(count, area, palette colour, brightness, colour fringes) and nearest neighbours "
+                                   "(memorisation, diversity), with the bounds each must meet.")
     p.add_argument("run", help="GAN run directory")
     p.add_argument("--count", type=int, default=1000, help="generated images (default 1000)")
     p.add_argument("--inception", metavar="FILE",
                    help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (or torch-fidelity's weights file)")
     p.add_argument("--data", help="image folder (default: the one the run trained on)")
     p.add_argument("--no-controls", action="store_true", help="skip the control figures")
+    p.add_argument("--no-quality", action="store_true",
+                   help="skip the quality gate (embedded sets: objects' count, size, colour, fringes; neighbours)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
@@ -120,6 +127,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from nerfgen.gan.data import ImageCollection
     from nerfgen.gan.evaluate import evaluate_run
     from nerfgen.gan.api import load_gan_run
+    from nerfgen.gan.quality import gate_summary, quality_report, unavailable
 
     run = load_gan_run(args.run, args.device)
     folder = args.data or run.info.data
@@ -129,6 +137,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         report["controls"] = control_figures(run)
         if data.labels is not None and data.labels.get("set") == "clevr":
             report["controls"].update(ground_truth_position_error(folder))
+    reason = unavailable(data)
+    if not args.no_quality and reason is None:
+        report["quality"] = quality_report(run, data, min(args.count, QUALITY_IMAGES))
+        print(gate_summary(report["quality"]), file=sys.stderr)
+    elif not args.no_quality:
+        report["quality"] = {"skipped": reason}
     path = Path(args.run) / "eval.json"
     write_json(path, report)
     print(json.dumps(report, indent=1))

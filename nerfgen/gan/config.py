@@ -55,6 +55,10 @@ class FieldSize:
     """Frequencies of the position encoding."""
     direction_frequencies: int = 2
     """Frequencies of the direction encoding."""
+    view_dependent: bool = True
+    """Whether colour (or features) may change with the view direction. False fits sets lit by a light
+    fixed to the world (the embedded ones): a matte surface keeps its colour from every side, and a
+    generator cannot fake a colour for each view."""
 
 
 @dataclass
@@ -71,6 +75,27 @@ class PatchConfig:
     """Largest patch (1: the whole image)."""
     anneal: float = 0.0025
     """Rate of the exponential decay of the smallest scale, per step."""
+
+
+AUGMENTATIONS = ("translation", "cutout")
+"""What :mod:`nerfgen.gan.augment` can do to the discriminator's inputs."""
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation of the discriminator's inputs, real and generated alike (:mod:`nerfgen.gan.augment`:
+    DiffAugment's translation and cutout, ADA's adaptive probability)."""
+
+    policy: tuple[str, ...] = ()
+    """Augmentations applied, in order: ``translation``, ``cutout`` (empty: none)."""
+    probability: float = 1.0
+    """Probability each is applied to an image (the starting value when it adapts)."""
+    target: float = 0.0
+    """ADA's target of :math:`E[\\mathrm{sign}(D(x))]` on real images (the paper's 0.6); 0: fixed."""
+    adapt_images: int = 50000
+    """Real images over which the probability may move by 1."""
+    max_probability: float = 1.0
+    """Most the adapting probability may reach."""
 
 
 @dataclass
@@ -95,6 +120,9 @@ class GanConfig(EngineConfig):
     """RMSprop learning rate of the generator (GRAF and GIRAFFE's)."""
     lr_discriminator: float = 1e-4
     """RMSprop learning rate of the discriminator."""
+    lr_half_life: float = 0.0
+    """Steps over which both learning rates halve (0: constant); counted in steps, not in the budget,
+    so a run resumed with a longer budget goes on as it was."""
     r1: float = 10.0
     """R1 penalty weight gamma: ``gamma / 2 * E ||grad_x D(x)||^2`` on real images."""
     ema: float = 0.999
@@ -127,6 +155,8 @@ class GanConfig(EngineConfig):
     """GIRAFFE: channels of the neural renderer's first stage."""
     discriminator_width: int = 64
     """Channels of the discriminator's first layer (doubling per layer, at most 8x)."""
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    """What the discriminator's inputs go through."""
     eval_samples: int = 500
     """Generated images KID is computed on at each evaluation."""
 
@@ -153,10 +183,17 @@ class GanConfig(EngineConfig):
             (0 < self.camera.distance[0] <= self.camera.distance[1], "camera.distance must be positive, low <= high"),
             (-90 < self.camera.elevation[0] <= self.camera.elevation[1] < 90,
              "camera.elevation must lie in (-90, 90), low <= high"),
-            (0 <= self.ema < 1 and self.r1 >= 0, "need 0 <= ema < 1 and r1 >= 0"),
+            (0 <= self.ema < 1 and self.r1 >= 0 and self.lr_half_life >= 0,
+             "need 0 <= ema < 1, r1 >= 0 and lr_half_life >= 0"),
             (min(self.shape_latent, self.appearance_latent, self.features) >= 1, "latent and feature sizes must be >= 1"),
             (self.aabb[0] < self.aabb[3] and self.aabb[1] < self.aabb[4] and self.aabb[2] < self.aabb[5],
              "aabb: expected xmin, ymin, zmin, xmax, ymax, zmax with min < max"),
+        ]
+        checks += [
+            (all(p in AUGMENTATIONS for p in self.augment.policy), f"augment.policy: each one of {AUGMENTATIONS}"),
+            (0 <= self.augment.probability <= self.augment.max_probability <= 1 and self.augment.adapt_images > 0,
+             "need 0 <= augment.probability <= augment.max_probability <= 1 and augment.adapt_images > 0"),
+            (0 <= self.augment.target < 1, "augment.target must lie in [0, 1)"),
         ]
         for ok, message in checks:
             if not ok:

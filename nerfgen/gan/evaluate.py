@@ -29,14 +29,19 @@ def real_features(encoder: Encoder, data: ImageCollection, indices: Tensor) -> T
     return features(encoder, (data.images_at(indices) + 1) * 0.5)
 
 
-def generated_kid(run, data: ImageCollection, count: int, real: Tensor | None = None,
-                  encoder: Encoder | None = None) -> tuple[float, Tensor]:
-    """KID (offline encoder unless given) of ``count`` samples of ``run`` against the held-out
-    images; returns it and the held-out features (pass them back to skip re-encoding)."""
+def images_kid(images: Tensor, data: ImageCollection, real: Tensor | None = None,
+               encoder: Encoder | None = None) -> tuple[float, Tensor]:
+    """KID (offline encoder unless given) of generated ``images [N, 3, S, S]`` in [0, 1] against the
+    held-out images; returns it and the held-out features (pass them back to skip re-encoding)."""
     encoder = encoder or load_encoder(None)
     real = real_features(encoder, data, data.held_out) if real is None else real
-    fake = features(encoder, run.images(run.codes(count, EVAL_SEED)))
-    return _kid(real, fake)[0], real
+    return _kid(real, features(encoder, images))[0], real
+
+
+def generated_kid(run, data: ImageCollection, count: int, real: Tensor | None = None,
+                  encoder: Encoder | None = None) -> tuple[float, Tensor]:
+    """:func:`images_kid` of ``count`` samples of ``run`` (the evaluation scenes)."""
+    return images_kid(run.images(run.codes(count, EVAL_SEED)), data, real, encoder)
 
 
 def evaluate_run(run, data: ImageCollection, count: int = 1000, encoder_path: str | None = None) -> dict:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from nerfgen.cameras import Cameras, Rays, image_rays, pixel_rays
-from nerfgen.fields import Conditioning, VanillaField, VanillaFieldConfig
+from nerfgen.fields import Conditioning, FieldOutput, RadianceField, VanillaField, VanillaFieldConfig
 from nerfgen.gan.config import FieldSize, GanConfig
 from nerfgen.gan.patches import grid_pixels
 from nerfgen.gan.priors import SceneCodes
@@ -27,12 +27,29 @@ OBJECT_BOX = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0)
 """Every object's cube in its own frame."""
 
 
-def conditioned_field(aabb, size: FieldSize, cfg: GanConfig, features: int = 0) -> VanillaField:
-    """A :class:`VanillaField` taking ``cfg``'s shape and appearance codes."""
-    return VanillaField(torch.tensor(aabb, dtype=torch.float32), VanillaFieldConfig(
+class ViewIndependent(RadianceField):
+    """``field`` shown every point from one direction (zero): its colour or features depend on the
+    position and the codes only (:attr:`FieldSize.view_dependent` False)."""
+
+    def __init__(self, field: RadianceField) -> None:
+        super().__init__(field.aabb)
+        self.field, self.accepts, self.out_channels = field, field.accepts, field.out_channels
+
+    def density(self, positions: Tensor, cond: Conditioning | None = None) -> Tensor:
+        return self.field.density(positions, cond)
+
+    def forward(self, positions: Tensor, directions: Tensor, cond: Conditioning | None = None) -> FieldOutput:
+        return self.field(positions, torch.zeros_like(directions), cond)
+
+
+def conditioned_field(aabb, size: FieldSize, cfg: GanConfig, features: int = 0) -> RadianceField:
+    """A :class:`VanillaField` taking ``cfg``'s shape and appearance codes (:class:`ViewIndependent`
+    unless ``size.view_dependent``)."""
+    field = VanillaField(torch.tensor(aabb, dtype=torch.float32), VanillaFieldConfig(
         depth=size.depth, width=size.width, skip=size.depth // 2, position_frequencies=size.position_frequencies,
         direction_frequencies=size.direction_frequencies, shape_latent=cfg.shape_latent,
         appearance_latent=cfg.appearance_latent, features=features))
+    return field if size.view_dependent else ViewIndependent(field)
 
 
 class Generator(nn.Module):
