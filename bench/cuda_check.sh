@@ -33,8 +33,8 @@ stamp build
 timeout 240 python3 -c "from nerfgen.ops import _backend; print('backend', _backend.get_backend_name(), _backend.backend_error())"
 stamp tests
 timeout 300 python3 -m pytest -q -rf --tb=short -p no:cacheprovider -k "not compiles" tests/test_cuda_kernels.py \
-  tests/test_hashgrid_kernel.py tests/test_march_kernel.py tests/test_volrend_kernel.py tests/test_baked_kernel.py \
-  > "$OUT/tests.txt" 2>&1
+  tests/test_hashgrid_kernel.py tests/test_march_kernel.py tests/test_volrend_kernel.py tests/test_planes_kernel.py \
+  tests/test_baked_kernel.py > "$OUT/tests.txt" 2>&1
 tail -c 1500 "$OUT/tests.txt"
 stamp bench_kernels
 timeout 150 python3 bench/kernels.py --device cuda --problem .devdata/lego_march.safetensors \

@@ -23,7 +23,7 @@ _EXPORTS = {
     "training": "nerfgen.api", "load_run": "nerfgen.kinds", "RunKind": "nerfgen.kinds", "Run": "nerfgen.runs",
     "RunInfo": "nerfgen.runs", "Renderable": "nerfgen.renderable", "RenderTraits": "nerfgen.renderable",
     "LayoutEditable": "nerfgen.renderable", "CodeEditable": "nerfgen.renderable", "Refinable": "nerfgen.renderable",
-    "SourceViewed": "nerfgen.renderable",
+    "SourceViewed": "nerfgen.renderable", "TimeConditioned": "nerfgen.renderable",
     # baked runs (nerfgen bake)
     "bake": "nerfgen.bake", "load_baked": "nerfgen.bake", "BakedRun": "nerfgen.bake", "BakeConfig": "nerfgen.bake",
     "StepReport": "nerfgen.engine",

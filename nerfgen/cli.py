@@ -11,6 +11,7 @@ from pathlib import Path
 
 from nerfgen.bake import cli as bake_cli
 from nerfgen.data import cli as data_cli
+from nerfgen.dynamic import cli as dynamic_cli
 from nerfgen.gan import cli as gan_cli
 from nerfgen.generalize import cli as generalize_cli
 from nerfgen.generate import cli as generate_cli
@@ -96,6 +97,7 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", action="store_true", help="colour-mapped depth instead of colour")
     p.add_argument("--layout", metavar="FILE",
                    help="a generated scene: place its objects by this layout file (an edited layout.json)")
+    dynamic_cli.add_render_options(p, path)
     bake_cli.add_baked_flag(p, "render from the run's bake (nerfgen bake): milliseconds a frame")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
@@ -127,6 +129,7 @@ def _demo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-seconds", type=float, default=90, help="training time (default 90 s)")
     p.add_argument("--seed", type=int, default=0, help="scene and training seed")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    dynamic_cli.add_demo_options(p)
 
 
 def _batch_parser(sub: argparse._SubParsersAction) -> None:
@@ -207,9 +210,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         if not isinstance(run, LayoutEditable):
             raise ValueError(f"{args.run}: a {run.info.kind.value} run has no layout; --layout is for generated scenes")
         run.open_layout(args.layout)
-    if args.camera_path:
+    n = dynamic_cli.render(args, run)  # --time / --time-sweep (dynamic runs); None without them
+    if n is None and args.camera_path:
         n = run.render_path(args.camera_path, args.output, args.width, args.height, args.depth, args.fps)
-    else:
+    elif n is None:
         n = run.render_orbit(args.output, args.frames, args.width, args.height, args.depth, args.fps or 30)
     print(f"wrote {args.output} ({n} frames)")
     return 0
@@ -227,6 +231,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from nerfgen import scenes
     from nerfgen.engine.checkpoint import has_checkpoint
 
+    if args.dynamic:
+        return dynamic_cli.demo(args)
     root = Path(args.output)
     data = scenes.render_dataset(root / "data", seed=args.seed)
     print(f"scene: {data}")

@@ -42,6 +42,8 @@ class RunKind(str, Enum):
     """A generative radiance field (GRAF / GIRAFFE) from unposed images (``nerfgen gan train``)."""
     PRIOR = "prior"
     """The built-in diffusion prior, trained on the procedural object library (``nerfgen prior train``)."""
+    DYNAMIC = "dynamic"
+    """A radiance field that changes over time, from a capture whose frames carry times (``nerfgen train``)."""
     GENERALIZABLE = "generalizable"
     """A field that renders any scene from a few of its photos (pixelNeRF, MVSNeRF: ``nerfgen generalize``)."""
 
@@ -64,6 +66,7 @@ MODULES = {
     RunKind.SCENE: "nerfgen.generate.api",
     RunKind.GAN: "nerfgen.gan.api",
     RunKind.PRIOR: "nerfgen.prior.api",
+    RunKind.DYNAMIC: "nerfgen.dynamic.api",
     RunKind.GENERALIZABLE: "nerfgen.generalize.api",
 }
 """Where each kind registers itself (imported on first use)."""

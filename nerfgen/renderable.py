@@ -1,7 +1,8 @@
 """What a run that shows a scene offers, whatever its kind: :class:`Renderable`, the protocol the
 viewer and the command line talk to (never a kind's name), :class:`RenderTraits` (how it may be
 rendered), the editing protocols (:class:`LayoutEditable`, :class:`CodeEditable`), runs seen
-through source views (:class:`SourceViewed`), and
+through source views (:class:`SourceViewed`), runs drawn fast that refine their stills
+(:class:`Refinable`), runs whose scene changes over time (:class:`TimeConditioned`), and
 :class:`VideoRenders`, the videos every renderable run shares.
 
 >>> run = nerfgen.load_run("runs/lego")                       # doctest: +SKIP
@@ -65,6 +66,24 @@ class Renderable(Protocol):
 
     def export_mesh(self, output: str | Path, **options: Any) -> dict:
         """The surface as a mesh file (or a clear error where the run has none)."""
+
+
+@runtime_checkable
+class TimeConditioned(Protocol):
+    """A run whose scene changes over time (a dynamic run): ``render(..., time=t)`` shows instant
+    ``t`` in ``[0, 1]`` (the capture's first frame at 0, its last at 1); a render that names no
+    time shows :attr:`time`. What the viewer's time slider and ``nerfgen render --time`` use."""
+
+    time: float
+    """The instant shown when a render names none."""
+
+    @property
+    def times(self) -> Tensor:
+        """``[k]`` the instants the run was trained on, ascending."""
+
+    def render_sweep(self, output: str | Path, frames: int = 60, width: int | None = None, height: int | None = None,
+                     depth: bool = False, fps: float = 30, camera: int = 0) -> int:
+        """Time running from 0 to 1 seen from one camera of the orbit, into a video."""
 
 
 @runtime_checkable
@@ -163,4 +182,4 @@ def renderable(run: Any, what: str) -> Renderable:
 
 
 __all__ = ["CodeEditable", "LayoutEditable", "Refinable", "RenderTraits", "Renderable", "SourceViewed",
-           "VideoRenders", "renderable"]
+           "TimeConditioned", "VideoRenders", "renderable"]

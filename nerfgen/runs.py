@@ -187,9 +187,12 @@ class Run(VideoRenders):
         return background_color(self.info.background)
 
     def render(self, cameras: Cameras, index: int = 0, background: Tensor | None = None, normals: bool = False,
-               cond: Conditioning | None = None, chunk: int = 1 << 14) -> ImageOutput:
+               cond: Conditioning | None = None, chunk: int = 1 << 14, time: float | None = None) -> ImageOutput:
         """Render camera ``index`` of ``cameras`` (on the run's background unless given); the image
-        comes back on the CPU."""
+        comes back on the CPU. A static run has no ``time``: asking for one is an error."""
+        if time is not None:
+            raise ValueError(f"{self.path}: a {self.info.kind.value} run is static: it has no time to render at "
+                             f"(asked for time {time}); times belong to dynamic runs")
         bg = self.background if background is None else background
         return self.model.render_camera(cameras, index, bg, chunk=chunk, normals=normals, cond=cond)
 

@@ -107,7 +107,7 @@ def _validate(width: int, height: int, counts: dict[str, int], camera_angle_x: f
         raise ValueError(f"samples_per_side must be >= 1, got {samples_per_side}")
 
 
-def _move_into_place(tmp: Path, out_dir: Path, stamp: dict, overwrite: bool) -> None:
+def move_into_place(tmp: Path, out_dir: Path, stamp: dict, overwrite: bool) -> None:
     """Rename the finished ``tmp`` to ``out_dir``; tolerate a concurrent writer of the same data."""
     if out_dir.exists() and overwrite and read_stamp(out_dir) != stamp:
         old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
@@ -175,7 +175,7 @@ def render_dataset(out_dir: str | os.PathLike, *, scene: list[SceneObject] | Non
         for split, poses in split_poses(seed, counts, radius).items():
             _write_split(tmp, split, poses, caster, width, height, camera_angle_x, samples_per_side)
         (tmp / STAMP_NAME).write_text(json.dumps(stamp, indent=2))  # written last: marks completeness
-        _move_into_place(tmp, out_dir, stamp, overwrite)
+        move_into_place(tmp, out_dir, stamp, overwrite)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -18,8 +18,13 @@ from tests.mutations import Hang, binary_cases, json_cases, time_limit
 
 CLEAR = (ValueError, FileNotFoundError)
 """The errors a reader answers bad input with (nerfgen's DatasetError is a ValueError)."""
-KINDS = (*TRAINED, "prior", "generalizable")
+KINDS = (*TRAINED, "prior", "dynamic", "generalizable")
 """Kinds whose run.json is fuzzed (checkpoints: those of ``tests.kill_cases``)."""
+DYNAMIC = {"field": "kplanes", "max_steps": 6, "checkpoint_every": 3, "eval_every": 0, "threads": 1, "seed": 3,
+           "device": "cpu", "target_samples": 2048, "max_rays": 1024, "init_rays": 256,
+           "field_options": {"resolution": 8, "scales": [1], "time_resolution": 4, "features": 4, "hidden": 16},
+           "grid": {"resolution": 16, "time_bins": 2, "cells_per_update": 1024}}
+"""A tiny dynamic run (K-Planes) on a small D-NeRF-style folder."""
 
 
 @dataclass
@@ -29,10 +34,13 @@ class Tally:
     cases: int = 0
     outcomes: Counter = field(default_factory=Counter)
     bad: list[str] = field(default_factory=list)
+    ended: list[tuple[str, str]] = field(default_factory=list)
+    """Each case's label and outcome, in order."""
 
     def add(self, label: str, outcome: str, detail: str = "") -> None:
         self.cases += 1
         self.outcomes[outcome] += 1
+        self.ended.append((label, outcome))
         if outcome not in ("read", "clear error", "resumed", "resumed an older checkpoint"):
             self.bad.append(f"{label}: {outcome}: {detail}")
 
@@ -53,6 +61,16 @@ def make_run(kind: str, root: Path) -> tuple[Path, str]:
         with redirect_stderr(io.StringIO()):
             train_prior(out, build_config(PriorTrainConfig, config, "fuzz"), progress=None)
         return out, "-"
+    if kind == "dynamic":
+        from nerfgen.config import build_config
+        from nerfgen.dynamic.api import train_dynamic
+        from nerfgen.dynamic.config import DynamicConfig
+        from tests.dynamic_data import dnerf_folder
+
+        data = dnerf_folder(root / "dnerf", {"train": 6, "val": 1, "test": 1}, size=12)
+        with redirect_stderr(io.StringIO()):
+            train_dynamic(data, out, build_config(DynamicConfig, DYNAMIC, "fuzz"))
+        return out, str(data)
     if kind == "generalizable":
         from nerfgen.api import generalize_training
 

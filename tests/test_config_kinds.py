@@ -12,6 +12,7 @@ import nerfgen
 from nerfgen.api import generation, reconstruction
 from nerfgen.config import (ConfigWarning, build_config, config_path, config_to_dict, load_config, parse_overrides,
                             shipped_configs, stored_config)
+from nerfgen.dynamic.config import DynamicConfig
 from nerfgen.files import read_json, write_json
 from nerfgen.gan.config import GanConfig
 from nerfgen.generalize.config import GeneralizeConfig
@@ -19,6 +20,7 @@ from nerfgen.generate.config import GenerateConfig, SceneConfig
 from nerfgen.prior.train import PriorTrainConfig
 from nerfgen.reconstruct import TrainConfig
 from nerfgen.render import ModelSpec
+from tests.dynamic_data import dnerf_folder
 from tests.toy_priors import BoxTargetPrior
 
 KINDS = {"demo": [TrainConfig], "ngp": [TrainConfig], "ngp_cuda": [TrainConfig], "ngp_fine": [TrainConfig],
@@ -26,7 +28,8 @@ KINDS = {"demo": [TrainConfig], "ngp": [TrainConfig], "ngp_cuda": [TrainConfig],
          "generate_builtin": [GenerateConfig, SceneConfig], "generate_stable_diffusion": [GenerateConfig, SceneConfig],
          "generate_deepfloyd_if": [GenerateConfig, SceneConfig], "graf": [GanConfig], "giraffe": [GanConfig],
          "giraffe_64_cuda": [GanConfig], "giraffe_128_cuda": [GanConfig],
-         "prior": [PriorTrainConfig], "pixelnerf": [GeneralizeConfig], "ibrnet": [GeneralizeConfig]}
+         "prior": [PriorTrainConfig], "kplanes": [DynamicConfig], "deform": [DynamicConfig],
+         "nsff": [DynamicConfig], "pixelnerf": [GeneralizeConfig], "ibrnet": [GeneralizeConfig]}
 """The config classes each shipped config is for."""
 
 TINY = {"max_steps": 4, "checkpoint_every": 2, "eval_every": 0, "orbit_frames": 0, "mesh_resolution": 0,
@@ -157,3 +160,24 @@ def test_an_earlier_versions_scene_run_still_loads(tmp_path):
     with pytest.warns(ConfigWarning, match="left out 'contraction'"):
         resumed = nerfgen.scene_generation(None, tmp_path / "scene", resume=True, loaded_prior=prior, max_steps=2)
     assert resumed.step == 1
+
+
+def test_dynamic_and_static_reconstruction_each_reject_what_only_the_other_reads(tmp_path):
+    for key, value in (("forward_facing", True), ("ndc", {"enabled": True}), ("proposal", {"n_proposal_samples": [8]})):
+        with pytest.raises(ValueError, match=f"^x.yaml: {key}: dynamic runs .*applies to static reconstruction only"):
+            build_config(DynamicConfig, {key: value}, "x.yaml")
+        assert key not in config_to_dict(DynamicConfig())
+    with pytest.raises(ValueError, match="^x.yaml: sampler: expected one of 'occupancy', 'stratified', got 'proposal'"):
+        build_config(DynamicConfig, {"sampler": "proposal"}, "x.yaml")
+    with pytest.raises(ValueError, match="^x.yaml: field: expected one of 'kplanes', 'deform', 'nsff', got 'ngp'"):
+        build_config(DynamicConfig, {"field": "ngp"}, "x.yaml")
+    with pytest.raises(ValueError, match="^x.yaml: field: 'kplanes' takes a time; it trains on a capture whose frames"):
+        build_config(TrainConfig, {"field": "kplanes"}, "x.yaml")
+    with pytest.raises(ValueError, match="^x.yaml: grid.time_bins: grids per bin of time are for dynamic runs"):
+        build_config(TrainConfig, {"grid": {"time_bins": 4}}, "x.yaml")
+    assert build_config(DynamicConfig, {"grid": {"time_bins": 4}}, "x.yaml").grid.time_bins == 4
+    timed = dnerf_folder(tmp_path / "timed", {"train": 3, "val": 1, "test": 1}, size=8)
+    with pytest.raises(ValueError, match=re.escape(f"{timed}: its frames carry times, so it trains a dynamic run: give "
+                                                   "a DynamicConfig")):
+        nerfgen.train(timed, tmp_path / "run", TrainConfig())
+    assert not (tmp_path / "run").exists()

@@ -22,7 +22,10 @@ def runs(tmp_path_factory):
 def test_fuzzed_run_json_is_read_or_named(kind, runs, tmp_path):
     tally = fuzz_run_json(runs[kind][0], tmp_path, CASES, seed=1)
     assert tally.cases == CASES and not tally.bad, "\n".join(tally.bad)
-    assert tally.outcomes["clear error"] > CASES // 2, tally.outcomes  # most damage is caught
+    # Most damage to what opening a run reads is caught. The run's training config (``config``) is
+    # read only when the run resumes (and checked there): damage to it may leave the run readable.
+    opened = [outcome for label, outcome in tally.ended if not label.startswith("run.json: config/")]
+    assert opened.count("clear error") > len(opened) // 2, tally.ended
 
 
 @pytest.mark.parametrize("kind", TRAINED)

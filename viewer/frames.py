@@ -70,13 +70,15 @@ def preview_side(rays_per_second: float, seconds: float, aspect: float, max_side
 
 def render_view(
     run: nerfgen.Renderable, cameras: Cameras, background: Tensor, normals: bool = False,
-    cancelled: Callable[[], bool] = lambda: False, band_rays: int = 1 << 14,
+    cancelled: Callable[[], bool] = lambda: False, band_rays: int = 1 << 14, time: float | None = None,
 ) -> ImageOutput | None:
     """Render camera 0 of ``cameras`` in bands of rows; returns None as soon as ``cancelled()``
     is true between bands (the camera moved on). A run whose traits ask for whole frames
-    (GIRAFFE: its neural renderer is convolutional) is rendered in one call instead."""
+    (GIRAFFE: its neural renderer is convolutional) is rendered in one call instead. ``time``:
+    the instant of a time-conditioned run (None for a static one)."""
+    options = {} if time is None else {"time": time}
     if run.traits.whole_frames:
-        return None if cancelled() else run.render(cameras, 0, background, normals=normals, chunk=band_rays)
+        return None if cancelled() else run.render(cameras, 0, background, normals=normals, chunk=band_rays, **options)
     w, h = cameras.width, cameras.height
     rows = max(1, band_rays // w)
     parts = []
@@ -86,7 +88,7 @@ def render_view(
         n = min(rows, h - y0)
         band = Cameras(c2w=cameras.c2w[:1], fx=cameras.fx[:1], fy=cameras.fy[:1], cx=cameras.cx[:1],
                        cy=cameras.cy[:1] - y0, width=w, height=n)
-        parts.append(run.render(band, 0, background, normals=normals, chunk=band_rays))
+        parts.append(run.render(band, 0, background, normals=normals, chunk=band_rays, **options))
     return ImageOutput(
         rgb=torch.cat([p.rgb for p in parts]), depth=torch.cat([p.depth for p in parts]),
         opacity=torch.cat([p.opacity for p in parts]),

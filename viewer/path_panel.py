@@ -21,6 +21,7 @@ from nerfgen.viewer.gate import ModelGate
 from nerfgen.viewer.scene import ViewerScene
 
 from nerfgen import CameraPath, Keyframe, path_from_keyframes, write_camera_path
+from nerfgen.renderable import TimeConditioned
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -76,7 +77,9 @@ class CameraPathPanel:
 
     def add_keyframe(self, view: ViewCamera) -> None:
         """Append ``view`` as a keyframe and redraw the path."""
-        self.keyframes.append(Keyframe(view.c2w(), math.degrees(view.fov), view.aspect))
+        run = self.scene.run  # a keyframe of a scene that changes over time carries the instant shown
+        self.keyframes.append(Keyframe(view.c2w(), math.degrees(view.fov), view.aspect,
+                                       float(run.time) if isinstance(run, TimeConditioned) else None))
         self._draw()
 
     def clear_keyframes(self) -> None:
@@ -144,7 +147,7 @@ class CameraPathPanel:
             self.status.content = f"rendering {len(path)} frames at {path.width}x{path.height} ..."
             start = time.perf_counter()
             with self.gate.render():
-                n = self.scene.run.render_video(path.cameras(), target, fps=path.fps)
+                n = self.scene.run.render_path(path, target)  # at the keyframes' times, for a dynamic run
             self.status.content = f"wrote {target} ({n} frames, {time.perf_counter() - start:.1f} s)"
             return target
         finally:

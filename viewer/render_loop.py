@@ -45,6 +45,8 @@ class RenderSettings:
     """Frame rate to size moving frames for."""
     jpeg_quality: int = 90
     """JPEG quality of the frames sent to the browser."""
+    time: float | None = None
+    """The instant shown of a run whose scene changes over time (None: a static run)."""
     refine_stills: bool = True
     """Render stills again from a refinable run's sharper render (a bake's field)."""
 
@@ -100,6 +102,13 @@ class ClientRenderer:
         """Settings changed: render the same camera again, at full resolution."""
         with self._cond:
             self._version += 1
+            self._cond.notify()
+
+    def animate(self) -> None:
+        """The scene changed while the camera stayed (time playing): render it again, sized as
+        while the camera moves."""
+        with self._cond:
+            self._version, self._moved_at = self._version + 1, time.monotonic()
             self._cond.notify()
 
     def settled(self) -> bool:
@@ -158,7 +167,7 @@ class ClientRenderer:
         run = self.scene.run.refined() if refined else self.scene.run
         with self.gate.render():
             start = time.perf_counter()
-            image = render_view(run, cameras, self.scene.background, s.normals, cancelled)
+            image = render_view(run, cameras, self.scene.background, s.normals, cancelled, time=s.time)
             seconds = time.perf_counter() - start
         if image is None or self._stopped:
             return  # the camera moved on (this frame would be stale), or the tab is gone

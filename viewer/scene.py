@@ -12,6 +12,7 @@ from nerfgen.viewer.frames import MODES
 from torch import Tensor
 
 import nerfgen
+from nerfgen.renderable import TimeConditioned
 
 THUMBNAIL = 96
 """Longest side of the training-image thumbnails drawn on the frustums (pixels)."""
@@ -47,6 +48,11 @@ class ViewerScene:
         """Whether the run's objects are placed by a layout (a generated scene of several
         objects) that the layout panel edits (the objects' fields stay as they are)."""
         return isinstance(self.run, nerfgen.LayoutEditable)
+
+    @property
+    def time_conditioned(self) -> bool:
+        """Whether the run's scene changes over time (the time panel shows and plays it)."""
+        return isinstance(self.run, TimeConditioned)
 
     @property
     def modes(self) -> tuple[str, ...]:

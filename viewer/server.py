@@ -25,6 +25,7 @@ from nerfgen.viewer.path_panel import CameraPathPanel
 from nerfgen.viewer.sources_panel import SourcesPanel
 from nerfgen.viewer.render_loop import ClientRenderer, FrameStats, RenderSettings
 from nerfgen.viewer.scene import ViewerScene
+from nerfgen.viewer.time_panel import TimePanel
 
 import nerfgen
 
@@ -61,7 +62,9 @@ class Viewer:
     A GAN run (GRAF or GIRAFFE) also gets the objects panel (:class:`ObjectsPanel`): its scene's
     objects, their poses and codes, a new scene or background. A generated scene (kind ``scene``)
     gets the layout panel (:class:`LayoutPanel`): move, turn, scale or hide its objects, save the
-    layout. Not while it trains: the run's layout is then the training's, which settles it.
+    layout. Not while it trains: the run's layout is then the training's, which settles it. A run
+    whose scene changes over time (:class:`nerfgen.renderable.TimeConditioned`) gets the time panel
+    (:class:`TimePanel`): a time slider and playback, live while training too.
     """
 
     def __init__(self, scene: ViewerScene, host: str = "127.0.0.1", port: int = 7007, max_resolution: int = 512,
@@ -87,6 +90,8 @@ class Viewer:
         self.layout_panel = (LayoutPanel(self.server.gui, scene.run, self.refresh, self._editing)
                              if scene.layout_editable and not training else None)
         self.training_panel = TrainingPanel(self.server.gui, self.gate) if training else None
+        self.time_panel = (TimePanel(self.server.gui, scene.run, self.settings, self._time_changed)
+                           if scene.time_conditioned else None)
         self.sources_panel = (SourcesPanel(self.server.gui, scene.run, self.refresh, self._editing)
                               if isinstance(scene.run, nerfgen.SourceViewed) and not training else None)
         self.show_cameras = self.server.gui.add_checkbox("Training cameras", True,
@@ -169,6 +174,16 @@ class Viewer:
         with self.gate.render():
             yield
 
+    def _time_changed(self, moving: bool) -> None:
+        """The time shown changed: every tab again (sized as while moving during playback)."""
+        if not moving:
+            self.refresh()
+            return
+        with self._lock:
+            renderers = list(self.renderers.values())
+        for renderer in renderers:
+            renderer.animate()
+
     def refresh(self) -> None:
         """Render every tab again (settings changed)."""
         with self._lock:
@@ -214,4 +229,6 @@ class Viewer:
             self.renderers.clear()
         for renderer in renderers:
             renderer.stop()
+        if self.time_panel is not None:
+            self.time_panel.stop()
         self.server.stop()

@@ -9,7 +9,9 @@ that is rendered, one entry per frame::
 
 ``fov`` is the vertical field of view in degrees; poses are in the world frame of the run (the
 dataset's coordinates). Only perspective cameras are supported. nerfgen writes the same keys,
-so paths made in either viewer render in both.
+so paths made in either viewer render in both. Paths of dynamic scenes carry a time per frame in
+``[0, 1]``: nerfstudio's ``render_time`` on every ``camera_path`` entry (and ``time`` on each
+keyframe, interpolated between them like the fields of view).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class Keyframe:
     """Vertical field of view in degrees."""
     aspect: float = 1.0
     """Width over height of the view it was taken from."""
+    time: float | None = None
+    """The instant of a dynamic scene the keyframe shows (in [0, 1]), or None."""
 
 
 @dataclass
@@ -56,6 +60,8 @@ class CameraPath:
     """The keyframes the path was interpolated from (kept so an editor can load them again)."""
     loop: bool = False
     """Whether the path returns from the last keyframe to the first."""
+    times: Tensor | None = None
+    """``[n]`` the instant of a dynamic scene each frame shows (in [0, 1]), or None."""
 
     def __len__(self) -> int:
         return self.c2w.shape[0]
@@ -123,8 +129,9 @@ def interpolate(keyframes: list[Keyframe], n_frames: int, loop: bool = False) ->
     """Poses and fields of view of ``n_frames`` evenly timed frames through ``keyframes``.
 
     Positions follow a Catmull-Rom spline through the keyframe centres, orientations are slerped
-    between neighbouring keyframes, fields of view are interpolated linearly. Each keyframe gets
-    the same transition time; a looped path also returns from the last keyframe to the first.
+    between neighbouring keyframes, fields of view (and scene times, :func:`interpolate_times`)
+    are interpolated linearly. Each keyframe gets the same transition time; a looped path also
+    returns from the last keyframe to the first.
 
     Returns:
         ``c2w [n_frames, 3, 4]`` and ``fov [n_frames]`` (degrees).
@@ -136,25 +143,49 @@ def interpolate(keyframes: list[Keyframe], n_frames: int, loop: bool = False) ->
     k = len(keyframes)
     centres = [kf.c2w[:, 3].double() for kf in keyframes]
     quats = [quaternion_from_matrix(kf.c2w[:, :3].double()) for kf in keyframes]
-    segments = k if loop and k > 1 else k - 1
 
     def at(i: int) -> int:
         return i % k if loop else min(max(i, 0), k - 1)
 
     poses, fovs = [], []
-    for f in range(n_frames):
-        if segments == 0:
-            u = 0.0
-        else:
-            u = segments * f / (n_frames if loop else max(n_frames - 1, 1))
-        seg = min(int(u), segments - 1) if segments > 0 else 0
-        t = u - seg
+    for seg, t in _segments(k, n_frames, loop):
         a, b = at(seg), at(seg + 1)
         pos = _catmull_rom(centres[at(seg - 1)], centres[a], centres[b], centres[at(seg + 2)], t)
         rot = matrix_from_quaternion(slerp(quats[a], quats[b], t))
         poses.append(torch.cat([rot, pos[:, None]], dim=1))
         fovs.append((1 - t) * keyframes[a].fov + t * keyframes[b].fov)
     return torch.stack(poses).float(), torch.tensor(fovs, dtype=torch.float32)
+
+
+def _segments(k: int, n_frames: int, loop: bool) -> list[tuple[int, float]]:
+    """For each of ``n_frames`` evenly timed frames through ``k`` keyframes: the segment it lies on
+    (from keyframe ``seg`` to ``seg + 1``, modulo ``k`` on a loop) and how far along it, in [0, 1]."""
+    segments = k if loop and k > 1 else k - 1
+    out = []
+    for f in range(n_frames):
+        u = 0.0 if segments == 0 else segments * f / (n_frames if loop else max(n_frames - 1, 1))
+        seg = min(int(u), segments - 1) if segments > 0 else 0
+        out.append((seg, u - seg))
+    return out
+
+
+def interpolate_times(keyframes: list[Keyframe], n_frames: int, loop: bool = False) -> Tensor | None:
+    """``[n_frames]`` scene times of the frames (linear between keyframes, timed as
+    :func:`interpolate`), or None when no keyframe has a time.
+
+    Raises:
+        ValueError: some keyframes have a time and others not.
+    """
+    timed = [kf.time is not None for kf in keyframes]
+    if not any(timed):
+        return None
+    if not all(timed):
+        raise ValueError(f"camera path: keyframe {timed.index(False)} has no time but keyframe {timed.index(True)} "
+                         "has one: give every keyframe a time, or none")
+    k = len(keyframes)
+    values = [(1 - t) * keyframes[seg % k].time + t * keyframes[(seg + 1) % k if loop else min(seg + 1, k - 1)].time
+              for seg, t in _segments(k, n_frames, loop)]
+    return torch.tensor(values, dtype=torch.float32)
 
 
 def path_from_keyframes(
@@ -164,8 +195,10 @@ def path_from_keyframes(
     if seconds <= 0 or fps <= 0 or width <= 0 or height <= 0:
         raise ValueError(f"camera path: seconds, fps, width and height must be positive, got "
                          f"{seconds}, {fps}, {width}, {height}")
-    c2w, fov = interpolate(keyframes, max(1, round(seconds * fps)), loop)
-    return CameraPath(c2w, fov, int(width), int(height), float(fps), list(keyframes), loop)
+    n_frames = max(1, round(seconds * fps))
+    c2w, fov = interpolate(keyframes, n_frames, loop)
+    return CameraPath(c2w, fov, int(width), int(height), float(fps), list(keyframes), loop,
+                      interpolate_times(keyframes, n_frames, loop))
 
 
 # -- the JSON file --------------------------------------------------------------------------------
@@ -188,12 +221,14 @@ def camera_path_to_dict(path: CameraPath) -> dict:
         "default_transition_sec": len(path) / path.fps / max(len(path.keyframes) - (0 if path.loop else 1), 1),
         "keyframes": [
             {"matrix": _flat4x4(kf.c2w), "fov": kf.fov, "aspect": kf.aspect,
-             "override_transition_enabled": False, "override_transition_sec": None}
+             "override_transition_enabled": False, "override_transition_sec": None,
+             **({} if kf.time is None else {"time": kf.time})}
             for kf in path.keyframes
         ],
         "camera_path": [
-            {"camera_to_world": _flat4x4(c2w), "fov": float(fov), "aspect": aspect}
-            for c2w, fov in zip(path.c2w, path.fov)
+            {"camera_to_world": _flat4x4(c2w), "fov": float(fov), "aspect": aspect,
+             **({} if path.times is None else {"render_time": float(path.times[i])})}
+            for i, (c2w, fov) in enumerate(zip(path.c2w, path.fov))
         ],
     }
 
@@ -249,12 +284,30 @@ def camera_path_from_dict(doc: dict, source: str = "camera path") -> CameraPath:
         raise ValueError(f"{source}: 'keyframes' must be a list of {{matrix, fov, aspect}} entries, got {listed!r:.40}")
     for i, kf in enumerate(listed):
         if isinstance(kf, dict) and "matrix" in kf and "fov" in kf:
+            when = _time(kf["time"], source, f"keyframes[{i}].time") if kf.get("time") is not None else None
             keyframes.append(Keyframe(_pose(kf["matrix"], source, f"keyframes[{i}].matrix"),
                                       _fov(kf["fov"], source, f"keyframes[{i}].fov"),
                                       _number({"aspect": kf.get("aspect", width / height)}, "aspect",
-                                              f"{source}: keyframes[{i}]")))
+                                              f"{source}: keyframes[{i}]"), when))
     return CameraPath(torch.stack(poses), torch.tensor(fovs), round(width), round(height), fps, keyframes,
-                      bool(doc.get("is_cycle", False)))
+                      bool(doc.get("is_cycle", False)), _render_times(frames, source))
+
+
+def _time(value, source: str, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{source}: {where} must be a time in [0, 1], got {value!r:.40}")
+    return float(value)
+
+
+def _render_times(frames: list[dict], source: str) -> Tensor | None:
+    """``[n]`` the frames' ``render_time`` (nerfstudio's, dynamic scenes), or None when none has one."""
+    timed = ["render_time" in frame for frame in frames]
+    if not any(timed):
+        return None
+    if not all(timed):
+        raise ValueError(f"{source}: camera_path[{timed.index(True)}] has a 'render_time' but camera_path"
+                         f"[{timed.index(False)}] has none: every frame has one (a dynamic scene) or none")
+    return torch.tensor([_time(f["render_time"], source, f"camera_path[{i}].render_time") for i, f in enumerate(frames)])
 
 
 def read_camera_path(path: str | Path) -> CameraPath:

@@ -38,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="skip frames whose sharpness (variance of the Laplacian) is below this times their "
                            "neighbours' median (default 0.5; 0 keeps all)")
     proc.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default -1: all)")
+    proc.add_argument("--dynamic", action="store_true",
+                      help="the scene moves while filmed: give each frame its time (its place in the clip, 0 to 1) "
+                           "in transforms.json, so `nerfgen train` trains a dynamic scene")
     tri = data_sub.add_parser(
         "triangulate", help="SfM points for a posed capture, its poses held fixed (depth supervision)",
         description="Match SIFT features between the images of a posed dataset and triangulate 3D points with "
@@ -64,7 +67,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "process":
         options = ProcessOptions(fps=args.fps, max_size=args.max_size, matcher=args.matcher,
                                  camera_model=args.camera_model, min_registered=args.min_registered,
-                                 blur_ratio=args.blur_ratio, threads=args.threads)
+                                 blur_ratio=args.blur_ratio, threads=args.threads, dynamic=args.dynamic)
         r = process(args.input, args.output, options)
         print(json.dumps({"output": str(r.output), "registered": r.registered, "frames": r.frames,
                           "skipped_blurry": len(r.skipped_blurry), "points": r.points,

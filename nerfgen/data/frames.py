@@ -42,6 +42,9 @@ class FrameSet:
         skipped: Names (source file names, or ``frame N`` of a video) left out as blurry.
         size: ``(width, height)`` of the working copies.
         source: The folder or video they came from.
+        positions: Where each kept frame was in the source: a video's frame number, a folder's
+            image number (sorted by name), counting from 0. ``[n]``.
+        source_frames: Frames the source held (a video's, read at every frame; a folder's images).
     """
 
     names: list[str]
@@ -49,6 +52,13 @@ class FrameSet:
     skipped: list[str]
     size: tuple[int, int]
     source: Path
+    positions: np.ndarray | None = None  # [n]
+    source_frames: int = 0
+
+    def times(self) -> np.ndarray:
+        """``[n]`` each kept frame's time in ``[0, 1]``: its position over the whole clip (the
+        source's first frame at 0, its last at 1), what a dynamic capture's frames carry."""
+        return self.positions / max(self.source_frames - 1, 1)
 
 
 def sharpness(image: Image.Image) -> float:
@@ -123,10 +133,10 @@ def _list_images(folder: Path) -> list[Path]:
     return files
 
 
-def _image_frames(folder: Path, max_size: int | None) -> Iterator[tuple[str, Path, Image.Image]]:
-    """``(name, source file, decoded image)`` per image of a folder, all of one size."""
+def _image_frames(folder: Path, max_size: int | None) -> Iterator[tuple[str, Path, Image.Image, int]]:
+    """``(name, source file, decoded image, position)`` per image of a folder, all of one size."""
     first: tuple[Path, tuple[int, int]] | None = None
-    for path in _list_images(folder):
+    for position, path in enumerate(_list_images(folder)):
         try:
             with Image.open(path) as im:
                 im.load()
@@ -140,7 +150,7 @@ def _image_frames(folder: Path, max_size: int | None) -> Iterator[tuple[str, Pat
                 f"{folder}: all images must have one size (one camera), but {first[0].name} is "
                 f"{first[1][0]}x{first[1][1]} and {path.name} is {image.width}x{image.height}"
             )
-        yield path.name, path, image
+        yield path.name, path, image, position
 
 
 def _ffmpeg_message(err: Exception) -> str:
@@ -148,8 +158,10 @@ def _ffmpeg_message(err: Exception) -> str:
     return lines[0] if len(lines) < 2 else f"{lines[0]}: {lines[-1]}"
 
 
-def _video_frames(path: Path, fps: float | None) -> Iterator[tuple[str, None, Image.Image]]:
-    """Frames of a video, one per ``1 / fps`` seconds (all of them when ``fps`` is None)."""
+def _video_frames(path: Path, fps: float | None, counted: list[int] | None = None
+                  ) -> Iterator[tuple[str, None, Image.Image, int]]:
+    """Frames of a video, one per ``1 / fps`` seconds (all of them when ``fps`` is None), each with
+    its frame number; ``counted`` gets the number of frames read."""
     import imageio.v2 as iio
 
     if path.stat().st_size == 0:
@@ -171,10 +183,12 @@ def _video_frames(path: Path, fps: float | None) -> Iterator[tuple[str, None, Im
                 raise DatasetError(f"{path}: cannot decode frame {index} ({_ffmpeg_message(err)})") from err
             if index >= next_keep - 1e-6:
                 next_keep += step
-                yield f"frame {index}", None, Image.fromarray(np.ascontiguousarray(frame[..., :3]))
+                yield f"frame {index}", None, Image.fromarray(np.ascontiguousarray(frame[..., :3])), index
             index += 1
     finally:
         reader.close()
+        if counted is not None:
+            counted.append(index)
     if index == 0:
         raise DatasetError(f"{path}: the video has no frames")
 
@@ -217,9 +231,11 @@ def collect_frames(
     if is_video and source.suffix.lower() not in VIDEO_SUFFIXES:
         raise DatasetError(f"{source}: expected a folder of images or a video ({', '.join(VIDEO_SUFFIXES)})")
     total = 0 if is_video else len(_list_images(source))
-    frames = _video_frames(source, fps) if is_video else _image_frames(source, max_size)
-    labels, names, values, size = [], [], [], (0, 0)
-    for label, path, image in frames:
+    counted: list[int] = []
+    frames = _video_frames(source, fps, counted) if is_video else _image_frames(source, max_size)
+    labels, names, values, positions, size = [], [], [], [], (0, 0)
+    for label, path, image, position in frames:
+        positions.append(position)
         size = _working_size(image.size, max_size)
         name = f"frame_{len(names) + 1:05d}.jpg" if is_video else label
         if path is not None and size == image.size:
@@ -242,7 +258,9 @@ def collect_frames(
             if old != new:
                 (images_dir / old).rename(images_dir / new)
         kept = renamed
-    return FrameSet(kept, np.array(values)[~skip], [lb for lb, s in zip(labels, skip) if s], size, source)
+    total = counted[0] if is_video else total
+    return FrameSet(kept, np.array(values)[~skip], [lb for lb, s in zip(labels, skip) if s], size, source,
+                    np.array(positions, dtype=np.int64)[~skip], total)
 
 
 def write_pyramid(images_dir: Path, names: list[str], factors: tuple[int, ...] = (2, 4, 8)) -> None:

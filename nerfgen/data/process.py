@@ -87,6 +87,10 @@ class ProcessOptions:
     """Random seed of COLMAP's RANSAC and mapper."""
     progress: bool = True
     """Show a progress bar per stage on stderr (plain lines when it is not a terminal)."""
+    dynamic: bool = False
+    """The frames film a scene that moves: each frame gets its ``time`` in ``transforms.json``, its
+    position over the clip (the video's first frame at 0, its last at 1), and the capture trains
+    as a dynamic scene."""
 
     def __post_init__(self) -> None:
         if self.matcher not in MATCHERS:
@@ -309,14 +313,14 @@ def _camera_keys(camera) -> dict:
             "k1": p[4], "k2": p[5], "p1": p[6], "p2": p[7]}
 
 
-def _transforms(model, names: list[str], sharpness: dict[str, float]) -> dict:
+def _transforms(model, names: list[str], sharpness: dict[str, float], times: dict[str, float] | None = None) -> dict:
     by_name = {model.image(i).name: model.image(i) for i in model.reg_image_ids()}
     c2w = np.stack([opengl_c2w_from_colmap(by_name[n].cam_from_world().matrix()) for n in names])
     points = np.array([p.xyz for p in model.points3D.values()]) if model.num_points3D() else None
     poses, transform = normalise_poses(c2w, points)
     camera = model.camera(by_name[names[0]].camera_id)
-    frames = [{"file_path": f"images/{n}", "sharpness": sharpness[n], "transform_matrix": pose.tolist()}
-              for n, pose in zip(names, poses)]
+    frames = [{"file_path": f"images/{n}", "sharpness": sharpness[n], **({"time": times[n]} if times else {}),
+               "transform_matrix": pose.tolist()} for n, pose in zip(names, poses)]
     return {**_camera_keys(camera), "aabb_scale": 16, "colmap_to_world": transform.tolist(), "frames": frames}
 
 
@@ -389,7 +393,9 @@ def process(source: str | Path, output: str | Path, options: ProcessOptions | No
             write_pyramid(images, posed)
             (tmp / "sparse" / "0").mkdir(parents=True)
             model.write(tmp / "sparse" / "0")
-            write_json(tmp / "transforms.json", _transforms(model, posed, dict(zip(names, frames.sharpness.tolist()))))
+            times = dict(zip(names, frames.times().tolist())) if options.dynamic else None
+            write_json(tmp / "transforms.json", _transforms(model, posed, dict(zip(names, frames.sharpness.tolist())),
+                                                            times))
             advance(len(posed))
         camera = model.camera(model.image(model.reg_image_ids()[0]).camera_id)
     return ProcessResult(output, len(posed), len(names), frames.skipped, model.num_points3D(),

@@ -6,14 +6,21 @@ from __future__ import annotations
 from torch import Tensor
 
 from nerfgen.fields.base import Conditioning, FieldOutput, RadianceField
+from nerfgen.fields.deform import DeformField, DeformFieldConfig
+from nerfgen.fields.flow import SceneFlowField, SceneFlowFieldConfig
+from nerfgen.fields.kplanes import KPlanesField, KPlanesFieldConfig
 from nerfgen.fields.ngp import NGPField, NGPFieldConfig
 from nerfgen.fields.vanilla import VanillaField, VanillaFieldConfig
 
 FIELDS: dict[str, tuple[type[RadianceField], type]] = {
     "ngp": (NGPField, NGPFieldConfig),
     "vanilla": (VanillaField, VanillaFieldConfig),
+    "kplanes": (KPlanesField, KPlanesFieldConfig),
+    "deform": (DeformField, DeformFieldConfig),
+    "nsff": (SceneFlowField, SceneFlowFieldConfig),
 }
-"""Registry: field name -> (class, config dataclass)."""
+"""Registry: field name -> (class, config dataclass). ``kplanes``, ``deform`` and ``nsff`` are
+dynamic (they need ``Conditioning.time``)."""
 
 
 def field_config(name: str, options: dict | None = None, source: str = "field_options"):
@@ -31,5 +38,6 @@ def build_field(name: str, aabb: Tensor, options: dict | None = None) -> Radianc
     return FIELDS[name][0](aabb, field_config(name, options))
 
 
-__all__ = ["FIELDS", "Conditioning", "FieldOutput", "NGPField", "NGPFieldConfig", "RadianceField",
+__all__ = ["FIELDS", "Conditioning", "DeformField", "DeformFieldConfig", "FieldOutput", "KPlanesField",
+           "KPlanesFieldConfig", "NGPField", "NGPFieldConfig", "RadianceField", "SceneFlowField", "SceneFlowFieldConfig",
            "VanillaField", "VanillaFieldConfig", "build_field", "field_config"]

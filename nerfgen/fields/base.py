@@ -2,9 +2,11 @@
 
 ``field(positions, directions, cond) -> FieldOutput(sigma, rgb | features)``. ``cond`` is a
 :class:`Conditioning`: per-point latent codes (a GAN's shape and appearance codes), an object's
-pose (world to object frame) and which object slots exist (a composed scene). Fields know nothing
-about rays or cameras; the renderer hands them per-sample conditioning, gathered from per-ray
-conditioning with :meth:`Conditioning.take`.
+pose (world to object frame), which object slots exist (a composed scene) and the time of a dynamic
+scene. Fields know nothing about rays or cameras; the renderer hands them per-sample conditioning,
+gathered from per-ray conditioning with :meth:`Conditioning.take`. A field that cannot use a part
+it is given refuses it (:meth:`RadianceField.check`), so a static field never silently renders
+one instant of a dynamic scene.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class Conditioning:
         transform: ``[n | 1, 3, 4]`` world-to-object affine maps ``x_obj = A x + b`` (rotation,
             scale and translation of an object); ``[n | 1, K, 3, 4]`` for K slots.
         present: ``[n | 1, K]`` bool, which slots of a composed field hold an object.
+        time: ``[n | 1]`` float in ``[0, 1]``, the instant a dynamic scene is seen at (the
+            capture's first frame at 0, its last at 1); per ray, gathered per sample like latents.
         views: one scene's source views as a generalizable field sees them (their cameras and
             encoder features, computed once per scene: :class:`nerfgen.generalize.sources.SceneFeatures`),
             shared by every point.
@@ -35,7 +39,11 @@ class Conditioning:
     latent: Tensor | None = None
     transform: Tensor | None = None
     present: Tensor | None = None
+    time: Tensor | None = None
     views: Any = None
+
+    PARTS = ("latent", "transform", "present", "time", "views")
+    """The parts a field may be given (what :meth:`RadianceField.check` looks at)."""
 
     def take(self, index: Tensor) -> Conditioning:
         """Rows ``index [m]`` of the per-point parts (per-ray conditioning -> per-sample); shared
@@ -44,19 +52,26 @@ class Conditioning:
         def pick(t: Tensor | None) -> Tensor | None:
             return t if t is None or t.shape[0] == 1 else t[index]
 
-        return Conditioning(pick(self.latent), pick(self.transform), pick(self.present), self.views)
+        return Conditioning(pick(self.latent), pick(self.transform), pick(self.present), pick(self.time), self.views)
 
     def slot(self, k: int) -> Conditioning:
-        """The conditioning of slot ``k`` of a composed field (its latent and transform)."""
+        """The conditioning of slot ``k`` of a composed field (its latent and transform; the time
+        is every slot's)."""
         return Conditioning(None if self.latent is None else self.latent[:, k],
-                            None if self.transform is None else self.transform[:, k])
+                            None if self.transform is None else self.transform[:, k], time=self.time)
 
     def to(self, device: torch.device | str) -> Conditioning:
         def move(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.to(device)
 
-        return Conditioning(move(self.latent), move(self.transform), move(self.present),
+        return Conditioning(move(self.latent), move(self.transform), move(self.present), move(self.time),
                             None if self.views is None else self.views.to(device))
+
+    def without_time(self) -> Conditioning | None:
+        """The same conditioning with no time (None when nothing else is left)."""
+        if self.latent is None and self.transform is None and self.present is None and self.views is None:
+            return None
+        return Conditioning(self.latent, self.transform, self.present, views=self.views)
 
 
 @dataclass
@@ -124,7 +139,10 @@ class RadianceField(nn.Module):
         """Raise when ``cond`` carries something this field does not use."""
         if cond is None:
             return
-        given = {name for name in ("latent", "transform", "present", "views") if getattr(cond, name) is not None}
+        given = {name for name in Conditioning.PARTS if getattr(cond, name) is not None}
+        if "time" in given - self.accepts:
+            raise ValueError(f"{type(self).__name__} is a static field: it takes no time (a dynamic scene's "
+                             f"instant); render a dynamic run to see a time")
         if given - self.accepts:
             raise ValueError(f"{type(self).__name__} takes no {', '.join(sorted(given - self.accepts))} "
                              f"conditioning (it accepts: {', '.join(sorted(self.accepts)) or 'none'})")
@@ -148,3 +166,8 @@ class RadianceField(nn.Module):
     def forward(self, positions: Tensor, directions: Tensor, cond: Conditioning | None = None) -> FieldOutput:
         """``positions [n, 3]``, unit ``directions [n, 3]`` -> :class:`FieldOutput` of ``n`` points."""
         raise NotImplementedError
+
+    def regularizers(self) -> dict[str, Tensor]:
+        """Loss terms on the field's own parameters, weighted, ready to add to a training loss
+        (K-Planes' plane smoothness, say); none by default."""
+        return {}

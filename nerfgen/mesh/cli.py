@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from nerfgen.dynamic import cli as dynamic_cli
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``export`` on the ``nerfgen`` command's subparsers."""
@@ -25,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="drop pieces with fewer triangles than this fraction of the largest (default 0.01; 0 keeps all)")
     p.add_argument("--no-colors", action="store_true", help="geometry only")
     p.add_argument("--device", default="auto", help="cpu | cuda[:n] | auto (default: auto, CUDA when torch sees a GPU)")
+    dynamic_cli.add_export_options(p)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -34,5 +37,5 @@ def cmd_export(args: argparse.Namespace) -> int:
     run = renderable(load_run(args.run, args.device), "export")
     print(json.dumps(run.export_mesh(args.output, resolution=args.resolution, threshold=args.threshold,
                                      min_component=args.min_component, box=tuple(args.box) if args.box else None,
-                                     colors=not args.no_colors)))
+                                     colors=not args.no_colors, **dynamic_cli.export_options(args, run))))
     return 0

@@ -45,8 +45,8 @@ CUDA_DIR = Path(__file__).resolve().parents[2] / "cuda"
 """Kernel sources: ``include/nerfgen/*.h`` and ``src/``."""
 
 _CPU_SOURCES = ("bindings.cpp", "bindings_baked.cpp", "bindings_mlp.cpp", "hashgrid_cpu.cpp", "march_cpu.cpp",
-                "volrend_cpu.cpp", "baked_cpu.cpp", "mlp_cpu.cpp")
-_CUDA_SOURCES = ("hashgrid.cu", "march.cu", "volrend.cu", "baked.cu")
+                "planes_cpu.cpp", "volrend_cpu.cpp", "baked_cpu.cpp", "mlp_cpu.cpp")
+_CUDA_SOURCES = ("hashgrid.cu", "march.cu", "planes.cu", "volrend.cu", "baked.cu")
 # -ffp-contract=off: no fused multiply-adds, so frac = x N_l - floor(x N_l) rounds as in the torch
 # twin. -march=native: ~5% faster on the dev CPU; the CPU is part of the cache key (see above).
 # The C++ standard is left to torch (C++20 for torch 2.13); the kernel sources are C++17-clean.

@@ -91,6 +91,32 @@ def _composite_backward(ctx, grad_color, grad_opacity, grad_depth, grad_weights,
     return None, None, grad_sigmas, grad_colors, None, None
 
 
+# --- factorised planes (nerfgen/ops/planes.py) ---------------------------------------------------
+
+
+def _plane_fwd_fake(coords: Tensor, table: Tensor, axes: Tensor, sizes: Tensor, offsets: Tensor, n_levels: int):
+    return table.new_empty((coords.shape[0], n_levels * table.shape[1]))
+
+
+def _plane_bwd_fake(grad_out, coords, table, axes, sizes, offsets, n_levels, table_grad, coords_grad):
+    return (torch.empty_like(table) if table_grad else table.new_empty(0),
+            torch.empty_like(coords) if coords_grad else coords.new_empty(0))
+
+
+def _plane_setup_context(ctx, inputs, output) -> None:
+    coords, table, axes, sizes, offsets, n_levels = inputs
+    ctx.save_for_backward(coords, table, axes, sizes, offsets)
+    ctx.n_levels = n_levels
+
+
+def _plane_backward(ctx, grad_out: Tensor):
+    coords, table, axes, sizes, offsets = ctx.saved_tensors
+    want_coords, want_table = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    grad_table, grad_coords = torch.ops.nerfgen.plane_bwd(grad_out.contiguous(), coords, table, axes, sizes, offsets,
+                                                          ctx.n_levels, want_table, want_coords)
+    return (grad_coords if want_coords else None), (grad_table if want_table else None), None, None, None, None
+
+
 # --- baked fields (nerfgen/ops/baked.py) -----------------------------------------------------------
 
 
@@ -172,6 +198,8 @@ def register() -> None:
         "traverse_grids": _traverse_fake,
         "composite_fwd": _composite_fake,
         "composite_bwd": _composite_bwd_fake,
+        "plane_fwd": _plane_fwd_fake,
+        "plane_bwd": _plane_bwd_fake,
         "sparse_interp_fwd": _sparse_interp_fake,
         "sparse_interp_bwd": _sparse_interp_bwd_fake,
         "baked_traverse": _baked_traverse_fake,
@@ -184,6 +212,7 @@ def register() -> None:
         torch.library.register_fake(f"nerfgen::{name}", fake)
     torch.library.register_autograd("nerfgen::hash_grid_fwd", _hash_grid_backward, setup_context=_hash_grid_setup_context)
     torch.library.register_autograd("nerfgen::composite_fwd", _composite_backward, setup_context=_composite_setup_context)
+    torch.library.register_autograd("nerfgen::plane_fwd", _plane_backward, setup_context=_plane_setup_context)
     torch.library.register_autograd("nerfgen::sparse_interp_fwd", _sparse_interp_backward,
                                     setup_context=_sparse_interp_setup_context)
     torch.library.register_autograd("nerfgen::ngp_mlp_fwd", _ngp_mlp_backward, setup_context=_ngp_mlp_setup_context)

@@ -33,6 +33,7 @@ def _data_format(data: str | Path, name: str) -> str:
 def reconstruction(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,
                    format: str | None = None, init: str | Path | None = None, **options: Any) -> Engine:
     """The engine of a reconstruction run on ``data`` into ``output``, ready to :meth:`~Engine.run`.
+    A capture whose frames carry times is dynamic: its engine is :func:`nerfgen.dynamic.api.dynamic`'s.
 
     Args:
         data: capture folder (NeRF-synthetic, instant-ngp / nerfstudio ``transforms.json``, LLFF,
@@ -53,8 +54,12 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
     from nerfgen.data.dataset import spread_views
     from nerfgen.reconstruct import ReconstructionTask, TrainConfig
 
-    output = Path(output)
+    output, config = Path(output), "auto" if config is None else config  # a batch job names none
     check_output(output, resume)
+    if init is None and _dynamic(data, output, resume):  # a capture whose frames carry times (or such a run, resumed)
+        from nerfgen.dynamic.api import dynamic
+
+        return dynamic(data, output, config, resume, **options)
     if init is not None or resume:
         started = read_info(init if init is not None else output).kind
         if started is not RunKind.RECONSTRUCTION:
@@ -90,6 +95,15 @@ def reconstruction(data: str | Path | None, output: str | Path, config: Any = "a
         except DatasetError:
             continue
     return Engine(cfg, ReconstructionTask(cfg, dataset, val), output, resume=resume)
+
+
+def _dynamic(data: str | Path | None, output: Path, resume: bool) -> bool:
+    """Whether this run is a dynamic one: a capture with times, or a dynamic run to resume."""
+    from nerfgen.data.times import is_dynamic
+
+    if resume:
+        return read_info(output).kind is RunKind.DYNAMIC
+    return data is not None and is_dynamic(data)
 
 
 def train(data: str | Path | None, output: str | Path, config: Any = "auto", resume: bool = False,

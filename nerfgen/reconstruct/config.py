@@ -75,6 +75,19 @@ class TrainConfig(ModelSpec, EngineConfig):
             raise ValueError(f"{source}: data_format: {exc}") from None
         if not 0 < self.init_rays <= self.max_rays or self.target_samples < 1:
             raise ValueError(f"{source}: need 0 < init_rays <= max_rays and target_samples >= 1")
+        self.check_time(source)
+
+    def check_time(self, source: str) -> None:
+        """A static capture has no time: no field that takes one, no grids per bin of time (a
+        capture whose frames carry times trains a dynamic run, :class:`~nerfgen.dynamic.config.DynamicConfig`)."""
+        from nerfgen.fields import FIELDS  # fields import render, which imports this module's ModelSpec
+
+        if "time" in FIELDS[self.field][0].accepts:
+            raise ValueError(f"{source}: field: {self.field!r} takes a time; it trains on a capture whose frames "
+                             f"carry times (a dynamic run), not a static reconstruction")
+        if self.grid.time_bins > 0:
+            raise ValueError(f"{source}: grid.time_bins: grids per bin of time are for dynamic runs (captures whose "
+                             f"frames carry times); a static reconstruction needs 0, got {self.grid.time_bins}")
 
     def model_spec(self) -> ModelSpec:
         """The :class:`ModelSpec` part of this config."""

@@ -15,7 +15,7 @@ from nerfgen.kinds import RunKind, load_run
 from nerfgen.reconstruct.lpips import load_lpips_weights, lpips
 from nerfgen.reconstruct.task import composite, shown_on
 from nerfgen.render import background_color
-from nerfgen.renderable import renderable
+from nerfgen.renderable import TimeConditioned, renderable
 
 
 def evaluate(
@@ -51,6 +51,10 @@ def evaluate(
     run_dir = Path(run_dir)
     weights = load_lpips_weights(*lpips_weights) if lpips_weights is not None else None
     run = renderable(load_baked(run_dir, device) if baked else load_run(run_dir, device), "evaluation")
+    if isinstance(run, TimeConditioned):  # each held-out view at its own time
+        from nerfgen.dynamic.evaluate import evaluate_dynamic
+
+        return evaluate_dynamic(run, split, every, data, downscale, save_images, limit)
     if run.info.kind is not RunKind.RECONSTRUCTION and data is None:
         raise ValueError(f"{run_dir}: a {run.info.kind.value} run has no dataset to evaluate on (give --data)")
     own = data is None or Path(data).resolve() == Path(run.info.data).resolve()

@@ -72,8 +72,7 @@ class ReconstructionTask(FieldTask):
         self.model = RadianceModel(self.spec, self.aabb, self.cascades)
         if (ds.has_alpha and cfg.carve and isinstance(self.model.sampler, OccupancyGrid) and ds.store.uniform
                 and not ds.store.lazy and not self.spec.ndc.enabled):
-            alphas = ds.images[..., 3]
-            self.model.sampler.restrict(lambda c, size: visual_hull(c, size, ds.cameras, alphas))
+            self.carve(self.model.sampler)
         self.model.to(self.device)
         self.optimizer = field_optimizer(self.model, cfg)
         self.background = Background(training_background(cfg.background, ds.has_alpha, shown_on(ds)))
@@ -94,7 +93,27 @@ class ReconstructionTask(FieldTask):
             optimizers["camera"] = self.camera_adam
         return optimizers
 
+    def carve(self, grid: OccupancyGrid) -> None:
+        """Start ``grid`` from the visual hull of the training images' alpha."""
+        ds = self.dataset
+        alphas = ds.images[..., 3]
+        grid.restrict(lambda c, size: visual_hull(c, size, ds.cameras, alphas))
+
     # -- one step ----------------------------------------------------------------------------
+    def conditioning(self, cam: Tensor) -> Conditioning | None:
+        """What the field is conditioned on for rays of training images ``cam [n]``: their
+        appearance embedding rows when the field has one."""
+        return Conditioning(latent=cam) if self.appearance else None
+
+    def view_conditioning(self, i: int) -> Conditioning | None:
+        """What the field is conditioned on for every ray of validation view ``i``."""
+        return None
+
+    def extra_losses(self, out, rays: Rays, target: Tensor, bg: Tensor, cam: Tensor) -> dict[str, Tensor]:
+        """Weighted loss terms beside the photometric one on a training batch (its render ``out``,
+        rays, target colours, backgrounds and images): the field's own regularisers."""
+        return self.model.field.regularizers()
+
     def rays(self, cam: Tensor, px: Tensor, py: Tensor) -> Rays:
         """Training rays through pixels (refined poses when the camera optimiser is on)."""
         if self.camera_adam is None:
@@ -122,8 +141,8 @@ class ReconstructionTask(FieldTask):
             points = rays.origins + rays.directions * t[:, None]
             ndc = ndc_rays(rays, self.spec.ndc)
             t = ((ndc_points(points, self.spec.ndc) - ndc.origins) * ndc.directions).sum(-1)
-        cond = Conditioning(latent=d.cam_idx) if self.appearance else None
-        out = self.model.render_rays(rays, torch.zeros(3, device=self.device), cond, stratified=True)
+        out = self.model.render_rays(rays, torch.zeros(3, device=self.device), self.conditioning(d.cam_idx),
+                                     stratified=True)
         return depth_loss(out, t, d.weight, cfg.sigma, cfg.mode)
 
     def step(self, ctx: StepContext) -> StepResult:
@@ -131,10 +150,10 @@ class ReconstructionTask(FieldTask):
         self.model.train()
         self.model.sampler.update(ctx.step, self.model.field.density, ctx.world)
         rays, target, bg, cam = self.batch()
-        out = self.model.render_rays(rays, bg, Conditioning(latent=cam) if self.appearance else None, stratified=True)
+        out = self.model.render_rays(rays, bg, self.conditioning(cam), stratified=True)
         photometric = F.mse_loss(out.rgb, target)
         loss, figures = photometric, {}
-        for name, term in self.model.sampler.losses(out).items():
+        for name, term in [*self.model.sampler.losses(out).items(), *self.extra_losses(out, rays, target, bg, cam).items()]:
             loss = loss + term
             figures[name] = term.detach()
         if cfg.distortion > 0 and out.n_samples > 0:
@@ -166,7 +185,7 @@ class ReconstructionTask(FieldTask):
         scores = []
         for i in range(min(self.config.val_views, len(d))):
             cams = d.camera(i).scaled(self.config.val_downscale)
-            image = self.model.render_camera(cams, 0, bg)
+            image = self.model.render_camera(cams, 0, bg, cond=self.view_conditioning(i))
             gt = F.interpolate(composite(d.image(i), bg).permute(2, 0, 1)[None], size=(cams.height, cams.width),
                                mode="area")[0].permute(1, 2, 0)
             scores.append(psnr(image.rgb, gt))

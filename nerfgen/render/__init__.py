@@ -10,9 +10,10 @@ from nerfgen.render.occupancy import OccGridConfig, OccupancyGrid
 from nerfgen.render.proposal import ProposalConfig, ProposalDensity, ProposalSampler
 from nerfgen.render.renderer import RenderOutput, render_rays, render_rays_chunked
 from nerfgen.render.sampler import Sampler, StratifiedConfig, StratifiedSampler
+from nerfgen.render.time_occupancy import TimeOccupancyGrid
 
 __all__ = ["BACKGROUNDS", "CONTRACTIONS", "Background", "ComposedField", "Contraction", "ImageOutput", "ModelSpec", "OccGridConfig",
            "OccupancyGrid", "ProposalConfig", "ProposalDensity", "ProposalSampler", "RadianceModel", "RenderOutput", "SlotChannels",
-           "Sampler", "StratifiedConfig", "StratifiedSampler", "background_color", "build_sampler", "compose", "contract", "mixing_weights",
+           "Sampler", "StratifiedConfig", "StratifiedSampler", "TimeOccupancyGrid", "background_color", "build_sampler", "compose", "contract", "mixing_weights",
            "contract_to_unit", "distortion_loss", "interlevel_loss", "outer_weights", "render_rays",
            "render_rays_chunked", "training_background"]

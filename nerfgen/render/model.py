@@ -17,14 +17,16 @@ from nerfgen.render.occupancy import OccGridConfig, OccupancyGrid
 from nerfgen.render.proposal import ProposalConfig, ProposalSampler
 from nerfgen.render.renderer import RenderOutput, render_rays, render_rays_chunked
 from nerfgen.render.sampler import Sampler, StratifiedConfig, StratifiedSampler
+from nerfgen.render.time_occupancy import TimeOccupancyGrid
 
 
 @dataclass
 class ModelSpec:
     """What builds a :class:`RadianceModel` (stored in every run directory)."""
 
-    field: Literal["ngp", "vanilla"] = "ngp"
-    """Registered field name (``nerfgen.fields.FIELDS``)."""
+    field: Literal["ngp", "vanilla", "kplanes", "deform", "nsff"] = "ngp"
+    """Registered field name (``nerfgen.fields.FIELDS``; ``kplanes``, ``deform`` and ``nsff`` are
+    dynamic and need ``grid.time_bins``)."""
     field_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Options of the field's config dataclass (e.g. ``log2_table_size``)."""
     sampler: Literal["occupancy", "stratified", "proposal"] = "occupancy"
@@ -49,8 +51,8 @@ class ModelSpec:
 
 def build_sampler(spec: ModelSpec, aabb: Tensor, cascades: int) -> Sampler:
     """The sampler ``spec`` names, over ``aabb`` (the finest cascade's box for the grid)."""
-    if spec.sampler == "occupancy":
-        return OccupancyGrid(aabb, cascades, spec.grid)
+    if spec.sampler == "occupancy":  # one grid per bin of time for a dynamic scene's field
+        return (TimeOccupancyGrid if spec.grid.time_bins > 0 else OccupancyGrid)(aabb, cascades, spec.grid)
     if spec.sampler == "proposal":
         return ProposalSampler(aabb, spec.proposal, spec.contraction)
     return StratifiedSampler(aabb, spec.stratified)
@@ -86,6 +88,15 @@ class RadianceModel(nn.Module):
             options["max_resolution"] = options.get("max_resolution", 2048) * 2 ** (cascades - 1)
         self.field = build_field(spec.field, self.sampler.outer_aabb, options)
         self.field.contraction = spec.contraction
+
+    @classmethod
+    def assembled(cls, spec: ModelSpec, field: nn.Module, sampler: Sampler) -> RadianceModel:
+        """A model of an existing field and sampler (shared, not copied): a view of another
+        model, such as one instant of a dynamic scene."""
+        model = cls.__new__(cls)
+        nn.Module.__init__(model)
+        model.spec, model.sampler, model.field = spec, sampler, field
+        return model
 
     @property
     def device(self) -> torch.device:

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from nerfgen.cameras import Rays
 from nerfgen.distributed import SINGLE, World
+from nerfgen.fields import Conditioning
 from nerfgen.ops import RaySamples, grid_lookup, traverse_grids, volume_render
 from nerfgen.render.sampler import DensityFn, Sampler, SigmaFn
 
@@ -54,11 +55,19 @@ class OccGridConfig:
     warmup_steps: int = 256
     """Before this step, updates mark cells occupied but never empty: a surface the young field
     has not yet given density is not carved away before it can learn it."""
+    time_bins: int = 0
+    """Dynamic scenes: one grid per bin of this many equal bins of time ``[0, 1]``, each holding
+    what is occupied at any instant of its bin (:class:`~nerfgen.render.TimeOccupancyGrid`); 1
+    keeps one grid for all of time (the union of every instant). 0: a static scene's grid."""
+    time_bins_per_update: int = 2
+    """Dynamic scenes: bins refreshed at each update, in turn (each bin every
+    ``time_bins / time_bins_per_update`` updates)."""
 
     def validate(self, source: str) -> None:
         ranges = {"resolution": (1, 1024), "diagonal_steps": (1, 1 << 20), "update_every": (1, None),
                   "coarse_steps": (0, None),
                   "cells_per_update": (1, 1 << 30), "march_round": (1, 1 << 16), "warmup_steps": (0, None),
+                  "time_bins": (0, 256), "time_bins_per_update": (1, 256),
                   "render_step_size": (0.0, None), "near_plane": (0.0, None), "occ_threshold": (0.0, None),
                   "ema_decay": (0.0, 1.0), "early_stop_eps": (0.0, 1.0), "alpha_threshold": (0.0, 1.0)}
         for key, (low, high) in ranges.items():
@@ -136,8 +145,9 @@ class OccupancyGrid(Sampler):
 
     @torch.no_grad()
     def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
-               defer_termination: bool = False) -> RaySamples:
-        """Samples of the rays in occupied space, with early termination.
+               cond: Conditioning | None = None, defer_termination: bool = False) -> RaySamples:
+        """Samples of the rays in occupied space, with early termination (``cond`` is not used:
+        one grid serves every ray).
 
         Args:
             rays: ``[n_rays]`` rays with unit directions.
@@ -160,11 +170,16 @@ class OccupancyGrid(Sampler):
             origins, directions, self.binaries, self.aabbs, cfg.near_plane, 1e10,
             step, self.cone_angle, jitter, group,
         )
+        return self._terminate(samples, sigma_fn, defer_termination)
+
+    def _terminate(self, samples: RaySamples, sigma_fn: SigmaFn | None, defer_termination: bool) -> RaySamples:
+        """The marched ``samples`` less those behind opaque surfaces (every ray's, or with
+        ``defer_termination`` only those of rays longer than a round; see :meth:`sample`)."""
         if sigma_fn is None or len(samples) == 0:
             return samples
         if not defer_termination:
             return samples.masked(self._visible(samples, sigma_fn))
-        in_long = (samples.packed_info[:, 1] > cfg.march_round)[samples.ray_indices]  # rays past a round
+        in_long = (samples.packed_info[:, 1] > self.config.march_round)[samples.ray_indices]  # rays past a round
         if not bool(in_long.any()):
             return samples
         keep = torch.ones(len(samples), dtype=torch.bool, device=in_long.device)

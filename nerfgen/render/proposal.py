@@ -278,8 +278,9 @@ class ProposalSampler(Sampler):
         return changed
 
     def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
-               defer_termination: bool = False) -> RaySamples:
-        """``n_samples`` contiguous intervals on every ray, in ``[near, far]`` (``sigma_fn`` is not used).
+               cond: Conditioning | None = None, defer_termination: bool = False) -> RaySamples:
+        """``n_samples`` contiguous intervals on every ray, in ``[near, far]`` (``sigma_fn`` and
+        ``cond`` are not used: the proposal nets are static).
 
         With gradients enabled, the proposal levels' weights (differentiable in the proposal nets)
         are kept for :meth:`losses`.

@@ -74,7 +74,8 @@ def render_rays(
         mids = origins[ray_indices] + directions[ray_indices] * ((t_starts + t_ends) * 0.5)[:, None]
         return field.density(mids, None if cond is None else cond.take(ray_indices))
 
-    samples = sampler.sample(rays, sigma_fn=sigma_fn, stratified=stratified, defer_termination=defer_termination)
+    samples = sampler.sample(rays, sigma_fn=sigma_fn, stratified=stratified, cond=cond,
+                             defer_termination=defer_termination)
     ri = samples.ray_indices
     mids_t = (samples.t_starts + samples.t_ends) * 0.5
     positions = origins[ri] + directions[ri] * mids_t[:, None]

@@ -1,7 +1,9 @@
 """Where along each ray a field is sampled: one interface, several samplers (nerfacc's estimators).
 
-A sampler places packed samples on rays, ``sample(rays, sigma_fn) -> RaySamples``, and may keep
-state that it refreshes from the field during training, ``update(step, density_fn)``. The
+A sampler places packed samples on rays, ``sample(rays, sigma_fn, cond=...) -> RaySamples``, and
+may keep state that it refreshes from the field during training, ``update(step, density_fn)``.
+``cond`` is the rays' conditioning: a sampler whose state depends on it (an occupancy grid per
+time bin of a dynamic scene, :mod:`nerfgen.render.time_occupancy`) reads it; the others ignore it. The
 renderer calls nothing else, so an occupancy grid (bounded scenes, fast), a plain stratified
 sampler between near and far (a GAN: a new scene per latent code, nothing to cache) and proposal
 density networks (unbounded captures, :mod:`nerfgen.render.proposal`) are interchangeable; a
@@ -19,6 +21,7 @@ from torch import Tensor, nn
 
 from nerfgen.cameras import Rays
 from nerfgen.distributed import SINGLE, World
+from nerfgen.fields import Conditioning
 from nerfgen.ops import RaySamples, ray_aabb_intersect
 
 if TYPE_CHECKING:
@@ -26,8 +29,9 @@ if TYPE_CHECKING:
 
 SigmaFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 """``sigma_fn(t_starts [m], t_ends [m], ray_indices [m]) -> sigmas [m]`` of the rays' samples."""
-DensityFn = Callable[[Tensor], Tensor]
-"""``density_fn(positions [m, 3]) -> sigmas [m]``."""
+DensityFn = Callable[..., Tensor]
+"""``density_fn(positions [m, 3]) -> sigmas [m]`` (a field's ``density``; samplers of dynamic
+scenes also pass the points' conditioning, ``density_fn(positions, cond)``)."""
 
 
 class Sampler(nn.Module):
@@ -50,13 +54,15 @@ class Sampler(nn.Module):
         return self.aabb
 
     def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
-               defer_termination: bool = False) -> RaySamples:
+               cond: Conditioning | None = None, defer_termination: bool = False) -> RaySamples:
         """Samples of ``rays`` (no gradient flows through their positions).
 
         Args:
             rays: ``[n_rays]`` rays with unit directions.
             sigma_fn: the field's density at samples, for samplers that skip occluded space.
             stratified: jitter the samples (training) rather than take fixed positions.
+            cond: the rays' conditioning (per ray or shared), for samplers whose state depends
+                on it (a dynamic scene's time); ignored by the others.
             defer_termination: a render without gradients: where the rays are short, a sampler
                 that terminates rays may leave that to compositing (``early_stop_eps``) rather than
                 evaluate the density first; shading a sample that compositing then drops costs less
@@ -124,7 +130,7 @@ class StratifiedSampler(Sampler):
 
     @torch.no_grad()
     def sample(self, rays: Rays, sigma_fn: SigmaFn | None = None, stratified: bool = False,
-               defer_termination: bool = False) -> RaySamples:
+               cond: Conditioning | None = None, defer_termination: bool = False) -> RaySamples:
         cfg, n = self.config, self.config.n_samples
         t_min, t_max, hit = ray_aabb_intersect(rays.origins, rays.directions, self.aabb[None])
         t0, t1 = t_min[:, 0].clamp(min=cfg.near), t_max[:, 0]

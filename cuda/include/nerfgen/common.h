@@ -36,6 +36,25 @@ NERFGEN_MATH(exp_of, expf, exp)
 NERFGEN_MATH(log_of, logf, log)
 #undef NERFGEN_MATH
 
+// a * b rounded on its own, never fused into a following add (an FMA would change frac by up to
+// an ulp of x N_l and break agreement with the torch twin). nvcc fuses by default, hence the
+// intrinsics; host builds must pass -ffp-contract=off (g++ fuses under -march with FMA).
+HD float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+HD double mul_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
 template <typename T>
 HD T min_of(T a, T b) { return b < a ? b : a; }
 template <typename T>

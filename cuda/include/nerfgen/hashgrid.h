@@ -38,25 +38,6 @@ struct HashGridCorners {
   scalar_t axis_w[3][2]; // per-axis weights (1 - frac, frac), for the positions gradient
 };
 
-// a * b rounded on its own, never fused into a following add (an FMA would change frac by up to
-// an ulp of x N_l and break agreement with the torch twin). nvcc fuses by default, hence the
-// intrinsics; host builds must pass -ffp-contract=off (g++ fuses under -march with FMA).
-HD float mul_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
-HD double mul_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-
 /// Rows and weights of the 8 vertices around `pos` ([3]) at one level.
 ///
 /// Integer arithmetic is unsigned so that products wrap exactly like torch's int32 (signed
