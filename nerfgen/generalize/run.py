@@ -11,6 +11,7 @@ views, with no per-scene training.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,14 @@ class SourceRecord:
     indices: list[int]
     split: str = "train"
     downscale: float = 1.0
+
+    def check(self, source: str) -> SourceRecord:
+        """This record, or a ValueError naming ``source`` (where it was read) and the bad entry."""
+        if not (isinstance(self.downscale, (int, float)) and math.isfinite(self.downscale) and self.downscale >= 1):
+            raise ValueError(f"{source}: downscale must be a finite number >= 1, got {self.downscale!r}")
+        if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in self.indices):
+            raise ValueError(f"{source}: indices must be view numbers (ints >= 0), got {self.indices!r}")
+        return self
 
     def load(self, background: Tensor) -> SourceViews:
         if not Path(self.capture).exists():
@@ -99,7 +108,7 @@ class GeneralRunInfo:
             model = str(d["model"])
             config = stored_config(config_class(model, source), d["config"], f"{source}: config")
             record = d.get("sources")
-            sources = None if record is None else build_config(SourceRecord, record, f"{source}: sources")
+            sources = None if record is None else build_config(SourceRecord, record, f"{source}: sources").check(f"{source}: sources")
             if d["background"] not in ("white", "black"):
                 raise ValueError(f"{source}: background: expected 'white' or 'black', got {d['background']!r}")
             return cls(model, config, str(d["data"]), sources, d["background"], Orbit.from_dict(d["orbit"], source))
