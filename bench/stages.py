@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import importlib.util
 import statistics
 import sys
 import time
@@ -202,8 +203,10 @@ def profile_viewer(args) -> dict:
     import nerfgen
     from nerfgen.viewer import frames as viewer_frames
 
-    sys.path.insert(0, str(REPO / "bench"))
-    from viewer import views  # noqa: E402  (bench/viewer.py: cameras on the run's orbit)
+    spec = importlib.util.spec_from_file_location("bench_viewer", REPO / "bench" / "viewer.py")
+    bench_viewer = importlib.util.module_from_spec(spec)  # bench/viewer.py by path: `viewer` is the package's name
+    spec.loader.exec_module(bench_viewer)
+    views = bench_viewer.views  # cameras on the run's orbit
 
     run = nerfgen.load_run(args.run, "cpu")
     if args.baked:

@@ -20,8 +20,7 @@ from nerfgen.viewer.frames import ViewCamera, viser_pose
 from nerfgen.viewer.gate import ModelGate
 from nerfgen.viewer.scene import ViewerScene
 
-from nerfgen import CameraPath, Keyframe, path_from_keyframes, write_camera_path
-from nerfgen.renderable import TimeConditioned
+from nerfgen import CameraPath, Keyframe, TimeConditioned, path_from_keyframes, write_camera_path
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 

@@ -12,7 +12,7 @@ from nerfgen.viewer.frames import MODES
 from torch import Tensor
 
 import nerfgen
-from nerfgen.renderable import TimeConditioned
+from nerfgen import TimeConditioned
 
 THUMBNAIL = 96
 """Longest side of the training-image thumbnails drawn on the frustums (pixels)."""

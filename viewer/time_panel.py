@@ -18,7 +18,7 @@ from collections.abc import Callable
 import viser
 from nerfgen.viewer.render_loop import RenderSettings
 
-from nerfgen.renderable import TimeConditioned
+from nerfgen import TimeConditioned
 
 FRAME_SECONDS = 1 / 12
 """How often playback advances time (and asks for a frame)."""
