@@ -20,7 +20,7 @@ scene-bench prompts) or measures runs already made (``--runs DIR...``, e.g. refi
 
     python bench/crisp_generate.py --set objects --pick 0 3 --output /tmp/crisp --jobs 2
     python bench/crisp_generate.py --set scenes --pick 0 --output /tmp/crisp --jobs 1
-    python bench/crisp_generate.py --set objects --steps 500 --override lambda_orientation=1.0 --output /tmp/o
+    python bench/crisp_generate.py --set objects --pick 0 3 --steps 500 --override lambda_orientation=10 camera.resolution=64 --output /tmp/o
     python bench/crisp_generate.py --runs /tmp/crisp/a-red-cube /tmp/crisp/a-red-cube-on-a-cyan-cylinder
 """
 
@@ -201,13 +201,18 @@ def summary(results: list[dict]) -> dict:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """``key=value`` pairs (values read as YAML) into config overrides."""
-    out = {}
+    """``key=value`` pairs (values read as YAML; ``camera.resolution=64`` sets a section's key) into
+    config overrides."""
+    out: dict = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--override {item!r}: expected key=value")
-        out[key] = yaml.safe_load(value)
+        *sections, name = key.split(".")
+        target = out
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[name] = yaml.safe_load(value)
     return out
 
 
