@@ -32,6 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# bench/ itself off the import path: its kernels.py would shadow the `kernels` package transformers
+# looks for when the built-in prior's text encoder loads
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 PROMPTS = [
     "a red cube on a cyan cylinder",
     "a yellow cone on a purple cube",
@@ -82,22 +86,43 @@ def generate(prompt: str, output: Path, seconds: float, threads: int, seed: int)
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
+def check_views():
+    """The views the checks look from (:data:`AZIMUTHS` at :data:`ELEVATION`, the prior's camera
+    distance and field of view) and their cameras at :data:`RESOLUTION`."""
+    from nerfgen.cameras import Views, view_cameras
+    from nerfgen.prior import builtin
+
+    n = len(AZIMUTHS)
+    views = Views(torch.full((n,), ELEVATION), torch.tensor(AZIMUTHS), torch.full((n,), builtin.VIEW_DISTANCE))
+    return views, view_cameras(views, torch.full((n,), builtin.FOV_DEG), RESOLUTION)
+
+
+def silhouette_ious(silhouettes: torch.Tensor, views) -> dict[str, torch.Tensor]:
+    """``{shape: [V] IoU}`` of boolean ``silhouettes [V, R, R]`` with each library shape (best size)."""
+    from nerfgen.generate.checks import shape_ious
+    from nerfgen.prior import builtin
+    from nerfgen.scenes.objects import SHAPES
+
+    return {s: shape_ious(silhouettes, views, s, builtin.FOV_DEG) for s in SHAPES}
+
+
+def closest(ious: dict[str, torch.Tensor], named: str) -> list[bool]:
+    """Per view, whether ``named`` matches better than every other shape of ``ious``."""
+    return [all(ious[named][v] > ious[s][v] for s in ious if s != named) for v in range(len(ious[named]))]
+
+
 def check(prompt: str, output: Path) -> dict:
     """The figures of one generated scene (see the module's docstring)."""
     import imageio.v3 as iio
-    from nerfgen.scenes.objects import SHAPES
 
     import nerfgen
-    from nerfgen.cameras import Views, view_cameras
-    from nerfgen.generate.checks import centroid, hue_fraction, shape_ious, touching
+    from nerfgen.generate.checks import centroid, hue_fraction, touching
     from nerfgen.generate.scene_prompt import object_words
-    from nerfgen.prior import builtin
 
     run = nerfgen.load_run(output, device="cpu")
     layout = run.layout
     n = len(AZIMUTHS)
-    views = Views(torch.full((n,), ELEVATION), torch.tensor(AZIMUTHS), torch.full((n,), builtin.VIEW_DISTANCE))
-    cameras = view_cameras(views, torch.full((n,), builtin.FOV_DEG), RESOLUTION)
+    views, cameras = check_views()
     scene = [run.render_objects(cameras, i) for i in range(n)]
     masks = torch.stack([s.masks for s in scene]) > 0.5  # [V, H, W, K]
     words = [object_words(o.prompt) for o in layout.objects]
@@ -111,14 +136,9 @@ def check(prompt: str, output: Path) -> dict:
         obj = run.object_run(k)
         images = [obj.render(cameras, i) for i in range(n)]
         alone.append(images)
-        sil = torch.stack([im.opacity > 0.5 for im in images])
-        ious = {s: shape_ious(sil, views, s, builtin.FOV_DEG) for s in SHAPES}
-
-        def closest(named: str) -> list[bool]:
-            return [all(ious[named][v] > ious[s][v] for s in SHAPES if s != named) for v in range(n)]
-
-        silhouette.append(closest(shape))
-        control_silhouette.append(closest(swapped[k][1]))
+        ious = silhouette_ious(torch.stack([im.opacity > 0.5 for im in images]), views)
+        silhouette.append(closest(ious, shape))
+        control_silhouette.append(closest(ious, swapped[k][1]))
     relation, relation_all = [], []
     for r in layout.relations:
         a, b = r.subject, r.object
@@ -181,8 +201,20 @@ def move_check(run, cameras) -> dict:
             "own_pixels": round(float(own.float().mean()), 4)}
 
 
+def pass_fractions(results: list[dict],
+                   keys=("hue", "silhouette", "relation", "relation_views", "control_hue", "control_silhouette")) -> dict:
+    """For each check of ``keys``, the fraction of the (prompt, view) pairs of ``results`` (their
+    ``pass`` lists) that pass it, and how many pairs there were."""
+    summary = {}
+    for key in keys:
+        flat = [x for r in results for x in r["pass"].get(key, [])]
+        summary[f"{key}_pass"] = round(sum(flat) / max(1, len(flat)), 3)
+        summary[f"{key}_pairs"] = len(flat)
+    return summary
+
+
 def one(prompt: str, root: Path, seconds: float, threads: int, seed: int) -> dict:
-    from nerfgen.generate.cli import slug
+    from nerfgen.batch import slug
 
     output = root / slug(prompt)
     timing = generate(prompt, output, seconds, threads, seed)
@@ -215,11 +247,7 @@ def main() -> int:
                                [threads] * len(prompts), [args.seed] * len(prompts)):
             print(json.dumps({k: v for k, v in result.items() if k != "pass"}), flush=True)
             results.append(result)
-    summary = {"figure": "scene_checks", "prompts": len(results), "views": len(AZIMUTHS)}
-    for key in ("hue", "silhouette", "relation", "relation_views", "control_hue", "control_silhouette"):
-        flat = [x for r in results for x in r["pass"][key]]
-        summary[f"{key}_pass"] = round(sum(flat) / max(1, len(flat)), 3)
-        summary[f"{key}_pairs"] = len(flat)
+    summary = {"figure": "scene_checks", "prompts": len(results), "views": len(AZIMUTHS), **pass_fractions(results)}
     summary["move_max_change_elsewhere"] = max(r["move"]["max_change_elsewhere"] for r in results)
     summary["wall_s_max"] = max(r["wall_s"] for r in results)
     print(json.dumps(summary), flush=True)

@@ -20,7 +20,15 @@ from nerfgen.fields import build_field
 from nerfgen.generate.cli import read_prompts
 from nerfgen.generate.config import CameraConfig, GenerateConfig
 from nerfgen.generate.prompts import view_suffix_index
-from nerfgen.generate.shading import opacity_entropy, opacity_sparsity, orientation_loss, shade, surface_normals
+from nerfgen.generate.shading import (
+    normal_smoothness,
+    opacity_entropy,
+    opacity_sparsity,
+    orientation_loss,
+    shade,
+    surface_normals,
+)
+from nerfgen.generate.task import entropy_weight
 from nerfgen.prior import Views
 from nerfgen.kinds import load_run
 from tests.conftest import interrupt_after
@@ -76,6 +84,16 @@ def test_shading_and_regularisers_hand_values():
     assert torch.allclose(orientation_loss(n, d, torch.tensor([1.0, 0.5])), torch.tensor(0.5 * 0.64 / 2))
     assert torch.allclose(opacity_sparsity(torch.tensor([0.0, 1.0])), torch.tensor((0.1 + 1.01**0.5) / 2))
     assert opacity_entropy(torch.tensor([0.5])) > 0.69 and opacity_entropy(torch.tensor([0.0, 1.0])) < 1e-3
+
+
+def test_opacity_binarisation_is_annealed_and_normal_smoothness_by_hand():
+    fixed = GenerateConfig(lambda_entropy=50.0)
+    assert [entropy_weight(fixed, done) for done in (0.0, 1.0)] == [50.0, 50.0]
+    annealed = GenerateConfig(lambda_entropy=0.0, lambda_entropy_final=300.0)
+    assert [entropy_weight(annealed, done) for done in (0.0, 0.25, 1.0)] == [0.0, 75.0, 300.0]
+    n = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    jittered = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])  # agrees; turned 90 degrees
+    assert torch.allclose(normal_smoothness(n, jittered, torch.tensor([1.0, 0.5])), torch.tensor(0.5 * 2.0 / 2))
 
 
 def test_surface_normals_of_a_sphere_point_back_at_the_camera():

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import trimesh
 
 import nerfgen
@@ -18,10 +19,13 @@ from nerfgen.cli import main
 from nerfgen.config import load_config
 from nerfgen.fields import Conditioning, FieldOutput, RadianceField
 from nerfgen.generate.config import GenerateConfig
+from nerfgen.generate.crisp import edge_width, normal_consistency, semi_transparent_share
 from nerfgen.generate.layout import Layout, LayoutObject, read_layout, write_layout
 from nerfgen.generate.scene_model import SceneModel
 from nerfgen.generate.scene_prompt import Relation
 from nerfgen.generate.settle import settled
+from nerfgen.mesh import MeshOptions
+from nerfgen.mesh.extract import extract_mesh
 from nerfgen.render import (
     ComposedField,
     ModelSpec,
@@ -152,6 +156,9 @@ def test_settling_rests_objects_on_their_support_and_one_floor():
 # -- a scene generated against a toy prior ------------------------------------------------------
 PROMPT = "a red cube to the left of a blue cube"
 HALF = 0.45
+SCENE_SEMI_TRANSPARENT_MAX = 0.5  # measured: 0.416 (4 orbit views, 128x128); blurred 5x5 into a cloud: 0.549
+SCENE_EDGE_WIDTH_MAX = 3.0  # measured: 2.23 px; as a cloud: 4.66 px
+SCENE_NORMAL_CONSISTENCY_MIN = 0.5  # measured: 0.76 and 0.72 for the two cubes' meshes
 
 
 def toy_targets(layout: Layout) -> dict:
@@ -203,6 +210,23 @@ def test_a_toy_prior_scene_is_its_cubes_from_every_side(toy_scene):
         if az == 0.0:  # the front view: red left of blue
             cols = [torch.nonzero(out.masks[..., k] > 0.5)[:, 1].float().mean() for k in (0, 1)]
             assert cols[0] < cols[1]
+
+
+def test_a_toy_prior_scene_is_solid_with_crisp_edges_and_a_cloud_is_not(toy_scene):
+    root, _, _, _, _ = toy_scene
+    run = nerfgen.load_run(root / "run", device="cpu")
+    cameras = run.orbit_cameras(4, 128, 128)  # the fuzz figures' views (the run's own orbit, 128x128), 4 of 8
+    alpha = torch.stack([run.render(cameras, i).opacity for i in range(4)])
+    share, width = semi_transparent_share(alpha), edge_width(alpha)
+    assert share <= SCENE_SEMI_TRANSPARENT_MAX, f"{share:.3f} of the covered pixels are semi-transparent"
+    assert width <= SCENE_EDGE_WIDTH_MAX, f"edges {width:.2f} px wide at 128x128"
+    cloud = F.avg_pool2d(alpha[:, None], 5, 1, 2, count_include_pad=False)[:, 0]  # the same scene as a cloud fails
+    assert semi_transparent_share(cloud) > SCENE_SEMI_TRANSPARENT_MAX and edge_width(cloud) > SCENE_EDGE_WIDTH_MAX
+    for k in range(len(run.layout.objects)):  # each object's exported surface follows its density
+        obj = run.object_run(k)
+        made = extract_mesh(obj.model, torch.tensor(obj.info.aabb), MeshOptions(resolution=48), obj.orbit_cameras(8, 64))
+        consistency = normal_consistency(obj.model.field.density, made.mesh.vertices, made.mesh.faces)
+        assert consistency >= SCENE_NORMAL_CONSISTENCY_MIN, f"object {k}: normal consistency {consistency:.3f}"
 
 
 def test_moving_an_object_moves_only_its_pixels(toy_scene):

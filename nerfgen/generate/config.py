@@ -152,6 +152,13 @@ class GenerateConfig(EngineConfig):
     """Weight of the opacity sparsity loss :math:`\\mathrm{mean}\\sqrt{o^2 + 0.01}` (fewer floaters)."""
     lambda_entropy: float = 0.0
     """Weight of the binary entropy of the opacity (crisp silhouettes)."""
+    lambda_entropy_final: float | None = None
+    """The entropy's weight at the end of the run: it goes linearly from ``lambda_entropy`` at the
+    start to this (opacity binarisation annealed over the run); None keeps ``lambda_entropy``."""
+    lambda_normal_smooth: float = 0.0
+    """Weight of the normal smoothness: surface normals a random ``normal_smooth_jitter`` apart agree."""
+    normal_smooth_jitter: float = 0.02
+    """Standard deviation (world units) of the step between the two points compared for normal smoothness."""
     scene: SceneOptions = dataclasses.field(default_factory=SceneOptions)
     """Scenes of several objects (``--scene``)."""
     preview_resolution: int = 96
@@ -178,6 +185,7 @@ class GenerateConfig(EngineConfig):
              "scene.batch and scene.object_batch must be >= 0, not both 0"),
             (0 < self.scene.radius <= self.scene.box, "need 0 < scene.radius <= scene.box"),
             (self.scene.grid_resolution >= 8, "scene.grid_resolution must be >= 8"),
+            (self.normal_smooth_jitter > 0, "normal_smooth_jitter must be > 0"),
         ]
         for ok, message in checks:
             if not ok:

@@ -113,7 +113,7 @@ class SceneGenerationTask(FieldTask):
         if sc.batch > 0:
             sds, renders = self._scored(lambda rays: self.model.render_rays(rays, self.layout, zeros, stratified=True),
                                         self.model.density(self.layout), sc.batch, mode, self.scene_prompt, t_range)
-            loss = loss + sc.lambda_scene * sds + geometry_losses(cfg, renders, sparsity=False)
+            loss = loss + sc.lambda_scene * sds + geometry_losses(cfg, renders, ctx.done, sparsity=False)
             figures["sds_scene"] = sds.detach()
             images, samples = images + sc.batch, samples + renders.n_samples
         for k, obj in enumerate(self.model.objects):
@@ -121,7 +121,7 @@ class SceneGenerationTask(FieldTask):
                 continue
             sds, renders = self._scored(lambda rays, obj=obj: obj.render_rays(rays, zeros, stratified=True),
                                         obj.field.density, sc.object_batch, mode, self.object_prompts[k], t_range)
-            loss = loss + sc.lambda_objects * sds + geometry_losses(cfg, renders)
+            loss = loss + sc.lambda_objects * sds + geometry_losses(cfg, renders, ctx.done)
             figures[f"sds_{k}"] = sds.detach()
             images, samples = images + sc.object_batch, samples + renders.n_samples
         ctx.optimize("field", loss)

@@ -78,6 +78,19 @@ def orientation_loss(normals: Tensor, directions: Tensor, opacity: Tensor) -> Te
     return (opacity.detach() * (normals * directions).sum(-1).clamp(min=0).pow(2)).mean()
 
 
+def normal_smoothness(normals: Tensor, jittered: Tensor, opacity: Tensor) -> Tensor:
+    r"""Mean :math:`o \|n - n'\|^2` over rays: the surface normal at each ray's surface point and
+    the one a small random step away should agree (threestudio / Magic3D's normal smoothness; the
+    opacity :math:`o` is a weight, not optimised through this term).
+
+    Args:
+        normals: ``[n, 3]`` unit surface normals.
+        jittered: ``[n, 3]`` unit normals at the jittered points.
+        opacity: ``[n]`` accumulated opacity.
+    """
+    return (opacity.detach() * (normals - jittered).pow(2).sum(-1)).mean()
+
+
 def opacity_sparsity(opacity: Tensor) -> Tensor:
     r""":math:`\mathrm{mean}\sqrt{o^2 + 0.01}`: a smooth L1 pull of every pixel towards empty."""
     return (opacity.pow(2) + 0.01).sqrt().mean()

@@ -24,7 +24,14 @@ from nerfgen.engine import Env, Schedule, StepContext, StepResult
 from nerfgen.generate.config import GenerateConfig
 from nerfgen.generate.preview import PREVIEW_ELEVATION, render_sheet, write_preview
 from nerfgen.generate.prompts import VIEW_SUFFIXES, view_suffix_index
-from nerfgen.generate.shading import opacity_entropy, opacity_sparsity, orientation_loss, shade, surface_normals
+from nerfgen.generate.shading import (
+    normal_smoothness,
+    opacity_entropy,
+    opacity_sparsity,
+    orientation_loss,
+    shade,
+    surface_normals,
+)
 from nerfgen.prior import DiffusionPrior, PromptEmbedding
 from nerfgen.render import Background, RadianceModel, RenderOutput, background_color
 from nerfgen.field_task import FieldTask
@@ -41,6 +48,8 @@ class ShadedRenders:
         images: ``[B, 3, R, R]`` in [0, 1], shaded, over the background.
         opacity: ``[B * r * r]`` accumulated opacity.
         normals: ``[B * r * r, 3]`` unit surface normals (None when not needed this step).
+        jittered_normals: ``[B * r * r, 3]`` unit normals a random ``normal_smooth_jitter`` away
+            from each surface point (None unless ``lambda_normal_smooth`` is set).
         directions: ``[B * r * r, 3]`` unit ray directions.
         n_samples: field samples shaded.
     """
@@ -48,6 +57,7 @@ class ShadedRenders:
     images: Tensor
     opacity: Tensor
     normals: Tensor | None
+    jittered_normals: Tensor | None
     directions: Tensor
     n_samples: int
 
@@ -67,9 +77,12 @@ def shaded_renders(render: Callable[[Rays], RenderOutput], density: Callable[[Te
     res = cfg.camera.resolution
     rays = all_rays(view_cameras(views, fov, res)).to(device)
     out = render(rays)
-    normals = None
-    if mode != "albedo" or cfg.lambda_orientation > 0:
+    normals = jittered = None
+    if mode != "albedo" or cfg.lambda_orientation > 0 or cfg.lambda_normal_smooth > 0:
         normals = surface_normals(density, rays.origins, rays.directions, out.depth, cfg.normal_eps)
+    if cfg.lambda_normal_smooth > 0:
+        offsets = cfg.normal_smooth_jitter * torch.randn(len(out.depth), 3, generator=generator).to(device)
+        jittered = surface_normals(density, rays.origins + offsets, rays.directions, out.depth, cfg.normal_eps)
     light = None
     if mode != "albedo":
         towards = views.positions().to(device)
@@ -82,19 +95,31 @@ def shaded_renders(render: Callable[[Rays], RenderOutput], density: Callable[[Te
     if res != resolution:
         images = F.interpolate(images, size=(resolution,) * 2, mode="bilinear", align_corners=False,
                                antialias=res > resolution)
-    return ShadedRenders(images, out.opacity, normals, rays.directions, out.n_samples)
+    return ShadedRenders(images, out.opacity, normals, jittered, rays.directions, out.n_samples)
 
 
-def geometry_losses(config: GenerateConfig, renders: ShadedRenders, sparsity: bool = True) -> Tensor | float:
-    """The weighted regularisers of ``renders``: orientation, opacity sparsity (unless not
-    ``sparsity``) and opacity entropy."""
+def entropy_weight(config: GenerateConfig, done: float) -> float:
+    """The opacity entropy's weight at fraction ``done`` of the run: ``lambda_entropy``, or linear
+    from it to ``lambda_entropy_final`` when that is set (binarisation annealed over the run)."""
+    if config.lambda_entropy_final is None:
+        return config.lambda_entropy
+    return config.lambda_entropy + (config.lambda_entropy_final - config.lambda_entropy) * done
+
+
+def geometry_losses(config: GenerateConfig, renders: ShadedRenders, done: float, sparsity: bool = True) -> Tensor | float:
+    """The weighted regularisers of ``renders`` at fraction ``done`` of the run: orientation,
+    normal smoothness, opacity sparsity (unless not ``sparsity``) and opacity entropy."""
     loss: Tensor | float = 0.0
     if renders.normals is not None and config.lambda_orientation > 0:
         loss = loss + config.lambda_orientation * orientation_loss(renders.normals, renders.directions, renders.opacity)
+    if renders.jittered_normals is not None:
+        loss = loss + config.lambda_normal_smooth * normal_smoothness(renders.normals, renders.jittered_normals,
+                                                                      renders.opacity)
     if sparsity and config.lambda_opacity > 0:
         loss = loss + config.lambda_opacity * opacity_sparsity(renders.opacity)
-    if config.lambda_entropy > 0:
-        loss = loss + config.lambda_entropy * opacity_entropy(renders.opacity)
+    entropy = entropy_weight(config, done)
+    if entropy > 0:
+        loss = loss + entropy * opacity_entropy(renders.opacity)
     return loss
 
 
@@ -218,7 +243,7 @@ class GenerationTask(FieldTask):
         t_max = anneal_t_max(cfg, ctx.done)
         sds = self.prior.sds_loss(renders.images, self.prompt_for(views), views.to(self.device), cfg.guidance,
                                   (cfg.t_min, t_max), self.generator)
-        loss = sds.loss + geometry_losses(cfg, renders)
+        loss = sds.loss + geometry_losses(cfg, renders, ctx.done)
         ctx.optimize("field", loss)
         figures = {"loss": loss.detach(), "sds": sds.loss.detach(), "t_max": t_max, "shading": mode}
         return StepResult(figures, {"images": len(views), "samples": renders.n_samples})
