@@ -169,3 +169,23 @@ def test_browser_gltf_viewer_shows_the_textured_object(generated, tmp_path):
         assert not errors, errors
     finally:
         server.stop()
+
+
+def test_export_command_format_glb_and_its_errors(generated, tmp_path, capsys):
+    from nerfgen.cli import main
+
+    def code(argv):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        return exit_info.value.code
+
+    out = tmp_path / "cube.glb"
+    assert code(["export", str(generated), "--format", "glb", "--output", str(out), "--resolution", "32",
+                 "--texture-size", "64", "--texture-faces", "500"]) == 0
+    mesh = load_glb(out)
+    assert texture_image(mesh).shape == (64, 64, 3) and len(mesh.faces) <= 500
+    capsys.readouterr()
+    assert code(["export", str(generated), "--format", "glb", "--output", str(tmp_path / "cube.ply")]) == 2
+    assert "is not a .glb file" in capsys.readouterr().err
+    assert code(["export", str(generated), "--format", "glb", "--texture-size", "8"]) == 2
+    assert "--texture-size must be 0 or at least 16" in capsys.readouterr().err
