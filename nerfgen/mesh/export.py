@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import trimesh
 from torch import Tensor
 
 from nerfgen.cameras import Orbit
@@ -29,13 +30,13 @@ def mesh_outputs(output: str | Path | Sequence[str | Path], formats: Sequence[st
     return outputs
 
 
-def textured_surface(model: RadianceModel, made_mesh, options: MeshOptions, outputs: list[Path]) -> Surface:
-    """``made_mesh`` as a :class:`Surface`, with a texture baked from ``model`` when one of
-    ``outputs`` is a .glb and ``options`` ask for colours and a texture."""
+def textured_surface(model: RadianceModel, mesh: trimesh.Trimesh, options: MeshOptions, outputs: list[Path]) -> Surface:
+    """``mesh`` (extracted from ``model``) as a :class:`Surface`, with a texture baked from
+    ``model`` when one of ``outputs`` is a .glb and ``options`` ask for colours and a texture."""
     wants = options.colors and options.texture_size > 0 and any(p.suffix.lower() == ".glb" for p in outputs)
-    textured = texture_mesh(made_mesh, field_color(model), options.texture_size, options.texture_faces,
+    textured = texture_mesh(mesh, field_color(model), options.texture_size, options.texture_faces,
                             model.device) if wants else None
-    return Surface(made_mesh, textured)
+    return Surface(mesh, textured)
 
 
 def export_mesh(model: RadianceModel, scene_box: Tensor, orbit: Orbit, output: str | Path | Sequence[str | Path],
