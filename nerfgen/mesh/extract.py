@@ -23,11 +23,6 @@ from nerfgen.mesh.raycast import MeshCaster
 from nerfgen.render import RadianceModel
 
 
-FULL_GRID_CALIBRATION = 96
-"""Grids with at most this many points along a side calibrate their threshold on every grid point
-(larger ones on every other point: a 256 grid's surface at 128 points is still finer than the views)."""
-
-
 @dataclass
 class MeshOptions:
     """How :func:`extract_mesh` contours a field."""
@@ -189,8 +184,7 @@ def calibrate_threshold(model: RadianceModel, grid: np.ndarray, cell: float, ori
 
     A field's density has no scale of its own (a short or soft training run leaves surfaces at
     densities of a few per unit, a long one at hundreds), so the threshold is measured: meshes
-    of every other grid point (every point on grids of up to :data:`FULL_GRID_CALIBRATION` a
-    side) at thresholds 1/8, 1/4, ... 1024 (then half-octaves around the
+    of every other grid point at thresholds 1/8, 1/4, ... 1024 (then half-octaves around the
     best) are cast from the views, and the one whose hits best match (IoU) the pixels where
     the field's opacity exceeds 1/2 wins.
 
@@ -199,12 +193,11 @@ def calibrate_threshold(model: RadianceModel, grid: np.ndarray, cell: float, ori
     """
     background = torch.ones(3)
     seen = [model.render_camera(views, i, background).opacity > 0.5 for i in range(len(views))]
-    step = 1 if max(grid.shape) <= FULL_GRID_CALIBRATION else 2  # small grids are searched at full resolution
-    coarse = grid[::step, ::step, ::step]
+    coarse = grid[::2, ::2, ::2]
 
     def score(level: float) -> float:
         vertices, faces = isosurface(coarse, level)
-        caster = MeshCaster(trimesh.Trimesh(vertices * step * cell + origin, faces, process=False))
+        caster = MeshCaster(trimesh.Trimesh(vertices * 2 * cell + origin, faces, process=False))
         hits = [caster.render(views, i, background).hit for i in range(len(views))]
         inter = sum(int((h & s).sum()) for h, s in zip(hits, seen))
         union = sum(int((h | s).sum()) for h, s in zip(hits, seen))
