@@ -181,9 +181,9 @@ def test_export_command_format_glb_and_its_errors(generated, tmp_path, capsys):
 
     out = tmp_path / "cube.glb"
     assert code(["export", str(generated), "--format", "glb", "--output", str(out), "--resolution", "32",
-                 "--texture-size", "64", "--texture-faces", "500"]) == 0
+                 "--texture-size", "256", "--texture-faces", "2000"]) == 0
     mesh = load_glb(out)
-    assert texture_image(mesh).shape == (64, 64, 3) and len(mesh.faces) <= 500
+    assert texture_image(mesh).shape == (256, 256, 3) and len(mesh.faces) <= 2000
     capsys.readouterr()
     assert code(["export", str(generated), "--format", "glb", "--output", str(tmp_path / "cube.ply")]) == 2
     assert "is not a .glb file" in capsys.readouterr().err
