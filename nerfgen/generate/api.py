@@ -134,7 +134,7 @@ def generate_scene(prompt: str | None, output: str | Path, config: Any = None, r
 def generate(prompt: str | None, output: str | Path, config: Any = None, resume: bool = False,
              loaded_prior: Any = None, on_step: Hook | None = None, **options: Any) -> Run:
     """Generate an object from ``prompt`` (see :func:`generation`) and return it as a :class:`Run`
-    (``output`` also gets previews, ``orbit.mp4`` and ``mesh.ply``)."""
+    (``output`` also gets previews, ``orbit.mp4``, ``mesh.ply`` and ``mesh.glb``)."""
     engine = generation(prompt, output, config, resume, loaded_prior, **options)
     engine.run([on_step] if on_step is not None else [])
     return engine.task.live_run(output)

@@ -19,8 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Optimise a radiance field until its renders look right to a text-conditioned diffusion "
                     "prior (DreamFusion's score distillation). Writes a run directory per prompt: model + "
                     "config (opened by `nerfgen view` / `nerfgen render --orbit`), previews/, preview.png, orbit.mp4, "
-                    "mesh.ply. --scene makes a scene of several objects (layout.json, scene.glb). --resume continues "
-                    "an interrupted run; --viewer shows the object forming.",
+                    "mesh.ply, mesh.glb (textured). --scene makes a scene of several objects (layout.json, "
+                    "scene.glb). --resume continues an interrupted run; --viewer shows the object forming.",
     )
     p.add_argument("prompt", nargs="?", help="the text prompt (or use --prompts)")
     p.add_argument("--scene", action="store_true",

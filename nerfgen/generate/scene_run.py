@@ -102,43 +102,51 @@ class SceneRun(VideoRenders):
                        self.info.orbit, self.info.config, prompt=o.prompt)
         return Run(info, self.model.objects[k], self.path)
 
-    def export_mesh(self, output: str | Path, **options) -> dict:
+    def export_mesh(self, output: str | Path | list[str | Path], **options) -> dict:
         """Each shown object's surface (``nerfgen.mesh.MeshOptions`` keywords; the density level
         calibrated per object against views around it) placed by the layout: one named node per
-        object in a .glb/.gltf file, one merged mesh in any other mesh format."""
+        object in a .glb/.gltf file (textured in a .glb), one merged mesh in any other mesh format.
+        ``output`` may name several files: the objects are meshed once and written to each."""
         from nerfgen.mesh import MeshOptions
-        from nerfgen.mesh.export import FORMATS
+        from nerfgen.mesh.export import FORMATS, mesh_outputs, textured_surface
         from nerfgen.mesh.extract import extract_mesh
 
-        output = Path(output)
-        suffix = output.suffix.lower()
-        if suffix not in FORMATS + SCENE_FORMATS:
-            raise ValueError(f"{output}: unknown mesh format {suffix!r} (expected one of "
-                             f"{', '.join(sorted(set(FORMATS + SCENE_FORMATS)))})")
+        outputs = mesh_outputs(output, sorted(set(FORMATS + SCENE_FORMATS)))
         if options.get("box") is not None:
             raise ValueError("a scene's objects are each meshed in their own box; --box does not apply")
         start, opts = time.perf_counter(), MeshOptions(**options)
-        scene, nodes = trimesh.Scene(), []
-        to_world = self.layout.object_to_world().numpy()
+        surfaces, nodes = [], []
         for k, o in enumerate(self.layout.objects):
             if o.hidden:
                 continue
             run = self.object_run(k)
             made = extract_mesh(run.model, torch.tensor(UNIT_BOX), opts, run.orbit_cameras(CALIBRATION_VIEWS, 96))
             if len(made.mesh.faces) == 0:
-                raise ValueError(f"{output}: object {o.name!r} has no surface at density {made.threshold:g}")
-            scene.add_geometry(made.mesh, node_name=o.name, geom_name=o.name, transform=to_world[k])
+                raise ValueError(f"{outputs[0]}: object {o.name!r} has no surface at density {made.threshold:g}")
+            surfaces.append((k, o.name, textured_surface(run.model, made.mesh, opts, outputs)))
             nodes.append({"name": o.name, "vertices": len(made.mesh.vertices), "faces": len(made.mesh.faces),
-                          "threshold": round(made.threshold, 3)})
+                          "threshold": round(made.threshold, 3), "watertight": bool(made.mesh.is_watertight)})
         if not nodes:
-            raise ValueError(f"{output}: every object of the scene is hidden; nothing to export")
+            raise ValueError(f"{outputs[0]}: every object of the scene is hidden; nothing to export")
+        for path in outputs:
+            self._write_scene(path, surfaces)
+        return {"output": str(outputs[0]) if len(outputs) == 1 else [str(p) for p in outputs], "objects": nodes,
+                "vertices": sum(n["vertices"] for n in nodes), "faces": sum(n["faces"] for n in nodes),
+                "seconds": round(time.perf_counter() - start, 2)}
+
+    def _write_scene(self, output: Path, surfaces: list) -> None:
+        """``surfaces`` (object index, name, Surface) placed by the layout into ``output``."""
+        suffix = output.suffix.lower()
+        scene = trimesh.Scene()
+        to_world = self.layout.object_to_world().numpy()
+        for k, name, surface in surfaces:
+            mesh = surface.textured if suffix == ".glb" and surface.textured is not None else surface.mesh
+            scene.add_geometry(mesh, node_name=name, geom_name=name, transform=to_world[k])
         if suffix in SCENE_FORMATS:
             atomic_write(output, lambda tmp: scene.export(tmp, file_type=suffix[1:]))
         else:
             merged = scene.to_geometry() if hasattr(scene, "to_geometry") else scene.dump(concatenate=True)
             atomic_write(output, lambda tmp: merged.export(tmp, file_type=suffix[1:]))
-        return {"output": str(output), "objects": nodes, "vertices": sum(n["vertices"] for n in nodes),
-                "faces": sum(n["faces"] for n in nodes), "seconds": round(time.perf_counter() - start, 2)}
 
 
 def open_scene_run(run_dir: str | Path, info: RunInfo, device: str) -> SceneRun:

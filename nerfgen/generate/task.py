@@ -4,7 +4,7 @@ satisfy a diffusion prior.
 The run directory it writes is an ordinary nerfgen run (``run.json`` of kind ``generation`` +
 ``model.safetensors``), so :func:`nerfgen.load_run`, ``nerfgen render --orbit`` and the viewer open
 it; ``previews/`` and ``preview.png`` show four sides every ``eval_every`` steps, and the end of a
-run adds ``orbit.mp4`` and ``mesh.ply``.
+run adds ``orbit.mp4``, ``mesh.ply`` (vertex colours) and ``mesh.glb`` (UV atlas, baked texture).
 """
 
 from __future__ import annotations
@@ -123,12 +123,14 @@ def geometry_losses(config: GenerateConfig, renders: ShadedRenders, done: float,
     return loss
 
 
-def write_products(run, config: GenerateConfig, mesh: Path) -> None:
-    """The end of a generation: ``run``'s ``orbit.mp4`` beside ``mesh`` and the mesh file (a warning,
-    and no mesh, when the field is empty: the run itself is still written)."""
+def write_products(run, config: GenerateConfig, mesh: Path | list[Path]) -> None:
+    """The end of a generation: ``run``'s ``orbit.mp4`` beside ``mesh`` and the mesh file(s) (one
+    extraction; a .glb textured; a warning, and no mesh, when the field is empty: the run itself
+    is still written)."""
+    meshes = [mesh] if isinstance(mesh, Path) else mesh
     if config.orbit_frames > 0:
         res = config.orbit_resolution
-        run.render_orbit(mesh.parent / "orbit.mp4", config.orbit_frames, res, res)
+        run.render_orbit(meshes[0].parent / "orbit.mp4", config.orbit_frames, res, res)
     if config.mesh_resolution > 0:
         try:
             run.export_mesh(mesh, resolution=config.mesh_resolution)
@@ -274,7 +276,7 @@ class GenerationTask(FieldTask):
             self.background.load_state_dict({k[11:]: v for k, v in tensors.items() if k.startswith("background.")})
 
     def finish(self, step: int) -> None:
-        """The final preview (unless the last evaluation made it), the orbit video and ``mesh.ply``."""
+        """The final preview (unless the last evaluation made it), the orbit video, ``mesh.ply`` and ``mesh.glb``."""
         if self.previewed != step:
             self.evaluate(step)
-        write_products(self.live_run(self.output), self.config, self.output / "mesh.ply")
+        write_products(self.live_run(self.output), self.config, [self.output / "mesh.ply", self.output / "mesh.glb"])

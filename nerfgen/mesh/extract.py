@@ -10,6 +10,7 @@ field shows when it is looked at head-on, along the inward normal (instant-ngp's
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,11 @@ class MeshOptions:
     box: tuple[float, ...] | None = None
     """``(xmin, ymin, zmin, xmax, ymax, zmax)`` to mesh; None: the scene's (finest-cascade) box."""
     colors: bool = True
-    """Colour the vertices from the field."""
+    """Colour the vertices from the field (and bake textures for .glb files)."""
+    texture_size: int = 1024
+    """Texels along each side of the texture baked into .glb files (0: vertex colours there too)."""
+    texture_faces: int = 10000
+    """Triangles a textured mesh is simplified to before its UV atlas (the texture keeps the colour detail)."""
 
 
 def grid_axes(box: Tensor, resolution: int) -> tuple[list[Tensor], float]:
@@ -49,10 +54,10 @@ def grid_axes(box: Tensor, resolution: int) -> tuple[list[Tensor], float]:
 
 
 @torch.no_grad()
-def density_grid(model: RadianceModel, axes: list[Tensor], chunk: int = 1 << 18) -> Tensor:
-    """``[nx, ny, nz]`` density at the grid points ``axes`` (x index first); zero in cells the
-    sampler marks empty (:meth:`nerfgen.render.Sampler.occupied`) and outside the field's box."""
-    device = model.device
+def sample_grid(values: Callable[[Tensor], Tensor], axes: list[Tensor], device: str | torch.device = "cpu",
+                chunk: int = 1 << 18) -> Tensor:
+    """``[nx, ny, nz]`` (on the CPU) ``values(points [N, 3]) -> [N]`` at the grid points ``axes``
+    (x index first), asked on ``device`` a slab of x at a time."""
     shape = [len(a) for a in axes]
     out = torch.zeros(math.prod(shape))
     xs, ys, zs = (a.to(device) for a in axes)
@@ -61,12 +66,22 @@ def density_grid(model: RadianceModel, axes: list[Tensor], chunk: int = 1 << 18)
     for start in range(0, shape[0], rows):  # slabs of x
         x = xs[start:start + rows]
         points = torch.cat([x.repeat_interleave(plane.shape[0])[:, None], plane.repeat(len(x), 1)], 1)
+        out[start * plane.shape[0]:(start + len(x)) * plane.shape[0]] = values(points).float().reshape(-1).cpu()
+    return out.view(shape)
+
+
+def density_grid(model: RadianceModel, axes: list[Tensor], chunk: int = 1 << 18) -> Tensor:
+    """``[nx, ny, nz]`` density at the grid points ``axes`` (x index first); zero in cells the
+    sampler marks empty (:meth:`nerfgen.render.Sampler.occupied`) and outside the field's box."""
+
+    def density(points: Tensor) -> Tensor:
         keep = model.sampler.occupied(points)
-        sigma = torch.zeros(points.shape[0], device=device)
+        sigma = torch.zeros(points.shape[0], device=points.device)
         if keep.any():
             sigma[keep] = model.field.density(points[keep]).float()
-        out[start * plane.shape[0]:(start + len(x)) * plane.shape[0]] = sigma.cpu()
-    return out.view(shape)
+        return sigma
+
+    return sample_grid(density, axes, model.device, chunk)
 
 
 def isosurface(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +89,9 @@ def isosurface(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray
     it: vertices ``[V, 3]`` in grid units (x first), faces ``[F, 3]``."""
     import open3d as o3d
 
-    padded = np.pad(values.astype(np.float32) - level, 1, constant_values=-1.0)  # closes surfaces at the box
+    shifted = values.astype(np.float32) - level
+    shifted[shifted == 0] = -1e-6  # a grid point exactly at the level would put several triangles' corners on it
+    padded = np.pad(shifted, 1, constant_values=-1.0)  # closes surfaces at the box
     # open3d reads volume[z, y, x]; handing it [x, y, z] reversed keeps its vertices in (x, y, z) order.
     mesh = o3d.t.geometry.TriangleMesh.create_isosurfaces(o3d.core.Tensor(np.ascontiguousarray(padded.transpose(2, 1, 0))),
                                                           [0.0])
@@ -95,15 +112,26 @@ def drop_small_pieces(mesh: trimesh.Trimesh, fraction: float) -> trimesh.Trimesh
     return mesh
 
 
+def field_color(model: RadianceModel) -> Callable[[Tensor, Tensor], Tensor]:
+    """``(positions [N, 3], outward unit normals [N, 3]) -> rgb [N, 3]``: the colour ``model``'s field
+    shows at each point when looked at head-on from outside (along the inward normal)."""
+
+    def color(positions: Tensor, normals: Tensor) -> Tensor:
+        return model.field(positions, -normals).rgb
+
+    return color
+
+
 @torch.no_grad()
-def vertex_colors(model: RadianceModel, vertices: np.ndarray, normals: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
-    """``[V, 3]`` uint8: the field's colour at each vertex, seen from outside along its normal."""
-    device = model.device
+def vertex_colors(mesh: trimesh.Trimesh, color: Callable[[Tensor, Tensor], Tensor], device: str | torch.device = "cpu",
+                  chunk: int = 1 << 16) -> np.ndarray:
+    """``[V, 3]`` uint8: ``color`` (e.g. :func:`field_color`) at ``mesh``'s vertices, with their normals."""
+    vertices, normals = np.asarray(mesh.vertices), np.asarray(mesh.vertex_normals)
     out = []
     for start in range(0, len(vertices), chunk):
         positions = torch.tensor(vertices[start:start + chunk], dtype=torch.float32, device=device)
-        inward = -torch.tensor(normals[start:start + chunk], dtype=torch.float32, device=device)
-        out.append(model.field(positions, torch.nn.functional.normalize(inward, dim=-1)).rgb.float().clamp(0, 1).cpu())
+        outward = torch.tensor(normals[start:start + chunk], dtype=torch.float32, device=device)
+        out.append(color(positions, torch.nn.functional.normalize(outward, dim=-1)).float().clamp(0, 1).cpu())
     return (torch.cat(out) * 255 + 0.5).byte().numpy()
 
 
@@ -146,7 +174,7 @@ def extract_mesh(model: RadianceModel, scene_box: Tensor, options: MeshOptions |
     mesh.merge_vertices()
     mesh = drop_small_pieces(mesh, opts.min_component)
     if opts.colors and len(mesh.vertices):
-        mesh.visual.vertex_colors = vertex_colors(model, np.asarray(mesh.vertices), np.asarray(mesh.vertex_normals))
+        mesh.visual.vertex_colors = vertex_colors(mesh, field_color(model), model.device)
     return Extracted(mesh, threshold, iou)
 
 
