@@ -8,7 +8,8 @@ pixels with opacity in (0.05, 0.95), :func:`nerfgen.generate.crisp.semi_transpar
 ``edge_px`` (:func:`nerfgen.generate.crisp.edge_width`), ``hue`` (share of views whose
 foreground is mostly the phrase's colour, :func:`nerfgen.generate.checks.hue_fraction` >= 0.5),
 ``silhouette`` (share of views whose outline matches the phrase's shape better than any other
-library shape), ``seconds`` (the stage's wall time, products included). ``renders.png`` in each
+library shape), ``seconds`` (the stage's wall time; the coarse run writes no orbit or mesh, the
+refined one both, so the sum is what ``nerfgen generate --refine`` takes). ``renders.png`` in each
 run directory shows the 8 views (colour above opacity) of each stage.
 
     flock /tmp/nerfgen-cpu.lock python bench/refine.py --out /tmp/refine-bench "a red cube"
@@ -18,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # not bench/: its kernels.py would shadow the `kernels` package transformers probes for
 
 AZIMUTHS = [0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0]
 ELEVATION = 15.0
@@ -66,11 +70,12 @@ def one(prompt: str, root: Path, refine_steps: int, threads: int, seed: int) -> 
     output = root / prompt.replace(" ", "-")
     prior = build_prior("builtin", None, "cpu")
     start = time.perf_counter()
-    generation(prompt, output, "generate_builtin", loaded_prior=prior, threads=threads, seed=seed).run()
+    generation(prompt, output, "generate_builtin", loaded_prior=prior, threads=threads, seed=seed, orbit_frames=0,
+               mesh_resolution=0).run()  # the products are written once, by the refined run
     coarse_seconds = time.perf_counter() - start
     coarse, coarse_png = figures(output, prompt)
     start = time.perf_counter()
-    generation(None, output, resume=True, loaded_prior=prior, threads=threads,
+    generation(None, output, resume=True, loaded_prior=prior, threads=threads, orbit_frames=60, mesh_resolution=128,
                refine={"enabled": True, **({"steps": refine_steps} if refine_steps else {})}).run()
     refine_seconds = time.perf_counter() - start
     refined, refined_png = figures(output, prompt)

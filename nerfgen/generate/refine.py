@@ -96,7 +96,7 @@ def coarse_surface(model: RadianceModel, box: Tensor, resolution: int, views: Ca
 
 
 def fit_to_coarse(field: SDFField, coarse: RadianceModel, distances: Tensor, box: Tensor, steps: int,
-                  generator: torch.Generator, batch: int = 1 << 13, lr: float = 1e-2) -> float:
+                  generator: torch.Generator, batch: int = 1 << 12, lr: float = 1e-2) -> float:
     """Fit ``field``'s signed distance to ``distances`` (a grid over ``box``, :func:`coarse_surface`)
     and its colour head to ``coarse``'s colour near that surface, ``steps`` Adam steps on random
     points (half anywhere in the box, half within a few cells of the surface). Returns the final
@@ -120,7 +120,7 @@ def fit_to_coarse(field: SDFField, coarse: RadianceModel, distances: Tensor, box
             colour = coarse.field(near, directions).rgb.float()
         predicted = field.sdf(points)
         fit = (predicted - target).abs()
-        loss = fit.mean() + 0.1 * eikonal_loss(field.sdf, uniform) + F.mse_loss(field.albedo(near), colour)
+        loss = fit.mean() + 0.1 * eikonal_loss(field.sdf, uniform[:1024]) + F.mse_loss(field.albedo(near), colour)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -227,7 +227,7 @@ class RefinedGenerationTask(GenerationTask):
         """Random views at ``refine.resolution``, score distillation + Eikonal loss, Adam on the SDF field."""
         cfg, r = self.config, self.config.refine
         field = self.sdf_field
-        field.beta.fill_(annealed(r.beta[0], r.beta[1], ctx.done))
+        field.beta.fill_(annealed(r.beta[0], r.beta[1], self._stage_done(ctx.step + 1)))  # the last step's is the end's
         self.model.train()
         if ctx.step > self.switched:
             self._update_grid(ctx.step - self.switched, ctx.world)
