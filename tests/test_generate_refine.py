@@ -110,9 +110,17 @@ def test_refinement_with_a_tiny_stable_diffusion_pipeline(tmp_path):
     assert "encoding.table" in changed and any(k.startswith("sdf_net") for k in changed)
 
 
-def test_scenes_refuse_the_refinement(tmp_path):
+def test_refine_flags_and_scenes_refuse_the_refinement(tmp_path):
     from nerfgen.api import scene_generation
+    from nerfgen.cli import build_parser
+    from nerfgen.generate.cli import _options
+
+    parse = build_parser().parse_args
+    assert _options(parse(["generate", "a red cube", "--output", "x"]))["refine"] is None
+    assert _options(parse(["generate", "a red cube", "--output", "x", "--refine"]))["refine"] == {"enabled": True}
+    assert _options(parse(["generate", "--output", "x", "--resume", "--refine-steps", "50"]))["refine"] == {
+        "enabled": True, "steps": 50}
 
     config = load_config(GenerateConfig, None, TINY)
-    with pytest.raises(ValueError, match="refine"):
+    with pytest.raises(ValueError, match="refine"):  # not yet: per object, in the layout
         scene_generation("a red cube on a blue sphere", tmp_path / "scene", config, loaded_prior=BoxTargetPrior())
