@@ -27,8 +27,8 @@ TINY = {"max_steps": 2, "eval_every": 0, "checkpoint_every": 2, "orbit_frames": 
         "camera": {"fov": [40.0, 40.0], "resolution": 16, "distance": [3.2, 3.6], "batch": 1},
         "grid": {"resolution": 16, "render_step_size": 0.02},
         "field_options": {"log2_table_size": 12, "n_levels": 4, "max_resolution": 64},
-        "refine": {"enabled": True, "steps": 6, "resolution": 24, "batch": 1, "beta": [0.04, 0.006],
-                   "render_step_size": 0.006, "grid_resolution": 32, "init_steps": 30, "init_resolution": 32,
+        "refine": {"enabled": True, "steps": 4, "resolution": 24, "batch": 1, "beta": [0.02, 0.006],
+                   "render_step_size": 0.006, "grid_resolution": 32, "init_steps": 20, "init_resolution": 32,
                    "eikonal_points": 1024,
                    "field_options": {"log2_table_size": 12, "n_levels": 6, "max_resolution": 128}}}
 
@@ -98,7 +98,7 @@ def test_refinement_with_a_tiny_stable_diffusion_pipeline(tmp_path):
 
     prior = build_prior("stable-diffusion", save_random_stable_diffusion(tmp_path / "tiny-sd"), "cpu")
     options = {**TINY, "prior": "stable-diffusion", "guidance": 100.0,
-               "refine": {**TINY["refine"], "steps": 2, "init_steps": 20}}
+               "refine": {**TINY["refine"], "steps": 2, "init_steps": 5, "resolution": 16}}
     config = load_config(GenerateConfig, None, options)
     engine = generation("a red ceramic teapot", tmp_path / "teapot", config, loaded_prior=prior)
     figures = [engine.train_step().figures for _ in range(3)]
