@@ -81,9 +81,10 @@ def annealed(start: float, end: float, done: float) -> float:
 
 
 def coarse_surface(model: RadianceModel, box: Tensor, resolution: int, views: Cameras) -> tuple[Tensor, float]:
-    """The coarse field's surface as a signed-distance grid ``[n, n, n]`` over ``box`` and the
-    density level it was contoured at (calibrated against renders from ``views``, as the mesh
-    export does). ValueError when the field is empty."""
+    """The coarse field's surface as a signed-distance grid ``[n, n, n]`` over ``box`` (blurred by a
+    cell, so the voxel mask's stairs smooth out) and the density level it was contoured at
+    (calibrated against renders from ``views``, as the mesh export does). ValueError when the field
+    is empty."""
     from nerfgen.mesh.extract import calibrate_threshold, density_grid, grid_axes
 
     axes, cell = grid_axes(box, resolution)
@@ -92,7 +93,10 @@ def coarse_surface(model: RadianceModel, box: Tensor, resolution: int, views: Ca
     inside = grid > level
     if not inside.any():
         raise ValueError("the coarse field is empty: there is no surface to refine")
-    return torch.from_numpy(signed_distance_grid(inside, cell)), level
+    from scipy.ndimage import gaussian_filter
+
+    smooth = gaussian_filter(signed_distance_grid(inside, cell), 1.0)  # no voxel stairs for the field to learn
+    return torch.from_numpy(smooth.astype(np.float32)), level
 
 
 def fit_to_coarse(field: SDFField, coarse: RadianceModel, distances: Tensor, box: Tensor, steps: int,
