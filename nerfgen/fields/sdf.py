@@ -101,6 +101,11 @@ class SDFField(RadianceField):
         positions, _ = self.local(positions, None, cond)
         return self._sigma(self._geometry(positions)[0], positions)
 
+    def grown_density(self, positions: Tensor, grow: float) -> Tensor:
+        """The density of the surface moved ``grow`` world units outwards (``sdf - grow``): where an
+        occupancy grid evaluated at one point of a cell must see the surface anywhere in the cell."""
+        return self._sigma(self.sdf(positions) - grow, positions)
+
     def albedo(self, positions: Tensor, cond: Conditioning | None = None) -> Tensor:
         """``positions [n, 3]`` -> colour ``[n, 3]`` in [0, 1]."""
         positions, _ = self.local(positions, None, cond)

@@ -195,8 +195,7 @@ class RefinedGenerationTask(GenerationTask):
         surface passes through counts as occupied wherever in it the jittered point falls."""
         grid = self.model.sampler
         reach = float((self.aabb[3:] - self.aabb[:3]).max()) / grid.config.resolution * 3**0.5 / 2
-        field = self.sdf_field
-        grid.update(step, lambda x: field._sigma(field.sdf(x) - reach, x), ctx_world)
+        grid.update(step, lambda x: self.sdf_field.grown_density(x, reach), ctx_world)
 
     def begin_refinement(self, ctx: StepContext) -> float:
         """Fit the SDF field to the coarse one and put it in its place; returns the fit's error."""
