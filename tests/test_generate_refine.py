@@ -70,10 +70,14 @@ def test_refinement_turns_the_coarse_cloud_solid_and_resumes_midway_into_the_sam
     whole.run()
     assert isinstance(whole.task.model.field, SDFField) and whole.task.switched == 2
 
+    # the same object from a plain generation run, refined afterwards (--resume --refine) and
+    # interrupted halfway through the refinement
     split = tmp_path / "split"
-    interrupt_after(generation("a red cube", split, config, loaded_prior=prior), 2)  # the coarse steps only
+    plain = load_config(GenerateConfig, None, {**TINY, "refine": {**TINY["refine"], "enabled": False}})
+    generation("a red cube", split, plain, loaded_prior=prior).run()
     coarse = _alpha(split)
-    interrupt_after(generation(None, split, resume=True, loaded_prior=prior), 4)  # halfway through refining
+    refine = {"enabled": True}
+    interrupt_after(generation(None, split, resume=True, loaded_prior=prior, refine=refine), 4)
     resumed = generation(None, split, resume=True, loaded_prior=prior)
     assert resumed.step == 4 and isinstance(resumed.task.model.field, SDFField) and resumed.task.switched == 2
     resumed.run()

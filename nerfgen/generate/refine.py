@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 
 import numpy as np
 import torch
@@ -161,11 +160,13 @@ class RefinedGenerationTask(GenerationTask):
         super().build(env)
         cfg = self.config
         self.sdf_spec = refined_spec(cfg)
-        self.sdf_field = build_field(REFINED_FIELD, self.aabb, self.sdf_spec.field_options).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # the coarse stage draws what an unrefined run draws
+            torch.manual_seed(cfg.seed)
+            self.sdf_field = build_field(REFINED_FIELD, self.aabb, self.sdf_spec.field_options).to(self.device)
         self.refine_optimizer = torch.optim.Adam(self.sdf_field.parameters(), lr=cfg.refine.lr, betas=(0.9, 0.99),
                                                  eps=1e-15)
         self.switched: int | None = None  # the step the refinement began at
-        self.clock = [0.0, 0.0]  # seconds spent in each stage's steps
+        self.switched_seconds = 0.0  # and the run's training seconds then
 
     def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
         return {**super().optimizers(), "refine": (self.refine_optimizer, Schedule())}
@@ -174,14 +175,17 @@ class RefinedGenerationTask(GenerationTask):
     def refining(self) -> bool:
         return self.switched is not None
 
-    def _stage_done(self, step: int) -> float:
-        """Fraction of the current stage's budget used before ``step``."""
+    def _stage_done(self, step: int, seconds: float) -> float:
+        """Fraction of the current stage's budget used before ``step``, ``seconds`` into the run
+        (the engine's training seconds: the same on every rank, and those of a plain generation
+        run resumed into its refinement)."""
         cfg = self.config
         if not self.refining:
-            steps, seconds, budget = step / cfg.max_steps, self.clock[0], cfg.max_seconds
+            steps, spent, budget = step / cfg.max_steps, seconds, cfg.max_seconds
         else:
-            steps, seconds, budget = (step - self.switched) / cfg.refine.steps, self.clock[1], cfg.refine.max_seconds
-        return max(steps, seconds / budget if budget > 0 else 0.0)
+            steps, spent = (step - self.switched) / cfg.refine.steps, seconds - self.switched_seconds
+            budget = cfg.refine.max_seconds
+        return max(steps, spent / budget if budget > 0 else 0.0)
 
     def _attach(self) -> None:
         """Put the SDF field (and a fresh grid for it) into the run's model, in place: what the
@@ -207,30 +211,26 @@ class RefinedGenerationTask(GenerationTask):
         self.sdf_field.beta.fill_(cfg.refine.beta[0])
         error = fit_to_coarse(self.sdf_field, self.model, distances, box, cfg.refine.init_steps, ctx.generator)
         ctx.world.broadcast([p.data for p in self.sdf_field.parameters()])  # every rank starts alike
-        self.switched = ctx.step
+        self.switched, self.switched_seconds = ctx.step, ctx.seconds
         self._attach()
         self._update_grid(self.model.sampler.config.update_every, ctx.world)
         return error
 
     def step(self, ctx: StepContext) -> StepResult:
-        start = time.perf_counter()
         figures: dict = {}
-        if not self.refining and self._stage_done(ctx.step) >= 1:
+        if not self.refining and self._stage_done(ctx.step, ctx.seconds) >= 1:
             figures["fit_error"] = self.begin_refinement(ctx)
-        ctx.done = self._stage_done(ctx.step)
-        if self.refining:
-            result = self.refine_step(ctx)
-        else:
-            result = super().step(ctx)
+        ctx.done = self._stage_done(ctx.step, ctx.seconds)
+        result = self.refine_step(ctx) if self.refining else super().step(ctx)
         result.figures.update(figures)
-        self.clock[int(self.refining)] += time.perf_counter() - start
         return result
 
     def refine_step(self, ctx: StepContext) -> StepResult:
         """Random views at ``refine.resolution``, score distillation + Eikonal loss, Adam on the SDF field."""
         cfg, r = self.config, self.config.refine
         field = self.sdf_field
-        field.beta.fill_(annealed(r.beta[0], r.beta[1], self._stage_done(ctx.step + 1)))  # the last step's is the end's
+        after = self._stage_done(ctx.step + 1, ctx.seconds)  # the last step takes the final beta
+        field.beta.fill_(annealed(r.beta[0], r.beta[1], after))
         self.model.train()
         if ctx.step > self.switched:
             self._update_grid(ctx.step - self.switched, ctx.world)
@@ -268,12 +268,12 @@ class RefinedGenerationTask(GenerationTask):
 
     def state(self) -> tuple[dict[str, Tensor], dict]:
         tensors, values = super().state()
-        return tensors, {**values, "switched": self.switched, "clock": list(self.clock)}
+        return tensors, {**values, "switched": self.switched, "switched_seconds": self.switched_seconds}
 
     def load_state(self, tensors: dict[str, Tensor], values: dict) -> None:
         super().load_state(tensors, values)
-        self.switched = values.get("switched")
-        self.clock = [float(c) for c in values.get("clock", [0.0, 0.0])]
+        self.switched = values.get("switched")  # None from a plain generation run: refine it
+        self.switched_seconds = float(values.get("switched_seconds", 0.0))
 
 
 __all__ = ["RefinedGenerationTask", "annealed", "coarse_surface", "eikonal_loss", "engine_budget", "fit_to_coarse",
