@@ -167,6 +167,7 @@ class RefinedGenerationTask(GenerationTask):
                                                  eps=1e-15)
         self.switched: int | None = None  # the step the refinement began at
         self.switched_seconds = 0.0  # and the run's training seconds then
+        self.coarse_parts = (self.model.spec, self.model.sampler, self.model.field)
 
     def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
         return {**super().optimizers(), "refine": (self.refine_optimizer, Schedule())}
@@ -187,12 +188,15 @@ class RefinedGenerationTask(GenerationTask):
             budget = cfg.refine.max_seconds
         return max(steps, spent / budget if budget > 0 else 0.0)
 
-    def _attach(self) -> None:
+    def _attach(self, refined: bool = True) -> None:
         """Put the SDF field (and a fresh grid for it) into the run's model, in place: what the
-        viewer, previews, checkpoints and products show from now on."""
-        self.model.spec = self.sdf_spec
-        self.model.sampler = build_sampler(self.sdf_spec, self.aabb, 1).to(self.device)
-        self.model.field = self.sdf_field
+        viewer, previews, checkpoints and products show from now on (or, not ``refined``, the
+        coarse field back: a refined checkpoint that failed to load, passed over for a coarse one)."""
+        if refined:
+            sampler = build_sampler(self.sdf_spec, self.aabb, 1).to(self.device)
+            self.model.spec, self.model.sampler, self.model.field = self.sdf_spec, sampler, self.sdf_field
+        else:
+            self.model.spec, self.model.sampler, self.model.field = self.coarse_parts
 
     def _update_grid(self, step: int, ctx_world) -> None:
         """Refresh the occupancy grid with the distance grown by a cell's half diagonal: a cell the
@@ -261,9 +265,10 @@ class RefinedGenerationTask(GenerationTask):
     def load(self, output) -> None:
         from nerfgen.kinds import read_info
 
-        if read_info(output).model.field == REFINED_FIELD and not self.refining:
-            self.switched = -1  # the real step comes with the state; the model must match the file now
-            self._attach()
+        refined = read_info(output).model.field == REFINED_FIELD
+        if refined != self.refining:  # the model must match the file now; the step comes with the state
+            self.switched = -1 if refined else None
+            self._attach(refined)
         super().load(output)
 
     def state(self) -> tuple[dict[str, Tensor], dict]:
