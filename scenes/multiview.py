@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 from nerfgen.scenes.cameras import focal_from_fov, look_at
-from nerfgen.scenes.materials import Material
 from nerfgen.scenes.objects import COLOURS, SHAPES, ObjectSpec, Part, build_object
 from nerfgen.scenes.raycast import Raycaster
 from nerfgen.scenes.tabletop import SceneObject, build_tabletop

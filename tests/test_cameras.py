@@ -77,7 +77,7 @@ def test_undistort_float32_and_strong_tangential():
 
 
 def test_newton_jacobian_matches_autograd():
-    from nerfgen.cameras.base import _residual_and_jacobian
+    from nerfgen.cameras.lenses import _residual_and_jacobian
 
     params = torch.tensor([0.3, -0.2, 0.05, -0.04], dtype=torch.float64)
     point = torch.tensor([0.4, -0.7], dtype=torch.float64)

@@ -20,7 +20,7 @@ from nerfgen.scenes import render_dataset
 from PIL import Image
 
 from nerfgen.cameras import Cameras, image_rays, pixel_rays, project
-from nerfgen.cameras.base import distort_fisheye, undistort_fisheye
+from nerfgen.cameras.lenses import distort_fisheye, undistort_fisheye
 from nerfgen.data import DatasetError, load_dataset
 from nerfgen.data.blender import parse_blender
 from nerfgen.data.colmap import parse_colmap, write_colmap

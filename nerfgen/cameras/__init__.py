@@ -2,12 +2,14 @@
 
 * :mod:`nerfgen.cameras.base`: :class:`Cameras` (pinhole + OpenCV distortion, OpenGL axes) and
   the :class:`Rays` through their pixels.
+* :mod:`nerfgen.cameras.lenses`: the lens models (OpenCV radial-tangential and fisheye).
 * :mod:`nerfgen.cameras.poses`: look-at poses, :class:`Views` on a sphere, random and orbit views,
   :class:`Orbit` (the circle every run is shown from).
 * :mod:`nerfgen.cameras.paths`: keyframed camera paths (nerfstudio's ``camera_path.json``).
 """
 
-from nerfgen.cameras.base import Cameras, Rays, all_rays, distort, image_rays, pixel_rays, project, undistort
+from nerfgen.cameras.base import Cameras, Rays, all_rays, image_rays, pixel_rays, project
+from nerfgen.cameras.lenses import distort, undistort
 from nerfgen.cameras.paths import (
     CameraPath,
     Keyframe,

@@ -10,7 +10,7 @@ decoding the next subset on a background thread while the current one trains.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,7 +152,3 @@ class ImageStore:
         budget = self._max_bytes
         return ImageStore(self.sizes[chosen], lambda i, out: self._decode(chosen[i], out), budget, self.refresh_every)
 
-    @property
-    def next_subset(self) -> Future | None:
-        """The subset being decoded in the background (lazy stores), for tests."""
-        return getattr(self, "_next", None)

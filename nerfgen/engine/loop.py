@@ -25,7 +25,7 @@ from nerfgen.engine.figures import LazyFigures, Number, read_figures, read_value
 from nerfgen.engine.progress import RunProgress, format_figures
 from nerfgen.engine.schedule import progress
 from nerfgen.engine.task import Env, Figure, StepContext, StepResult, Task
-from nerfgen.files import read_json, read_tensors, write_json, write_tensors
+from nerfgen.files import read_tensors, write_json, write_tensors
 
 ALL_CORES = torch.get_num_threads()
 """torch's own thread count (all cores), what ``threads: 0`` sets back after a run that asked for fewer."""

@@ -67,11 +67,6 @@ class Conditioning:
         return Conditioning(move(self.latent), move(self.transform), move(self.present), move(self.time),
                             None if self.views is None else self.views.to(device))
 
-    def without_time(self) -> Conditioning | None:
-        """The same conditioning with no time (None when nothing else is left)."""
-        if self.latent is None and self.transform is None and self.present is None and self.views is None:
-            return None
-        return Conditioning(self.latent, self.transform, self.present, views=self.views)
 
 
 @dataclass

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nerfgen.gan.segment import Backdrop, ObjectTable, as_images, measure
+from nerfgen.gan.segment import Backdrop, ObjectTable, as_images
 
 PALETTE_TOLERANCE = 0.1
 """RGB distance (in [0, 1]) from the palette within which an object's colour is the set's (25 of 255)."""

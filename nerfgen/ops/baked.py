@@ -125,7 +125,7 @@ def voxel_corners_torch(positions: Tensor, grid: SparseGrid) -> tuple[Tensor, Te
     weights = (w_axis[:, 0][:, bits[:, 0]] * w_axis[:, 1][:, bits[:, 1]] * w_axis[:, 2][:, bits[:, 2]])  # [n, 8]
     valid = ((v >= 0) & (v < res)).all(-1) & found[:, None]
     vc = v.clamp(0, res - 1)
-    G, B = grid.block_ids.shape[1], grid.block_size
+    B = grid.block_size
     blk = vc // B
     block = grid.block_ids[level[:, None], blk[..., 0], blk[..., 1], blk[..., 2]].long()  # [n, 8]
     loc = vc % B

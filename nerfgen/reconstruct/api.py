@@ -14,7 +14,7 @@ from typing import Any
 from nerfgen.engine import Engine, Hook
 from nerfgen.kinds import KindSpec, RunKind, read_info, register, spec
 from nerfgen.run_config import check_output, resolve_config
-from nerfgen.runs import Run, RunInfo, open_run
+from nerfgen.runs import RunInfo, open_run
 
 LAYOUT_CONFIGS = {"object": "ngp", "forward": "llff", "unbounded": "ngp_unbounded"}
 """The shipped config ``config="auto"`` picks for each scene layout (:func:`nerfgen.data.scene_layout`)."""
