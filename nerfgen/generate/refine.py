@@ -34,7 +34,7 @@ from torch import Tensor
 from nerfgen.cameras import Cameras, random_views
 from nerfgen.engine import Env, Schedule, StepContext, StepResult
 from nerfgen.fields import SDFField, build_field
-from nerfgen.generate.task import GenerationTask, anneal_t_max, choose_shading, generated_orbit, shaded_renders
+from nerfgen.generate.task import GenerationTask, choose_shading, generated_orbit, shaded_renders
 from nerfgen.render import ModelSpec, RadianceModel
 from nerfgen.render.model import build_sampler
 from nerfgen.runs import RunInfo
