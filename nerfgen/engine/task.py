@@ -80,6 +80,7 @@ class StepContext:
     Attributes:
         step: steps done before this one.
         done: fraction of the budget (steps or seconds, the nearer) used before this step.
+        seconds: training seconds before this step (the job's, the same on every rank).
         generator: the run's random generator (this rank's own stream in a job of several).
         device: the run's device.
         world: the ranks training together (:class:`nerfgen.distributed.World`): state a task
@@ -88,7 +89,7 @@ class StepContext:
 
     def __init__(self, engine: Engine, done: float) -> None:
         self._engine = engine
-        self.step, self.done = engine.step, done
+        self.step, self.done, self.seconds = engine.step, done, engine.seconds
         self.generator, self.device, self.world = engine.generator, engine.device, engine.world
 
     def optimize(self, names: str | Sequence[str], loss: Tensor | float) -> None:

@@ -10,6 +10,7 @@ from nerfgen.fields.deform import DeformField, DeformFieldConfig
 from nerfgen.fields.flow import SceneFlowField, SceneFlowFieldConfig
 from nerfgen.fields.kplanes import KPlanesField, KPlanesFieldConfig
 from nerfgen.fields.ngp import NGPField, NGPFieldConfig
+from nerfgen.fields.sdf import SDFField, SDFFieldConfig
 from nerfgen.fields.vanilla import VanillaField, VanillaFieldConfig
 
 FIELDS: dict[str, tuple[type[RadianceField], type]] = {
@@ -18,6 +19,7 @@ FIELDS: dict[str, tuple[type[RadianceField], type]] = {
     "kplanes": (KPlanesField, KPlanesFieldConfig),
     "deform": (DeformField, DeformFieldConfig),
     "nsff": (SceneFlowField, SceneFlowFieldConfig),
+    "sdf": (SDFField, SDFFieldConfig),
 }
 """Registry: field name -> (class, config dataclass). ``kplanes``, ``deform`` and ``nsff`` are
 dynamic (they need ``Conditioning.time``)."""
@@ -40,4 +42,5 @@ def build_field(name: str, aabb: Tensor, options: dict | None = None) -> Radianc
 
 __all__ = ["FIELDS", "Conditioning", "DeformField", "DeformFieldConfig", "FieldOutput", "KPlanesField",
            "KPlanesFieldConfig", "NGPField", "NGPFieldConfig", "RadianceField", "SceneFlowField", "SceneFlowFieldConfig",
+           "SDFField", "SDFFieldConfig",
            "VanillaField", "VanillaFieldConfig", "build_field", "field_config"]

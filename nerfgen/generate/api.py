@@ -45,7 +45,9 @@ def generation(prompt: str | None, output: str | Path, config: Any = None, resum
         resume: continue the run in ``output``.
         loaded_prior: a loaded :class:`~nerfgen.prior.DiffusionPrior` to use (shared by several
             prompts); default: load the one the config names (``prior``, ``model``).
-        options: config keys to override (``max_steps=500``, ``prior="stable-diffusion"``).
+        options: config keys to override (``max_steps=500``, ``prior="stable-diffusion"``,
+            ``refine={"enabled": True}``: a refinement stage after the coarse steps, see
+            :mod:`nerfgen.generate.refine`).
     """
     from nerfgen.engine import resolve_device
     from nerfgen.generate.task import GenerationTask
@@ -59,6 +61,10 @@ def generation(prompt: str | None, output: str | Path, config: Any = None, resum
         raise ValueError("generation needs a prompt")
     if loaded_prior is None:
         loaded_prior = build_prior(cfg.prior, cfg.model, resolve_device(cfg.device))
+    if cfg.refine.enabled:
+        from nerfgen.generate.refine import RefinedGenerationTask, engine_budget
+
+        return Engine(engine_budget(cfg), RefinedGenerationTask(prompt, cfg, loaded_prior), output, resume=resume)
     return Engine(cfg, GenerationTask(prompt, cfg, loaded_prior), output, resume=resume)
 
 
@@ -116,6 +122,8 @@ def scene_generation(prompt: str | None, output: str | Path, config: Any = None,
         plan = scene_layout(prompt, layout, cfg.scene.radius)
         if options.get("max_seconds") is None and cfg.scene.max_seconds is not None:
             cfg = dataclasses.replace(cfg, max_seconds=cfg.scene.max_seconds)
+    if cfg.refine.enabled:
+        raise ValueError("refine: the refinement stage refines single objects; scenes are not refined yet")
     if loaded_prior is None:
         loaded_prior = build_prior(cfg.prior, cfg.model, resolve_device(cfg.device))
     return Engine(cfg, SceneGenerationTask(plan, cfg, loaded_prior), output, resume=resume)

@@ -39,6 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="prior weights: a local folder or a Hugging Face repo id in the local cache")
     p.add_argument("--max-steps", "--steps", dest="max_steps", type=int, help="optimisation steps")
     p.add_argument("--max-seconds", type=float, help="stop after this much time per prompt")
+    p.add_argument("--refine", action="store_true",
+                   help="after the coarse steps, refine the object into a solid surface with crisp edges (a "
+                        "signed-distance field fitted to the coarse one, refined by score distillation at a higher "
+                        "resolution; the config's refine section; single objects)")
+    p.add_argument("--refine-steps", type=int, help="refinement steps (implies --refine)")
     p.add_argument("--seed", type=int, help="random seed (a run is repeatable for a seed)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")
     p.add_argument("--negative-prompt", help="what to steer away from")
@@ -74,7 +79,15 @@ def _options(args: argparse.Namespace) -> dict:
     return {"prior": args.prior, "model": args.model, "max_steps": args.max_steps, "max_seconds": args.max_seconds,
             "seed": args.seed, "guidance": args.guidance, "negative_prompt": args.negative_prompt,
             "clip_guidance": args.clip_guidance, "eval_every": args.preview_every,
-            "checkpoint_every": args.checkpoint_every, "device": args.device, "threads": args.threads}
+            "checkpoint_every": args.checkpoint_every, "device": args.device, "threads": args.threads,
+            "refine": _refine_options(args)}
+
+
+def _refine_options(args: argparse.Namespace) -> dict | None:
+    """The ``refine`` section the flags set (None: none)."""
+    if not (getattr(args, "refine", False) or getattr(args, "refine_steps", None) is not None):
+        return None
+    return {"enabled": True, **({"steps": args.refine_steps} if args.refine_steps is not None else {})}
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -77,6 +77,49 @@ class SceneOptions:
 
 
 @dataclass
+class RefineConfig:
+    """The refinement stage (Magic3D's second stage; ``nerfgen generate --refine``): after the
+    coarse steps the density field is replaced by a signed-distance field (:class:`nerfgen.fields.SDFField`)
+    fitted to the coarse field's contoured surface and colour, then refined by score distillation at
+    a higher render resolution while the density's Laplace scale :math:`\\beta` shrinks, so the
+    object ends solid with edges about a pixel wide (:mod:`nerfgen.generate.refine`)."""
+
+    enabled: bool = False
+    """Run the refinement after the coarse steps."""
+    steps: int = 300
+    """Refinement steps (on top of ``max_steps``)."""
+    max_seconds: float = 0.0
+    """Time budget of the refinement (on top of ``max_seconds``); 0: ``steps`` alone."""
+    resolution: int = 64
+    """Side of the refinement's training renders (downsampled, anti-aliased, to the prior's)."""
+    batch: int = 2
+    """Views rendered and scored per refinement step."""
+    lr: float = 5e-3
+    """Adam learning rate of the signed-distance field."""
+    beta: tuple[float, float] = (0.02, 0.004)
+    """The density's Laplace scale (world units), annealed geometrically from the first to the
+    second over the refinement (0.004: about a quarter of a pixel at 128 px on the orbit)."""
+    t_max: tuple[float, float] = (0.6, 0.3)
+    """Largest diffusion timestep drawn, annealed over the refinement (lower than the coarse
+    stage's: the shape is there, details are refined)."""
+    lambda_eikonal: float = 0.1
+    """Weight of the Eikonal loss :math:`(|\\nabla d| - 1)^2` at random points of the box."""
+    eikonal_points: int = 4096
+    """Random points per step of the Eikonal loss."""
+    render_step_size: float = 0.004
+    """Marching step of the refined field (fine enough for the final ``beta``)."""
+    grid_resolution: int = 64
+    """Cells per side of the refined field's occupancy grid (finer than the coarse one's: fewer
+    samples before the surface)."""
+    init_steps: int = 300
+    """Steps fitting the signed-distance field to the coarse surface before refining."""
+    init_resolution: int = 64
+    """Grid points along the box of the coarse density contoured to start from."""
+    field_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Options of the SDF field's config (``nerfgen.fields.SDFFieldConfig``)."""
+
+
+@dataclass
 class GenerateConfig(EngineConfig):
     """Everything that decides a generation run (the prompt and output are given apart): the
     engine's keys (``max_steps``, ``max_seconds``, seed, device; a checkpoint every
@@ -161,6 +204,8 @@ class GenerateConfig(EngineConfig):
     """Standard deviation (world units) of the step between the two points compared for normal smoothness."""
     scene: SceneOptions = dataclasses.field(default_factory=SceneOptions)
     """Scenes of several objects (``--scene``)."""
+    refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
+    """The refinement stage into a solid signed-distance surface (``--refine``)."""
     preview_resolution: int = 96
     """Side of each view in the preview image."""
     orbit_frames: int = 60
@@ -186,6 +231,12 @@ class GenerateConfig(EngineConfig):
             (0 < self.scene.radius <= self.scene.box, "need 0 < scene.radius <= scene.box"),
             (self.scene.grid_resolution >= 8, "scene.grid_resolution must be >= 8"),
             (self.normal_smooth_jitter > 0, "normal_smooth_jitter must be > 0"),
+            (self.refine.steps >= 1 and self.refine.resolution >= 8 and self.refine.batch >= 1,
+             "refine.steps and refine.batch must be >= 1, refine.resolution >= 8"),
+            (0 < self.refine.beta[1] <= self.refine.beta[0] and self.refine.render_step_size > 0,
+             "refine.beta must be positive, annealed downwards; refine.render_step_size > 0"),
+            (0 <= self.t_min < min(self.refine.t_max) and max(self.refine.t_max) <= 1,
+             "need 0 <= t_min < refine.t_max <= 1"),
         ]
         for ok, message in checks:
             if not ok:

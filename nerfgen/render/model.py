@@ -24,9 +24,9 @@ from nerfgen.render.time_occupancy import TimeOccupancyGrid
 class ModelSpec:
     """What builds a :class:`RadianceModel` (stored in every run directory)."""
 
-    field: Literal["ngp", "vanilla", "kplanes", "deform", "nsff"] = "ngp"
+    field: Literal["ngp", "vanilla", "kplanes", "deform", "nsff", "sdf"] = "ngp"
     """Registered field name (``nerfgen.fields.FIELDS``; ``kplanes``, ``deform`` and ``nsff`` are
-    dynamic and need ``grid.time_bins``)."""
+    dynamic and need ``grid.time_bins``; ``sdf`` is a refined generated object's signed distance)."""
     field_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Options of the field's config dataclass (e.g. ``log2_table_size``)."""
     sampler: Literal["occupancy", "stratified", "proposal"] = "occupancy"
