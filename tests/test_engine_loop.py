@@ -97,7 +97,8 @@ def test_the_budget_in_seconds_ends_the_run_and_drives_the_schedule(tmp_path):
     engine = Engine(EngineConfig(max_steps=10**9, max_seconds=1.0, checkpoint_every=0, eval_every=0), AutoDecoder(),
                     tmp_path / "run")
     summary = engine.run()
-    assert 1.0 <= summary.seconds < 3.0 and 0 < summary.steps < 10**9
+    assert summary.seconds >= 1.0 and 0 < summary.steps < 10**9  # ended by the budget, not the steps (no upper
+    # bound on the time: under load one step of even this tiny task can take seconds)
     assert engine.optimizers["field"][0].param_groups[0]["lr"] == pytest.approx(5e-3 * 0.5**3)
 
 
