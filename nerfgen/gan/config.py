@@ -139,6 +139,9 @@ class GanConfig(EngineConfig):
     """The box rays are sampled in (GRAF: the object's; GIRAFFE: the scene's, background included)."""
     sampler: StratifiedConfig = dataclasses.field(default_factory=lambda: StratifiedConfig(n_samples=24))
     """Stratified samples per ray (a new scene per code: nothing to cache)."""
+    object_samples: int = 0
+    """GIRAFFE: samples in each object's cube a ray crosses, beside the stratified ones
+    (:class:`~nerfgen.render.box_sampler.ObjectBoxSampler`; 0: the stratified samples alone)."""
     background: Literal["white", "black"] = "white"
     """GRAF: the colour behind the field. GIRAFFE learns a background feature instead."""
     camera: CameraPrior = dataclasses.field(default_factory=CameraPrior)
@@ -186,6 +189,7 @@ class GanConfig(EngineConfig):
             (0 <= self.ema < 1 and self.r1 >= 0 and self.lr_half_life >= 0,
              "need 0 <= ema < 1, r1 >= 0 and lr_half_life >= 0"),
             (min(self.shape_latent, self.appearance_latent, self.features) >= 1, "latent and feature sizes must be >= 1"),
+            (self.object_samples >= 0, f"object_samples must be >= 0, got {self.object_samples}"),
             (self.aabb[0] < self.aabb[3] and self.aabb[1] < self.aabb[4] and self.aabb[2] < self.aabb[5],
              "aabb: expected xmin, ymin, zmin, xmax, ymax, zmax with min < max"),
         ]

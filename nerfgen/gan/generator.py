@@ -21,6 +21,7 @@ from nerfgen.gan.config import FieldSize, GanConfig
 from nerfgen.gan.patches import grid_pixels
 from nerfgen.gan.priors import SceneCodes
 from nerfgen.render import ComposedField, RenderOutput, StratifiedSampler, background_color, render_rays
+from nerfgen.render.box_sampler import ObjectBoxSampler
 from nerfgen.render.neural_renderer import NeuralRenderer
 
 OBJECT_BOX = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0)
@@ -112,7 +113,9 @@ class GiraffeGenerator(Generator):
         self.object_field = conditioned_field(OBJECT_BOX, config.field, config, config.features)
         self.background_field = conditioned_field(config.aabb, config.background_field, config, config.features)
         self.background = nn.Parameter(torch.zeros(config.features))
-        self.sampler = StratifiedSampler(torch.tensor(config.aabb), config.sampler)
+        aabb = torch.tensor(config.aabb)
+        self.sampler = ObjectBoxSampler(aabb, config.sampler, torch.tensor(OBJECT_BOX), config.object_samples) \
+            if config.object_samples else StratifiedSampler(aabb, config.sampler)
         self.renderer = NeuralRenderer(config.features, config.upsample, config.renderer_width)
 
     def scene(self, slots: int) -> ComposedField:
