@@ -81,3 +81,13 @@ def test_it_needs_the_scene_and_at_least_one_sample_per_box():
     gen, codes, cameras = _scene()
     with pytest.raises(ValueError, match="conditioning"):
         gen.sampler.sample(gen.rays(cameras, 0))
+
+
+def test_giraffe_renders_through_it_with_gradients_to_both_fields():
+    gen, codes, cameras = _scene(object_samples=4)
+    assert isinstance(gen.sampler, ObjectBoxSampler)
+    image = gen(codes, cameras, stratified=True)
+    assert image.shape == (1, 3, 32, 32) and torch.isfinite(image).all()
+    image.mean().backward()
+    for field in (gen.object_field, gen.background_field):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in field.parameters())
