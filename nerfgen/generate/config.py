@@ -54,10 +54,13 @@ class SceneOptions:
     max_seconds: float | None = None
     """The time budget of a scene run, in place of ``max_seconds`` (a scene scores several renders
     a step); None keeps ``max_seconds``. A ``--max-seconds`` given for the run wins."""
+    refine_max_seconds: float | None = None
+    """The time budget of a scene's refinement (``--refine``), in place of ``refine.max_seconds``;
+    None keeps ``refine.max_seconds``."""
     batch: int = 2
-    """Views of the whole scene rendered and scored per step."""
+    """Views of the whole scene rendered and scored per step (the refinement's too)."""
     object_batch: int = 2
-    """Views of each object alone per step."""
+    """Views of each object alone per step (the refinement's too)."""
     lambda_scene: float = 1.0
     """Weight of the scene's score distillation loss."""
     lambda_objects: float = 1.0
