@@ -84,6 +84,11 @@ class RefinementStages:
             budget = cfg.refine.max_seconds
         return max(steps, spent / budget if budget > 0 else 0.0)
 
+    def spent(self, step: int, seconds: float) -> bool:
+        """The refinement's budget (steps or, when set, seconds) is spent: a coarse stage that
+        ended on its steps before its seconds leaves the refinement no more time than its own."""
+        return self.refining and self._stage_done(step, seconds) >= 1
+
     def _attach(self, refined: bool = True) -> None:
         """Put the refined fields into the run's model in place (or, not ``refined``, the coarse ones back)."""
         raise NotImplementedError
