@@ -47,9 +47,12 @@ def test_a_scene_refines_per_object_resumes_midway_into_the_same_scene_and_expor
     prior = toy_prior(layout)
     config = load_config(GenerateConfig, None, SCENE)
     whole = scene_generation(None, tmp_path / "whole", config, loaded_prior=prior, layout=layout)
+    live = whole.task.live_run(tmp_path / "whole")  # what the viewer shows while it trains
+    coarse_field = live.model.objects[0].field
     whole.run()
     task = whole.task
     assert task.switched == 2 and all(isinstance(o.field, SDFField) for o in task.model.objects)
+    assert isinstance(live.model.objects[0].field, SDFField) and live.model.objects[0].field is not coarse_field
     assert float(task.model.objects[0].field.beta) == pytest.approx(TINY["refine"]["beta"][1])
 
     # a plain scene run, refined afterwards (--resume --refine), interrupted halfway through the refinement
