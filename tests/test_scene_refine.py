@@ -1,14 +1,14 @@
 """The refinement of a generated scene, per object in its layout (nerfgen.generate.scene_refine):
 each object's coarse cloud becomes a solid signed-distance surface, the scene resumes
 mid-refinement into the same objects, a finished coarse scene is refined by ``--resume --refine``,
-and the refined scene exports a mesh node per object."""
+and the live run (the viewer's) shows the refined objects. The export of a refined scene (its
+``scene.glb``) is not tested here, its calibration renders would double the test's time:
+``bench/crisp_generate.py --refine`` makes and meshes one."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-import trimesh
 
 import nerfgen
 from nerfgen.api import scene_generation
@@ -24,7 +24,8 @@ PROMPT = "a red cube to the left of a blue cube"
 RED, BLUE = (0.85, 0.1, 0.1), (0.1, 0.25, 0.88)
 HALF = 0.45
 SCENE = {**TINY, "guidance": 1.0, "shading": {"albedo_fraction": 1.0}, "lambda_orientation": 0.0,
-         "scene": {"settle_every": 0, "grid_resolution": 32, "batch": 1, "object_batch": 1}}
+         "scene": {"settle_every": 0, "grid_resolution": 32, "batch": 1, "object_batch": 1},
+         "refine": {**TINY["refine"], "render_step_size": 0.01}}  # a coarser march than an object's: two objects and a scene
 
 
 def toy_prior(layout) -> PromptBoxesPrior:
@@ -36,13 +37,13 @@ def toy_prior(layout) -> PromptBoxesPrior:
 
 
 def _alpha(run_dir) -> torch.Tensor:
-    """``[4, 64, 64]`` opacity of the scene run in ``run_dir`` from four sides of its orbit."""
+    """``[4, 48, 48]`` opacity of the scene run in ``run_dir`` from four sides of its orbit."""
     run = nerfgen.load_run(run_dir, device="cpu")
-    cameras = run.orbit_cameras(4, 64, 64)
+    cameras = run.orbit_cameras(4, 48, 48)
     return torch.stack([run.render(cameras, i).opacity for i in range(4)])
 
 
-def test_a_scene_refines_per_object_resumes_midway_into_the_same_scene_and_exports(tmp_path):
+def test_a_scene_refines_per_object_and_resumes_midway_into_the_same_scene(tmp_path):
     layout = nerfgen.solve_layout(nerfgen.parse_scene(PROMPT))
     prior = toy_prior(layout)
     config = load_config(GenerateConfig, None, SCENE)
@@ -76,18 +77,6 @@ def test_a_scene_refines_per_object_resumes_midway_into_the_same_scene_and_expor
     widths = edge_width(coarse), edge_width(refined)
     assert shares[1] <= 0.15 and shares[1] < shares[0], f"semi-transparent share coarse, refined: {shares}"
     assert widths[1] <= 2.0 and widths[1] < widths[0], f"edge width coarse, refined: {widths}"
-    out = run.render_objects(run.orbit_cameras(1, 48, 48), 0)
+    out = run.render_objects(run.orbit_cameras(1, 32, 32), 0)
     for k in range(2):
-        assert float((out.masks[..., k] > 0.5).sum()) > 10, f"object {k} is not seen in the refined scene"
-
-    report = run.export_mesh([tmp_path / "scene.glb", tmp_path / "merged.ply"], resolution=32)
-    assert [n["name"] for n in report["objects"]] == ["cube", "cube-2"]
-    assert all(n["watertight"] for n in report["objects"]), report["objects"]
-    scene = trimesh.load(tmp_path / "scene.glb")
-    assert sorted(scene.graph.nodes_geometry) == ["cube", "cube-2"]
-    for k, o in enumerate(run.layout.objects):  # placed by the layout, textured
-        transform, name = scene.graph[o.name]
-        assert np.allclose(transform, run.layout.object_to_world()[k].numpy(), atol=1e-5)
-        assert isinstance(scene.geometry[name].visual, trimesh.visual.TextureVisuals)
-    merged = trimesh.load(tmp_path / "merged.ply")
-    assert merged.bounds[0, 1] < -0.3 < 0.3 < merged.bounds[1, 1]  # both objects, placed
+        assert float((out.masks[..., k] > 0.5).sum()) > 5, f"object {k} is not seen in the refined scene"
