@@ -29,7 +29,8 @@ above), ``wall_s_coarse`` and ``wall_s_refine`` apart.
     python bench/crisp_generate.py --set scenes --pick 0 --output /tmp/crisp --jobs 1
     python bench/crisp_generate.py --set objects --pick 0 3 --steps 500 --override lambda_orientation=10 camera.resolution=64 --output /tmp/o
     python bench/crisp_generate.py --runs /tmp/crisp/a-red-cube /tmp/crisp/a-red-cube-on-a-cyan-cylinder
-    python bench/crisp_generate.py --set scenes --pick 0 --refine --output /tmp/crisp-refined --jobs 1
+    python bench/crisp_generate.py --set scenes --pick 0 --refine --output /tmp/crisp-refined --jobs 1 --threads 1
+    python bench/crisp_generate.py --prompts "a purple sphere on an orange cube" --refine --output /tmp/r --jobs 1
 """
 
 from __future__ import annotations
@@ -244,6 +245,7 @@ def main() -> int:
     p.add_argument("--runs", type=Path, nargs="+", help="measure these finished runs; generate nothing")
     p.add_argument("--set", choices=("objects", "scenes", "all"), default="all", help="prompts to generate")
     p.add_argument("--pick", type=int, nargs="+", help="only these prompts (indices into the set)")
+    p.add_argument("--prompts", nargs="+", help="generate these prompts instead of a set")
     p.add_argument("--output", type=Path, default=Path("runs/bench_crisp"))
     p.add_argument("--jobs", type=int, default=2, help="prompts generated at once")
     p.add_argument("--threads", type=int, help="threads per prompt (default: the cores shared out among the jobs)")
@@ -262,6 +264,7 @@ def main() -> int:
         prompts = {"objects": OBJECT_PROMPTS, "scenes": scene_bench().PROMPTS,
                    "all": OBJECT_PROMPTS + scene_bench().PROMPTS}[args.set]
         prompts = prompts if args.pick is None else [prompts[i] for i in args.pick]
+        prompts = args.prompts or prompts
         overrides = parse_overrides(args.override)
         if args.steps is not None:
             overrides["max_steps"] = args.steps
