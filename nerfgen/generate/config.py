@@ -93,7 +93,8 @@ class RefineConfig:
     steps: int = 300
     """Refinement steps (on top of ``max_steps``)."""
     max_seconds: float = 0.0
-    """Time budget of the refinement (on top of ``max_seconds``); 0: ``steps`` alone."""
+    """Time budget of the refinement (on top of ``max_seconds``; the refinement ends when its own
+    steps or seconds are spent); 0: ``steps`` alone."""
     resolution: int = 64
     """Side of the refinement's training renders (downsampled, anti-aliased, to the prior's)."""
     batch: int = 2
