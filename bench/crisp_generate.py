@@ -18,10 +18,19 @@ One JSON line per run, then one aggregating them. It generates the prompts (``--
 the 8 single objects below, 6 of them the prior's held-out shape/colour pairs; ``scenes``: the 8
 scene-bench prompts) or measures runs already made (``--runs DIR...``, e.g. refined runs).
 
+With ``--refine`` each prompt is generated coarse, measured (``"stage": "coarse"``, sheet
+``crisp_coarse.png``), then refined in the same run directory (``--resume --refine``: single
+objects by :mod:`nerfgen.generate.refine`, scenes per object by :mod:`nerfgen.generate.scene_refine`)
+and measured again (``"stage": "refined"``); the refined line's ``wall_s`` is both stages' wall
+time together (each stage writes its own products, so it bounds ``nerfgen generate --refine`` from
+above), ``wall_s_coarse`` and ``wall_s_refine`` apart.
+
     python bench/crisp_generate.py --set objects --pick 0 3 --output /tmp/crisp --jobs 2
     python bench/crisp_generate.py --set scenes --pick 0 --output /tmp/crisp --jobs 1
     python bench/crisp_generate.py --set objects --pick 0 3 --steps 500 --override lambda_orientation=10 camera.resolution=64 --output /tmp/o
     python bench/crisp_generate.py --runs /tmp/crisp/a-red-cube /tmp/crisp/a-red-cube-on-a-cyan-cylinder
+    python bench/crisp_generate.py --set scenes --pick 0 --refine --output /tmp/crisp-refined --jobs 1 --threads 1
+    python bench/crisp_generate.py --prompts "a purple sphere on an orange cube" --refine --output /tmp/r --jobs 1
 """
 
 from __future__ import annotations
@@ -69,19 +78,22 @@ def scene_bench():
     return sys.modules["bench_scene_generate"]
 
 
-def generate(prompt: str, output: Path, scene: bool, threads: int, seed: int, overrides: dict) -> dict:
-    """Generate ``prompt`` into ``output`` (resumed when interrupted, skipped when finished); the
-    wall time and peak RSS of this process, also kept in ``output/bench_time.json``."""
+def generate(prompt: str, output: Path, scene: bool, threads: int, seed: int, overrides: dict,
+             timing_name: str = "bench_time.json") -> dict:
+    """Generate ``prompt`` into ``output`` (resumed when interrupted or when ``overrides`` refine a
+    finished run, skipped when finished); the wall time and peak RSS of this process, also kept in
+    ``output/timing_name``."""
     torch.set_num_threads(threads)
     from nerfgen.generate.api import generate as generate_object, generate_scene
 
-    timing_file = output / "bench_time.json"
+    timing_file = output / timing_name
     if timing_file.is_file():
         return json.loads(timing_file.read_text())
     start = time.perf_counter()
     resume = (output / "state.json").is_file()
     make = generate_scene if scene else generate_object
-    make(None if resume else prompt, output, resume=resume, seed=seed, device="cpu", threads=threads, **overrides)
+    seeded = {} if resume else {"seed": seed}
+    make(None if resume else prompt, output, resume=resume, device="cpu", threads=threads, **seeded, **overrides)
     timing = {"wall_s": round(time.perf_counter() - start, 1),
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
     timing_file.write_text(json.dumps(timing))
@@ -145,7 +157,7 @@ def write_sheet(path: Path, rgb: torch.Tensor, opacity: torch.Tensor) -> None:
     iio.imwrite(path, (torch.cat(rows, 0).clamp(0, 1) * 255 + 0.5).byte().numpy())
 
 
-def measure(output: Path) -> dict:
+def measure(output: Path, sheet: str = "crisp.png", timing_file: str = "bench_time.json") -> dict:
     """The fuzz figures and checks of the finished run in ``output`` (see the module docstring)."""
     import nerfgen
     from nerfgen.generate.crisp import edge_width, semi_transparent_share
@@ -153,12 +165,12 @@ def measure(output: Path) -> dict:
     run = nerfgen.load_run(output, device="cpu")
     scene = run.info.kind == "scene"
     rgb, opacity = orbit_renders(run)
-    write_sheet(output / "crisp.png", rgb, opacity)
+    write_sheet(output / sheet, rgb, opacity)
     consistency = surface_consistency(run)
     checks = scene_bench().check(run.info.prompt, output) if scene else object_checks(run)
     state = json.loads((output / "state.json").read_text())
-    timing_file = output / "bench_time.json"
-    timing = json.loads(timing_file.read_text()) if timing_file.is_file() else {"wall_s": None, "peak_rss_mb": None}
+    timing_path = output / timing_file
+    timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {"wall_s": None, "peak_rss_mb": None}
     return {
         "prompt": run.info.prompt, "run": str(output), "kind": run.info.kind, "steps": state["step"],
         "semi_transparent": round(semi_transparent_share(opacity), 4),
@@ -172,15 +184,27 @@ def measure(output: Path) -> dict:
     }
 
 
-def one(prompt: str, root: Path, threads: int, seed: int, overrides: dict) -> dict:
-    """Generate (or finish) ``prompt`` under ``root`` and measure it."""
+def one(prompt: str, root: Path, threads: int, seed: int, overrides: dict, refine: bool = False) -> list[dict]:
+    """Generate (or finish) ``prompt`` under ``root`` and measure it; with ``refine``, coarse, then
+    refined (see the module docstring)."""
     from nerfgen.batch import slug
     from nerfgen.generate.scene_prompt import parse_scene
 
     output = root / slug(prompt)
     scene = len(parse_scene(prompt).objects) > 1
-    generate(prompt, output, scene, threads, seed, overrides)
-    return measure(output)
+    coarse = generate(prompt, output, scene, threads, seed, overrides)
+    if not refine:
+        return [measure(output)]
+    if (output / "bench_time_refine.json").is_file():
+        first = json.loads((output / "bench_coarse.json").read_text())
+    else:
+        first = measure(output, "crisp_coarse.png")
+        (output / "bench_coarse.json").write_text(json.dumps(first))
+    refined = generate(prompt, output, scene, threads, seed, {"refine": {"enabled": True}}, "bench_time_refine.json")
+    second = measure(output)
+    second.update(wall_s=round(coarse["wall_s"] + refined["wall_s"], 1), wall_s_coarse=coarse["wall_s"],
+                  wall_s_refine=refined["wall_s"], peak_rss_mb=max(coarse["peak_rss_mb"], refined["peak_rss_mb"]))
+    return [{**first, "stage": "coarse"}, {**second, "stage": "refined"}]
 
 
 def summary(results: list[dict]) -> dict:
@@ -221,6 +245,7 @@ def main() -> int:
     p.add_argument("--runs", type=Path, nargs="+", help="measure these finished runs; generate nothing")
     p.add_argument("--set", choices=("objects", "scenes", "all"), default="all", help="prompts to generate")
     p.add_argument("--pick", type=int, nargs="+", help="only these prompts (indices into the set)")
+    p.add_argument("--prompts", nargs="+", help="generate these prompts instead of a set")
     p.add_argument("--output", type=Path, default=Path("runs/bench_crisp"))
     p.add_argument("--jobs", type=int, default=2, help="prompts generated at once")
     p.add_argument("--threads", type=int, help="threads per prompt (default: the cores shared out among the jobs)")
@@ -228,6 +253,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, help="max_steps (default: the config's)")
     p.add_argument("--seconds", type=float, help="max_seconds (default: the config's)")
     p.add_argument("--override", nargs="+", default=[], help="config keys, key=value (YAML values)")
+    p.add_argument("--refine", action="store_true", help="measure each run coarse, then refined (--resume --refine)")
     args = p.parse_args()
     results = []
     if args.runs:
@@ -238,6 +264,7 @@ def main() -> int:
         prompts = {"objects": OBJECT_PROMPTS, "scenes": scene_bench().PROMPTS,
                    "all": OBJECT_PROMPTS + scene_bench().PROMPTS}[args.set]
         prompts = prompts if args.pick is None else [prompts[i] for i in args.pick]
+        prompts = args.prompts or prompts
         overrides = parse_overrides(args.override)
         if args.steps is not None:
             overrides["max_steps"] = args.steps
@@ -246,9 +273,11 @@ def main() -> int:
         threads = args.threads or max(1, torch.get_num_threads() // args.jobs)
         n = len(prompts)
         with ProcessPoolExecutor(args.jobs) as pool:
-            for result in pool.map(one, prompts, [args.output] * n, [threads] * n, [args.seed] * n, [overrides] * n):
-                print(json.dumps({k: v for k, v in result.items() if k != "pass"}), flush=True)
-                results.append(result)
+            for lines in pool.map(one, prompts, [args.output] * n, [threads] * n, [args.seed] * n, [overrides] * n,
+                                  [args.refine] * n):
+                for result in lines:
+                    print(json.dumps({k: v for k, v in result.items() if k != "pass"}), flush=True)
+                results.append(lines[-1])
     print(json.dumps(summary(results)), flush=True)
     return 0
 

@@ -114,10 +114,11 @@ def test_refinement_with_a_tiny_stable_diffusion_pipeline(tmp_path):
     assert "encoding.table" in changed and any(k.startswith("sdf_net") for k in changed)
 
 
-def test_refine_flags_and_scenes_refuse_the_refinement(tmp_path):
+def test_refine_flags_and_a_scenes_refinement_budget(tmp_path):
     from nerfgen.api import scene_generation
     from nerfgen.cli import build_parser
     from nerfgen.generate.cli import _options
+    from nerfgen.generate.scene_refine import RefinedSceneTask
 
     parse = build_parser().parse_args
     assert _options(parse(["generate", "a red cube", "--output", "x"]))["refine"] is None
@@ -125,6 +126,17 @@ def test_refine_flags_and_scenes_refuse_the_refinement(tmp_path):
     assert _options(parse(["generate", "--output", "x", "--resume", "--refine-steps", "50"]))["refine"] == {
         "enabled": True, "steps": 50}
 
-    config = load_config(GenerateConfig, None, TINY)
-    with pytest.raises(ValueError, match="refine"):  # not yet: per object, in the layout
-        scene_generation("a red cube on a blue sphere", tmp_path / "scene", config, loaded_prior=BoxTargetPrior())
+    # a scene is refined per object (tests/test_scene_refine.py), on a budget of its own when the config gives one
+    config = load_config(GenerateConfig, None, {**TINY, "max_seconds": 60.0,
+                                                "scene": {"refine_max_seconds": 30.0},
+                                                "refine": {**TINY["refine"], "max_seconds": 10.0}})
+    engine = scene_generation("a red cube on a blue sphere", tmp_path / "scene", config, loaded_prior=BoxTargetPrior())
+    assert isinstance(engine.task, RefinedSceneTask) and engine.task.config.refine.max_seconds == 30.0
+    assert engine.config.max_steps == TINY["max_steps"] + TINY["refine"]["steps"] and engine.config.max_seconds == 90.0
+    task = engine.task  # the refinement ends on its own budget, whatever the coarse stage left of the engine's
+    assert not task.spent(3, 80.0) and not engine.finished, "the coarse stage is not the refinement"
+    task.switched, task.switched_seconds = 2, 10.0
+    assert not task.spent(3, 39.0) and task.spent(3, 40.0) and task.spent(6, 11.0)
+    kept = scene_generation("a red cube on a blue sphere", tmp_path / "kept", config, loaded_prior=BoxTargetPrior(),
+                            refine={"max_seconds": 5.0})
+    assert kept.task.config.refine.max_seconds == 5.0 and kept.config.max_seconds == 65.0

@@ -132,8 +132,9 @@ class Engine:
     # -- one step ------------------------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        """Whether the step or time budget is spent."""
-        return progress(self.step, self.config.max_steps, self.seconds, self.config.max_seconds) >= 1.0
+        """Whether the step or time budget (or the task's own, :meth:`Task.spent`) is spent."""
+        done = progress(self.step, self.config.max_steps, self.seconds, self.config.max_seconds) >= 1.0
+        return done or self.task.spent(self.step, self.seconds)
 
     def optimize(self, names: str | Sequence[str], loss: torch.Tensor | float) -> None:
         """Zero, backpropagate (averaging over the ranks in buckets as gradients arrive), clip and

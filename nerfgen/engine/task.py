@@ -127,6 +127,12 @@ class Task(abc.ABC):
     def load(self, output: Path) -> None:
         """Read back what :meth:`save` wrote (to resume)."""
 
+    def spent(self, step: int, seconds: float) -> bool:
+        """Whether the task's own budget is spent after ``step`` steps and ``seconds`` of training
+        (the job's seconds: the same on every rank), ending the run before the engine's
+        ``max_steps`` / ``max_seconds`` do: a run of stages each with its own budget. Default: never."""
+        return False
+
     def state(self) -> tuple[dict[str, Tensor], dict]:
         """Training-only state beyond the optimisers: tensors and JSON-ready values."""
         return {}, {}

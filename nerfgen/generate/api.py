@@ -105,7 +105,8 @@ def scene_generation(prompt: str | None, output: str | Path, config: Any = None,
         layout: a :class:`~nerfgen.generate.layout.Layout` or a layout JSON file: objects, their
             prompts and boxes given instead of solved from the prompt (a prompt given too replaces
             the layout's scene prompt).
-        options: config keys to override.
+        options: config keys to override (``refine={"enabled": True}``: each object refined into
+            a solid surface after the coarse steps, see :mod:`nerfgen.generate.scene_refine`).
     """
     from nerfgen.engine import resolve_device
     from nerfgen.generate.layout import LAYOUT_FILE, read_layout
@@ -122,10 +123,16 @@ def scene_generation(prompt: str | None, output: str | Path, config: Any = None,
         plan = scene_layout(prompt, layout, cfg.scene.radius)
         if options.get("max_seconds") is None and cfg.scene.max_seconds is not None:
             cfg = dataclasses.replace(cfg, max_seconds=cfg.scene.max_seconds)
-    if cfg.refine.enabled:
-        raise ValueError("refine: the refinement stage refines single objects; scenes are not refined yet")
     if loaded_prior is None:
         loaded_prior = build_prior(cfg.prior, cfg.model, resolve_device(cfg.device))
+    if cfg.refine.enabled:
+        from nerfgen.generate.refine_stages import engine_budget
+        from nerfgen.generate.scene_refine import RefinedSceneTask
+
+        if cfg.scene.refine_max_seconds is not None and "max_seconds" not in (options.get("refine") or {}):
+            cfg = dataclasses.replace(cfg, refine=dataclasses.replace(cfg.refine,
+                                                                      max_seconds=cfg.scene.refine_max_seconds))
+        return Engine(engine_budget(cfg), RefinedSceneTask(plan, cfg, loaded_prior), output, resume=resume)
     return Engine(cfg, SceneGenerationTask(plan, cfg, loaded_prior), output, resume=resume)
 
 

@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refine", action="store_true",
                    help="after the coarse steps, refine the object into a solid surface with crisp edges (a "
                         "signed-distance field fitted to the coarse one, refined by score distillation at a higher "
-                        "resolution; the config's refine section; single objects)")
+                        "resolution; the config's refine section; with --scene, each object in the layout)")
     p.add_argument("--refine-steps", type=int, help="refinement steps (implies --refine)")
     p.add_argument("--seed", type=int, help="random seed (a run is repeatable for a seed)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale")

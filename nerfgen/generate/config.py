@@ -54,10 +54,13 @@ class SceneOptions:
     max_seconds: float | None = None
     """The time budget of a scene run, in place of ``max_seconds`` (a scene scores several renders
     a step); None keeps ``max_seconds``. A ``--max-seconds`` given for the run wins."""
+    refine_max_seconds: float | None = None
+    """The time budget of a scene's refinement (``--refine``), in place of ``refine.max_seconds``;
+    None keeps ``refine.max_seconds``."""
     batch: int = 2
-    """Views of the whole scene rendered and scored per step."""
+    """Views of the whole scene rendered and scored per step (the refinement's too)."""
     object_batch: int = 2
-    """Views of each object alone per step."""
+    """Views of each object alone per step (the refinement's too)."""
     lambda_scene: float = 1.0
     """Weight of the scene's score distillation loss."""
     lambda_objects: float = 1.0
@@ -82,18 +85,20 @@ class RefineConfig:
     coarse steps the density field is replaced by a signed-distance field (:class:`nerfgen.fields.SDFField`)
     fitted to the coarse field's contoured surface and colour, then refined by score distillation at
     a higher render resolution while the density's Laplace scale :math:`\\beta` shrinks, so the
-    object ends solid with edges about a pixel wide (:mod:`nerfgen.generate.refine`)."""
+    object ends solid with edges about a pixel wide (:mod:`nerfgen.generate.refine`; a scene's
+    objects each in its layout: :mod:`nerfgen.generate.scene_refine`)."""
 
     enabled: bool = False
     """Run the refinement after the coarse steps."""
     steps: int = 300
     """Refinement steps (on top of ``max_steps``)."""
     max_seconds: float = 0.0
-    """Time budget of the refinement (on top of ``max_seconds``); 0: ``steps`` alone."""
+    """Time budget of the refinement (on top of ``max_seconds``; the refinement ends when its own
+    steps or seconds are spent); 0: ``steps`` alone."""
     resolution: int = 64
     """Side of the refinement's training renders (downsampled, anti-aliased, to the prior's)."""
     batch: int = 2
-    """Views rendered and scored per refinement step."""
+    """Views rendered and scored per refinement step (a scene's: ``scene.batch`` and ``scene.object_batch``)."""
     lr: float = 5e-3
     """Adam learning rate of the signed-distance field."""
     beta: tuple[float, float] = (0.02, 0.004)
@@ -230,6 +235,8 @@ class GenerateConfig(EngineConfig):
              "scene.batch and scene.object_batch must be >= 0, not both 0"),
             (0 < self.scene.radius <= self.scene.box, "need 0 < scene.radius <= scene.box"),
             (self.scene.grid_resolution >= 8, "scene.grid_resolution must be >= 8"),
+            (self.scene.refine_max_seconds is None or self.scene.refine_max_seconds >= 0,
+             "scene.refine_max_seconds must be >= 0 (or null)"),
             (self.normal_smooth_jitter > 0, "normal_smooth_jitter must be > 0"),
             (self.refine.steps >= 1 and self.refine.resolution >= 8 and self.refine.batch >= 1,
              "refine.steps and refine.batch must be >= 1, refine.resolution >= 8"),

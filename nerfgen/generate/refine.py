@@ -24,7 +24,6 @@ directory it leaves holds the refined field (``run.json`` names the ``sdf`` fiel
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import torch
@@ -32,16 +31,21 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nerfgen.cameras import Cameras, random_views
-from nerfgen.engine import Env, Schedule, StepContext, StepResult
+from nerfgen.engine import Env, StepContext, StepResult
 from nerfgen.fields import SDFField, build_field
+from nerfgen.generate.refine_stages import (
+    REFINED_FIELD,
+    RefinementStages,
+    annealed,
+    engine_budget,
+    refine_render_config,
+    refine_t_max,
+    refined_spec,
+    sdf_grid_reach,
+)
 from nerfgen.generate.task import GenerationTask, choose_shading, generated_orbit, shaded_renders
-from nerfgen.render import ModelSpec, RadianceModel
+from nerfgen.render import RadianceModel
 from nerfgen.render.model import build_sampler
-from nerfgen.runs import RunInfo
-
-REFINED_FIELD = "sdf"
-"""The registered field a refined run holds."""
-
 
 def signed_distance_grid(inside: np.ndarray, cell: float) -> np.ndarray:
     """``[nx, ny, nz]`` signed distance (world units, negative inside) to the boundary of the
@@ -71,12 +75,6 @@ def eikonal_loss(sdf_fn, points: Tensor, eps: float = 5e-3) -> Tensor:
     d = sdf_fn(shifted).view(2, 3, -1)
     grad = (d[0] - d[1]) / (2 * eps)  # [3, n]
     return (grad.norm(dim=0) - 1).pow(2).mean()
-
-
-def annealed(start: float, end: float, done: float) -> float:
-    """Geometric interpolation from ``start`` to ``end`` at fraction ``done`` (clamped to [0, 1])."""
-    done = min(max(done, 0.0), 1.0)
-    return math.exp(math.log(start) + (math.log(end) - math.log(start)) * done)
 
 
 def coarse_surface(model: RadianceModel, box: Tensor, resolution: int, views: Cameras) -> tuple[Tensor, float]:
@@ -131,28 +129,10 @@ def fit_to_coarse(field: SDFField, coarse: RadianceModel, distances: Tensor, box
     return error
 
 
-def refined_spec(config) -> ModelSpec:
-    """The refined model of a generation ``config``: the SDF field, marched by an occupancy grid
-    with ``refine.render_step_size`` steps."""
-    r = config.refine
-    grid = dataclasses.replace(config.grid, resolution=r.grid_resolution, render_step_size=r.render_step_size,
-                               coarse_while_dense=False)
-    return ModelSpec(REFINED_FIELD, dict(r.field_options), "occupancy", grid, config.stratified)
-
-
-def engine_budget(config):
-    """The engine's config of a refined run: ``max_steps + refine.steps`` steps and, when both
-    stages have a time budget, the sum of both."""
-    r = config.refine
-    seconds = config.max_seconds + r.max_seconds if config.max_seconds > 0 and r.max_seconds > 0 else 0.0
-    return dataclasses.replace(config, max_steps=config.max_steps + r.steps, max_seconds=seconds)
-
-
-class RefinedGenerationTask(GenerationTask):
+class RefinedGenerationTask(RefinementStages, GenerationTask):
     """A generation run whose last ``refine.steps`` steps refine the coarse field into a solid
     signed-distance surface (see the module); run it on an engine configured by
-    :func:`engine_budget`. Each stage has its own budget (steps and, when set, seconds) and its own
-    fraction done (the coarse stage's annealing is as in an unrefined run)."""
+    :func:`engine_budget`. The coarse stage's annealing is as in an unrefined run."""
 
     name = "generate"
 
@@ -165,28 +145,8 @@ class RefinedGenerationTask(GenerationTask):
             self.sdf_field = build_field(REFINED_FIELD, self.aabb, self.sdf_spec.field_options).to(self.device)
         self.refine_optimizer = torch.optim.Adam(self.sdf_field.parameters(), lr=cfg.refine.lr, betas=(0.9, 0.99),
                                                  eps=1e-15)
-        self.switched: int | None = None  # the step the refinement began at
-        self.switched_seconds = 0.0  # and the run's training seconds then
+        self.switched, self.switched_seconds = None, 0.0
         self.coarse_parts = (self.model.spec, self.model.sampler, self.model.field)
-
-    def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
-        return {**super().optimizers(), "refine": (self.refine_optimizer, Schedule())}
-
-    @property
-    def refining(self) -> bool:
-        return self.switched is not None
-
-    def _stage_done(self, step: int, seconds: float) -> float:
-        """Fraction of the current stage's budget used before ``step``, ``seconds`` into the run
-        (the engine's training seconds: the same on every rank, and those of a plain generation
-        run resumed into its refinement)."""
-        cfg = self.config
-        if not self.refining:
-            steps, spent, budget = step / cfg.max_steps, seconds, cfg.max_seconds
-        else:
-            steps, spent = (step - self.switched) / cfg.refine.steps, seconds - self.switched_seconds
-            budget = cfg.refine.max_seconds
-        return max(steps, spent / budget if budget > 0 else 0.0)
 
     def _attach(self, refined: bool = True) -> None:
         """Put the SDF field (and a fresh grid for it) into the run's model, in place: what the
@@ -199,11 +159,9 @@ class RefinedGenerationTask(GenerationTask):
             self.model.spec, self.model.sampler, self.model.field = self.coarse_parts
 
     def _update_grid(self, step: int, ctx_world) -> None:
-        """Refresh the occupancy grid with the distance grown by a cell's half diagonal: a cell the
-        surface passes through counts as occupied wherever in it the jittered point falls."""
-        grid = self.model.sampler
-        reach = float((self.aabb[3:] - self.aabb[:3]).max()) / grid.config.resolution * 3**0.5 / 2
-        grid.update(step, lambda x: self.sdf_field.grown_density(x, reach), ctx_world)
+        """Refresh the occupancy grid on the grown surface (:func:`sdf_grid_reach`)."""
+        reach = sdf_grid_reach(self.aabb, self.model.sampler.config.resolution)
+        self.model.sampler.update(step, lambda x: self.sdf_field.grown_density(x, reach), ctx_world)
 
     def begin_refinement(self, ctx: StepContext) -> float:
         """Fit the SDF field to the coarse one and put it in its place; returns the fit's error."""
@@ -215,37 +173,25 @@ class RefinedGenerationTask(GenerationTask):
         self.sdf_field.beta.fill_(cfg.refine.beta[0])
         error = fit_to_coarse(self.sdf_field, self.model, distances, box, cfg.refine.init_steps, ctx.generator)
         ctx.world.broadcast([p.data for p in self.sdf_field.parameters()])  # every rank starts alike
-        self.switched, self.switched_seconds = ctx.step, ctx.seconds
-        self._attach()
+        self._begun(ctx)
         self._update_grid(self.model.sampler.config.update_every, ctx.world)
         return error
-
-    def step(self, ctx: StepContext) -> StepResult:
-        figures: dict = {}
-        if not self.refining and self._stage_done(ctx.step, ctx.seconds) >= 1:
-            figures["fit_error"] = self.begin_refinement(ctx)
-        ctx.done = self._stage_done(ctx.step, ctx.seconds)
-        result = self.refine_step(ctx) if self.refining else super().step(ctx)
-        result.figures.update(figures)
-        return result
 
     def refine_step(self, ctx: StepContext) -> StepResult:
         """Random views at ``refine.resolution``, score distillation + Eikonal loss, Adam on the SDF field."""
         cfg, r = self.config, self.config.refine
         field = self.sdf_field
-        after = self._stage_done(ctx.step + 1, ctx.seconds)  # the last step takes the final beta
-        field.beta.fill_(annealed(r.beta[0], r.beta[1], after))
+        field.beta.fill_(self._annealed_beta(ctx))
         self.model.train()
         if ctx.step > self.switched:
             self._update_grid(ctx.step - self.switched, ctx.world)
         views, fov = random_views(r.batch, cfg.camera.elevation, cfg.camera.distance, cfg.camera.fov, self.generator)
         mode = choose_shading(cfg, ctx.done, self.generator)
-        shown = dataclasses.replace(cfg, camera=dataclasses.replace(cfg.camera, resolution=r.resolution))
         zeros = torch.zeros(3, device=self.device)
         renders = shaded_renders(lambda rays: self.model.render_rays(rays, zeros, stratified=True),
-                                 lambda x: -field.sdf(x), views, fov, mode, shown, self.prior.resolution,
-                                 self.background, self.generator, self.device)
-        t_max = r.t_max[0] + (r.t_max[1] - r.t_max[0]) * min(ctx.done, 1.0)
+                                 lambda x: -field.sdf(x), views, fov, mode, refine_render_config(cfg),
+                                 self.prior.resolution, self.background, self.generator, self.device)
+        t_max = refine_t_max(cfg, ctx.done)
         sds = self.prior.sds_loss(renders.images, self.prompt_for(views), views.to(self.device), cfg.guidance,
                                   (cfg.t_min, t_max), self.generator)
         box = self.aabb.to(self.device)
@@ -257,29 +203,6 @@ class RefinedGenerationTask(GenerationTask):
                    "beta": float(field.beta), "shading": mode}
         return StepResult(figures, {"images": len(views), "samples": renders.n_samples})
 
-    # -- the run directory ----------------------------------------------------------------------
-    def info(self) -> RunInfo:
-        info = super().info()
-        return dataclasses.replace(info, model=self.sdf_spec) if self.refining else info
 
-    def load(self, output) -> None:
-        from nerfgen.kinds import read_info
-
-        refined = read_info(output).model.field == REFINED_FIELD
-        if refined != self.refining:  # the model must match the file now; the step comes with the state
-            self.switched = -1 if refined else None
-            self._attach(refined)
-        super().load(output)
-
-    def state(self) -> tuple[dict[str, Tensor], dict]:
-        tensors, values = super().state()
-        return tensors, {**values, "switched": self.switched, "switched_seconds": self.switched_seconds}
-
-    def load_state(self, tensors: dict[str, Tensor], values: dict) -> None:
-        super().load_state(tensors, values)
-        self.switched = values.get("switched")  # None from a plain generation run: refine it
-        self.switched_seconds = float(values.get("switched_seconds", 0.0))
-
-
-__all__ = ["RefinedGenerationTask", "annealed", "coarse_surface", "eikonal_loss", "engine_budget", "fit_to_coarse",
-           "refined_spec", "sample_grid", "signed_distance_grid"]
+__all__ = ["REFINED_FIELD", "RefinedGenerationTask", "annealed", "coarse_surface", "eikonal_loss", "engine_budget",
+           "fit_to_coarse", "refined_spec", "sample_grid", "signed_distance_grid"]

@@ -75,7 +75,8 @@ class SceneModel(nn.Module):
     """``n_objects`` object models composed into a scene.
 
     Args:
-        spec: each object's field and grid (an ngp field with a density blob, as text-to-3D uses).
+        spec: each object's field and grid (an ngp field with a density blob, as text-to-3D uses;
+            a refined scene's signed-distance field, ``sdf``).
         n_objects: how many objects.
         scene_box: half side of the scene's cube (world units, centred at the origin): rays are
             marched and objects rendered inside it.

@@ -129,12 +129,14 @@ class SceneGenerationTask(FieldTask):
         return StepResult(figures, {"images": images, "samples": samples})
 
     def _scored(self, render, density, batch: int, mode: str, prompts: PromptViews,
-                t_range: tuple[float, float]) -> tuple[Tensor, ShadedRenders]:
+                t_range: tuple[float, float], config: GenerateConfig | None = None) -> tuple[Tensor, ShadedRenders]:
         """``batch`` random views rendered by ``render`` (``rays -> RenderOutput``), shaded with
-        ``mode`` and scored against ``prompts``: the score distillation loss and the renders."""
-        cam = self.config.camera
+        ``mode`` and scored against ``prompts``: the score distillation loss and the renders
+        (rendered as ``config`` says, default the run's)."""
+        config = config or self.config
+        cam = config.camera
         views, fov = random_views(batch, cam.elevation, cam.distance, cam.fov, self.generator)
-        renders = shaded_renders(render, density, views, fov, mode, self.config, self.prior.resolution,
+        renders = shaded_renders(render, density, views, fov, mode, config, self.prior.resolution,
                                  self.background, self.generator, self.device)
         sds = self.prior.sds_loss(renders.images, prompts(views), views.to(self.device), self.config.guidance,
                                   t_range, self.generator)
