@@ -15,7 +15,7 @@ from torch import Tensor
 from nerfgen.cameras import Rays
 from nerfgen.fields import Conditioning
 from nerfgen.ops import RaySamples, ray_aabb_intersect
-from nerfgen.render.sampler import SigmaFn, StratifiedConfig, StratifiedSampler
+from nerfgen.render.sampler import SigmaFn, StratifiedConfig, StratifiedSampler, stratified_midpoints
 
 
 def _cube_spans(rays: Rays, transform: Tensor, box: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -23,13 +23,8 @@ def _cube_spans(rays: Rays, transform: Tensor, box: Tensor) -> tuple[Tensor, Ten
     (world to local): ``t_in [n], t_out [n], hit [n]``, in the world ray's own parameter (an
     affine map keeps the ray's parameter, so the local ray's direction is not normalised)."""
     a, b = transform[:, :3], transform[:, 3]
-    origins = rays.origins @ a.T + b
-    directions = rays.directions @ a.T
-    safe = torch.where(directions.abs() < 1e-12, torch.full_like(directions, 1e-12), directions)
-    t_lo, t_hi = (box[:3] - origins) / safe, (box[3:] - origins) / safe
-    t_in = torch.minimum(t_lo, t_hi).amax(-1).clamp(min=0.0)
-    t_out = torch.maximum(t_lo, t_hi).amin(-1)
-    return t_in, t_out, t_out > t_in
+    t_in, t_out, hit = ray_aabb_intersect(rays.origins @ a.T + b, rays.directions @ a.T, box[None])
+    return t_in[:, 0], t_out[:, 0], hit[:, 0]
 
 
 class ObjectBoxSampler(StratifiedSampler):
@@ -64,14 +59,14 @@ class ObjectBoxSampler(StratifiedSampler):
         if cfg.far > 0:
             t1 = t1.clamp(max=cfg.far)
         hit = hit[:, 0] & (t1 > t0)
-        mids = [self._stratified(t0, t1, cfg.n_samples, stratified)]
+        mids = [stratified_midpoints(t0, t1, cfg.n_samples, stratified)]
         transforms, present = cond.transform[0], None if cond.present is None else cond.present[0]
         for k in range(transforms.shape[0] - 1):
             t_in, t_out, crossed = _cube_spans(rays, transforms[k], self.box)
             if present is not None:
                 crossed = crossed & present[k]
             t_in, t_out = torch.maximum(t_in, t0), torch.minimum(t_out, t1)
-            inside = self._stratified(t_in, t_out, self.per_box, stratified)
+            inside = stratified_midpoints(t_in, t_out, self.per_box, stratified)
             mids.append(torch.where((crossed & (t_out > t_in))[:, None], inside, torch.inf))
         mids = torch.cat(mids, -1).sort(-1).values  # [n, N], the misses (inf) last
         valid = mids.isfinite() & hit[:, None]
@@ -81,11 +76,3 @@ class ObjectBoxSampler(StratifiedSampler):
         ends = torch.cat([ends, t1[:, None]], -1)
         ray_indices = torch.arange(n_rays, device=mids.device)[:, None].expand_as(mids)
         return RaySamples(starts[valid], ends[valid], ray_indices[valid], n_rays)
-
-    @staticmethod
-    def _stratified(t0: Tensor, t1: Tensor, n: int, stratified: bool) -> Tensor:
-        """``[rays, n]`` the midpoints of ``n`` equal bins between ``t0`` and ``t1`` (jittered in
-        their bins when ``stratified``)."""
-        bins = torch.arange(n, device=t0.device, dtype=t0.dtype)[None]
-        u = torch.rand(t0.shape[0], n, device=t0.device) if stratified else torch.full_like(bins, 0.5)
-        return t0[:, None] + (bins + u) * ((t1 - t0) / n)[:, None]

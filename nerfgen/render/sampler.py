@@ -91,6 +91,14 @@ class Sampler(nn.Module):
         return 1.0
 
 
+def stratified_midpoints(t0: Tensor, t1: Tensor, n: int, stratified: bool) -> Tensor:
+    """``[rays, n]`` the midpoints of ``n`` equal bins between ``t0 [rays]`` and ``t1 [rays]``,
+    jittered uniformly in their bins when ``stratified``."""
+    bins = torch.arange(n, device=t0.device, dtype=t0.dtype)[None]
+    u = torch.rand(t0.shape[0], n, device=t0.device) if stratified else torch.full_like(bins, 0.5)
+    return t0[:, None] + (bins + u) * ((t1 - t0) / n)[:, None]
+
+
 @dataclass
 class StratifiedConfig:
     """A fixed number of stratified samples per ray (NeRF's coarse sampling, GRAF)."""
@@ -139,8 +147,6 @@ class StratifiedSampler(Sampler):
         rays_hit = torch.nonzero(hit[:, 0] & (t1 > t0))[:, 0]  # [m]
         t0, t1 = t0[rays_hit, None], t1[rays_hit, None]
         delta = (t1 - t0) / n  # [m, 1]
-        bins = torch.arange(n, device=t0.device, dtype=t0.dtype)[None]  # [1, n]
-        u = torch.rand(rays_hit.shape[0], n, device=t0.device) if stratified else torch.full_like(bins, 0.5)
-        mids = t0 + (bins + u) * delta  # [m, n]
+        mids = stratified_midpoints(t0[:, 0], t1[:, 0], n, stratified)  # [m, n]
         return RaySamples((mids - 0.5 * delta).reshape(-1), (mids + 0.5 * delta).reshape(-1),
                           rays_hit.repeat_interleave(n), rays.origins.shape[0])
