@@ -138,14 +138,8 @@ class RefinedGenerationTask(RefinementStages, GenerationTask):
 
     def build(self, env: Env) -> None:
         super().build(env)
-        cfg = self.config
-        self.sdf_spec = refined_spec(cfg)
-        with torch.random.fork_rng(devices=[]):  # the coarse stage draws what an unrefined run draws
-            torch.manual_seed(cfg.seed)
-            self.sdf_field = build_field(REFINED_FIELD, self.aabb, self.sdf_spec.field_options).to(self.device)
-        self.refine_optimizer = torch.optim.Adam(self.sdf_field.parameters(), lr=cfg.refine.lr, betas=(0.9, 0.99),
-                                                 eps=1e-15)
-        self.switched, self.switched_seconds = None, 0.0
+        self.sdf_field = self._build_refined(
+            lambda: build_field(REFINED_FIELD, self.aabb, self.sdf_spec.field_options))
         self.coarse_parts = (self.model.spec, self.model.sampler, self.model.field)
 
     def _attach(self, refined: bool = True) -> None:

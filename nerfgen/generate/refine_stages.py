@@ -65,6 +65,19 @@ class RefinementStages:
     switched: int | None = None  # the step the refinement began at
     switched_seconds: float = 0.0  # and the run's training seconds then
 
+    def _build_refined(self, make, parameters=lambda module: module.parameters()):
+        """Set ``sdf_spec`` and return ``make()`` on the task's device, drawn from its own seeded
+        stream (the coarse stage draws what an unrefined run draws), with the refinement's Adam over
+        ``parameters(module)``."""
+        cfg = self.config
+        self.sdf_spec = refined_spec(cfg)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            module = make().to(self.device)
+        self.refine_optimizer = torch.optim.Adam(parameters(module), lr=cfg.refine.lr, betas=(0.9, 0.99), eps=1e-15)
+        self.switched, self.switched_seconds = None, 0.0
+        return module
+
     def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
         return {**super().optimizers(), "refine": (self.refine_optimizer, Schedule())}
 

@@ -39,7 +39,6 @@ from nerfgen.generate.refine_stages import (
     RefinementStages,
     refine_render_config,
     refine_t_max,
-    refined_spec,
     sdf_grid_reach,
 )
 from nerfgen.generate.scene_model import UNIT_BOX, SceneModel
@@ -60,14 +59,9 @@ class RefinedSceneTask(RefinementStages, SceneGenerationTask):
     def build(self, env: Env) -> None:
         super().build(env)
         cfg = self.config
-        self.sdf_spec = refined_spec(cfg)
-        with torch.random.fork_rng(devices=[]):  # the coarse stage draws what an unrefined run draws
-            torch.manual_seed(cfg.seed)
-            self.sdf_model = SceneModel(self.sdf_spec, len(self.layout.objects), cfg.scene.box,
-                                        cfg.scene.grid_resolution).to(self.device)
-        fields = [p for o in self.sdf_model.objects for p in o.field.parameters()]
-        self.refine_optimizer = torch.optim.Adam(fields, lr=cfg.refine.lr, betas=(0.9, 0.99), eps=1e-15)
-        self.switched, self.switched_seconds = None, 0.0
+        self.sdf_model = self._build_refined(
+            lambda: SceneModel(self.sdf_spec, len(self.layout.objects), cfg.scene.box, cfg.scene.grid_resolution),
+            lambda model: [p for o in model.objects for p in o.field.parameters()])
         self.coarse_parts = (self.model.spec, self.model.objects, self.model.scene_grid)
 
     def _attach(self, refined: bool = True) -> None:
