@@ -14,6 +14,7 @@ import torch
 import nerfgen
 from nerfgen.engine.metrics import psnr
 from nerfgen.generalize.evaluate import evaluate_capture
+from nerfgen.generalize.sources import SourceViews
 from nerfgen.scenes.multiview import MultiViewConfig, write_held_out
 
 TINY = {"pixelnerf": {"encoder": {"widths": [8, 16]},
@@ -81,16 +82,31 @@ def test_the_run_reopens_renders_from_any_sources_and_evaluates_on_the_command_l
     assert f"{held.resolve()}: source view 9 out of range: the train split has 3 views" in capsys.readouterr().err
 
 
+def left_out_psnr(run, capture) -> float:
+    """PSNR of each of the capture's training views rendered from the other two: what fine-tuning
+    fits (its held-out test views move by noise after a few steps of a model this small)."""
+    train = nerfgen.load_dataset(capture, "train")
+    total = 0.0
+    for target in range(3):
+        run.use_sources(SourceViews.from_dataset(train, [i for i in range(3) if i != target], run.background),
+                        orbit=False)
+        rgba = train.image(target).float() / 255
+        with torch.no_grad():
+            image = run.render(train.camera(target), 0)
+        total += float(psnr(image.rgb, rgba[..., :3] * rgba[..., 3:] + run.background * (1 - rgba[..., 3:]))) / 3
+    return total
+
+
 def test_fine_tuning_from_the_run_improves_the_scene_and_resumes(captures, trained):
     _, _, held = captures
     root, run, _ = trained
-    before = evaluate_capture(run, held, 3)["psnr"]
+    before = left_out_psnr(run, held)
     engine = nerfgen.reconstruction(held, root / "ft", init=root / "run", max_steps=40, seed=0, lr=1e-3)
     engine.run()
     tuned = nerfgen.load_run(root / "ft", device="cpu")
     assert tuned.info.sources.indices == [0, 1, 2] and tuned.info.config.finetune.init == str((root / "run").resolve())
-    after = evaluate_capture(tuned, held, 3)["psnr"]
-    assert after > before, (before, after)
+    after = left_out_psnr(tuned, held)
+    assert after > before + 0.3, (before, after)
     more = nerfgen.reconstruction(None, root / "ft", resume=True, max_steps=45)
     assert more.step == 40
     more.run()

@@ -3,8 +3,9 @@
 ``field(positions, directions, cond) -> FieldOutput(sigma, rgb | features)``. ``cond`` is a
 :class:`Conditioning`: per-point latent codes (a GAN's shape and appearance codes), an object's
 pose (world to object frame), which object slots exist (a composed scene) and the time of a dynamic
-scene. Fields know nothing about rays or cameras; the renderer hands them per-sample conditioning,
-gathered from per-ray conditioning with :meth:`Conditioning.take`. A field that cannot use a part
+scene. Fields know nothing about cameras; the renderer hands them per-sample conditioning,
+gathered from per-ray conditioning with :meth:`Conditioning.take`, and tells only the fields that
+read along rays (IBRNet's ray module) which ray each sample lies on (:attr:`Conditioning.rays`). A field that cannot use a part
 it is given refuses it (:meth:`RadianceField.check`), so a static field never silently renders
 one instant of a dynamic scene.
 """
@@ -34,6 +35,8 @@ class Conditioning:
         views: one scene's source views as a generalizable field sees them (their cameras and
             encoder features, computed once per scene: :class:`nerfgen.generalize.sources.SceneFeatures`),
             shared by every point.
+        rays: ``[n]`` long, the ray each point lies on, non-decreasing (packed samples): given by
+            the renderer to fields whose :attr:`RadianceField.accepts` lists ``rays``, never gathered.
     """
 
     latent: Tensor | None = None
@@ -41,13 +44,15 @@ class Conditioning:
     present: Tensor | None = None
     time: Tensor | None = None
     views: Any = None
+    rays: Tensor | None = None
 
-    PARTS = ("latent", "transform", "present", "time", "views")
+    PARTS = ("latent", "transform", "present", "time", "views", "rays")
     """The parts a field may be given (what :meth:`RadianceField.check` looks at)."""
 
     def take(self, index: Tensor) -> Conditioning:
         """Rows ``index [m]`` of the per-point parts (per-ray conditioning -> per-sample); shared
-        parts (leading dimension 1) stay shared."""
+        parts (leading dimension 1) stay shared; :attr:`rays` is dropped (it numbers the rays of one
+        render)."""
 
         def pick(t: Tensor | None) -> Tensor | None:
             return t if t is None or t.shape[0] == 1 else t[index]
@@ -65,7 +70,7 @@ class Conditioning:
             return None if t is None else t.to(device)
 
         return Conditioning(move(self.latent), move(self.transform), move(self.present), move(self.time),
-                            None if self.views is None else self.views.to(device))
+                            None if self.views is None else self.views.to(device), move(self.rays))
 
 
 

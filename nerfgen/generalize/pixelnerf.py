@@ -11,8 +11,9 @@ with :math:`\gamma` a frequency encoding of the point in the view's camera frame
 view's encoder features and :math:`I_v` its colours sampled bilinearly at the projection
 :math:`\pi_v(x)`. Pooling (:data:`POOLING`) is pixelNeRF's mean, or IBRNet's visibility-weighted
 mean and variance; colour (:data:`COLOUR`) is decoded by the MLP (pixelNeRF) or blended from the
-source colours with weights the MLP predicts per view (IBRNet). One view suffices; the result
-does not depend on the order of the views.
+source colours with weights the MLP predicts per view (IBRNet); with IBRNet's ray module
+(:mod:`nerfgen.generalize.ray_module`) the samples of a ray attend to one another before density is
+read. One view suffices; the result does not depend on the order of the views.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nerfgen.fields import Conditioning, FieldOutput, RadianceField
+from nerfgen.generalize.occupancy import SkipConfig, SkipEmptySampler, scene_occupancy
 from nerfgen.generalize.projection import Projected, project_points, sample_maps
+from nerfgen.generalize.ray_module import RayAttention, proxy_loss
 from nerfgen.generalize.sources import SceneFeatures, SourceViews
 from nerfgen.render import StratifiedConfig, StratifiedSampler
 
@@ -65,6 +68,8 @@ class PixelFieldConfig:
     colour: Literal["mlp", "blend"] = "mlp"
     """``mlp``: the MLP decodes colour (pixelNeRF); ``blend``: colour is a blend of the source
     colours with predicted per-view weights (IBRNet)."""
+    ray_module: bool = False
+    """IBRNet's ray module: density from the samples of a ray attending to one another."""
 
     def validate(self, source: str) -> None:
         if min(self.width, self.blocks_before + 1, self.blocks_after + 1, self.frequencies + 1) < 1:
@@ -79,11 +84,14 @@ class PixelNeRFConfig:
     field: PixelFieldConfig = dataclasses.field(default_factory=PixelFieldConfig)
     sampler: StratifiedConfig = dataclasses.field(default_factory=lambda: StratifiedConfig(n_samples=48))
     """Stratified samples per ray inside the scene box."""
+    skip: SkipConfig = dataclasses.field(default_factory=SkipConfig)
+    """Empty space skipped when rendering (:mod:`nerfgen.generalize.occupancy`)."""
 
     def validate(self, source: str) -> None:
         self.encoder.validate(f"{source}: encoder")
         self.field.validate(f"{source}: field")
         self.sampler.validate(f"{source}: sampler")
+        self.skip.validate(f"{source}: skip")
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Module:
@@ -159,6 +167,10 @@ class PixelField(RadianceField):
     def __init__(self, aabb: Tensor, config: PixelFieldConfig, feature_channels: int) -> None:
         super().__init__(aabb)
         self.config = config
+        self.ray = RayAttention(config.width) if config.ray_module else None
+        if self.ray is not None:
+            self.accepts = frozenset({"views", "rays"})
+        self._proxy_terms: list[Tensor] = []
         w, before = config.width, config.blocks_before
         self.point_in = nn.Linear(3 * (2 * config.frequencies + 1) + 3 + 1, w)
         self.feature_in = nn.Linear(feature_channels, w * (before + 1))
@@ -201,19 +213,27 @@ class PixelField(RadianceField):
             g = block(g)
         return views, proj, h, F.relu(g)
 
-    def _sigma(self, g: Tensor, positions: Tensor) -> Tensor:
-        sigma = SIGMA_SCALE * F.softplus(self.sigma(g)[..., 0] - SIGMA_SHIFT)
+    def _sigma(self, raw: Tensor, positions: Tensor) -> Tensor:
+        sigma = SIGMA_SCALE * F.softplus(raw[..., 0] - SIGMA_SHIFT)
         _, inside = self.normalize(positions)
         return sigma * inside
 
     def density(self, positions: Tensor, cond: Conditioning | None = None) -> Tensor:
+        """The density of points on their own: with the ray module, its point-only proxy
+        (:mod:`nerfgen.generalize.ray_module`), which occupancy passes and meshes read."""
         directions = torch.zeros_like(positions)
         directions[:, 2] = -1
-        return self._sigma(self.trunk(positions, directions, cond)[3], positions)
+        g = self.trunk(positions, directions, cond)[3]
+        return self._sigma(self.sigma(g) if self.ray is None else self.ray.proxy(g), positions)
 
     def forward(self, positions: Tensor, directions: Tensor, cond: Conditioning | None = None) -> FieldOutput:
         views, proj, h, g = self.trunk(positions, directions, cond)
-        sigma = self._sigma(g, positions)
+        if self.ray is None:
+            sigma = self._sigma(self.sigma(g), positions)
+        else:
+            sigma = self._sigma(self.sigma(self.ray(g, None if cond is None else cond.rays)), positions)
+            if self.training and torch.is_grad_enabled():
+                self._proxy_terms.append(proxy_loss(self._sigma(self.ray.proxy(g), positions), sigma))
         if self.blend is None:
             return FieldOutput(sigma, torch.sigmoid(self.rgb(g)))
         colours = sample_maps(views.images, proj.uv, views.cameras.width, views.cameras.height, "border")  # [V, n, 3]
@@ -223,6 +243,14 @@ class PixelField(RadianceField):
         logits = logits - 1e4 * (~proj.inside).to(logits.dtype)
         weights = torch.softmax(logits, 0)
         return FieldOutput(sigma, (weights[..., None] * colours).sum(0))
+
+    def regularizers(self) -> dict[str, Tensor]:
+        """With the ray module, the proxy density's distance from the ray module's over the
+        training renders since the last call (each render's term waits here until collected)."""
+        if not self._proxy_terms:
+            return {}
+        terms, self._proxy_terms = self._proxy_terms, []
+        return {"density_proxy": torch.stack(terms).mean()}
 
 
 class PixelNeRF(nn.Module):
@@ -244,9 +272,18 @@ class PixelNeRF(nn.Module):
     def device(self) -> torch.device:
         return self.field.aabb.device
 
-    def sampler_for(self, features: SceneFeatures) -> StratifiedSampler:
-        """Every scene is sampled alike: inside the box."""
-        return self.sampler
+    def sampler_for(self, features: SceneFeatures) -> StratifiedSampler | SkipEmptySampler:
+        """Training samples the whole box; rendering skips the scene's empty cells, read once per
+        scene and kept with its features (``extra["occupied"]``)."""
+        skip = self.config.skip
+        if self.training or skip.resolution == 0:
+            return self.sampler
+        occupied = features.extra.get("occupied")
+        if occupied is None:
+            step = float((self.field.aabb[3:] - self.field.aabb[:3]).norm()) / self.sampler.config.n_samples
+            occupied = scene_occupancy(self.field, Conditioning(views=features), skip.resolution, skip.threshold, step)
+            features.extra["occupied"] = occupied
+        return SkipEmptySampler(self.sampler, occupied, whole_rays=self.field.ray is not None)
 
     def encode(self, sources: SourceViews) -> SceneFeatures:
         """The scene's features, once per scene: the encoder on each source view, its levels

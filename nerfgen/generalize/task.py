@@ -73,19 +73,23 @@ class GeneralizeTask(Task):
         self.model.train()
         self.scenes.advance(ctx.step)
         per_scene = cfg.rays // cfg.scenes_per_step
-        loss, samples, views = 0.0, 0, 0
+        loss, colour_loss, extra, samples, views = 0.0, 0.0, {}, 0, 0
         for _ in range(cfg.scenes_per_step):
             scene = self.scenes.sample(gen)
             sources, targets = draw_sources(len(scene), cfg.sources[0], cfg.sources[1], gen)
             features = self.model.encode(scene.views(sources))
             rays, colours = target_batch(scene, targets, per_scene, gen, self.device)
             out = scene_rays_render(self.model, features, rays, self.background, stratified=True)
-            loss = loss + F.mse_loss(out.rgb, colours) / cfg.scenes_per_step
+            mse = F.mse_loss(out.rgb, colours)
+            terms = self.model.field.regularizers()  # the ray module's density proxy, if any
+            loss = loss + (mse + sum(terms.values())) / cfg.scenes_per_step
+            colour_loss += float(mse.detach()) / cfg.scenes_per_step
+            extra = {k: extra.get(k, 0.0) + float(v.detach()) / cfg.scenes_per_step for k, v in terms.items()}
             samples += out.n_samples
             views += len(sources)
         ctx.optimize("model", loss)
-        value = float(loss.detach())
-        figures = {"loss": value, "psnr": -10 * math.log10(max(value, 1e-10)), "sources": views / cfg.scenes_per_step}
+        figures = {"loss": float(loss.detach()), "psnr": -10 * math.log10(max(colour_loss, 1e-10)),
+                   "sources": views / cfg.scenes_per_step, **extra}
         return StepResult(figures, {"rays": per_scene * cfg.scenes_per_step, "samples": samples})
 
     # -- products -------------------------------------------------------------------------------
