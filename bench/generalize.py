@@ -10,7 +10,10 @@ around each, 7 random target views, 64x64): one JSON line per figure:
 * ``finetune_curve`` / ``scratch_curve``: PSNR against training seconds on ``--curves`` scenes from
   the 3 views, fine-tuning RUN (``nerfgen train --init``) and training the per-scene NeRF from scratch;
 * ``first_view``: seconds from the 3 photos on disk to the first novel view (run loaded, views
-  read, encoded, one 64x64 and one 256x256 view rendered) and the peak memory.
+  read, encoded, one 64x64 and one 256x256 view rendered, the scene's occupancy pass included) and
+  the peak memory.
+
+``--skip 0`` renders every sample of the box (no per-scene occupancy grid), to compare.
 
     flock /tmp/nerfgen-cpu.lock python bench/generalize.py --run runs/pixelnerf --output runs/bench_generalize
 """
@@ -31,6 +34,17 @@ import nerfgen
 from nerfgen.engine.metrics import psnr, ssim
 from nerfgen.generalize.evaluate import evaluate_capture, evaluate_scenes
 from nerfgen.scenes.multiview import MultiViewConfig, write_held_out
+
+
+SKIP: int | None = None
+"""``--skip``: the occupancy grid resolution generalizable runs render with (None: their own)."""
+
+
+def skipping(run):
+    """``run`` rendering with ``--skip``'s occupancy grid, when given."""
+    if SKIP is not None:
+        run.model.config.skip.resolution = SKIP
+    return run
 
 
 def emit(**figure) -> None:
@@ -81,7 +95,7 @@ def per_scene(capture: Path, out: Path, k: int, seconds: float, every: float):
 
 def finetune(capture: Path, run_dir: Path, out: Path, seconds: float, every: float):
     engine = nerfgen.reconstruction(capture, out, init=run_dir, max_seconds=seconds, seed=0, threads=0)  # all cores
-    run = engine.task.live_run(out)
+    run = skipping(engine.task.live_run(out))
     views = nerfgen.SourceViews.from_capture(capture, [0, 1, 2])
     curve = Curve(capture, every, lambda cam: run.render(cam, 0), lambda: run.use_sources(views, orbit=False))
     engine.run([curve])
@@ -94,7 +108,7 @@ def finetune(capture: Path, run_dir: Path, out: Path, seconds: float, every: flo
 
 def first_view(run_dir: Path, capture: Path) -> None:
     start = time.perf_counter()
-    run = nerfgen.load_run(run_dir, device="cpu")
+    run = skipping(nerfgen.load_run(run_dir, device="cpu"))
     run.use_sources(nerfgen.SourceViews.from_capture(capture, [0, 1, 2]))
     encoded = time.perf_counter()
     small = run.render(run.orbit_cameras(8, 64), 1)
@@ -102,8 +116,11 @@ def first_view(run_dir: Path, capture: Path) -> None:
     big = run.render(run.orbit_cameras(8, 256), 1)
     done = time.perf_counter()
     assert small.rgb.shape == (64, 64, 3) and big.rgb.shape == (256, 256, 3)
+    occupied = run.scene().extra.get("occupied")  # the scene's grid of empty space skipped, if any
     emit(figure="first_view", sources=3, load_and_encode_s=round(encoded - start, 2),
          first_view_64_s=round(first - start, 2), view_256_s=round(done - first, 2),
+         skip_resolution=getattr(getattr(run.model.config, "skip", None), "resolution", 0),
+         occupied=None if occupied is None else round(float(occupied.float().mean()), 3),
          peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
          threads=torch.get_num_threads())
 
@@ -118,11 +135,15 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=120.0, help="per-scene training and fine-tuning budget")
     p.add_argument("--every", type=float, default=15.0, help="seconds between curve points")
     p.add_argument("--seed", type=int, default=1000, help="held-out scene seed (not the run's own)")
+    p.add_argument("--skip", type=int, help="the occupancy grid's resolution when rendering (0: none; default "
+                                             "the run's)")
     args = p.parse_args()
+    global SKIP
+    SKIP = args.skip
     out = Path(args.output)
     scenes = write_held_out(out / "held_out", args.scenes, MultiViewConfig(), sources=3, seed=args.seed)
     first_view(Path(args.run), scenes[0])
-    run = nerfgen.load_run(args.run, device="cpu")
+    run = skipping(nerfgen.load_run(args.run, device="cpu"))
     for k in (1, 2, 3):
         r = evaluate_scenes(run, scenes, k)
         emit(figure="generalizable", k=k, scenes=len(scenes), psnr=round(r["psnr"], 3), ssim=round(r["ssim"], 4),

@@ -2,10 +2,10 @@
 from one coarse pass of the field's density over the scene box.
 
 A trained per-scene run keeps an occupancy grid it refreshes while training; a generalizable model
-meets every scene new. Once per scene (with its encoding), the field's density is read on a lattice
-twice the grid's resolution; a cell is occupied when any of its points would be opaque beyond
-``threshold`` over the longest step the sampler takes, and the occupied cells grow by one cell
-(thin parts between lattice points). Rendering then keeps only the stratified samples that fall in
+meets every scene new. Once per scene (with its encoding), the field's density is read at the
+centre of every cell; a cell is occupied when its centre would be opaque beyond ``threshold`` over
+the longest step the sampler takes, and the occupied cells grow by one cell (what lies between the
+centres). Rendering then keeps only the stratified samples that fall in
 occupied cells, or, for a field that reads along its rays (IBRNet's ray module, whose density
 depends on the ray's samples), every sample of each ray that meets an occupied cell: the samples
 those rays were trained with. Training always samples the whole box.
@@ -33,7 +33,7 @@ class SkipConfig:
 
     resolution: int = 32
     """Cells per side of the scene box (0: sample the whole box, as in training)."""
-    threshold: float = 0.01
+    threshold: float = 0.05
     """Opacity over one sampler step below which a point is empty."""
 
     def validate(self, source: str) -> None:
@@ -47,15 +47,13 @@ def scene_occupancy(field: RadianceField, cond: Conditioning, resolution: int, t
                     step: float) -> Tensor:
     """``[resolution]^3`` bool: the cells of ``field``'s box that may hold anything in the scene
     ``cond`` describes (see the module's notes); ``step`` the sampler's longest step."""
-    lattice = 2 * resolution
     lo, hi = field.aabb[:3], field.aabb[3:]
-    axis = (torch.arange(lattice, device=lo.device, dtype=lo.dtype) + 0.5) / lattice
+    axis = (torch.arange(resolution, device=lo.device, dtype=lo.dtype) + 0.5) / resolution
     grid = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
     points = lo + grid * (hi - lo)
     sigma = torch.cat([field.density(chunk, cond) for chunk in points.split(CHUNK)])
-    opaque = (1 - torch.exp(-sigma * step)) > threshold
-    cells = F.max_pool3d(opaque.view(1, 1, lattice, lattice, lattice).float(), 2)
-    return F.max_pool3d(cells, 3, stride=1, padding=1)[0, 0] > 0
+    opaque = ((1 - torch.exp(-sigma * step)) > threshold).view(1, 1, resolution, resolution, resolution)
+    return F.max_pool3d(opaque.float(), 3, stride=1, padding=1)[0, 0] > 0
 
 
 class SkipEmptySampler(Sampler):
