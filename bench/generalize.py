@@ -131,7 +131,7 @@ def main() -> int:
     p.add_argument("--output", required=True, help="work folder (held-out scenes, per-scene runs)")
     p.add_argument("--scenes", type=int, default=8, help="held-out scenes for the generalizable figures")
     p.add_argument("--baseline-scenes", type=int, default=4, help="of them, scenes with per-scene NeRFs")
-    p.add_argument("--curves", type=int, default=2, help="of them, scenes with fine-tuning curves")
+    p.add_argument("--curves", type=int, default=2, help="scenes with fine-tuning curves (the first ones)")
     p.add_argument("--seconds", type=float, default=120.0, help="per-scene training and fine-tuning budget")
     p.add_argument("--every", type=float, default=15.0, help="seconds between curve points")
     p.add_argument("--seed", type=int, default=1000, help="held-out scene seed (not the run's own)")
@@ -164,7 +164,7 @@ def main() -> int:
              ssim=round(sum(f[1] for f in finals) / len(finals), 4),
              generalizable_psnr=round(sum(g["psnr"] for g in gen) / len(gen), 3),
              generalizable_ssim=round(sum(g["ssim"] for g in gen) / len(gen), 4))
-    for i, scene in enumerate(base[:args.curves]):
+    for i, scene in enumerate(scenes[:args.curves]):
         target = out / f"finetune_{i}"
         shutil.rmtree(target, ignore_errors=True)
         final, points = finetune(scene, Path(args.run), target, args.seconds, args.every)
