@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +16,12 @@ from nerfgen.distributed import SINGLE, World
 from nerfgen.fields import Conditioning
 from nerfgen.ops import RaySamples, grid_lookup, traverse_grids, volume_render
 from nerfgen.render.sampler import DensityFn, Sampler, SigmaFn
+
+
+PREVIEW_STEP = 2.0
+"""How many times longer a preview's marching steps are (:meth:`OccupancyGrid.preview`)."""
+PREVIEW_EARLY_STOP = 1e-2
+"""Transmittance at which a preview stops a ray."""
 
 
 @dataclass
@@ -139,6 +147,16 @@ class OccupancyGrid(Sampler):
     @property
     def early_stop_eps(self) -> float:
         return self.config.early_stop_eps
+
+    def preview(self) -> OccupancyGrid:
+        """This grid (its tensors shared, not copied) marching :data:`PREVIEW_STEP` times longer
+        steps and stopping rays at transmittance :data:`PREVIEW_EARLY_STOP`: the frames a viewer
+        shows while the camera moves."""
+        coarse = copy.copy(self)
+        coarse.step_size = self.step_size * PREVIEW_STEP
+        coarse.config = dataclasses.replace(self.config, early_stop_eps=max(self.config.early_stop_eps,
+                                                                            PREVIEW_EARLY_STOP))
+        return coarse
 
     def occupied(self, positions: Tensor) -> Tensor:
         return grid_lookup(positions, self.binaries, self.aabbs)
