@@ -37,6 +37,8 @@ struct SparseGrid {
   int block_size;  // B: voxels per block and axis
   const bool* coarse = nullptr;  // [n_levels, G / f, G / f, G / f]: any block in f^3 regions, or null
   int coarse_factor = 1;         // f, dividing G
+  bool has_bounds = false;       // whether `bounds` holds a box around every block of every level
+  float bounds[6] = {0, 0, 0, 0, 0, 0};  // (marching skips what lies outside it in one go)
 };
 
 /// Where a point falls: its level, its voxel cell (at resolution R = G B) and that cell's block.
@@ -270,10 +272,17 @@ HD int64_t march_sparse_ray(const SparseGrid& g, const MarchParams& p, const flo
   float t_min, t_max;
   if (!ray_box(o, d, g.aabbs + 6 * (g.n_levels - 1), p.near_plane, p.far_plane, t_min, t_max)) return 0;
   const StepRule rule(t_min + jitter * p.step_size, p);
-  const int64_t n_steps = rule.steps_to(t_max);
+  int64_t n_steps = rule.steps_to(t_max);
+  int64_t k = 0;
+  if (g.has_bounds) {  // steps whose midpoints lie outside the blocks' box (with a step's margin) see nothing
+    float b_min, b_max;
+    if (!ray_box(o, d, g.bounds, p.near_plane, p.far_plane, b_min, b_max)) return 0;
+    k = static_cast<int64_t>(max_of(floor_of(rule.k_of(b_min)) - 1.0, 0.0));
+    n_steps = static_cast<int64_t>(min_of(ceil_of(rule.k_of(b_max)) + 1.0, static_cast<double>(n_steps)));
+  }
   int64_t visits = 0;
   float empty_until = -1.0f;  // where the empty region the last skip measured ends
-  for (int64_t k = 0; k < n_steps;) {
+  while (k < n_steps) {
     const float kf = static_cast<float>(k);
     const float t_start = rule.t_of(kf);
     const float t_end = min_of(rule.t_of(kf + 1.0f), t_max);
