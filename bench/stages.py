@@ -220,7 +220,8 @@ def profile_viewer(args) -> dict:
     for i, view in enumerate(path):
         clock.take()
         start = time.perf_counter()
-        image = viewer_frames.render_view(run, view.cameras(args.side, args.side), run.background)
+        image = viewer_frames.render_view(run, view.cameras(args.side, args.side), run.background,
+                                          preview=args.preview)
         with clock.stage("jpeg"):
             iio.imwrite("<bytes>", viewer_frames.compose(image, "rgb"), extension=".jpeg", quality=90)
         total = time.perf_counter() - start
@@ -231,6 +232,7 @@ def profile_viewer(args) -> dict:
     stages = medians(rows)
     total = stages.pop("total")
     return {"profile": "viewer_frame", "run": str(args.run), "baked": args.baked, "side": args.side,
+            "preview": args.preview,
             "frames": args.frames, "fps": round(1000 / total, 2), "stages_ms": stages, "total_ms": total,
             **environment()}
 
@@ -265,6 +267,7 @@ def main(argv: list[str] | None = None, print_fn: Callable[[str], None] = print)
     parser.add_argument("--steps", type=int, default=10, help="training steps profiled")
     parser.add_argument("--frames", type=int, default=6, help="viewer frames profiled")
     parser.add_argument("--side", type=int, default=256, help="viewer frame size (square)")
+    parser.add_argument("--preview", action="store_true", help="viewer frames with the preview march (moving)")
     parser.add_argument("--train-run", default=str(REPO / "runs" / "bench_profile"), help="the warm-up run")
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args(argv)

@@ -5,8 +5,9 @@ size dynamic resolution picks while moving, and the time to a full still frame.
     python bench/viewer.py runs/lego --baked --moving 256 --still 800     # the run's bake (nerfgen bake)
 
 Frames go through the viewer's own path (``render_view`` in bands, the mode composite and the JPEG
-encoding it sends), on an orbit around the scene, one camera per frame. Prints one JSON line for
-moving frames, then one for still frames.
+encoding it sends), on an orbit around the scene, one camera per frame; moving frames use the run's
+preview march as the viewer does (``--full-march``: the still's march for them too). Prints one
+JSON line for moving frames, then one for still frames.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ def views(orbit: nerfgen.Orbit, n: int) -> list[ViewCamera]:
     return out
 
 
-def frame_seconds(run, background, view: ViewCamera, side: int) -> float:
+def frame_seconds(run, background, view: ViewCamera, side: int, preview: bool = False) -> float:
     start = time.perf_counter()
-    image = render_view(run, view.cameras(side, side), background)
+    image = render_view(run, view.cameras(side, side), background, preview=preview)
     iio.imwrite("<bytes>", compose(image, "rgb"), extension=".jpeg", quality=90)  # as viser does without cv2
     return time.perf_counter() - start
 
@@ -58,16 +59,18 @@ def main() -> None:
     parser.add_argument("--moving-fps", type=float, default=8.0, help="target of dynamic resolution")
     parser.add_argument("--baked", action="store_true", help="render the run's bake (nerfgen bake), not its field")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--full-march", action="store_true", help="moving frames without the preview march")
     args = parser.parse_args()
     run = nerfgen.load_baked(args.run, args.device) if args.baked else nerfgen.load_run(args.run, args.device)
     background = run.background
     path = views(run.info.orbit, args.frames)
-    frame_seconds(run, background, path[0], args.moving)  # warm-up (kernel load, allocator)
-    moving = [frame_seconds(run, background, v, args.moving) for v in path]
+    preview = not args.full_march
+    frame_seconds(run, background, path[0], args.moving, preview)  # warm-up (kernel load, allocator)
+    moving = [frame_seconds(run, background, v, args.moving, preview) for v in path]
     rays_per_s = args.moving**2 * len(moving) / sum(moving)
     print(json.dumps({
         "figure": "viewer_moving", "run": str(args.run), "baked": args.baked, "threads": torch.get_num_threads(),
-        "size": args.moving, "fps": round(len(moving) / sum(moving), 2),
+        "size": args.moving, "preview": preview and run.traits.previews, "fps": round(len(moving) / sum(moving), 2),
         "frame_ms_median": round(1000 * sorted(moving)[len(moving) // 2], 1), "render_rays_per_s": round(rays_per_s),
         "dynamic_side_at_target_fps": preview_side(rays_per_s, 1 / args.moving_fps, 1.0, args.still),
         "target_fps": args.moving_fps, "load_average": os.getloadavg()[0],

@@ -31,11 +31,14 @@ class RenderTraits:
             neural renderer is convolutional), so a viewer must not render it in bands of rows.
         normals: it renders normals (``normals=True``).
         training_cameras: ``info.data`` is a capture whose cameras (and images) can be shown.
+        previews: :meth:`Renderable.render` takes ``preview=True``: a faster, coarser march for
+            the frames a viewer shows while the camera moves.
     """
 
     whole_frames: bool = False
     normals: bool = True
     training_cameras: bool = False
+    previews: bool = False
 
 
 @runtime_checkable

@@ -179,7 +179,7 @@ class Run(VideoRenders):
 
     def __init__(self, info: RunInfo, model: RadianceModel, path: str | Path) -> None:
         self.info, self.model, self.path = info, model, Path(path)
-        self.traits = RenderTraits(training_cameras=info.kind is RunKind.RECONSTRUCTION)
+        self.traits = RenderTraits(training_cameras=info.kind is RunKind.RECONSTRUCTION, previews=True)
 
     @property
     def background(self) -> Tensor:
@@ -187,14 +187,20 @@ class Run(VideoRenders):
         return background_color(self.info.background)
 
     def render(self, cameras: Cameras, index: int = 0, background: Tensor | None = None, normals: bool = False,
-               cond: Conditioning | None = None, chunk: int = 1 << 14, time: float | None = None) -> ImageOutput:
+               cond: Conditioning | None = None, chunk: int = 1 << 14, time: float | None = None,
+               preview: bool = False) -> ImageOutput:
         """Render camera ``index`` of ``cameras`` (on the run's background unless given); the image
-        comes back on the CPU. A static run has no ``time``: asking for one is an error."""
+        comes back on the CPU. A static run has no ``time``: asking for one is an error. ``preview``:
+        march with the sampler's coarser preview (:meth:`~nerfgen.render.Sampler.preview`), for
+        frames shown while a viewer's camera moves."""
         if time is not None:
             raise ValueError(f"{self.path}: a {self.info.kind.value} run is static: it has no time to render at "
                              f"(asked for time {time}); times belong to dynamic runs")
         bg = self.background if background is None else background
-        return self.model.render_camera(cameras, index, bg, chunk=chunk, normals=normals, cond=cond)
+        model = self.model
+        if preview and isinstance(model, RadianceModel):
+            model = RadianceModel.assembled(model.spec, model.field, model.sampler.preview())
+        return model.render_camera(cameras, index, bg, chunk=chunk, normals=normals, cond=cond)
 
     def export_mesh(self, output: str | Path, **options) -> dict:
         """Write the surface as a coloured mesh file (``nerfgen.mesh.MeshOptions`` keywords)."""

@@ -164,3 +164,30 @@ def test_the_viewer_draws_a_bake_and_refines_its_stills_from_the_field(trained):
         renderer.stop()
     stills = [f for f in frames if f.still]
     assert [f.refined for f in stills][-2:] == [False, True]  # the bake's still, then the field's
+
+
+def test_previews_march_coarser_and_draw_the_same_picture(trained):
+    """Moving frames (``preview=True``): the bake's and the field's coarser march, both close to
+    their full renders; the field's preview shares its grid, which stays as it was."""
+    from nerfgen.render.occupancy import PREVIEW_STEP
+    from nerfgen.viewer.frames import render_view
+
+    run_dir, _ = trained
+    baked, field = load_baked(run_dir, "cpu"), load_run(run_dir, "cpu")
+    cams = field.orbit_cameras(3, 48)
+    for run in (baked, field):
+        assert run.traits.previews
+        for i in range(3):
+            full, fast = run.render(cams, i), run.render(cams, i, preview=True)
+            assert psnr(fast.rgb, full.rgb) > 28, (type(run).__name__, i)
+    sampler = field.model.sampler
+    coarse = sampler.preview()
+    assert coarse.step_size == sampler.step_size * PREVIEW_STEP and coarse.binaries is sampler.binaries
+    assert coarse.early_stop_eps > sampler.early_stop_eps and sampler.step_size == sampler.preview().step_size / 2
+    grid = baked.baked
+    rays_o, rays_d = torch.zeros(1, 3), torch.zeros(1, 3)
+    rays_o[0, 2], rays_d[0, 2] = 3.0, -1.0  # down through the middle of the scene
+    assert int(grid.render(rays_o, rays_d, preview=True).shaded[0]) <= int(grid.render(rays_o, rays_d).shaded[0])
+    band = render_view(baked, cams.__class__(c2w=cams.c2w[:1], fx=cams.fx[:1], fy=cams.fy[:1], cx=cams.cx[:1],
+                                             cy=cams.cy[:1], width=48, height=48), baked.background, preview=True)
+    assert torch.equal(band.rgb, baked.render(cams, 0, preview=True).rgb)

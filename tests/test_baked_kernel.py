@@ -114,6 +114,28 @@ def test_traverse_keeps_the_twins_samples(kernels, levels, blocks, block_size, f
     assert_same_samples(got, ref, exact=cone == 0)
 
 
+@pytest.mark.parametrize("cone", [0.0, 1 / 64])
+def test_blocks_in_a_corner_keep_the_twins_samples_and_render(kernels, cone):
+    """Blocks in one corner of each level (the CPU march starts and ends rays at the box around
+    every level's blocks): the twin's samples and render still."""
+    grid, n_rows = sparse_grid(2, 8, 4, 1.0, seed=5)
+    block_ids = torch.full_like(grid.block_ids, -1)
+    block_ids[0, 5:7, 1:3, 4:6] = grid.block_ids[0, 5:7, 1:3, 4:6]  # a 2^3 group of the finest level's blocks
+    block_ids[1, 0, 7, 0] = grid.block_ids[1, 0, 7, 0]  # and one in a corner of the coarse level
+    grid = SparseGrid(block_ids, grid.voxel_rows, grid.cell_occupied, grid.aabbs)
+    o, d = rays(400, seed=11)
+    args = (o, d, grid, 0.05, 20.0, 0.013, cone, None)
+    got, ref = baked_traverse(*args), baked_traverse_torch(*args)
+    assert len(ref) > 0
+    assert_same_samples(got, ref, exact=cone == 0)
+    values = values_for(n_rows, 1, seed=4)
+    settings = BakedMarchSettings(1, -4.0, 0.0, 1e10, 0.013, cone, 1e-3)
+    out, twin = baked_render(o, d, grid, values, settings), baked_render_torch(o, d, grid, values, settings)
+    torch.testing.assert_close(out.color, twin.color, rtol=1e-4, atol=1e-5)
+    if cone == 0:
+        assert torch.equal(out.shaded, twin.shaded)
+
+
 @pytest.mark.parametrize("grid_case,degree", zip(GRIDS, [0, 2, 3, 2, 1]))
 def test_render_matches_twin(kernels, grid_case, degree):
     levels, blocks, block_size, fill = grid_case

@@ -167,7 +167,8 @@ class ClientRenderer:
         run = self.scene.run.refined() if refined else self.scene.run
         with self.gate.render():
             start = time.perf_counter()
-            image = render_view(run, cameras, self.scene.background, s.normals, cancelled, time=s.time)
+            image = render_view(run, cameras, self.scene.background, s.normals, cancelled, time=s.time,
+                                preview=not still)
             seconds = time.perf_counter() - start
         if image is None or self._stopped:
             return  # the camera moved on (this frame would be stale), or the tab is gone

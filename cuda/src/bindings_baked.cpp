@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "bindings.h"
@@ -56,6 +57,41 @@ SparseGrid with_coarse(SparseGrid g, const at::Tensor& block_ids, at::Tensor& co
   coarse = block_ids.ge(0).view({block_ids.size(0), G / 4, 4, G / 4, 4, G / 4, 4}).any(6).any(4).any(2).contiguous();
   g.coarse = coarse.data_ptr<bool>();
   g.coarse_factor = 4;
+  return g;
+}
+
+// On the CPU, marching starts and ends each ray at a box around every block (the union of the
+// levels' block extents, grown by a hair against rounding): a host loop over block_ids.
+SparseGrid with_bounds(SparseGrid g, const at::Tensor& block_ids, const at::Tensor& aabbs) {
+  if (!block_ids.device().is_cpu()) return g;
+  const int64_t L = block_ids.size(0), G = block_ids.size(1);
+  const int32_t* ids = block_ids.data_ptr<int32_t>();
+  const float* boxes = aabbs.data_ptr<float>();
+  float lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
+  for (int64_t l = 0; l < L; ++l) {
+    int64_t first[3] = {G, G, G}, last[3] = {-1, -1, -1};
+    for (int64_t i = 0; i < G; ++i)
+      for (int64_t j = 0; j < G; ++j)
+        for (int64_t k = 0; k < G; ++k) {
+          if (ids[((l * G + i) * G + j) * G + k] < 0) continue;
+          const int64_t c[3] = {i, j, k};
+          for (int a = 0; a < 3; ++a) first[a] = std::min(first[a], c[a]), last[a] = std::max(last[a], c[a]);
+        }
+    if (last[0] < 0) continue;
+    const float* box = boxes + 6 * l;
+    for (int a = 0; a < 3; ++a) {
+      const float cell = (box[a + 3] - box[a]) / static_cast<float>(G);
+      lo[a] = std::min(lo[a], box[a] + cell * static_cast<float>(first[a]));
+      hi[a] = std::max(hi[a], box[a] + cell * static_cast<float>(last[a] + 1));
+    }
+  }
+  g.has_bounds = true;
+  for (int a = 0; a < 3; ++a) {
+    if (!(lo[a] <= hi[a])) lo[a] = hi[a] = 0.0f;  // no block: a point box no ray hits with length
+    const float margin = 1e-4f * (std::fabs(lo[a]) + std::fabs(hi[a]) + (hi[a] - lo[a])) + 1e-6f;
+    g.bounds[a] = lo[a] - margin;
+    g.bounds[a + 3] = hi[a] + margin;
+  }
   return g;
 }
 
@@ -189,7 +225,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> baked_traverse(
                      directions.data_ptr<float>(),
                      jitter.has_value() ? jitter->data_ptr<float>() : nullptr,
                      n,
-                     with_coarse(sparse_grid("baked_traverse", block_ids, voxel_rows, cell_occupied, aabbs, origins),
+                     with_coarse(with_bounds(sparse_grid("baked_traverse", block_ids, voxel_rows, cell_occupied, aabbs,
+                                                         origins),
+                                             block_ids, aabbs),
                                  block_ids, coarse),
                      march_params("baked_traverse", near_plane, far_plane, step_size, cone_angle),
                      at::get_num_threads()};
@@ -215,7 +253,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> baked_render(
   const BakedRender p{origins.data_ptr<float>(),
                       directions.data_ptr<float>(),
                       n,
-                      with_coarse(sparse_grid("baked_render", block_ids, voxel_rows, cell_occupied, aabbs, origins),
+                      with_coarse(with_bounds(sparse_grid("baked_render", block_ids, voxel_rows, cell_occupied, aabbs,
+                                                         origins),
+                                             block_ids, aabbs),
                                   block_ids, coarse),
                       values.data_ptr<float>(),
                       BakedShading{static_cast<float>(empty_raw), static_cast<int>(sh_degree)},

@@ -43,7 +43,7 @@ class BakedRun(VideoRenders):
     def __init__(self, info: Any, baked: BakedGrid, path: str | Path, ndc: NDCConfig, device: str = "cpu") -> None:
         self.info, self.baked, self.path, self.ndc = info, baked, Path(path), ndc
         self.device = device
-        self.traits = RenderTraits(normals=False, training_cameras=info.kind is RunKind.RECONSTRUCTION)
+        self.traits = RenderTraits(normals=False, training_cameras=info.kind is RunKind.RECONSTRUCTION, previews=True)
         self._field_run = None
 
     @property
@@ -52,9 +52,11 @@ class BakedRun(VideoRenders):
         return background_color(self.info.background)
 
     def render(self, cameras: Cameras, index: int = 0, background: Tensor | None = None, normals: bool = False,
-               cond: Any = None, chunk: int = 1 << 14) -> ImageOutput:
+               cond: Any = None, chunk: int = 1 << 14, preview: bool = False) -> ImageOutput:
         """Camera ``index`` of ``cameras`` rendered from the bake (one pass over all pixels; ``chunk``
-        is not needed); the image comes back on the CPU."""
+        is not needed); the image comes back on the CPU. ``preview``: the bake's coarser march
+        (:meth:`~nerfgen.bake.grid.BakedShading.preview`), for frames shown while a viewer's camera
+        moves."""
         if normals:
             raise ValueError(f"{self.path}: a baked run renders no normals (render the run itself)")
         if cond is not None:
@@ -63,7 +65,7 @@ class BakedRun(VideoRenders):
         rays = image_rays(cameras.to(self.baked.device), index)
         if self.ndc.enabled:
             rays = ndc_rays(rays, self.ndc)
-        out = self.baked.render(rays.origins, rays.directions)
+        out = self.baked.render(rays.origins, rays.directions, preview)
         rgb = out.color + (1 - out.opacity[:, None]) * bg
         depth = out.depth / out.opacity.clamp(min=1e-6)
         h, w = cameras.height, cameras.width

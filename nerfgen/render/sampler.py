@@ -48,6 +48,11 @@ class Sampler(nn.Module):
         super().__init__()
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).clone(), persistent=False)
 
+    def preview(self) -> Sampler:
+        """The sampler for frames shown while a viewer's camera moves (fewer samples, coarser);
+        this one where it has nothing coarser."""
+        return self
+
     @property
     def outer_aabb(self) -> Tensor:
         """``[6]`` the box every sample lies in (what the field must cover)."""

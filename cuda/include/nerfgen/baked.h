@@ -37,6 +37,8 @@ struct SparseGrid {
   int block_size;  // B: voxels per block and axis
   const bool* coarse = nullptr;  // [n_levels, G / f, G / f, G / f]: any block in f^3 regions, or null
   int coarse_factor = 1;         // f, dividing G
+  bool has_bounds = false;       // whether `bounds` holds a box around every block of every level
+  float bounds[6] = {0, 0, 0, 0, 0, 0};  // (marching skips what lies outside it in one go)
 };
 
 /// Where a point falls: its level, its voxel cell (at resolution R = G B) and that cell's block.
@@ -45,6 +47,7 @@ struct SparseCell {
   int level;
   int ijk[3];   // cell at resolution R
   int32_t block;
+  int32_t local;  // the cell's index inside its block, ((i % B) B + j % B) B + k % B
 };
 
 HD int sparse_res(const SparseGrid& g) { return g.blocks * g.block_size; }
@@ -57,9 +60,15 @@ HD int finest_level(const float* aabbs, int n_levels, const float* x) {
   return -1;
 }
 
+/// Flat index of block (i, j, k) of a level in block_ids.
+HD int64_t block_index(const SparseGrid& g, int level, int i, int j, int k) {
+  const int64_t G = g.blocks;
+  return ((level * G + i) * G + j) * G + k;
+}
+
 HD SparseCell sparse_cell(const SparseGrid& g, const float* x) {
   const int found = finest_level(g.aabbs, g.n_levels, x);
-  SparseCell c{found >= 0, found >= 0 ? found : g.n_levels - 1, {0, 0, 0}, -1};
+  SparseCell c{found >= 0, found >= 0 ? found : g.n_levels - 1, {0, 0, 0}, -1, 0};
   const float* box = g.aabbs + 6 * c.level;
   const int res = sparse_res(g);
   NERFGEN_UNROLL
@@ -68,9 +77,12 @@ HD SparseCell sparse_cell(const SparseGrid& g, const float* x) {
     c.ijk[a] = static_cast<int>(min_of(max_of(scaled, 0.0f), static_cast<float>(res - 1)));  // NaN -> 0
   }
   if (c.inside) {
-    const int64_t G = g.blocks, B = g.block_size;
-    const int64_t flat = ((c.level * G + c.ijk[0] / B) * G + c.ijk[1] / B) * G + c.ijk[2] / B;
-    c.block = g.block_ids[flat];
+    const int B = g.block_size;
+    int blk[3], loc[3];
+    NERFGEN_UNROLL
+    for (int a = 0; a < 3; ++a) blk[a] = c.ijk[a] / B, loc[a] = c.ijk[a] - blk[a] * B;
+    c.block = g.block_ids[block_index(g, c.level, blk[0], blk[1], blk[2])];
+    c.local = (loc[0] * B + loc[1]) * B + loc[2];
   }
   return c;
 }
@@ -78,19 +90,8 @@ HD SparseCell sparse_cell(const SparseGrid& g, const float* x) {
 /// Whether a sample in cell `c` may see density (its block exists and the cell is marked).
 HD bool cell_is_occupied(const SparseGrid& g, const SparseCell& c) {
   if (c.block < 0) return false;
-  const int B = g.block_size;
-  const int64_t local = ((c.ijk[0] % B) * B + c.ijk[1] % B) * B + c.ijk[2] % B;
-  return g.cell_occupied[static_cast<int64_t>(c.block) * B * B * B + local];
-}
-
-/// The value row of voxel v (at resolution R) of a level, or -1.
-HD int32_t voxel_row(const SparseGrid& g, int level, const int* v) {
-  const int res = sparse_res(g);
-  if (v[0] < 0 || v[1] < 0 || v[2] < 0 || v[0] >= res || v[1] >= res || v[2] >= res) return -1;
-  const int64_t G = g.blocks, B = g.block_size;
-  const int32_t block = g.block_ids[((level * G + v[0] / B) * G + v[1] / B) * G + v[2] / B];
-  if (block < 0) return -1;
-  return g.voxel_rows[static_cast<int64_t>(block) * B * B * B + ((v[0] % B) * B + v[1] % B) * B + v[2] % B];
+  const int64_t B = g.block_size;
+  return g.cell_occupied[c.block * B * B * B + c.local];
 }
 
 /// The 8 voxels around a point and their trilinear weights (row -1: absent).
@@ -102,6 +103,7 @@ struct VoxelCorners {
 
 /// Corners of point x (float32 world coordinates, as the samples of a march). Vertex c has offset
 /// bits (c >> 2 & 1, c >> 1 & 1, c & 1) on axes (x, y, z). A point outside every box has none.
+/// Each axis's two voxel coordinates are split into block and local index with one division.
 template <typename scalar_t>
 HD void voxel_corners(const SparseGrid& g, const scalar_t* x, VoxelCorners<scalar_t>& k) {
   const float xf[3] = {static_cast<float>(x[0]), static_cast<float>(x[1]), static_cast<float>(x[2])};
@@ -111,25 +113,40 @@ HD void voxel_corners(const SparseGrid& g, const scalar_t* x, VoxelCorners<scala
     return;
   }
   const float* box = g.aabbs + 6 * level;
-  const scalar_t res = static_cast<scalar_t>(sparse_res(g));
-  int base[3];
+  const int res = sparse_res(g), B = g.block_size;
+  const scalar_t res_s = static_cast<scalar_t>(res);
+  int blk[3][2], loc[3][2];
+  bool ok[3][2];
   scalar_t w[3][2];
   NERFGEN_UNROLL
   for (int a = 0; a < 3; ++a) {
     const scalar_t lo = static_cast<scalar_t>(box[a]), hi = static_cast<scalar_t>(box[a + 3]);
-    const scalar_t u = (x[a] - lo) / (hi - lo) * res - scalar_t(0.5);
+    const scalar_t u = (x[a] - lo) / (hi - lo) * res_s - scalar_t(0.5);
     const scalar_t corner = floor_of(u);
     const scalar_t frac = u - corner;
     const bool number = corner == corner;  // NaN: no voxel
-    base[a] = number ? static_cast<int>(max_of(min_of(corner, res), scalar_t(-2))) : -2;  // far outside: none
+    const int base = number ? static_cast<int>(max_of(min_of(corner, res_s), scalar_t(-2))) : -2;  // far outside: none
+    const int upper = max_of(base + 1, 0);  // the second voxel, or voxel 0 when neither is in range
+    const int b1 = upper / B, l1 = upper - b1 * B;
+    blk[a][1] = b1, loc[a][1] = l1;
+    blk[a][0] = l1 > 0 ? b1 : b1 - 1, loc[a][0] = l1 > 0 ? l1 - 1 : B - 1;
+    ok[a][0] = base >= 0 && base < res;
+    ok[a][1] = base + 1 >= 0 && base + 1 < res;
     w[a][0] = scalar_t(1) - frac;
     w[a][1] = frac;
   }
   NERFGEN_UNROLL
   for (int c = 0; c < 8; ++c) {
     const int bits[3] = {c >> 2 & 1, c >> 1 & 1, c & 1};
-    const int v[3] = {base[0] + bits[0], base[1] + bits[1], base[2] + bits[2]};
-    k.row[c] = voxel_row(g, level, v);
+    int32_t row = -1;
+    if (ok[0][bits[0]] && ok[1][bits[1]] && ok[2][bits[2]]) {
+      const int32_t block = g.block_ids[block_index(g, level, blk[0][bits[0]], blk[1][bits[1]], blk[2][bits[2]])];
+      if (block >= 0) {
+        const int64_t local = (loc[0][bits[0]] * B + loc[1][bits[1]]) * B + loc[2][bits[2]];
+        row = g.voxel_rows[static_cast<int64_t>(block) * B * B * B + local];
+      }
+    }
+    k.row[c] = row;
     k.weight[c] = w[0][bits[0]] * w[1][bits[1]] * w[2][bits[2]];
   }
 }
@@ -145,6 +162,24 @@ HD scalar_t gather_corners(const VoxelCorners<scalar_t>& k, const scalar_t* __re
     const scalar_t w = k.weight[i];
     const scalar_t* row = values + static_cast<int64_t>(k.row[i]) * C;
     for (int c = 0; c < C; ++c) sum[c] += w * row[c];
+    present += w;
+  }
+  return present;
+}
+
+/// gather_corners for a channel count known at compile time (the renderer's rows), which the
+/// compiler unrolls and vectorises.
+template <int kC>
+HD float gather_corners_fixed(const VoxelCorners<float>& k, const float* __restrict__ values, float* __restrict__ sum) {
+  NERFGEN_UNROLL
+  for (int c = 0; c < kC; ++c) sum[c] = 0.0f;
+  float present = 0.0f;
+  for (int i = 0; i < 8; ++i) {
+    if (k.row[i] < 0) continue;
+    const float w = k.weight[i];
+    const float* row = values + static_cast<int64_t>(k.row[i]) * kC;
+    NERFGEN_UNROLL
+    for (int c = 0; c < kC; ++c) sum[c] += w * row[c];
     present += w;
   }
   return present;
@@ -185,21 +220,34 @@ struct BakedShading {
   int sh_degree;    // K = (sh_degree + 1)^2 coefficients per colour channel
 };
 
-/// Density and colour at point x seen along a ray whose SH basis is `basis`; false where no voxel
-/// around x is present (sigma 0, rgb untouched).
-HD bool shade_sample(const SparseGrid& g, const float* values, const BakedShading& s, const float* basis,
-                     const float* x, float& sigma, float* rgb) {
-  VoxelCorners<float> k;
-  voxel_corners(g, x, k);
-  const int K = (s.sh_degree + 1) * (s.sh_degree + 1);
-  const int C = 1 + 3 * K;
-  float sum[kMaxBakedChannels];
-  const float present = gather_corners(k, values, C, sum);
+/// Asks the CPU to bring the value rows of corners `k` into cache (nothing on a GPU).
+template <int kC>
+HD void prefetch_rows(const VoxelCorners<float>& k, const float* values) {
+#if !defined(__CUDA_ARCH__) && defined(__GNUC__)
+  for (int i = 0; i < 8; ++i) {
+    if (k.row[i] < 0) continue;
+    const float* row = values + static_cast<int64_t>(k.row[i]) * kC;
+    for (int c = 0; c < kC; c += 16) __builtin_prefetch(row + c);  // 64-byte lines
+    __builtin_prefetch(row + kC - 1);
+  }
+#endif
+}
+
+/// Density and colour of the voxels around a point (corners `k`) seen along a ray whose SH basis
+/// is `basis` (K coefficients per colour channel); false where none is present (sigma 0, rgb
+/// untouched).
+template <int K>
+HD bool shade_corners(const VoxelCorners<float>& k, const float* values, float empty_raw, const float* basis,
+                      float& sigma, float* rgb) {
+  float sum[1 + 3 * K];
+  const float present = gather_corners_fixed<1 + 3 * K>(k, values, sum);
   if (!(present > 0.0f)) return false;
-  const float raw = sum[0] + (1.0f - present) * s.empty_raw;
+  const float raw = sum[0] + (1.0f - present) * empty_raw;
   sigma = exp_of(min_of(raw, 15.0f));
+  NERFGEN_UNROLL
   for (int ch = 0; ch < 3; ++ch) {
     float v = 0.0f;
+    NERFGEN_UNROLL
     for (int j = 0; j < K; ++j) v += basis[j] * sum[1 + ch * K + j];
     rgb[ch] = 1.0f / (1.0f + exp_of(-(v / present)));
   }
@@ -224,9 +272,17 @@ HD int64_t march_sparse_ray(const SparseGrid& g, const MarchParams& p, const flo
   float t_min, t_max;
   if (!ray_box(o, d, g.aabbs + 6 * (g.n_levels - 1), p.near_plane, p.far_plane, t_min, t_max)) return 0;
   const StepRule rule(t_min + jitter * p.step_size, p);
-  const int64_t n_steps = rule.steps_to(t_max);
+  int64_t n_steps = rule.steps_to(t_max);
+  int64_t k = 0;
+  if (g.has_bounds) {  // steps whose midpoints lie outside the blocks' box (with a step's margin) see nothing
+    float b_min, b_max;
+    if (!ray_box(o, d, g.bounds, p.near_plane, p.far_plane, b_min, b_max)) return 0;
+    k = static_cast<int64_t>(max_of(floor_of(rule.k_of(b_min)) - 1.0, 0.0));
+    n_steps = static_cast<int64_t>(min_of(ceil_of(rule.k_of(b_max)) + 1.0, static_cast<double>(n_steps)));
+  }
   int64_t visits = 0;
-  for (int64_t k = 0; k < n_steps;) {
+  float empty_until = -1.0f;  // where the empty region the last skip measured ends
+  while (k < n_steps) {
     const float kf = static_cast<float>(k);
     const float t_start = rule.t_of(kf);
     const float t_end = min_of(rule.t_of(kf + 1.0f), t_max);
@@ -241,11 +297,62 @@ HD int64_t march_sparse_ray(const SparseGrid& g, const MarchParams& p, const flo
       ++k;
       continue;
     }
-    // An empty region: skip to the last step that surely ends inside it (see march_ray).
-    const double last = rule.k_of(block_exit(g, c, o, d, mid)) - 1.01;
+    // An empty region: skip to the last step that surely ends inside it (see march_ray); the
+    // steps left there after a skip (its margin) advance one by one without measuring it again.
+    if (mid < empty_until) {
+      ++k;
+      continue;
+    }
+    empty_until = block_exit(g, c, o, d, mid);
+    const double last = rule.k_of(empty_until) - 1.01;
     k = last > static_cast<double>(k + 1) ? static_cast<int64_t>(min_of(last, static_cast<double>(n_steps))) : k + 1;
   }
   return visits;
+}
+
+/// One ray of a baked render with K SH coefficients per channel (see render_baked_ray). Samples
+/// are shaded one visit late: the corners of the next sample are found (and their rows
+/// prefetched) before the current one is shaded, so the memory reads of consecutive samples
+/// overlap. The samples, their order and the arithmetic are those of shading each at its visit.
+template <int K>
+HD int64_t render_baked_ray_k(const SparseGrid& g, const float* values, float empty_raw, const MarchParams& p,
+                              float early_stop_eps, const float* o, const float* d, float* color, float& opacity,
+                              float& depth) {
+  float basis[(kMaxShDegree + 1) * (kMaxShDegree + 1)];
+  sh_basis(K == 1 ? 0 : K == 4 ? 1 : K == 9 ? 2 : 3, d, basis);
+  color[0] = color[1] = color[2] = 0.0f;
+  float acc = 0.0f, dep = 0.0f;
+  double optical = 0.0;
+  int64_t shaded = 0;
+  VoxelCorners<float> pending;  // the sample visited last, not yet shaded
+  float pending_t0 = 0.0f, pending_t1 = 0.0f;
+  bool has_pending = false;
+  const auto shade_pending = [&]() {  // false: the ray has stopped before this sample
+    const float trans = exp_of(-static_cast<float>(optical));
+    if (trans < early_stop_eps) return false;
+    float sigma = 0.0f, rgb[3];
+    if (!shade_corners<K>(pending, values, empty_raw, basis, sigma, rgb)) return true;
+    ++shaded;
+    const float tau = sigma * (pending_t1 - pending_t0);
+    const float w = trans * (1.0f - exp_of(-tau));
+    for (int ch = 0; ch < 3; ++ch) color[ch] += w * rgb[ch];
+    acc += w;
+    dep += w * ((pending_t0 + pending_t1) * 0.5f);
+    optical += static_cast<double>(tau);
+    return true;
+  };
+  march_sparse_ray(g, p, o, d, 0.0f, [&](float t0, float t1, const float* x) {
+    VoxelCorners<float> next;
+    voxel_corners(g, x, next);
+    prefetch_rows<1 + 3 * K>(next, values);
+    if (has_pending && !shade_pending()) return false;
+    pending = next, pending_t0 = t0, pending_t1 = t1, has_pending = true;
+    return true;
+  });
+  if (has_pending) shade_pending();
+  opacity = acc;
+  depth = dep;
+  return shaded;
 }
 
 /// One ray of a baked render: composited colour (no background), opacity and depth, with
@@ -253,29 +360,12 @@ HD int64_t march_sparse_ray(const SparseGrid& g, const MarchParams& p, const flo
 HD int64_t render_baked_ray(const SparseGrid& g, const float* values, const BakedShading& s, const MarchParams& p,
                             float early_stop_eps, const float* o, const float* d, float* color, float& opacity,
                             float& depth) {
-  float basis[(kMaxShDegree + 1) * (kMaxShDegree + 1)];
-  sh_basis(s.sh_degree, d, basis);
-  color[0] = color[1] = color[2] = 0.0f;
-  float acc = 0.0f, dep = 0.0f;
-  double optical = 0.0;
-  int64_t shaded = 0;
-  march_sparse_ray(g, p, o, d, 0.0f, [&](float t0, float t1, const float* x) {
-    const float trans = exp_of(-static_cast<float>(optical));
-    if (trans < early_stop_eps) return false;
-    float sigma = 0.0f, rgb[3];
-    if (!shade_sample(g, values, s, basis, x, sigma, rgb)) return true;
-    ++shaded;
-    const float tau = sigma * (t1 - t0);
-    const float w = trans * (1.0f - exp_of(-tau));
-    for (int ch = 0; ch < 3; ++ch) color[ch] += w * rgb[ch];
-    acc += w;
-    dep += w * ((t0 + t1) * 0.5f);
-    optical += static_cast<double>(tau);
-    return true;
-  });
-  opacity = acc;
-  depth = dep;
-  return shaded;
+  switch (s.sh_degree) {
+    case 0: return render_baked_ray_k<1>(g, values, s.empty_raw, p, early_stop_eps, o, d, color, opacity, depth);
+    case 1: return render_baked_ray_k<4>(g, values, s.empty_raw, p, early_stop_eps, o, d, color, opacity, depth);
+    case 2: return render_baked_ray_k<9>(g, values, s.empty_raw, p, early_stop_eps, o, d, color, opacity, depth);
+    default: return render_baked_ray_k<16>(g, values, s.empty_raw, p, early_stop_eps, o, d, color, opacity, depth);
+  }
 }
 
 }  // namespace nerfgen
