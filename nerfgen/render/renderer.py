@@ -81,7 +81,7 @@ def render_rays(
     mids_t = (samples.t_starts + samples.t_ends) * 0.5
     positions = origins[ri] + directions[ri] * mids_t[:, None]
     sample_cond = None if cond is None else cond.take(ri)
-    if "rays" in field.accepts:  # a field that reads along its rays (IBRNet's ray module)
+    if "rays" in getattr(field, "accepts", ()):  # a field that reads along its rays (IBRNet's ray module)
         sample_cond = dataclasses.replace(sample_cond or Conditioning(), rays=ri)
     out = field(positions, directions[ri], sample_cond)
     colors = out.channels
