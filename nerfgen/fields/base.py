@@ -5,9 +5,9 @@
 pose (world to object frame), which object slots exist (a composed scene) and the time of a dynamic
 scene. Fields know nothing about cameras; the renderer hands them per-sample conditioning,
 gathered from per-ray conditioning with :meth:`Conditioning.take`, and tells only the fields that
-read along rays (IBRNet's ray module) which ray each sample lies on (:attr:`Conditioning.rays`). A field that cannot use a part
-it is given refuses it (:meth:`RadianceField.check`), so a static field never silently renders
-one instant of a dynamic scene.
+read along rays (IBRNet's ray module) which ray each sample lies on (:attr:`Conditioning.rays`).
+A field that cannot use a part it is given refuses it (:meth:`RadianceField.check`), so a static
+field never silently renders one instant of a dynamic scene.
 """
 
 from __future__ import annotations

@@ -83,13 +83,13 @@ class GeneralizeTask(Task):
             mse = F.mse_loss(out.rgb, colours)
             terms = self.model.field.regularizers()  # the ray module's density proxy, if any
             loss = loss + (mse + sum(terms.values())) / cfg.scenes_per_step
-            colour_loss += float(mse.detach()) / cfg.scenes_per_step
-            extra = {k: extra.get(k, 0.0) + float(v.detach()) / cfg.scenes_per_step for k, v in terms.items()}
+            colour_loss = colour_loss + mse.detach() / cfg.scenes_per_step  # read once, after the step
+            extra = {k: extra.get(k, 0.0) + v.detach() / cfg.scenes_per_step for k, v in terms.items()}
             samples += out.n_samples
             views += len(sources)
         ctx.optimize("model", loss)
-        figures = {"loss": float(loss.detach()), "psnr": -10 * math.log10(max(colour_loss, 1e-10)),
-                   "sources": views / cfg.scenes_per_step, **extra}
+        figures = {"loss": float(loss.detach()), "psnr": -10 * math.log10(max(float(colour_loss), 1e-10)),
+                   "sources": views / cfg.scenes_per_step, **{k: float(v) for k, v in extra.items()}}
         return StepResult(figures, {"rays": per_scene * cfg.scenes_per_step, "samples": samples})
 
     # -- products -------------------------------------------------------------------------------
