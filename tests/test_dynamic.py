@@ -165,6 +165,26 @@ def test_small_dynamic_scene_reaches_quality(trained):
     assert report["protocol"] == "each view rendered at its own time"
 
 
+DEFORM = dict(field="deform", field_options={"n_levels": 8, "log2_table_size": 14, "max_resolution": 256, "hidden": 32,
+                                            "deform_resolution": 16, "deform_scales": [1], "time_resolution": 5,
+                                            "deform_hidden": 32},
+              **{k: v for k, v in SMALL.items() if k not in ("field", "field_options")})
+
+
+def test_deformation_learns_at_its_own_rate_and_fits_the_small_scene(scene, tmp_path):
+    """The deformation's parameters (planes and MLP) take ``deform_lr`` of the run's rate, the
+    canonical grid the run's own. (At the full rate the embedded scene's 5-minute bench diverged
+    to 7.6 dB; at test size the gap is too small to gate on: 19.5 vs 20.7 dB at 300 steps.)"""
+    engine = dynamic(scene, tmp_path / "run", DynamicConfig(max_steps=300, seed=0, **DEFORM))
+    field, groups = engine.task.model.field, engine.task.optimizer.param_groups
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert {round(rate[id(p)], 6) for n, p in field.named_parameters() if n.startswith("deform_")} == {0.003}
+    assert {rate[id(p)] for n, p in field.named_parameters() if n.startswith("canonical.")} == {0.03}
+    engine.run()
+    psnr = evaluate(tmp_path / "run", "test", device="cpu")["psnr"]
+    assert psnr > 19.8, psnr  # 20.7 dB measured (two threads)
+
+
 def test_api_run_renders_times_videos_meshes(trained, tmp_path):
     run = load_run(trained, "cpu")
     assert isinstance(run, DynamicRun) and isinstance(run, TimeConditioned)

@@ -115,6 +115,11 @@ class RadianceField(nn.Module):
     ``l2`` (mip-NeRF 360's scene contraction, :mod:`nerfgen.render.contraction`: ``aabb`` is the
     inner region and all of space is inside). Set by :class:`~nerfgen.render.RadianceModel`."""
 
+    def lr_scales(self) -> dict[str, float]:
+        """Learning-rate multipliers by parameter-name prefix (the run's ``lr`` times the factor);
+        parameters no prefix names take the run's ``lr``."""
+        return {}
+
     def __init__(self, aabb: Tensor) -> None:
         super().__init__()
         self.register_buffer("aabb", torch.as_tensor(aabb, dtype=torch.float32).clone())

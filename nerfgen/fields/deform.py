@@ -47,6 +47,10 @@ class DeformFieldConfig:
     """Channels of each deformation plane."""
     deform_hidden: int = 64
     """Width of the deformation MLP (one hidden layer)."""
+    deform_lr: float = 0.1
+    """The deformation's learning rate as a share of the run's (``lr``, set for the hash grid):
+    at the full rate the deformation follows the fine levels' noisy position gradients and the
+    run diverges."""
     space_tv: float = 0.0
     plane_tv: float = 1e-4
     time_smoothness: float = 0.01
@@ -57,6 +61,8 @@ class DeformFieldConfig:
             raise ValueError(f"{source}: deform_resolution and time_resolution must be >= 2 and deform_scales >= 1")
         if min(self.space_tv, self.plane_tv, self.time_smoothness, self.time_l1) < 0:
             raise ValueError(f"{source}: regulariser weights must be >= 0")
+        if not self.deform_lr > 0:
+            raise ValueError(f"{source}: deform_lr must be > 0, got {self.deform_lr}")
 
     def canonical(self) -> NGPFieldConfig:
         """The canonical field's config."""
@@ -103,6 +109,9 @@ class DeformField(RadianceField):
     def forward(self, positions: Tensor, directions: Tensor, cond: Conditioning | None = None) -> FieldOutput:
         positions, directions = self.local(positions, directions, cond)
         return self.canonical(positions + self.deformation(positions, cond), directions)
+
+    def lr_scales(self) -> dict[str, float]:
+        return {"deform_": self.config.deform_lr}
 
     def regularizers(self) -> dict[str, Tensor]:
         cfg = self.config

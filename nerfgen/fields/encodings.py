@@ -147,3 +147,11 @@ def mlp(in_dim: int, hidden: int, n_hidden_layers: int, out_dim: int) -> nn.Sequ
         dim = hidden
     layers.append(nn.Linear(dim, out_dim))
     return nn.Sequential(*layers)
+
+
+def fused_layers(density_net: nn.Sequential, color_net: nn.Sequential) -> tuple[list[Tensor], list[Tensor], int]:
+    """Weights and biases of a density then a colour network's linear layers, and how many are the
+    density network's: the layout :func:`~nerfgen.ops.mlp.ngp_mlp` takes."""
+    density = [m for m in density_net if isinstance(m, nn.Linear)]
+    linears = density + [m for m in color_net if isinstance(m, nn.Linear)]
+    return [m.weight for m in linears], [m.bias for m in linears], len(density)

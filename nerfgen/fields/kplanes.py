@@ -17,8 +17,9 @@ from torch import Tensor
 
 from nerfgen.fields.activations import trunc_exp
 from nerfgen.fields.base import Conditioning, FieldOutput, RadianceField
-from nerfgen.fields.encodings import SHEncoding, mlp
+from nerfgen.fields.encodings import SHEncoding, fused_layers, mlp
 from nerfgen.fields.planes import PlaneEncoding
+from nerfgen.ops.mlp import ngp_density, ngp_mlp
 
 
 @dataclass
@@ -90,19 +91,25 @@ class KPlanesField(RadianceField):
         self.direction_encoding = SHEncoding()
         self.color_net = mlp(SHEncoding.out_dim + cfg.geo_features, cfg.hidden, cfg.color_layers, 3)
 
-    def _geometry(self, positions: Tensor, cond: Conditioning | None) -> tuple[Tensor, Tensor]:
-        coords, inside = space_time(self, positions, cond)
-        h = self.density_net(self.encoding(coords))
-        return trunc_exp(h[:, 0] - 1.0) * inside, h[:, 1:]
+    def mlp_layers(self) -> tuple[list[Tensor], list[Tensor], int]:
+        """Weights and biases of the density then colour networks' layers, and how many are the
+        density network's (the layout :func:`~nerfgen.ops.mlp.ngp_mlp` takes)."""
+        return fused_layers(self.density_net, self.color_net)
 
     def density(self, positions: Tensor, cond: Conditioning | None = None) -> Tensor:
         positions, _ = self.local(positions, None, cond)
-        return self._geometry(positions, cond)[0]
+        coords, inside = space_time(self, positions, cond)
+        weights, biases, n_density = self.mlp_layers()
+        raw = ngp_density(self.encoding(coords), weights[:n_density], biases[:n_density])
+        return trunc_exp(raw - 1.0) * inside
 
     def forward(self, positions: Tensor, directions: Tensor, cond: Conditioning | None = None) -> FieldOutput:
+        """Both networks in the fused MLP kernel where it serves (:mod:`nerfgen.ops.mlp`), the same
+        layers in torch elsewhere."""
         positions, directions = self.local(positions, directions, cond)
-        sigma, geo = self._geometry(positions, cond)
-        return FieldOutput(sigma, torch.sigmoid(self.color_net(torch.cat([self.direction_encoding(directions), geo], -1))))
+        coords, inside = space_time(self, positions, cond)
+        raw, rgb = ngp_mlp(self.encoding(coords), self.direction_encoding(directions), *self.mlp_layers())
+        return FieldOutput(trunc_exp(raw - 1.0) * inside, rgb)
 
     def regularizers(self) -> dict[str, Tensor]:
         cfg = self.config

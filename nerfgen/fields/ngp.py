@@ -10,7 +10,7 @@ from torch import Tensor
 
 from nerfgen.fields.activations import trunc_exp
 from nerfgen.fields.base import Conditioning, FieldOutput, RadianceField
-from nerfgen.fields.encodings import HashEncoding, SHEncoding, mlp, tcnn_mlp
+from nerfgen.fields.encodings import HashEncoding, SHEncoding, fused_layers, mlp, tcnn_mlp
 from nerfgen.ops.mlp import ngp_density, ngp_mlp
 
 
@@ -130,9 +130,7 @@ class NGPField(RadianceField):
     def mlp_layers(self) -> tuple[list[Tensor], list[Tensor], int]:
         """Weights and biases of the density then colour networks' layers, and how many are the
         density network's."""
-        density = [m for m in self.density_net if isinstance(m, torch.nn.Linear)]
-        linears = density + [m for m in self.color_net if isinstance(m, torch.nn.Linear)]
-        return [m.weight for m in linears], [m.bias for m in linears], len(density)
+        return fused_layers(self.density_net, self.color_net)
 
     def _sigma(self, raw_out: Tensor, positions: Tensor, inside: Tensor) -> Tensor:
         """Density from the density network's first output (and the blob's bias)."""

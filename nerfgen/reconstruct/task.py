@@ -39,12 +39,18 @@ def composite(rgba: Tensor, background: Tensor) -> Tensor:
 
 def field_optimizer(model: RadianceModel, config: TrainConfig) -> torch.optim.Adam:
     """Adam over the field: no weight decay on the hash tables and biases, ``weight_decay`` on the
-    MLP weights."""
-    grid, rest = [], []
-    for name, p in [*model.field.named_parameters(), *model.sampler.named_parameters()]:
-        (grid if p.ndim < 2 or "encoding" in name else rest).append(p)
-    groups = [{"params": grid, "weight_decay": 0.0}, {"params": rest, "weight_decay": config.weight_decay}]
-    return torch.optim.Adam(groups, lr=config.lr, betas=(0.9, 0.99), eps=1e-15, fused=True)
+    MLP weights; parameters the field names in :meth:`~nerfgen.fields.RadianceField.lr_scales` at
+    their own learning rate."""
+    scales = model.field.lr_scales()
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {(True, 1.0): [], (False, 1.0): []}
+    named = [(n, p, True) for n, p in model.field.named_parameters()]
+    for name, p, own in named + [(n, p, False) for n, p in model.sampler.named_parameters()]:
+        scale = next((s for prefix, s in scales.items() if own and name.startswith(prefix)), 1.0)
+        groups.setdefault((p.ndim < 2 or "encoding" in name, scale), []).append(p)
+    return torch.optim.Adam([{"params": params, "lr": config.lr * scale,
+                              "weight_decay": 0.0 if grid else config.weight_decay}
+                             for (grid, scale), params in groups.items()],
+                            lr=config.lr, betas=(0.9, 0.99), eps=1e-15, fused=True)
 
 
 class ReconstructionTask(FieldTask):
