@@ -16,6 +16,7 @@ from nerfgen.ops.baked import (
     baked_render_torch,
     baked_traverse,
     baked_traverse_torch,
+    half_rows,
     sparse_interp,
     sparse_interp_torch,
 )
@@ -155,6 +156,49 @@ def test_render_matches_twin(kernels, grid_case, degree):
     assert bool((cut.shaded <= full.shaded).all())
     assert float((cut.color - full.color).abs().max()) <= 1e-2 + 1e-5
     assert float((cut.opacity - full.opacity).abs().max()) <= 1e-2 + 1e-5
+
+
+@pytest.mark.parametrize("grid_case,degree", zip(GRIDS[:3], [0, 2, 3]))
+def test_render_of_float16_rows_matches_twin_and_float32(kernels, grid_case, degree):
+    """Float16 rows (padded to vectors of 8, read with F16C where the CPU has it): the twin's
+    render, and exactly the float32 render of the same values (the conversion is exact)."""
+    levels, blocks, block_size, fill = grid_case
+    grid, n_rows = sparse_grid(levels, blocks, block_size, fill, seed=5 * levels + block_size)
+    values = values_for(max(n_rows, 1), degree, seed=degree + 20)
+    halves = half_rows(values.half())
+    assert halves.dtype == torch.float16 and halves.stride(0) % 8 == 0 and torch.equal(halves.float(), values.half().float())
+    assert half_rows(halves) is halves
+    o, d = rays(300, seed=levels + 7)
+    settings = BakedMarchSettings(degree, -4.0, 0.0, 1e10, 0.02, 0.0, 1e-2)
+    got = baked_render(o, d, grid, halves, settings)
+    ref = baked_render_torch(o, d, grid, halves, settings)
+    as_float = baked_render(o, d, grid, halves.float(), settings)
+    for name in ("color", "opacity", "depth"):
+        torch.testing.assert_close(getattr(got, name), getattr(ref, name), rtol=1e-4, atol=1e-5, msg=name)
+        assert torch.equal(getattr(got, name), getattr(as_float, name)), name
+    assert torch.equal(got.shaded, ref.shaded) and bool((got.shaded > 0).any())
+    unpadded = baked_render(o, d, grid, values.half(), settings)  # padded on the call
+    assert torch.equal(unpadded.color, got.color)
+
+
+def test_half_conversion_is_exact_for_every_bit_pattern(tmp_path):
+    """baked_render.h's portable float16 -> float32 (the CUDA kernel's and CPUs' without F16C),
+    compiled without -march, against torch's conversion of all 65536 bit patterns."""
+    source = tmp_path / "halves.cpp"
+    source.write_text(
+        '#include <cstdio>\n#include "nerfgen/baked_render.h"\n'
+        "int main() { for (unsigned b = 0; b < 65536; ++b) { float f = nerfgen::to_float(nerfgen::Half{"
+        "static_cast<uint16_t>(b)}); std::fwrite(&f, sizeof f, 1, stdout); } }\n")
+    exe = tmp_path / "halves"
+    subprocess.run([CXX, "-std=c++17", "-O1", "-Wall", "-Werror", "-I", str(REPO / "cuda" / "include"), str(source),
+                    "-o", str(exe)], check=True, timeout=120)
+    got = torch.frombuffer(bytearray(subprocess.run([str(exe)], check=True, capture_output=True).stdout),
+                           dtype=torch.int32)
+    ref = torch.arange(65536, dtype=torch.int32).to(torch.int16).view(torch.float16).float()
+    nan = torch.isnan(ref)
+    assert got.shape == (65536,)
+    assert torch.equal(got[~nan], ref[~nan].view(torch.int32))
+    assert bool(torch.isnan(got.view(torch.float32)[nan]).all())
 
 
 def test_render_edge_cases(kernels):

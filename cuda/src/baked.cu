@@ -75,8 +75,13 @@ __global__ void fill_kernel(const BakedMarch p, const int64_t* __restrict__ offs
 __global__ void render_kernel(const BakedRender p, const BakedImage out) {
   const int64_t r = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= p.n_rays) return;
-  out.shaded[r] = render_baked_ray(p.grid, p.values, p.shading, p.params, p.early_stop_eps, p.origins + 3 * r,
-                                   p.directions + 3 * r, out.color + 3 * r, out.opacity[r], out.depth[r]);
+  const float* o = p.origins + 3 * r;
+  const float* d = p.directions + 3 * r;
+  out.shaded[r] = p.values_half != nullptr
+      ? render_baked_ray(p.grid, ValueRows<Half>{p.values_half, p.row_stride}, p.shading, p.params,
+                         p.early_stop_eps, o, d, out.color + 3 * r, out.opacity[r], out.depth[r])
+      : render_baked_ray(p.grid, ValueRows<float>{p.values, p.row_stride}, p.shading, p.params, p.early_stop_eps,
+                         o, d, out.color + 3 * r, out.opacity[r], out.depth[r]);
 }
 
 }  // namespace

@@ -11,6 +11,10 @@
 
 #include "nerfgen/cpu_threads.h"
 
+#ifdef NERFGEN_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
 namespace nerfgen {
 namespace bindings {
 
@@ -21,6 +25,13 @@ inline std::string shape_of(at::IntArrayRef sizes) {
   for (size_t i = 0; i < sizes.size(); ++i) out += (i ? ", " : "") + std::to_string(sizes[i]);
   return out + "]";
 }
+
+#ifdef NERFGEN_WITH_CUDA
+/// One error naming the op family when a CUDA launch failed.
+inline void check_cuda(const char* family, cudaError_t status) {
+  TORCH_CHECK(status == cudaSuccess, family, ": CUDA launch failed: ", cudaGetErrorString(status));
+}
+#endif
 
 /// The tensors of a march's samples, made when a CPU launcher knows how many there are
 /// (cpu::collect_samples asks through `allocate`).

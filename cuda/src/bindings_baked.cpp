@@ -44,9 +44,13 @@ SparseGrid sparse_grid(const char* op, const at::Tensor& block_ids, const at::Te
   check_on(op, voxel_rows, like, at::kInt, "voxel_rows");
   check_on(op, cell_occupied, like, at::kBool, "cell_occupied");
   check_on(op, aabbs, like, at::kFloat, "aabbs");
-  return SparseGrid{block_ids.data_ptr<int32_t>(), voxel_rows.data_ptr<int32_t>(), cell_occupied.data_ptr<bool>(),
-                    aabbs.data_ptr<float>(), static_cast<int>(block_ids.size(0)), static_cast<int>(block_ids.size(1)),
-                    static_cast<int>(voxel_rows.size(1))};
+  SparseGrid g{block_ids.data_ptr<int32_t>(), voxel_rows.data_ptr<int32_t>(), cell_occupied.data_ptr<bool>(),
+               aabbs.data_ptr<float>(), static_cast<int>(block_ids.size(0)), static_cast<int>(block_ids.size(1)),
+               static_cast<int>(voxel_rows.size(1))};
+  for (int shift = 0; shift < 16; ++shift) {
+    if ((1 << shift) == g.block_size) g.block_shift = shift;
+  }
+  return g;
 }
 
 // Marching skips empty space in regions of 4^3 blocks where the grid has at least 8 blocks a side;
@@ -132,9 +136,7 @@ struct CpuLaunch {
 };
 
 #ifdef NERFGEN_WITH_CUDA
-void check_cuda(cudaError_t status) {
-  TORCH_CHECK(status == cudaSuccess, "baked: CUDA launch failed: ", cudaGetErrorString(status));
-}
+void check_cuda(cudaError_t status) { bindings::check_cuda("baked", status); }
 
 struct CudaLaunch {
   using Guard = c10::cuda::CUDAGuard;
@@ -246,7 +248,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> baked_render(
   const int64_t C = 1 + 3 * (sh_degree + 1) * (sh_degree + 1);
   TORCH_CHECK(values.dim() == 2 && values.size(1) == C, "baked_render: values must be [n_rows, ", num(C),
               "] for SH degree ", num(sh_degree), ", got ", shape_of(values.sizes()));
-  check_on("baked_render", values, origins, at::kFloat, "values");
+  const bool half = values.scalar_type() == at::kHalf;
+  if (half) {  // rows may be padded: a stride of a multiple of 8 halves, whole vectors of 8 readable
+    TORCH_CHECK(values.stride(1) == 1 && values.stride(0) % 8 == 0 && values.stride(0) >= padded_half_channels(C) &&
+                    values.device() == origins.device(),
+                "baked_render: float16 values must have rows of a stride of a multiple of 8 halves (at least ",
+                num(padded_half_channels(C)), "), contiguous within a row, on ", origins.device(), "; got strides [",
+                num(values.stride(0)), ", ", num(values.stride(1)), "]");
+  } else {
+    check_on("baked_render", values, origins, at::kFloat, "values");
+  }
   const int64_t n = origins.size(0);
   const typename Launch::Guard guard(origins.device());
   at::Tensor coarse;
@@ -257,7 +268,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> baked_render(
                                                          origins),
                                              block_ids, aabbs),
                                   block_ids, coarse),
-                      values.data_ptr<float>(),
+                      half ? nullptr : values.data_ptr<float>(),
+                      half ? reinterpret_cast<const Half*>(values.data_ptr<at::Half>()) : nullptr,
+                      half ? values.stride(0) : C,
                       BakedShading{static_cast<float>(empty_raw), static_cast<int>(sh_degree)},
                       march_params("baked_render", near_plane, far_plane, step_size, cone_angle),
                       static_cast<float>(early_stop_eps),

@@ -52,7 +52,7 @@ def finetune(baked: BakedGrid, run, config, say: Callable[[str], None] | None = 
     background = Background(training_background(info.train_background if info.train_background != "mlp" else "auto",
                                                 dataset.has_alpha))
     generator = torch.Generator().manual_seed(seed)
-    values = baked.values.detach().clone().requires_grad_()
+    values = baked.values.detach().to(torch.float32, copy=True).requires_grad_()  # float16 when loaded
     optimizer = torch.optim.Adam([values], lr=config.finetune_lr, betas=(0.9, 0.99), eps=1e-15)
     losses, steps, start = [], 0, time.perf_counter()
     def more() -> bool:

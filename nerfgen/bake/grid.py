@@ -17,7 +17,7 @@ from torch import Tensor
 
 from nerfgen.config import build_config, config_to_dict
 from nerfgen.files import read_json, read_tensors, write_json, write_tensors
-from nerfgen.ops.baked import MAX_SH_DEGREE, BakedMarchSettings, BakedRender, SparseGrid, baked_render
+from nerfgen.ops.baked import MAX_SH_DEGREE, BakedMarchSettings, BakedRender, SparseGrid, baked_render, half_rows
 from nerfgen.render.occupancy import PREVIEW_EARLY_STOP
 
 TENSORS_FILE = "baked.safetensors"
@@ -77,7 +77,8 @@ class BakedGrid:
 
     Attributes:
         grid: the index structure (:class:`~nerfgen.ops.baked.SparseGrid`).
-        values: ``[n_rows, 1 + 3 K]`` float32 rows of present voxels.
+        values: ``[n_rows, 1 + 3 K]`` rows of present voxels: float32 as baked (and fine-tuned),
+            float16 as loaded (the file's values, in rows padded for the renderer: :func:`half_rows`).
         shading: SH degree, absent density and the march.
         stats: what the bake measured (voxels, seconds, ...), written to ``baked.json``.
     """
@@ -92,7 +93,10 @@ class BakedGrid:
         return self.values.device
 
     def to(self, device: torch.device | str) -> BakedGrid:
-        return BakedGrid(self.grid.to(device), self.values.to(device), self.shading, dict(self.stats))
+        values = self.values.to(device)
+        if values.dtype == torch.float16:
+            values = half_rows(values)
+        return BakedGrid(self.grid.to(device), values, self.shading, dict(self.stats))
 
     def render(self, origins: Tensor, directions: Tensor, preview: bool = False) -> BakedRender:
         """Render rays (no background; see :func:`~nerfgen.ops.baked.baked_render`); ``preview``:
@@ -102,7 +106,7 @@ class BakedGrid:
 
     def nbytes(self) -> int:
         """Bytes the grid holds in memory."""
-        return sum(t.numel() * t.element_size() for t in (*self.grid.tensors(), self.values))
+        return sum(t.untyped_storage().nbytes() for t in (*self.grid.tensors(), self.values))
 
     # -- files -------------------------------------------------------------------------------------
     def save(self, run_dir: str | Path, half: bool = True) -> int:
@@ -141,7 +145,10 @@ class BakedGrid:
             raise ValueError(f"{tensors_path}: missing tensors {sorted(missing)}; not a nerfgen bake")
         grid = SparseGrid(t["block_ids"], t["voxel_rows"], t["cell_occupied"], t["aabbs"])
         grid.check(str(tensors_path))
-        values = t["values"].float()
+        values = t["values"]
+        if values.dtype not in (torch.float16, torch.float32):
+            raise ValueError(f"{tensors_path}: values must be float16 or float32, got {values.dtype}")
+        values = half_rows(values) if values.dtype == torch.float16 else values  # as the file holds them
         rows = int(grid.voxel_rows.max()) + 1 if grid.voxel_rows.numel() else 0
         if values.dim() != 2 or values.shape[1] != shading.channels or values.shape[0] < rows:
             raise ValueError(f"{tensors_path}: values must be [>= {rows}, {shading.channels}] for SH degree "

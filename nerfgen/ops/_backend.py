@@ -44,7 +44,8 @@ import torch
 CUDA_DIR = Path(__file__).resolve().parents[2] / "cuda"
 """Kernel sources: ``include/nerfgen/*.h`` and ``src/``."""
 
-_CPU_SOURCES = ("bindings.cpp", "bindings_baked.cpp", "bindings_mlp.cpp", "hashgrid_cpu.cpp", "march_cpu.cpp",
+_CPU_SOURCES = ("bindings.cpp", "bindings_hashgrid.cpp", "bindings_march.cpp", "bindings_volrend.cpp",
+                "bindings_planes.cpp", "bindings_baked.cpp", "bindings_mlp.cpp", "hashgrid_cpu.cpp", "march_cpu.cpp",
                 "planes_cpu.cpp", "volrend_cpu.cpp", "baked_cpu.cpp", "mlp_cpu.cpp")
 _CUDA_SOURCES = ("hashgrid.cu", "march.cu", "planes.cu", "volrend.cu", "baked.cu")
 # -ffp-contract=off: no fused multiply-adds, so frac = x N_l - floor(x N_l) rounds as in the torch

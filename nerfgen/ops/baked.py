@@ -15,7 +15,8 @@ A baked radiance field reads a row as ``[raw density, K SH coefficients of red, 
 * :func:`sparse_interp`: :math:`s, p` at points, differentiable in the values (fine-tuning);
 * :func:`baked_traverse`: the samples of a march through the occupied cells (as
   :func:`~nerfgen.ops.traverse_grids`, regions without a block skipped whole);
-* :func:`baked_render`: march, shade and composite in one pass with early termination (viewing).
+* :func:`baked_render`: march, shade and composite in one pass with early termination (viewing),
+  from float32 rows or float16 ones (:func:`half_rows`: half the bytes a sample reads).
 
 Each runs the C++/OpenMP kernel (``cuda/src/baked_cpu.cpp``; ``baked.cu`` in a CUDA build) when it
 serves the tensors, else its ``*_torch`` twin (same signature, same results to float rounding;
@@ -291,9 +292,25 @@ class BakedMarchSettings:
     early_stop_eps: float
 
 
+def half_rows(values: Tensor) -> Tensor:
+    """``values [n_rows, C]`` in float16, each row padded to a multiple of 8 channels (zeros): a
+    ``[n_rows, C]`` view of ``[n_rows, ceil(C / 8) 8]`` storage, which :func:`baked_render` reads
+    in whole 16-byte vectors (and returns as it is when it already is one)."""
+    if values.dim() != 2:
+        raise ValueError(f"half_rows: values must be [n_rows, C], got {tuple(values.shape)}")
+    n, c = values.shape
+    padded = -(-c // 8) * 8
+    if values.dtype == torch.float16 and values.stride(1) == 1 and values.stride(0) % 8 == 0 and values.stride(0) >= padded:
+        return values
+    storage = torch.zeros(n, padded, dtype=torch.float16, device=values.device)
+    storage[:, :c] = values
+    return storage[:, :c]
+
+
 def baked_render_torch(origins: Tensor, directions: Tensor, grid: SparseGrid, values: Tensor,
                        s: BakedMarchSettings) -> BakedRender:
-    """The pure-torch twin of :func:`baked_render`."""
+    """The pure-torch twin of :func:`baked_render` (float16 values converted to float32, exactly)."""
+    values = values.float()
     samples = baked_traverse_torch(origins, directions, grid, s.near_plane, s.far_plane, s.step_size, s.cone_angle)
     ri = samples.ray_indices
     mids = (samples.t_starts + samples.t_ends) * 0.5
@@ -314,7 +331,8 @@ def baked_render(origins: Tensor, directions: Tensor, grid: SparseGrid, values: 
     Args:
         origins, directions: ``[n_rays, 3]`` float32 rays with unit directions.
         grid: the sparse grid.
-        values: ``[n_rows, 1 + 3 (sh_degree + 1)^2]`` float32 rows.
+        values: ``[n_rows, 1 + 3 (sh_degree + 1)^2]`` float32 or float16 rows (float16 best as
+            :func:`half_rows` makes them; other float16 tensors are padded on each call).
         settings: SH degree, absent voxels' raw density, the march and early termination.
 
     Returns:
@@ -325,9 +343,12 @@ def baked_render(origins: Tensor, directions: Tensor, grid: SparseGrid, values: 
     if not 0 <= s.sh_degree <= MAX_SH_DEGREE or values.dim() != 2 or values.shape[1] != 1 + 3 * (s.sh_degree + 1) ** 2:
         raise ValueError(f"baked_render: values must be [n_rows, {1 + 3 * (s.sh_degree + 1) ** 2}] for SH degree "
                          f"{s.sh_degree} (at most {MAX_SH_DEGREE}), got {tuple(values.shape)}")
-    if _serves(origins, directions, values, grid.aabbs):
+    if values.dtype not in (torch.float32, torch.float16):
+        raise ValueError(f"baked_render: values must be float32 or float16, got {values.dtype}")
+    if values.device == origins.device and _serves(origins, directions, grid.aabbs):
+        rows = half_rows(values) if values.dtype == torch.float16 else values.contiguous()
         return BakedRender(*torch.ops.nerfgen.baked_render(
-            origins.contiguous(), directions.contiguous(), *grid.tensors(), values.contiguous(), s.sh_degree,
+            origins.contiguous(), directions.contiguous(), *grid.tensors(), rows, s.sh_degree,
             s.empty_raw, s.near_plane, s.far_plane, s.step_size, s.cone_angle, s.early_stop_eps))
     with torch.no_grad():
         return baked_render_torch(origins, directions, grid, values, s)

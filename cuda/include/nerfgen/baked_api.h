@@ -5,11 +5,13 @@
 //   baked_march (CPU), baked_count / baked_fill (CUDA): the samples of a march through the
 //                           occupied cells, as march / march_count / march_fill (march_api.h)
 //   baked_render:           rays -> color [n_rays, 3] (no background), opacity, depth [n_rays],
-//                           shaded [n_rays] (samples shaded per ray)
+//                           shaded [n_rays] (samples shaded per ray); value rows in float32 or
+//                           float16 (baked_render.h)
 // Interpolation is instantiated for scalar_t = float and double; marching and rendering are float.
 #pragma once
 
 #include "nerfgen/baked.h"
+#include "nerfgen/baked_render.h"
 #include "nerfgen/sample_buffers.h"
 
 namespace nerfgen {
@@ -41,7 +43,9 @@ struct BakedRender {
   const float* directions;  // [n_rays, 3] unit length
   int64_t n_rays;
   SparseGrid grid;
-  const float* values;  // [n_rows, 1 + 3 K]
+  const float* values;       // [n_rows, 1 + 3 K] rows `row_stride` apart, or null when they are float16:
+  const Half* values_half;   // the same in float16, row_stride a multiple of 8 (else null)
+  int64_t row_stride;
   BakedShading shading;
   MarchParams params;
   float early_stop_eps;

@@ -61,6 +61,8 @@ HD bool ray_box(const float* o, const float* d, const float* box, float near_pla
 struct StepRule {
   float t0, step, cone, k1, t_k1, log1p_cone;
 
+  StepRule() = default;
+
   HD StepRule(float t0_, const MarchParams& p)
       : t0(t0_), step(p.step_size), cone(p.cone_angle), k1(0), t_k1(t0_), log1p_cone(p.log1p_cone) {
     if (cone > 0) {
