@@ -43,10 +43,11 @@ def field_optimizer(model: RadianceModel, config: TrainConfig) -> torch.optim.Ad
     their own learning rate."""
     scales = model.field.lr_scales()
     groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {(True, 1.0): [], (False, 1.0): []}
-    named = [(n, p, True) for n, p in model.field.named_parameters()]
-    for name, p, own in named + [(n, p, False) for n, p in model.sampler.named_parameters()]:
-        scale = next((s for prefix, s in scales.items() if own and name.startswith(prefix)), 1.0)
+    for name, p in model.field.named_parameters():
+        scale = next((s for prefix, s in scales.items() if name.startswith(prefix)), 1.0)
         groups.setdefault((p.ndim < 2 or "encoding" in name, scale), []).append(p)
+    for name, p in model.sampler.named_parameters():
+        groups[(p.ndim < 2 or "encoding" in name, 1.0)].append(p)
     return torch.optim.Adam([{"params": params, "lr": config.lr * scale,
                               "weight_decay": 0.0 if grid else config.weight_decay}
                              for (grid, scale), params in groups.items()],
