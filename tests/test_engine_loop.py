@@ -156,7 +156,7 @@ def test_each_step_is_checkpointed_once(tmp_path):
 def test_checkpoints_keep_the_newest_two_and_come_by_time_as_well(tmp_path):
     class Slow(AutoDecoder):
         def step(self, ctx):
-            time.sleep(0.02)
+            time.sleep(0.03)  # > checkpoint_seconds / 2: a checkpoint every second step however fast the rest runs
             return super().step(ctx)
 
     config = EngineConfig(max_steps=12, checkpoint_every=3, checkpoint_seconds=0, eval_every=0)
