@@ -185,6 +185,27 @@ def test_deformation_learns_at_its_own_rate_and_fits_the_small_scene(scene, tmp_
     assert psnr > 19.8, psnr  # 20.7 dB measured (two threads)
 
 
+NSFF = dict(field="nsff", field_options={"n_levels": 8, "log2_table_size": 14, "max_resolution": 256, "hidden": 32,
+                                        "resolution": 16, "scales": [1], "time_resolution": 5, "features": 8,
+                                        "dynamic_hidden": 32},
+            flow={"temporal": 1.0, "cycle": 0.1, "velocity": 0.01, "flow_l1": 0.001, "dynamic_l1": 0.01},
+            **{k: v for k, v in SMALL.items() if k not in ("field", "field_options")})
+
+
+def test_scene_flow_run_on_a_monocular_video_reports_its_flow_and_dynamic_share(tmp_path_factory, tmp_path):
+    """Neural Scene Flow Fields on the monocular variant: the flow terms train (each is a figure of
+    the step) and the evaluation measures the rendered 3D flow against the scene's own and how much
+    of what the pixels show comes from the dynamic field, on moving and on still surfaces."""
+    video = tiny_scene(tmp_path_factory.getbasetemp(), "monocular")
+    engine = dynamic(video, tmp_path / "run", DynamicConfig(max_steps=60, seed=0, **NSFF))
+    stats = engine.run()
+    assert {"temporal", "cycle", "velocity", "flow_l1", "dynamic_l1"} <= set(stats.figures)
+    flow = evaluate(tmp_path / "run", "test", device="cpu")["scene_flow"]
+    assert flow["flow_moving_pixels"] > 0 and flow["flow_gt_moving"] > 0
+    assert 0 <= flow["flow_epe_moving"] < 10 * flow["flow_gt_moving"]
+    assert 0 <= flow["dynamic_share_moving"] <= 1 and 0 <= flow["dynamic_share_still"] <= 1
+
+
 def test_api_run_renders_times_videos_meshes(trained, tmp_path):
     run = load_run(trained, "cpu")
     assert isinstance(run, DynamicRun) and isinstance(run, TimeConditioned)

@@ -46,12 +46,15 @@ def ground_truth_flows(data: str | Path, split: str) -> dict[Path, Path]:
 
 def flow_error(run, timed, views: list[int], files: dict[Path, Path]) -> dict | None:
     """End-point error of the run's rendered 3D flow to the next instant against the ground truth,
-    over the pixels where a moving surface is seen (and over all surface pixels); None without
-    ground truth at the views' size."""
+    over the pixels where a moving surface is seen (and over all surface pixels), and the dynamic
+    field's share of what those pixels show, on moving and on still surfaces (a flow field whose
+    dynamic part holds nothing cannot learn motion from the images); None without ground truth
+    at the views' size."""
     import numpy as np
 
     dataset = timed.dataset
     moving_err, moving_gt, all_err, n_moving, n_all = 0.0, 0.0, 0.0, 0, 0
+    share_moving, share_still = 0.0, 0.0
     for i in views:
         source = files.get(Path(dataset.filenames[i]))
         if source is None or dataset.depths is None:
@@ -59,16 +62,20 @@ def flow_error(run, timed, views: list[int], files: dict[Path, Path]) -> dict | 
         gt = torch.from_numpy(np.load(source).astype(np.float32))[..., :3]
         if gt.shape[:2] != (int(dataset.sizes[i, 1]), int(dataset.sizes[i, 0])):
             return None
-        flow, _ = render_flow(run.model, dataset.camera(i), 0, float(timed.times[i]))
+        flow, share, _ = render_flow(run.model, dataset.camera(i), 0, float(timed.times[i]))
         hit = torch.isfinite(dataset.depths[i]) & (dataset.depths[i] > 0)
         err = (flow - gt).norm(dim=-1)
         moving = hit & (gt.norm(dim=-1) > 1e-3)
+        share_moving += float(share[moving].sum())
+        share_still += float(share[hit & ~moving].sum())
         moving_err += float(err[moving].sum())
         moving_gt += float(gt.norm(dim=-1)[moving].sum())
         all_err += float(err[hit].sum())
         n_moving, n_all = n_moving + int(moving.sum()), n_all + int(hit.sum())
     return {"flow_epe_moving": moving_err / max(n_moving, 1), "flow_gt_moving": moving_gt / max(n_moving, 1),
-            "flow_epe_all": all_err / max(n_all, 1), "flow_moving_pixels": n_moving}
+            "flow_epe_all": all_err / max(n_all, 1), "flow_moving_pixels": n_moving,
+            "dynamic_share_moving": share_moving / max(n_moving, 1),
+            "dynamic_share_still": share_still / max(n_all - n_moving, 1)}
 
 
 def evaluate_dynamic(run, split: str = "test", every: int = 1, data: str | None = None,

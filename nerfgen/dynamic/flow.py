@@ -99,23 +99,30 @@ def flow_losses(field: SceneFlowField, out: RenderOutput, rays: Rays, cond: Cond
 
 
 @torch.no_grad()
-def render_flow(model: RadianceModel, cameras: Cameras, index: int, time: float, chunk: int = 1 << 13) -> tuple[Tensor, Tensor]:
-    """The 3D scene flow to the next instant seen at each pixel of camera ``index`` at ``time``
-    (the flows of the samples, averaged by their rendering weights) ``[H, W, 3]``, and the opacity
-    ``[H, W]``; on the CPU."""
+def render_flow(model: RadianceModel, cameras: Cameras, index: int, time: float, chunk: int = 1 << 13
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """What the scene-flow field shows at each pixel of camera ``index`` at ``time``, on the CPU:
+    the 3D scene flow to the next instant ``[H, W, 3]`` and the dynamic field's share of the
+    density ``[H, W]`` (both averaged over the samples by their rendering weights), and the
+    opacity ``[H, W]``."""
     field = model.field
     rays = image_rays(cameras.to(model.device), index)
     cond = Conditioning(time=torch.tensor([time], device=model.device))
-    flows, opacities = [], []
+    flows, shares, opacities = [], [], []
     for i in range(0, len(rays), chunk):
         part = rays[i:i + chunk]
         out = render_rays(field, model.sampler, part, torch.zeros(3, device=model.device), cond)
         ri = out.samples.ray_indices
         mids = (out.samples.t_starts + out.samples.t_ends) * 0.5
         positions = part.origins[ri] + part.directions[ri] * mids[:, None]
-        forward, _ = field.flow(positions, cond.take(ri))
-        flow = torch.zeros(len(part), 3, device=model.device).index_add_(0, ri, forward * out.weights[:, None])
-        flows.append(flow / out.opacity.clamp(min=1e-6)[:, None])
+        dyn = field.dynamic(positions, part.directions[ri], cond.take(ri))
+        share = dyn.sigma / (dyn.sigma + field.static(positions, part.directions[ri]).sigma).clamp(min=1e-8)
+        per_ray = torch.zeros(len(part), 4, device=model.device).index_add_(
+            0, ri, torch.cat([dyn.forward, share[:, None]], -1) * out.weights[:, None])
+        per_ray = per_ray / out.opacity.clamp(min=1e-6)[:, None]
+        flows.append(per_ray[:, :3])
+        shares.append(per_ray[:, 3])
         opacities.append(out.opacity)
     h, w = cameras.height, cameras.width
-    return torch.cat(flows).view(h, w, 3).cpu(), torch.cat(opacities).view(h, w).cpu()
+    return (torch.cat(flows).view(h, w, 3).cpu(), torch.cat(shares).view(h, w).cpu(),
+            torch.cat(opacities).view(h, w).cpu())
