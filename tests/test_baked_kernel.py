@@ -17,8 +17,11 @@ from nerfgen.ops.baked import (
     baked_traverse,
     baked_traverse_torch,
     half_rows,
+    march_accel,
+    pack_cell_bits,
     sparse_interp,
     sparse_interp_torch,
+    unpack_cell_bits,
 )
 from tests.kernels import CXX, NVCC, REPO
 from tests.test_march_kernel import assert_same_samples, rays
@@ -220,10 +223,57 @@ def test_opcheck(kernels):
     values = values_for(n_rows, 1, seed=11)
     o, d = rays(32, seed=12)
     ops = torch.ops.nerfgen
+    accel = march_accel(grid).args()
     torch.library.opcheck(ops.sparse_interp_fwd.default, (points(50, seed=13), values.requires_grad_(), *grid.tensors()))
-    torch.library.opcheck(ops.baked_traverse.default, (o, d, *grid.tensors(), None, 0.0, 1e10, 0.03, 0.0))
-    torch.library.opcheck(ops.baked_render.default, (o, d, *grid.tensors(), values.detach(), 1, -4.0, 0.0, 1e10,
-                                                     0.03, 0.0, 1e-3))
+    torch.library.opcheck(ops.baked_traverse.default, (o, d, *grid.tensors(), *accel, None, 0.0, 1e10, 0.03, 0.0))
+    torch.library.opcheck(ops.baked_render.default, (o, d, *grid.tensors(), *accel, values.detach(), 1, -4.0, 0.0,
+                                                     1e10, 0.03, 0.0, 1e-3))
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 4, 8])
+def test_cell_bits_hold_the_dense_occupancy(block_size):
+    """cell_occupied bit-packed: cell c of a block is bit c & 7 of byte c >> 3, in rows of whole
+    64-bit words (one 64-byte line a block at B = 8), the padding zero; unpacking gives the bools."""
+    n, cells = 7, block_size**3
+    occupied = torch.rand(n, block_size, block_size, block_size, generator=torch.Generator().manual_seed(cells)) < 0.4
+    bits = pack_cell_bits(occupied)
+    assert bits.dtype == torch.uint8 and bits.shape == (n, -(-cells // 64) * 8)
+    every_bit = (bits[..., None].long() >> torch.arange(8)) & 1  # [n, W, 8]: bit c & 7 of byte c >> 3
+    assert torch.equal(every_bit.view(n, -1)[:, :cells].bool(), occupied.view(n, -1))
+    assert int(every_bit.view(n, -1)[:, cells:].sum()) == 0
+    assert torch.equal(unpack_cell_bits(bits, block_size), occupied)
+    assert pack_cell_bits(torch.zeros(0, block_size, block_size, block_size, dtype=torch.bool)).shape[0] == 0
+
+
+def test_marching_reads_the_bits_as_the_bools(kernels):
+    """The kernels given the reused data (bit-packed cells, empty groups of cells and regions of
+    blocks skipped whole, bounds) and given none of it (the bools, every step tested, the whole
+    box) keep the same samples and pixels; the groups hold what their cells say."""
+    grid, n_rows = sparse_grid(2, 8, 4, 0.3, seed=21)
+    values = values_for(n_rows, 2, seed=22)
+    o, d = rays(300, seed=23)
+    accel = march_accel(grid)
+    assert accel.coarse is not None and accel.coarse.shape == (2, 2, 2, 2)
+    pairs = unpack_cell_bits(accel.pair_bits, 2)  # [n_blocks, 2, 2, 2] of groups of 2^3 cells
+    assert torch.equal(pairs, grid.cell_occupied.view(-1, 2, 2, 2, 2, 2, 2).any(6).any(4).any(2))
+    assert bool((~pairs).any()) and bool(pairs.any())
+    ops = torch.ops.nerfgen
+    none = (None, None, None, None)
+    for cone in (0.0, 1 / 64):
+        with_it = ops.baked_traverse(o, d, *grid.tensors(), *accel.args(), None, 0.05, 20.0, 0.013, cone)
+        without = ops.baked_traverse(o, d, *grid.tensors(), *none, None, 0.05, 20.0, 0.013, cone)
+        assert with_it[0].shape[0] > 0
+        for a, b in zip(with_it, without):
+            assert torch.equal(a, b)
+        rendered = [ops.baked_render(o, d, *grid.tensors(), *extra, values, 2, -4.0, 0.0, 1e10, 0.013, cone, 1e-3)
+                    for extra in (accel.args(), none)]
+        for a, b in zip(*rendered):
+            assert torch.equal(a, b)
+    for bad in ((accel.cell_bits[:1], None), (None, accel.pair_bits[:, :0])):
+        with pytest.raises(RuntimeError, match="bits must be"):
+            ops.baked_render(o, d, *grid.tensors(), *bad, None, None, values, 2, -4.0, 0.0, 1e10, 0.013, 0.0, 1e-3)
+    odd, _ = sparse_grid(1, 2, 3, 0.5, seed=24)
+    assert march_accel(odd).pair_bits is None
 
 
 def test_cpu_source_compiles_without_torch():

@@ -17,7 +17,16 @@ from torch import Tensor
 
 from nerfgen.config import build_config, config_to_dict
 from nerfgen.files import read_json, read_tensors, write_json, write_tensors
-from nerfgen.ops.baked import MAX_SH_DEGREE, BakedMarchSettings, BakedRender, SparseGrid, baked_render, half_rows
+from nerfgen.ops.baked import (
+    MAX_SH_DEGREE,
+    BakedMarchSettings,
+    BakedRender,
+    MarchAccel,
+    SparseGrid,
+    baked_render,
+    half_rows,
+    march_accel,
+)
 from nerfgen.render.occupancy import PREVIEW_EARLY_STOP
 
 TENSORS_FILE = "baked.safetensors"
@@ -81,12 +90,18 @@ class BakedGrid:
             float16 as loaded (the file's values, in rows padded for the renderer: :func:`half_rows`).
         shading: SH degree, absent density and the march.
         stats: what the bake measured (voxels, seconds, ...), written to ``baked.json``.
+        accel: what marching reuses from call to call (:func:`~nerfgen.ops.baked.march_accel`),
+            derived from ``grid`` when the grid is made or loaded, never stored.
     """
 
     grid: SparseGrid
     values: Tensor
     shading: BakedShading
     stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+    accel: MarchAccel = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.accel = march_accel(self.grid)
 
     @property
     def device(self) -> torch.device:
@@ -102,11 +117,12 @@ class BakedGrid:
         """Render rays (no background; see :func:`~nerfgen.ops.baked.baked_render`); ``preview``:
         with the coarser march of :meth:`BakedShading.preview`."""
         march = self.shading.preview() if preview else self.shading.march()
-        return baked_render(origins, directions, self.grid, self.values, march)
+        return baked_render(origins, directions, self.grid, self.values, march, self.accel)
 
     def nbytes(self) -> int:
-        """Bytes the grid holds in memory."""
-        return sum(t.untyped_storage().nbytes() for t in (*self.grid.tensors(), self.values))
+        """Bytes the grid holds in memory (its march's reused data included)."""
+        extra = [t for t in (self.accel.cell_bits, self.accel.coarse) if t is not None]
+        return sum(t.untyped_storage().nbytes() for t in (*self.grid.tensors(), self.values, *extra))
 
     # -- files -------------------------------------------------------------------------------------
     def save(self, run_dir: str | Path, half: bool = True) -> int:

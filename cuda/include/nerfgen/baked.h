@@ -4,14 +4,17 @@
 // The grid has L nested levels (boxes as the occupancy grid's cascades, level 0 the finest), each
 // of R^3 voxels, R = G B, stored in blocks of B^3: block_ids [L, G, G, G] names the block of each
 // region (-1: nothing there), voxel_rows [n_blocks, B^3] the value row of each voxel (-1: absent)
-// and cell_occupied [n_blocks, B^3] whether a sample in that voxel's cell may see any density.
+// and cell_occupied [n_blocks, B^3] whether a sample in that voxel's cell may see any density
+// (marching reads it bit-packed where the caller gives cell_bits: one bit a cell, a block's bits in
+// one 64-byte line at B = 8, not the eight lines of its bools).
 // Values sit at voxel centres: a point x of level l (the finest box holding it) has continuous
 // voxel coordinates u = (x - lo) / (hi - lo) R - 1/2 and is interpolated trilinearly from the 8
 // voxels around u; voxels outside [0, R) or absent contribute nothing:
 //     sum[c] = sum_i w_i [present_i] values[row_i, c],   present = sum_i w_i [present_i].
 // Marching follows march.h's step rule; a step is sampled when its midpoint's cell is occupied.
-// Regions without a block are skipped whole (as march.h skips empty cells), so both twins keep
-// exactly the samples of a march that tests every step. Shading and compositing the samples is
+// Regions without a block are skipped whole (as march.h skips empty cells), and so are empty 2^3
+// groups of cells inside a block where the caller gives pair_bits, so both twins keep exactly the
+// samples of a march that tests every step. Shading and compositing the samples is
 // baked_render.h's. Mirrors nerfgen/ops/baked.py.
 #pragma once
 
@@ -34,6 +37,10 @@ struct SparseGrid {
   const bool* coarse = nullptr;  // [n_levels, G / f, G / f, G / f]: any block in f^3 regions, or null
   int coarse_factor = 1;         // f, dividing G
   int block_shift = -1;          // log2(B) where B is a power of two (divisions by B become shifts)
+  const uint8_t* cell_bits = nullptr;  // [n_blocks, bits_stride]: cell_occupied bit-packed (cell c of a
+  int64_t bits_stride = 0;             // block: bit c & 7 of byte c >> 3), or null (then the bools)
+  const uint8_t* pair_bits = nullptr;  // [n_blocks, pair_stride]: whether any cell of each 2^3 group of
+  int64_t pair_stride = 0;             // cells is occupied, packed alike (B even), or null
   bool has_bounds = false;       // whether `bounds` holds a box around every block of every level
   float bounds[6] = {0, 0, 0, 0, 0, 0};  // (marching skips what lies outside it in one go)
 };
@@ -99,8 +106,20 @@ HD SparseCell sparse_cell(const SparseGrid& g, const float* x, BlockCache& cache
 /// Whether a sample in cell `c` may see density (its block exists and the cell is marked).
 HD bool cell_is_occupied(const SparseGrid& g, const SparseCell& c) {
   if (c.block < 0) return false;
+  if (g.cell_bits != nullptr) return (g.cell_bits[c.block * g.bits_stride + (c.local >> 3)] >> (c.local & 7)) & 1;
   const int64_t B = g.block_size;
   return g.cell_occupied[c.block * B * B * B + c.local];
+}
+
+/// Whether cell `c` (in a block) lies in a 2^3 group of cells none of which is occupied (false
+/// without pair_bits).
+HD bool pair_is_empty(const SparseGrid& g, const SparseCell& c) {
+  if (g.pair_bits == nullptr) return false;
+  const int half = g.block_size / 2;
+  int pair = 0;
+  NERFGEN_UNROLL
+  for (int a = 0; a < 3; ++a) pair = pair * half + (c.ijk[a] - block_of(g, c.ijk[a]) * g.block_size) / 2;
+  return !((g.pair_bits[c.block * g.pair_stride + (pair >> 3)] >> (pair & 7)) & 1);
 }
 
 /// The 8 voxels around a point and their trilinear weights (row -1: absent).
@@ -211,6 +230,13 @@ HD float block_exit(const SparseGrid& g, const SparseCell& c, const float* o, co
   return empty_exit(blocks, region, o, d, t_now);
 }
 
+/// t at which the ray leaves the empty 2^3 group of cells around cell `c` (see block_exit).
+HD float pair_exit(const SparseGrid& g, const SparseCell& c, const float* o, const float* d, float t_now) {
+  const OccupancyGrid pairs{nullptr, g.aabbs, g.n_levels, sparse_res(g) / 2};
+  GridCell region{true, false, c.level, {c.ijk[0] / 2, c.ijk[1] / 2, c.ijk[2] / 2}};
+  return cell_exit(pairs, region, o, d, t_now);
+}
+
 /// A march through the sparse grid, one visited step at a time: next() gives every step whose
 /// midpoint lies in an occupied cell, in order. Steps as march_ray (march.h), from t_min + jitter
 /// step_size; a renderer can hold several of these and advance them in turns.
@@ -249,18 +275,24 @@ struct SparseMarch {
       const float mid = (t_start + t_end) * 0.5f;
       x[0] = o[0] + d[0] * mid, x[1] = o[1] + d[1] * mid, x[2] = o[2] + d[2] * mid;
       const SparseCell c = sparse_cell(g, x, cache);
-      if (!c.inside || c.block >= 0) {
+      const bool in_block = c.inside && c.block >= 0;
+      if (in_block && cell_is_occupied(g, c)) {
         ++k;
-        if (c.inside && t_end > t_start && cell_is_occupied(g, c)) return true;
+        if (t_end > t_start) return true;
         continue;
       }
-      // An empty region: skip to the last step that surely ends inside it (see march_ray); the
-      // steps left there after a skip (its margin) advance one by one without measuring it again.
+      if (!c.inside || (in_block && !pair_is_empty(g, c))) {
+        ++k;
+        continue;
+      }
+      // An empty region (no block there, or an empty group of cells): skip to the last step that
+      // surely ends inside it (see march_ray); the steps left there after a skip (its margin)
+      // advance one by one without measuring it again.
       if (mid < empty_until) {
         ++k;
         continue;
       }
-      empty_until = block_exit(g, c, o, d, mid);
+      empty_until = c.block < 0 ? block_exit(g, c, o, d, mid) : pair_exit(g, c, o, d, mid);
       const double last = rule.k_of(empty_until) - 1.01;
       k = last > static_cast<double>(k + 1) ? static_cast<int64_t>(min_of(last, static_cast<double>(n_steps))) : k + 1;
     }
