@@ -78,6 +78,7 @@ def test_round_trip_through_save_and_load(trained, tmp_path):
     rebuilt = march_accel(again.grid)
     assert torch.equal(again.accel.cell_bits, rebuilt.cell_bits) and again.accel.bounds == rebuilt.bounds
     assert torch.equal(unpack_cell_bits(again.accel.cell_bits, again.grid.block_size), again.grid.cell_occupied)
+    assert again.accel.present_bits is not None  # a bake writes each block's rows in voxel order: counted from bits
     assert set(read_tensors(copy / "baked.safetensors")) == {"block_ids", "voxel_rows", "cell_occupied", "aabbs",
                                                              "values"}
 

@@ -65,12 +65,14 @@ const uint8_t* block_bits(const char* op, const char* what, const at::Tensor& bi
 
 // What marching reuses from call to call (nerfgen.ops.baked.march_accel, computed once per grid),
 // each optional: `cell_bits` [n_blocks, W] uint8, cell_occupied bit-packed (W 8 >= B^3);
-// `pair_bits` the same for the (B / 2)^3 groups of 2^3 cells (B even), set where any of its cells
-// is occupied (empty ones are skipped whole); `coarse` [n_levels, G / f, G / f, G / f] bool,
+// `present_bits` [n_blocks, W] int64 and `row_base`
+// [n_blocks, W] int32, the rows counted from bits where they run in voxel order (see baked.h's
+// SparseGrid; both or neither); `coarse` [n_levels, G / f, G / f, G / f] bool,
 // whether any block lies in each f^3 region (empty ones are skipped whole); `bounds` (6 floats) a
 // box around every block of every level, where marching starts and ends each ray.
 SparseGrid with_accel(const char* op, SparseGrid g, const std::optional<at::Tensor>& cell_bits,
-                      const std::optional<at::Tensor>& pair_bits, const std::optional<at::Tensor>& coarse,
+                      const std::optional<at::Tensor>& present_bits, const std::optional<at::Tensor>& row_base,
+                      const std::optional<at::Tensor>& coarse,
                       const std::optional<c10::ArrayRef<double>>& bounds, const at::Tensor& block_ids,
                       const at::Tensor& voxel_rows, const at::Tensor& like) {
   const int64_t n_blocks = voxel_rows.size(0), B = voxel_rows.size(1);
@@ -78,10 +80,19 @@ SparseGrid with_accel(const char* op, SparseGrid g, const std::optional<at::Tens
     g.cell_bits = block_bits(op, "cell_bits", *cell_bits, n_blocks, B * B * B, like);
     g.bits_stride = cell_bits->size(1);
   }
-  if (pair_bits.has_value()) {
-    TORCH_CHECK(B % 2 == 0, op, ": pair_bits need an even block size, got ", num(B));
-    g.pair_bits = block_bits(op, "pair_bits", *pair_bits, n_blocks, B * B * B / 8, like);
-    g.pair_stride = pair_bits->size(1);
+  TORCH_CHECK(present_bits.has_value() == row_base.has_value(), op,
+              ": give both present_bits and row_base, or neither");
+  if (present_bits.has_value()) {
+    const int64_t words = (B * B * B + 63) / 64;
+    TORCH_CHECK(present_bits->dim() == 2 && present_bits->size(0) == n_blocks && present_bits->size(1) >= words &&
+                    row_base->sizes() == present_bits->sizes(),
+                op, ": present_bits and row_base must both be [n_blocks, >= ", num(words), "] = [", num(n_blocks),
+                ", ", num(words), "], got ", shape_of(present_bits->sizes()), " and ", shape_of(row_base->sizes()));
+    check_on(op, *present_bits, like, at::kLong, "present_bits");
+    check_on(op, *row_base, like, at::kInt, "row_base");
+    g.present_bits = reinterpret_cast<const uint64_t*>(present_bits->data_ptr<int64_t>());
+    g.row_base = row_base->data_ptr<int32_t>();
+    g.present_words = present_bits->size(1);
   }
   if (coarse.has_value()) {
     const int64_t G = block_ids.size(1), rc = coarse->dim() == 4 ? coarse->size(1) : 0;
@@ -217,8 +228,8 @@ template <typename Launch>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> baked_traverse(
     const at::Tensor& origins, const at::Tensor& directions, const at::Tensor& block_ids, const at::Tensor& voxel_rows,
     const at::Tensor& cell_occupied, const at::Tensor& aabbs, const std::optional<at::Tensor>& cell_bits,
-    const std::optional<at::Tensor>& pair_bits, const std::optional<at::Tensor>& coarse,
-    std::optional<c10::ArrayRef<double>> bounds,
+    const std::optional<at::Tensor>& present_bits, const std::optional<at::Tensor>& row_base,
+    const std::optional<at::Tensor>& coarse, std::optional<c10::ArrayRef<double>> bounds,
     const std::optional<at::Tensor>& jitter, double near_plane, double far_plane, double step_size, double cone_angle) {
   check_rays("baked_traverse", origins, directions);
   const int64_t n = origins.size(0);
@@ -233,7 +244,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> baked_traverse(
                      n,
                      with_accel("baked_traverse",
                                 sparse_grid("baked_traverse", block_ids, voxel_rows, cell_occupied, aabbs, origins),
-                                cell_bits, pair_bits, coarse, bounds, block_ids, voxel_rows, origins),
+                                cell_bits, present_bits, row_base, coarse, bounds, block_ids, voxel_rows, origins),
                      march_params("baked_traverse", near_plane, far_plane, step_size, cone_angle),
                      at::get_num_threads()};
   return Launch::march(p, origins.options());
@@ -243,8 +254,8 @@ template <typename Launch>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> baked_render(
     const at::Tensor& origins, const at::Tensor& directions, const at::Tensor& block_ids, const at::Tensor& voxel_rows,
     const at::Tensor& cell_occupied, const at::Tensor& aabbs, const std::optional<at::Tensor>& cell_bits,
-    const std::optional<at::Tensor>& pair_bits, const std::optional<at::Tensor>& coarse,
-    std::optional<c10::ArrayRef<double>> bounds, const at::Tensor& values,
+    const std::optional<at::Tensor>& present_bits, const std::optional<at::Tensor>& row_base,
+    const std::optional<at::Tensor>& coarse, std::optional<c10::ArrayRef<double>> bounds, const at::Tensor& values,
     int64_t sh_degree,
     double empty_raw, double near_plane, double far_plane, double step_size, double cone_angle,
     double early_stop_eps) {
@@ -271,7 +282,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> baked_render(
                       n,
                       with_accel("baked_render",
                                  sparse_grid("baked_render", block_ids, voxel_rows, cell_occupied, aabbs, origins),
-                                 cell_bits, pair_bits, coarse, bounds, block_ids, voxel_rows, origins),
+                                 cell_bits, present_bits, row_base, coarse, bounds, block_ids, voxel_rows, origins),
                       half ? nullptr : values.data_ptr<float>(),
                       half ? reinterpret_cast<const Half*>(values.data_ptr<at::Half>()) : nullptr,
                       half ? values.stride(0) : C,
@@ -295,18 +306,19 @@ TORCH_LIBRARY_FRAGMENT(nerfgen, m) {
   m.set_python_module("nerfgen.ops._kernels");
   // Every op takes the sparse grid as: Tensor block_ids, Tensor voxel_rows, Tensor cell_occupied, Tensor aabbs;
   // marching ops then what they reuse from call to call (see with_accel), each optional:
-  // Tensor? cell_bits, Tensor? pair_bits, Tensor? coarse, float[]? bounds.
+  // Tensor? cell_bits, Tensor? present_bits, Tensor? row_base, Tensor? coarse, float[]? bounds.
   m.def("sparse_interp_fwd(Tensor positions, Tensor values, Tensor block_ids, Tensor voxel_rows, "
         "Tensor cell_occupied, Tensor aabbs) -> (Tensor, Tensor)");
   m.def("sparse_interp_bwd(Tensor grad_sum, Tensor positions, Tensor block_ids, Tensor voxel_rows, "
         "Tensor cell_occupied, Tensor aabbs, int n_rows) -> Tensor");
   m.def("baked_traverse(Tensor origins, Tensor directions, Tensor block_ids, Tensor voxel_rows, Tensor cell_occupied, "
-        "Tensor aabbs, Tensor? cell_bits, Tensor? pair_bits, Tensor? coarse, float[]? bounds, Tensor? jitter, "
-        "float near_plane, float far_plane, float step_size, float cone_angle) -> (Tensor, Tensor, Tensor)");
+        "Tensor aabbs, Tensor? cell_bits, Tensor? present_bits, Tensor? row_base, Tensor? coarse, "
+        "float[]? bounds, Tensor? jitter, float near_plane, float far_plane, float step_size, float cone_angle) "
+        "-> (Tensor, Tensor, Tensor)");
   m.def("baked_render(Tensor origins, Tensor directions, Tensor block_ids, Tensor voxel_rows, Tensor cell_occupied, "
-        "Tensor aabbs, Tensor? cell_bits, Tensor? pair_bits, Tensor? coarse, float[]? bounds, Tensor values, "
-        "int sh_degree, float empty_raw, float near_plane, float far_plane, float step_size, float cone_angle, "
-        "float early_stop_eps) -> (Tensor, Tensor, Tensor, Tensor)");
+        "Tensor aabbs, Tensor? cell_bits, Tensor? present_bits, Tensor? row_base, Tensor? coarse, "
+        "float[]? bounds, Tensor values, int sh_degree, float empty_raw, float near_plane, float far_plane, "
+        "float step_size, float cone_angle, float early_stop_eps) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(nerfgen, CPU, m) {

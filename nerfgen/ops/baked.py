@@ -101,8 +101,12 @@ class MarchAccel:
         cell_bits: ``[n_blocks, W]`` uint8, ``cell_occupied`` bit-packed: cell ``c`` of a block
             (flat, ``(i B + j) B + k``) is bit ``c & 7`` of byte ``c >> 3``; ``W`` a multiple of 8
             (64 bytes, one cache line, at ``B = 8``).
-        pair_bits: the same for the :math:`(B/2)^3` groups of :math:`2^3` cells of each block (set
-            where any of its cells is occupied; marching skips empty ones whole), or None (odd ``B``).
+        present_bits: ``[n_blocks, W]`` int64, ``voxel_rows >= 0`` bit-packed alike (voxel ``v`` is
+            bit ``v & 63`` of word ``v >> 6``), and
+        row_base: ``[n_blocks, W]`` int32, the row of each word's first present voxel: where each
+            block's rows run in voxel order (as a bake writes them), the row of present voxel ``v``
+            is ``row_base[v >> 6]`` plus the present voxels below it in its word, read from 1.5 MB
+            of bits instead of lego's 32 MB of ``voxel_rows``; None otherwise.
         coarse: ``[L, G / 4, G / 4, G / 4]`` bool, whether any block lies in each region of
             :data:`COARSE_FACTOR`:sup:`3` blocks (marching skips empty ones whole), or None.
         bounds: a box ``(x0, y0, z0, x1, y1, z1)`` around every block of every level (grown by a
@@ -110,13 +114,14 @@ class MarchAccel:
     """
 
     cell_bits: Tensor
-    pair_bits: Tensor | None
+    present_bits: Tensor | None
+    row_base: Tensor | None
     coarse: Tensor | None
     bounds: tuple[float, ...]
 
-    def args(self) -> tuple[Tensor, Tensor | None, Tensor | None, list[float]]:
-        """The kernels' ``cell_bits, pair_bits, coarse, bounds`` arguments."""
-        return self.cell_bits, self.pair_bits, self.coarse, list(self.bounds)
+    def args(self) -> tuple:
+        """The kernels' ``cell_bits, present_bits, row_base, coarse, bounds`` arguments."""
+        return self.cell_bits, self.present_bits, self.row_base, self.coarse, list(self.bounds)
 
 
 def pack_cell_bits(cell_occupied: Tensor) -> Tensor:
@@ -136,6 +141,23 @@ def unpack_cell_bits(cell_bits: Tensor, block_size: int) -> Tensor:
     shifts = torch.arange(8, dtype=torch.uint8, device=cell_bits.device)
     cells = ((cell_bits[..., None] >> shifts) & 1).view(n, cell_bits.shape[1] * 8)[:, : block_size**3]
     return cells.bool().view(n, block_size, block_size, block_size)
+
+
+def _ranked_rows(voxel_rows: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """``present_bits, row_base`` of :class:`MarchAccel` where the rows run in voxel order, block after
+    block (``voxel_rows[voxel_rows >= 0]`` is ``0, 1, 2, ...``), else ``None, None``."""
+    n = voxel_rows.shape[0]
+    present = voxel_rows >= 0
+    rows = voxel_rows[present]
+    if not torch.equal(rows, torch.arange(rows.shape[0], dtype=rows.dtype, device=rows.device)):
+        return None, None
+    bits = pack_cell_bits(present).view(torch.int64)  # [n, W]
+    cells = present.reshape(n, math.prod(present.shape[1:]))
+    padded = torch.zeros(n, bits.shape[1] * 64, dtype=torch.int32, device=cells.device)
+    padded[:, : cells.shape[1]] = cells
+    per_word = padded.view(-1, 64).sum(-1, dtype=torch.int64)  # [n W]
+    row_base = (torch.cumsum(per_word, 0) - per_word).to(torch.int32).view(n, bits.shape[1])
+    return bits, row_base
 
 
 def _block_bounds(grid: SparseGrid) -> tuple[float, ...]:
@@ -172,12 +194,7 @@ def march_accel(grid: SparseGrid) -> MarchAccel:
     if G % COARSE_FACTOR == 0 and G >= 2 * COARSE_FACTOR:
         r, f = G // COARSE_FACTOR, COARSE_FACTOR
         coarse = (grid.block_ids >= 0).view(L, r, f, r, f, r, f).any(6).any(4).any(2).contiguous()
-    n, B = grid.voxel_rows.shape[:2]
-    pairs = None
-    if B % 2 == 0:
-        h = B // 2
-        pairs = pack_cell_bits(grid.cell_occupied.view(n, h, 2, h, 2, h, 2).any(6).any(4).any(2))
-    return MarchAccel(pack_cell_bits(grid.cell_occupied), pairs, coarse, _block_bounds(grid))
+    return MarchAccel(pack_cell_bits(grid.cell_occupied), *_ranked_rows(grid.voxel_rows), coarse, _block_bounds(grid))
 
 
 def _serves(*tensors: Tensor, dtypes=(torch.float32,)) -> bool:

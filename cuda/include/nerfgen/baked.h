@@ -12,9 +12,8 @@
 // voxels around u; voxels outside [0, R) or absent contribute nothing:
 //     sum[c] = sum_i w_i [present_i] values[row_i, c],   present = sum_i w_i [present_i].
 // Marching follows march.h's step rule; a step is sampled when its midpoint's cell is occupied.
-// Regions without a block are skipped whole (as march.h skips empty cells), and so are empty 2^3
-// groups of cells inside a block where the caller gives pair_bits, so both twins keep exactly the
-// samples of a march that tests every step. Shading and compositing the samples is
+// Regions without a block are skipped whole (as march.h skips empty cells), so both twins keep
+// exactly the samples of a march that tests every step. Shading and compositing the samples is
 // baked_render.h's. Mirrors nerfgen/ops/baked.py.
 #pragma once
 
@@ -39,8 +38,13 @@ struct SparseGrid {
   int block_shift = -1;          // log2(B) where B is a power of two (divisions by B become shifts)
   const uint8_t* cell_bits = nullptr;  // [n_blocks, bits_stride]: cell_occupied bit-packed (cell c of a
   int64_t bits_stride = 0;             // block: bit c & 7 of byte c >> 3), or null (then the bools)
-  const uint8_t* pair_bits = nullptr;  // [n_blocks, pair_stride]: whether any cell of each 2^3 group of
-  int64_t pair_stride = 0;             // cells is occupied, packed alike (B even), or null
+  // Where a block's rows run in voxel order (as a bake writes them), rows are found without voxel_rows:
+  // present voxels bit-packed in 64-bit words, [n_blocks, present_words] (bit v & 63 of word v >> 6),
+  // and the row of each word's first present voxel, [n_blocks, present_words]; row of present voxel v
+  // = row_base[v >> 6] + present voxels below v in its word. Null: voxel_rows.
+  const uint64_t* present_bits = nullptr;
+  const int32_t* row_base = nullptr;
+  int64_t present_words = 0;
   bool has_bounds = false;       // whether `bounds` holds a box around every block of every level
   float bounds[6] = {0, 0, 0, 0, 0, 0};  // (marching skips what lies outside it in one go)
 };
@@ -111,17 +115,6 @@ HD bool cell_is_occupied(const SparseGrid& g, const SparseCell& c) {
   return g.cell_occupied[c.block * B * B * B + c.local];
 }
 
-/// Whether cell `c` (in a block) lies in a 2^3 group of cells none of which is occupied (false
-/// without pair_bits).
-HD bool pair_is_empty(const SparseGrid& g, const SparseCell& c) {
-  if (g.pair_bits == nullptr) return false;
-  const int half = g.block_size / 2;
-  int pair = 0;
-  NERFGEN_UNROLL
-  for (int a = 0; a < 3; ++a) pair = pair * half + (c.ijk[a] - block_of(g, c.ijk[a]) * g.block_size) / 2;
-  return !((g.pair_bits[c.block * g.pair_stride + (pair >> 3)] >> (pair & 7)) & 1);
-}
-
 /// The 8 voxels around a point and their trilinear weights (row -1: absent).
 template <typename scalar_t>
 struct VoxelCorners {
@@ -188,12 +181,41 @@ HD void corner_cells(const SparseGrid& g, const scalar_t* x, CornerCells<scalar_
   }
 }
 
-/// The rows of located corners (voxel_rows' reads).
+HD int popcount64(uint64_t v) {
+#if defined(__CUDA_ARCH__)
+  return __popcll(v);
+#else
+  return __builtin_popcountll(v);
+#endif
+}
+
+/// Index of the 64-bit word of present_bits / row_base that holds cell `cell` (block B^3 + local),
+/// and the cell's bit in it.
+HD int64_t present_word(const SparseGrid& g, int64_t cell, int& bit) {
+  const int64_t volume = static_cast<int64_t>(g.block_size) * g.block_size * g.block_size;
+  const int64_t block = g.block_shift >= 0 ? cell >> (3 * g.block_shift) : cell / volume;
+  const int64_t local = cell - block * volume;
+  bit = static_cast<int>(local & 63);
+  return block * g.present_words + (local >> 6);
+}
+
+/// The value row of voxel `cell` (block B^3 + local), -1 where absent: voxel_rows', or counted from
+/// the present bits where the rows run in voxel order (see SparseGrid).
+HD int32_t voxel_row(const SparseGrid& g, int64_t cell) {
+  if (g.present_bits == nullptr) return g.voxel_rows[cell];
+  int bit;
+  const int64_t w = present_word(g, cell, bit);
+  const uint64_t word = g.present_bits[w];
+  if (!((word >> bit) & 1)) return -1;
+  return g.row_base[w] + popcount64(word & ((uint64_t{1} << bit) - 1));
+}
+
+/// The rows of located corners (voxel_rows' reads, or the present bits').
 template <typename scalar_t>
 HD void corner_rows(const SparseGrid& g, const CornerCells<scalar_t>& cells, VoxelCorners<scalar_t>& k) {
   NERFGEN_UNROLL
   for (int c = 0; c < 8; ++c) {
-    k.row[c] = cells.cell[c] < 0 ? -1 : g.voxel_rows[cells.cell[c]];
+    k.row[c] = cells.cell[c] < 0 ? -1 : voxel_row(g, cells.cell[c]);
     k.weight[c] = cells.weight[c];
   }
 }
@@ -228,13 +250,6 @@ HD float block_exit(const SparseGrid& g, const SparseCell& c, const float* o, co
   const OccupancyGrid blocks{nullptr, g.aabbs, g.n_levels, g.blocks, g.coarse, g.coarse_factor};
   GridCell region{true, false, c.level, {block_of(g, c.ijk[0]), block_of(g, c.ijk[1]), block_of(g, c.ijk[2])}};
   return empty_exit(blocks, region, o, d, t_now);
-}
-
-/// t at which the ray leaves the empty 2^3 group of cells around cell `c` (see block_exit).
-HD float pair_exit(const SparseGrid& g, const SparseCell& c, const float* o, const float* d, float t_now) {
-  const OccupancyGrid pairs{nullptr, g.aabbs, g.n_levels, sparse_res(g) / 2};
-  GridCell region{true, false, c.level, {c.ijk[0] / 2, c.ijk[1] / 2, c.ijk[2] / 2}};
-  return cell_exit(pairs, region, o, d, t_now);
 }
 
 /// A march through the sparse grid, one visited step at a time: next() gives every step whose
@@ -275,24 +290,18 @@ struct SparseMarch {
       const float mid = (t_start + t_end) * 0.5f;
       x[0] = o[0] + d[0] * mid, x[1] = o[1] + d[1] * mid, x[2] = o[2] + d[2] * mid;
       const SparseCell c = sparse_cell(g, x, cache);
-      const bool in_block = c.inside && c.block >= 0;
-      if (in_block && cell_is_occupied(g, c)) {
+      if (!c.inside || c.block >= 0) {
         ++k;
-        if (t_end > t_start) return true;
+        if (c.inside && t_end > t_start && cell_is_occupied(g, c)) return true;
         continue;
       }
-      if (!c.inside || (in_block && !pair_is_empty(g, c))) {
-        ++k;
-        continue;
-      }
-      // An empty region (no block there, or an empty group of cells): skip to the last step that
-      // surely ends inside it (see march_ray); the steps left there after a skip (its margin)
-      // advance one by one without measuring it again.
+      // An empty region: skip to the last step that surely ends inside it (see march_ray); the
+      // steps left there after a skip (its margin) advance one by one without measuring it again.
       if (mid < empty_until) {
         ++k;
         continue;
       }
-      empty_until = c.block < 0 ? block_exit(g, c, o, d, mid) : pair_exit(g, c, o, d, mid);
+      empty_until = block_exit(g, c, o, d, mid);
       const double last = rule.k_of(empty_until) - 1.01;
       k = last > static_cast<double>(k + 1) ? static_cast<int64_t>(min_of(last, static_cast<double>(n_steps))) : k + 1;
     }
