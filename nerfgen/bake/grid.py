@@ -116,8 +116,12 @@ class BakedGrid:
     def render(self, origins: Tensor, directions: Tensor, preview: bool = False) -> BakedRender:
         """Render rays (no background; see :func:`~nerfgen.ops.baked.baked_render`); ``preview``:
         with the coarser march of :meth:`BakedShading.preview`."""
-        march = self.shading.preview() if preview else self.shading.march()
-        return baked_render(origins, directions, self.grid, self.values, march, self.accel)
+        if preview:  # rows counted from bits: a moving frame's rays, pixels apart, rarely meet a voxel twice
+            return baked_render(origins, directions, self.grid, self.values, self.shading.preview(), self.accel)
+        # a still's half-voxel steps and close pixels revisit voxels: voxel_rows stays in cache, and
+        # counting rows costs more than it saves there (lego's 800x800 still: 0.84 s counted, 0.80-0.82 s read)
+        return baked_render(origins, directions, self.grid, self.values, self.shading.march(),
+                            self.accel.reading_voxel_rows())
 
     def nbytes(self) -> int:
         """Bytes the grid holds in memory (its march's reused data included)."""

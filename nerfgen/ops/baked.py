@@ -27,6 +27,7 @@ marching keeps exactly the twin's samples with uniform steps).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -118,6 +119,10 @@ class MarchAccel:
     row_base: Tensor | None
     coarse: Tensor | None
     bounds: tuple[float, ...]
+
+    def reading_voxel_rows(self) -> MarchAccel:
+        """The same, rows read from ``voxel_rows`` rather than counted from bits."""
+        return dataclasses.replace(self, present_bits=None, row_base=None)
 
     def args(self) -> tuple:
         """The kernels' ``cell_bits, present_bits, row_base, coarse, bounds`` arguments."""
