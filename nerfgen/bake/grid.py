@@ -174,4 +174,6 @@ class BakedGrid:
             raise ValueError(f"{tensors_path}: values must be [>= {rows}, {shading.channels}] for SH degree "
                              f"{shading.sh_degree}, got {tuple(values.shape)}")
         stats = info.get("stats", {})
-        return cls(grid, values, shading, dict(stats) if isinstance(stats, dict) else {}).to(device)
+        values = values.to(device)  # made on the device at once: the march's reused data is derived once
+        return cls(grid.to(device), half_rows(values) if values.dtype == torch.float16 else values, shading,
+                   dict(stats) if isinstance(stats, dict) else {})
