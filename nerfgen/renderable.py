@@ -33,12 +33,15 @@ class RenderTraits:
         training_cameras: ``info.data`` is a capture whose cameras (and images) can be shown.
         previews: :meth:`Renderable.render` takes ``preview=True``: a faster, coarser march for
             the frames a viewer shows while the camera moves.
+        band_rays: rays a viewer renders in one call (a band of rows): between bands it checks
+            whether the camera moved on, and each call has its own cost.
     """
 
     whole_frames: bool = False
     normals: bool = True
     training_cameras: bool = False
     previews: bool = False
+    band_rays: int = 1 << 14
 
 
 @runtime_checkable

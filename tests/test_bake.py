@@ -14,10 +14,13 @@ from nerfgen.api import reconstruction
 from nerfgen.bake import BakeConfig, BakedGrid, bake, load_baked
 from nerfgen.bake.build import dilate_voxels
 from nerfgen.bake.finetune import finetune
+from nerfgen.bake.run import camera_rays
+from nerfgen.cameras import Cameras, image_rays, look_at
 from nerfgen.cli import main as nerfgen_main
 from nerfgen.engine.metrics import psnr
-from nerfgen.files import read_json, write_json
+from nerfgen.files import read_json, read_tensors, write_json
 from nerfgen.kinds import load_run
+from nerfgen.ops.baked import march_accel, unpack_cell_bits
 from nerfgen.reconstruct import TrainConfig
 from nerfgen.render import OccGridConfig
 from nerfgen.renderable import Refinable, Renderable
@@ -71,6 +74,25 @@ def test_round_trip_through_save_and_load(trained, tmp_path):
     d = torch.nn.functional.normalize(-o, dim=-1)
     r1, r2 = first.render(o, d), again.render(o, d)
     assert torch.equal(r1.color, r2.color) and torch.equal(r1.depth, r2.depth)
+    # what the march reuses is not stored but rebuilt from the loaded grid, and is the grid's
+    rebuilt = march_accel(again.grid)
+    assert torch.equal(again.accel.cell_bits, rebuilt.cell_bits) and again.accel.bounds == rebuilt.bounds
+    assert torch.equal(unpack_cell_bits(again.accel.cell_bits, again.grid.block_size), again.grid.cell_occupied)
+    assert again.accel.present_bits is not None  # a bake writes each block's rows in voxel order: counted from bits
+    assert set(read_tensors(copy / "baked.safetensors")) == {"block_ids", "voxel_rows", "cell_occupied", "aabbs",
+                                                             "values"}
+
+
+@pytest.mark.parametrize("index", [0, 2])
+def test_camera_rays_are_image_rays(index):
+    """The bake's rays (a few passes over the image) are image_rays' (a 3x3 product per pixel)."""
+    c2w = torch.stack([look_at(eye, (0.1, 0.2, 0.0)) for eye in ((0.0, -3.0, 1.0), (2.0, 1.0, 0.5), (-1.0, 2.5, -2.0))])
+    cams = Cameras(c2w=c2w, fx=torch.tensor([35.0, 40.0, 52.0]), fy=torch.tensor([37.0, 40.0, 50.0]),
+                   cx=torch.tensor([20.0, 19.5, 23.0]), cy=torch.tensor([15.0, 16.0, 12.5]), width=40, height=30)
+    got, ref = camera_rays(cams, index), image_rays(cams, index)
+    assert got.origins.shape == ref.origins.shape == (1200, 3) and got.origins.is_contiguous()
+    torch.testing.assert_close(got.origins, ref.origins, rtol=0, atol=0)
+    torch.testing.assert_close(got.directions, ref.directions, rtol=0, atol=2e-7)
 
 
 def test_dilation_crosses_block_faces():

@@ -17,16 +17,21 @@ from nerfgen.ops.baked import (
     baked_traverse,
     baked_traverse_torch,
     half_rows,
+    march_accel,
+    pack_cell_bits,
     sparse_interp,
     sparse_interp_torch,
+    unpack_cell_bits,
 )
 from tests.kernels import CXX, NVCC, REPO
 from tests.test_march_kernel import assert_same_samples, rays
 
 
-def sparse_grid(levels: int, blocks: int, block_size: int, fill: float, seed: int) -> tuple[SparseGrid, int]:
+def sparse_grid(levels: int, blocks: int, block_size: int, fill: float, seed: int,
+                ranked: bool = False) -> tuple[SparseGrid, int]:
     """A random sparse grid (a share ``fill`` of blocks, voxels and cells present) over boxes nested
-    as the march tests' cascades; returns it and its number of rows."""
+    as the march tests' cascades, its rows in any order (``ranked``: in voxel order, as a bake
+    writes them); returns it and its number of rows."""
     g = torch.Generator().manual_seed(seed)
     box = torch.tensor([-1.0, -0.8, -1.2, 1.0, 1.2, 0.8])
     center, half = (box[:3] + box[3:]) / 2, (box[3:] - box[:3]) / 2
@@ -38,7 +43,7 @@ def sparse_grid(levels: int, blocks: int, block_size: int, fill: float, seed: in
     present = torch.rand(n_blocks, block_size, block_size, block_size, generator=g) < max(fill, 0.5)
     voxel_rows = torch.full(present.shape, -1, dtype=torch.int32)
     perm = torch.randperm(int(present.sum()), generator=g).to(torch.int32)  # rows in any order
-    voxel_rows[present] = perm
+    voxel_rows[present] = perm.sort().values if ranked else perm
     occupied = torch.rand(present.shape, generator=g) < max(fill, 0.5)
     return SparseGrid(block_ids, voxel_rows, occupied, aabbs), int(present.sum())
 
@@ -137,10 +142,11 @@ def test_blocks_in_a_corner_keep_the_twins_samples_and_render(kernels, cone):
         assert torch.equal(out.shaded, twin.shaded)
 
 
+@pytest.mark.parametrize("ranked", [False, True])
 @pytest.mark.parametrize("grid_case,degree", zip(GRIDS, [0, 2, 3, 2, 1]))
-def test_render_matches_twin(kernels, grid_case, degree):
+def test_render_matches_twin(kernels, grid_case, degree, ranked):
     levels, blocks, block_size, fill = grid_case
-    grid, n_rows = sparse_grid(levels, blocks, block_size, fill, seed=3 * levels + block_size)
+    grid, n_rows = sparse_grid(levels, blocks, block_size, fill, seed=3 * levels + block_size, ranked=ranked)
     values = values_for(max(n_rows, 1), degree, seed=degree)
     o, d = rays(300, seed=levels)
     renders = {}
@@ -220,10 +226,64 @@ def test_opcheck(kernels):
     values = values_for(n_rows, 1, seed=11)
     o, d = rays(32, seed=12)
     ops = torch.ops.nerfgen
+    accel = march_accel(grid).args()
     torch.library.opcheck(ops.sparse_interp_fwd.default, (points(50, seed=13), values.requires_grad_(), *grid.tensors()))
-    torch.library.opcheck(ops.baked_traverse.default, (o, d, *grid.tensors(), None, 0.0, 1e10, 0.03, 0.0))
-    torch.library.opcheck(ops.baked_render.default, (o, d, *grid.tensors(), values.detach(), 1, -4.0, 0.0, 1e10,
-                                                     0.03, 0.0, 1e-3))
+    torch.library.opcheck(ops.baked_traverse.default, (o, d, *grid.tensors(), *accel, None, 0.0, 1e10, 0.03, 0.0))
+    torch.library.opcheck(ops.baked_render.default, (o, d, *grid.tensors(), *accel, values.detach(), 1, -4.0, 0.0,
+                                                     1e10, 0.03, 0.0, 1e-3))
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 4, 8])
+def test_cell_bits_hold_the_dense_occupancy(block_size):
+    """cell_occupied bit-packed: cell c of a block is bit c & 7 of byte c >> 3, in rows of whole
+    64-bit words (one 64-byte line a block at B = 8), the padding zero; unpacking gives the bools."""
+    n, cells = 7, block_size**3
+    occupied = torch.rand(n, block_size, block_size, block_size, generator=torch.Generator().manual_seed(cells)) < 0.4
+    bits = pack_cell_bits(occupied)
+    assert bits.dtype == torch.uint8 and bits.shape == (n, -(-cells // 64) * 8)
+    every_bit = (bits[..., None].long() >> torch.arange(8)) & 1  # [n, W, 8]: bit c & 7 of byte c >> 3
+    assert torch.equal(every_bit.view(n, -1)[:, :cells].bool(), occupied.view(n, -1))
+    assert int(every_bit.view(n, -1)[:, cells:].sum()) == 0
+    assert torch.equal(unpack_cell_bits(bits, block_size), occupied)
+    assert pack_cell_bits(torch.zeros(0, block_size, block_size, block_size, dtype=torch.bool)).shape[0] == 0
+
+
+@pytest.mark.parametrize("ranked", [False, True])
+def test_marching_reads_the_bits_as_the_bools(kernels, ranked):
+    """The kernels given the reused data (bit-packed cells, empty regions of blocks skipped whole,
+    bounds, rows counted from bits where they run in voxel order) and given none of it (the bools,
+    no regions, the whole box, voxel_rows) keep the same samples and pixels; the counted rows are
+    voxel_rows'."""
+    grid, n_rows = sparse_grid(2, 8, 4, 0.3, seed=21, ranked=ranked)
+    values = values_for(n_rows, 2, seed=22)
+    o, d = rays(300, seed=23)
+    accel = march_accel(grid)
+    assert accel.coarse is not None and accel.coarse.shape == (2, 2, 2, 2)
+    assert (accel.present_bits is not None) == ranked and (accel.row_base is not None) == ranked
+    if ranked:  # row of present voxel v: row_base of its word + present voxels below it in the word
+        present = unpack_cell_bits(accel.present_bits.view(torch.uint8), 4).view(-1, 64)
+        below = torch.cumsum(present.int(), -1) - present.int()
+        counted = accel.row_base.view(-1, 1) + below  # [n_blocks, 64] (one word a block at B = 4)
+        assert torch.equal(torch.where(present, counted, -1), grid.voxel_rows.view(-1, 64))
+    ops = torch.ops.nerfgen
+    none = (None,) * 5
+    for cone in (0.0, 1 / 64):
+        with_it = ops.baked_traverse(o, d, *grid.tensors(), *accel.args(), None, 0.05, 20.0, 0.013, cone)
+        without = ops.baked_traverse(o, d, *grid.tensors(), *none, None, 0.05, 20.0, 0.013, cone)
+        assert with_it[0].shape[0] > 0
+        for a, b in zip(with_it, without):
+            assert torch.equal(a, b)
+        rendered = [ops.baked_render(o, d, *grid.tensors(), *extra, values, 2, -4.0, 0.0, 1e10, 0.013, cone, 1e-3)
+                    for extra in (accel.args(), none)]
+        assert bool((rendered[0][3] > 0).any())
+        for a, b in zip(*rendered):
+            assert torch.equal(a, b)
+        twin = baked_render_torch(o, d, grid, values, BakedMarchSettings(2, -4.0, 0.0, 1e10, 0.013, cone, 1e-3))
+        torch.testing.assert_close(rendered[0][0], twin.color, rtol=1e-4, atol=1e-5)
+    for bad in ((accel.cell_bits[:1], None, None), (None, torch.zeros(grid.voxel_rows.shape[0], 1, dtype=torch.long),
+                                                     None)):
+        with pytest.raises(RuntimeError, match="bits must be|bits and row_base"):
+            ops.baked_render(o, d, *grid.tensors(), *bad, None, None, values, 2, -4.0, 0.0, 1e10, 0.013, 0.0, 1e-3)
 
 
 def test_cpu_source_compiles_without_torch():

@@ -155,6 +155,20 @@ def test_banded_render_equals_one_render_and_cancels(random_model):
     assert len(calls) == 3
 
 
+def test_bands_follow_the_runs_traits_unless_asked():
+    """render_view's bands hold about the run's traits.band_rays rays (a bake asks for larger ones)."""
+    cams = ViewCamera((0.0, 0.0, 3.0), (1.0, 0.0, 0.0, 0.0), fov=0.8, aspect=1.0).cameras(100, 50)
+    model = _SlowModel(0.0)
+    render_view(model, cams, torch.zeros(3))
+    assert model.bands == [(100, 50)]  # 5000 rays: one band of the default 16384
+    model.bands, model.traits = [], RenderTraits(band_rays=1000)
+    render_view(model, cams, torch.zeros(3))
+    assert model.bands == [(100, 10)] * 5
+    model.bands = []
+    render_view(model, cams, torch.zeros(3), band_rays=2500)
+    assert model.bands == [(100, 25)] * 2
+
+
 def test_render_modes_and_split():
     h, w = 4, 10
     depth = torch.linspace(1, 2, w).expand(h, w)

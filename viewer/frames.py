@@ -70,15 +70,17 @@ def preview_side(rays_per_second: float, seconds: float, aspect: float, max_side
 
 def render_view(
     run: nerfgen.Renderable, cameras: Cameras, background: Tensor, normals: bool = False,
-    cancelled: Callable[[], bool] = lambda: False, band_rays: int = 1 << 14, time: float | None = None,
+    cancelled: Callable[[], bool] = lambda: False, band_rays: int | None = None, time: float | None = None,
     preview: bool = False,
 ) -> ImageOutput | None:
-    """Render camera 0 of ``cameras`` in bands of rows; returns None as soon as ``cancelled()``
+    """Render camera 0 of ``cameras`` in bands of about ``band_rays`` rays (default: the run's
+    ``traits.band_rays``); returns None as soon as ``cancelled()``
     is true between bands (the camera moved on). A run whose traits ask for whole frames
     (GIRAFFE: its neural renderer is convolutional) is rendered in one call instead. ``time``:
     the instant of a time-conditioned run (None for a static one). ``preview``: a frame shown while
     the camera moves, rendered with the run's coarser march where it has one (``traits.previews``)."""
     options = {} if time is None else {"time": time}
+    band_rays = band_rays or run.traits.band_rays
     if preview and run.traits.previews:
         options["preview"] = True
     if run.traits.whole_frames:

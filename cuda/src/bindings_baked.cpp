@@ -4,8 +4,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "bindings.h"
 #include "nerfgen/baked_api.h"
@@ -53,48 +53,62 @@ SparseGrid sparse_grid(const char* op, const at::Tensor& block_ids, const at::Te
   return g;
 }
 
-// Marching skips empty space in regions of 4^3 blocks where the grid has at least 8 blocks a side;
-// `coarse` keeps the tensor alive for the call.
-SparseGrid with_coarse(SparseGrid g, const at::Tensor& block_ids, at::Tensor& coarse) {
-  const int64_t G = block_ids.size(1);
-  if (G % 4 != 0 || G < 8) return g;
-  coarse = block_ids.ge(0).view({block_ids.size(0), G / 4, 4, G / 4, 4, G / 4, 4}).any(6).any(4).any(2).contiguous();
-  g.coarse = coarse.data_ptr<bool>();
-  g.coarse_factor = 4;
-  return g;
+// Bits of `cells` cells a block, one row a block ([n_blocks, >= cells / 8] uint8), checked.
+const uint8_t* block_bits(const char* op, const char* what, const at::Tensor& bits, int64_t n_blocks, int64_t cells,
+                          const at::Tensor& like) {
+  TORCH_CHECK(bits.dim() == 2 && bits.size(0) == n_blocks && bits.size(1) * 8 >= cells, op, ": ", what,
+              " must be [n_blocks, >= ", num(cells), " / 8] = [", num(n_blocks), ", ", num((cells + 7) / 8),
+              "], got ", shape_of(bits.sizes()));
+  check_on(op, bits, like, at::kByte, what);
+  return bits.data_ptr<uint8_t>();
 }
 
-// On the CPU, marching starts and ends each ray at a box around every block (the union of the
-// levels' block extents, grown by a hair against rounding): a host loop over block_ids.
-SparseGrid with_bounds(SparseGrid g, const at::Tensor& block_ids, const at::Tensor& aabbs) {
-  if (!block_ids.device().is_cpu()) return g;
-  const int64_t L = block_ids.size(0), G = block_ids.size(1);
-  const int32_t* ids = block_ids.data_ptr<int32_t>();
-  const float* boxes = aabbs.data_ptr<float>();
-  float lo[3] = {INFINITY, INFINITY, INFINITY}, hi[3] = {-INFINITY, -INFINITY, -INFINITY};
-  for (int64_t l = 0; l < L; ++l) {
-    int64_t first[3] = {G, G, G}, last[3] = {-1, -1, -1};
-    for (int64_t i = 0; i < G; ++i)
-      for (int64_t j = 0; j < G; ++j)
-        for (int64_t k = 0; k < G; ++k) {
-          if (ids[((l * G + i) * G + j) * G + k] < 0) continue;
-          const int64_t c[3] = {i, j, k};
-          for (int a = 0; a < 3; ++a) first[a] = std::min(first[a], c[a]), last[a] = std::max(last[a], c[a]);
-        }
-    if (last[0] < 0) continue;
-    const float* box = boxes + 6 * l;
-    for (int a = 0; a < 3; ++a) {
-      const float cell = (box[a + 3] - box[a]) / static_cast<float>(G);
-      lo[a] = std::min(lo[a], box[a] + cell * static_cast<float>(first[a]));
-      hi[a] = std::max(hi[a], box[a] + cell * static_cast<float>(last[a] + 1));
-    }
+// What marching reuses from call to call (nerfgen.ops.baked.march_accel, computed once per grid),
+// each optional: `cell_bits` [n_blocks, W] uint8, cell_occupied bit-packed (W 8 >= B^3);
+// `present_bits` [n_blocks, W] int64 and `row_base`
+// [n_blocks, W] int32, the rows counted from bits where they run in voxel order (see baked.h's
+// SparseGrid; both or neither); `coarse` [n_levels, G / f, G / f, G / f] bool,
+// whether any block lies in each f^3 region (empty ones are skipped whole); `bounds` (6 floats) a
+// box around every block of every level, where marching starts and ends each ray.
+SparseGrid with_accel(const char* op, SparseGrid g, const std::optional<at::Tensor>& cell_bits,
+                      const std::optional<at::Tensor>& present_bits, const std::optional<at::Tensor>& row_base,
+                      const std::optional<at::Tensor>& coarse,
+                      const std::optional<c10::ArrayRef<double>>& bounds, const at::Tensor& block_ids,
+                      const at::Tensor& voxel_rows, const at::Tensor& like) {
+  const int64_t n_blocks = voxel_rows.size(0), B = voxel_rows.size(1);
+  if (cell_bits.has_value()) {
+    g.cell_bits = block_bits(op, "cell_bits", *cell_bits, n_blocks, B * B * B, like);
+    g.bits_stride = cell_bits->size(1);
   }
-  g.has_bounds = true;
-  for (int a = 0; a < 3; ++a) {
-    if (!(lo[a] <= hi[a])) lo[a] = hi[a] = 0.0f;  // no block: a point box no ray hits with length
-    const float margin = 1e-4f * (std::fabs(lo[a]) + std::fabs(hi[a]) + (hi[a] - lo[a])) + 1e-6f;
-    g.bounds[a] = lo[a] - margin;
-    g.bounds[a + 3] = hi[a] + margin;
+  TORCH_CHECK(present_bits.has_value() == row_base.has_value(), op,
+              ": give both present_bits and row_base, or neither");
+  if (present_bits.has_value()) {
+    const int64_t words = (B * B * B + 63) / 64;
+    TORCH_CHECK(present_bits->dim() == 2 && present_bits->size(0) == n_blocks && present_bits->size(1) >= words &&
+                    row_base->sizes() == present_bits->sizes(),
+                op, ": present_bits and row_base must both be [n_blocks, >= ", num(words), "] = [", num(n_blocks),
+                ", ", num(words), "], got ", shape_of(present_bits->sizes()), " and ", shape_of(row_base->sizes()));
+    check_on(op, *present_bits, like, at::kLong, "present_bits");
+    check_on(op, *row_base, like, at::kInt, "row_base");
+    g.present_bits = reinterpret_cast<const uint64_t*>(present_bits->data_ptr<int64_t>());
+    g.row_base = row_base->data_ptr<int32_t>();
+    g.present_words = present_bits->size(1);
+  }
+  if (coarse.has_value()) {
+    const int64_t G = block_ids.size(1), rc = coarse->dim() == 4 ? coarse->size(1) : 0;
+    TORCH_CHECK(rc > 0 && G % rc == 0 && coarse->size(0) == block_ids.size(0) && coarse->size(2) == rc &&
+                    coarse->size(3) == rc,
+                op, ": coarse must be [n_levels, G / f, G / f, G / f] for an f dividing G = ", num(G), ", got ",
+                shape_of(coarse->sizes()));
+    check_on(op, *coarse, like, at::kBool, "coarse");
+    g.coarse = coarse->data_ptr<bool>();
+    g.coarse_factor = static_cast<int>(G / rc);
+  }
+  if (bounds.has_value()) {
+    TORCH_CHECK(bounds->size() == 6, op, ": bounds must be 6 floats (a box), got ",
+                num(static_cast<int64_t>(bounds->size())));
+    g.has_bounds = true;
+    for (int a = 0; a < 6; ++a) g.bounds[a] = static_cast<float>((*bounds)[a]);
   }
   return g;
 }
@@ -213,8 +227,10 @@ at::Tensor sparse_interp_bwd(const at::Tensor& grad_sum, const at::Tensor& posit
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> baked_traverse(
     const at::Tensor& origins, const at::Tensor& directions, const at::Tensor& block_ids, const at::Tensor& voxel_rows,
-    const at::Tensor& cell_occupied, const at::Tensor& aabbs, const std::optional<at::Tensor>& jitter,
-    double near_plane, double far_plane, double step_size, double cone_angle) {
+    const at::Tensor& cell_occupied, const at::Tensor& aabbs, const std::optional<at::Tensor>& cell_bits,
+    const std::optional<at::Tensor>& present_bits, const std::optional<at::Tensor>& row_base,
+    const std::optional<at::Tensor>& coarse, std::optional<c10::ArrayRef<double>> bounds,
+    const std::optional<at::Tensor>& jitter, double near_plane, double far_plane, double step_size, double cone_angle) {
   check_rays("baked_traverse", origins, directions);
   const int64_t n = origins.size(0);
   if (jitter.has_value()) {
@@ -222,15 +238,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> baked_traverse(
     check_on("baked_traverse", *jitter, origins, at::kFloat, "jitter");
   }
   const typename Launch::Guard guard(origins.device());
-  at::Tensor coarse;
   const BakedMarch p{origins.data_ptr<float>(),
                      directions.data_ptr<float>(),
                      jitter.has_value() ? jitter->data_ptr<float>() : nullptr,
                      n,
-                     with_coarse(with_bounds(sparse_grid("baked_traverse", block_ids, voxel_rows, cell_occupied, aabbs,
-                                                         origins),
-                                             block_ids, aabbs),
-                                 block_ids, coarse),
+                     with_accel("baked_traverse",
+                                sparse_grid("baked_traverse", block_ids, voxel_rows, cell_occupied, aabbs, origins),
+                                cell_bits, present_bits, row_base, coarse, bounds, block_ids, voxel_rows, origins),
                      march_params("baked_traverse", near_plane, far_plane, step_size, cone_angle),
                      at::get_num_threads()};
   return Launch::march(p, origins.options());
@@ -239,7 +253,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> baked_traverse(
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> baked_render(
     const at::Tensor& origins, const at::Tensor& directions, const at::Tensor& block_ids, const at::Tensor& voxel_rows,
-    const at::Tensor& cell_occupied, const at::Tensor& aabbs, const at::Tensor& values, int64_t sh_degree,
+    const at::Tensor& cell_occupied, const at::Tensor& aabbs, const std::optional<at::Tensor>& cell_bits,
+    const std::optional<at::Tensor>& present_bits, const std::optional<at::Tensor>& row_base,
+    const std::optional<at::Tensor>& coarse, std::optional<c10::ArrayRef<double>> bounds, const at::Tensor& values,
+    int64_t sh_degree,
     double empty_raw, double near_plane, double far_plane, double step_size, double cone_angle,
     double early_stop_eps) {
   check_rays("baked_render", origins, directions);
@@ -260,14 +277,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> baked_render(
   }
   const int64_t n = origins.size(0);
   const typename Launch::Guard guard(origins.device());
-  at::Tensor coarse;
   const BakedRender p{origins.data_ptr<float>(),
                       directions.data_ptr<float>(),
                       n,
-                      with_coarse(with_bounds(sparse_grid("baked_render", block_ids, voxel_rows, cell_occupied, aabbs,
-                                                         origins),
-                                             block_ids, aabbs),
-                                  block_ids, coarse),
+                      with_accel("baked_render",
+                                 sparse_grid("baked_render", block_ids, voxel_rows, cell_occupied, aabbs, origins),
+                                 cell_bits, present_bits, row_base, coarse, bounds, block_ids, voxel_rows, origins),
                       half ? nullptr : values.data_ptr<float>(),
                       half ? reinterpret_cast<const Half*>(values.data_ptr<at::Half>()) : nullptr,
                       half ? values.stride(0) : C,
@@ -289,16 +304,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> baked_render(
 
 TORCH_LIBRARY_FRAGMENT(nerfgen, m) {
   m.set_python_module("nerfgen.ops._kernels");
-  // Every op takes the sparse grid as: Tensor block_ids, Tensor voxel_rows, Tensor cell_occupied, Tensor aabbs.
+  // Every op takes the sparse grid as: Tensor block_ids, Tensor voxel_rows, Tensor cell_occupied, Tensor aabbs;
+  // marching ops then what they reuse from call to call (see with_accel), each optional:
+  // Tensor? cell_bits, Tensor? present_bits, Tensor? row_base, Tensor? coarse, float[]? bounds.
   m.def("sparse_interp_fwd(Tensor positions, Tensor values, Tensor block_ids, Tensor voxel_rows, "
         "Tensor cell_occupied, Tensor aabbs) -> (Tensor, Tensor)");
   m.def("sparse_interp_bwd(Tensor grad_sum, Tensor positions, Tensor block_ids, Tensor voxel_rows, "
         "Tensor cell_occupied, Tensor aabbs, int n_rows) -> Tensor");
   m.def("baked_traverse(Tensor origins, Tensor directions, Tensor block_ids, Tensor voxel_rows, Tensor cell_occupied, "
-        "Tensor aabbs, Tensor? jitter, float near_plane, float far_plane, float step_size, float cone_angle) "
+        "Tensor aabbs, Tensor? cell_bits, Tensor? present_bits, Tensor? row_base, Tensor? coarse, "
+        "float[]? bounds, Tensor? jitter, float near_plane, float far_plane, float step_size, float cone_angle) "
         "-> (Tensor, Tensor, Tensor)");
   m.def("baked_render(Tensor origins, Tensor directions, Tensor block_ids, Tensor voxel_rows, Tensor cell_occupied, "
-        "Tensor aabbs, Tensor values, int sh_degree, float empty_raw, float near_plane, float far_plane, "
+        "Tensor aabbs, Tensor? cell_bits, Tensor? present_bits, Tensor? row_base, Tensor? coarse, "
+        "float[]? bounds, Tensor values, int sh_degree, float empty_raw, float near_plane, float far_plane, "
         "float step_size, float cone_angle, float early_stop_eps) -> (Tensor, Tensor, Tensor, Tensor)");
 }
 

@@ -26,7 +26,7 @@ def render_training_rays(baked: BakedGrid, values: torch.Tensor, rays, backgroun
     """``[n, 3]`` colours of ``rays`` over ``background [n, 3]``, differentiable in ``values``."""
     s, grid = baked.shading, baked.grid
     samples = baked_traverse(rays.origins, rays.directions, grid, s.near_plane, 1e10, s.step_size, s.cone_angle,
-                             jitter)
+                             jitter, baked.accel)
     ri = samples.ray_indices
     mids = (samples.t_starts + samples.t_ends) * 0.5
     sums, present = sparse_interp(rays.origins[ri] + rays.directions[ri] * mids[:, None], values, grid)

@@ -128,14 +128,15 @@ def _sparse_interp_bwd_fake(grad_sum, positions, block_ids, voxel_rows, cell_occ
     return grad_sum.new_empty((n_rows, grad_sum.shape[1]))
 
 
-def _baked_traverse_fake(origins, directions, block_ids, voxel_rows, cell_occupied, aabbs, jitter, near_plane,
-                         far_plane, step_size, cone_angle):
+def _baked_traverse_fake(origins, directions, block_ids, voxel_rows, cell_occupied, aabbs, cell_bits, present_bits,
+                         row_base, coarse, bounds, jitter, near_plane, far_plane, step_size, cone_angle):
     n = torch.library.get_ctx().new_dynamic_size()
     return origins.new_empty(n), origins.new_empty(n), origins.new_empty(n, dtype=torch.long)
 
 
-def _baked_render_fake(origins, directions, block_ids, voxel_rows, cell_occupied, aabbs, values, sh_degree, empty_raw,
-                       near_plane, far_plane, step_size, cone_angle, early_stop_eps):
+def _baked_render_fake(origins, directions, block_ids, voxel_rows, cell_occupied, aabbs, cell_bits, present_bits,
+                       row_base, coarse, bounds, values, sh_degree, empty_raw, near_plane, far_plane, step_size,
+                       cone_angle, early_stop_eps):
     n = origins.shape[0]
     return (origins.new_empty((n, 3)), origins.new_empty(n), origins.new_empty(n),
             origins.new_empty(n, dtype=torch.long))

@@ -16,7 +16,9 @@ A baked radiance field reads a row as ``[raw density, K SH coefficients of red, 
 * :func:`baked_traverse`: the samples of a march through the occupied cells (as
   :func:`~nerfgen.ops.traverse_grids`, regions without a block skipped whole);
 * :func:`baked_render`: march, shade and composite in one pass with early termination (viewing),
-  from float32 rows or float16 ones (:func:`half_rows`: half the bytes a sample reads).
+  from float32 rows or float16 ones (:func:`half_rows`: half the bytes a sample reads);
+* :func:`march_accel`: what marching a grid reuses from call to call (the occupancy bit-packed,
+  empty regions of blocks, a box around every block), computed once per grid.
 
 Each runs the C++/OpenMP kernel (``cuda/src/baked_cpu.cpp``; ``baked.cu`` in a CUDA build) when it
 serves the tensors, else its ``*_torch`` twin (same signature, same results to float rounding;
@@ -25,6 +27,7 @@ marching keeps exactly the twin's samples with uniform steps).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -85,6 +88,118 @@ class SparseGrid:
                              f"[n_blocks, B, B, B], aabbs float32 [L, 6]; got {[(t.dtype, tuple(t.shape)) for t in (b, v, o, a)]}")
         if b.numel() and int(b.max()) >= v.shape[0]:
             raise ValueError(f"{source}: block_ids name block {int(b.max())} of {v.shape[0]}")
+
+
+COARSE_FACTOR = 4
+"""Blocks per axis of a region :func:`march_accel` marks empty or not (grids of at least 8 blocks a side)."""
+
+
+@dataclass(frozen=True, eq=False)
+class MarchAccel:
+    """What the marching kernels reuse from call to call for one grid (:func:`march_accel`).
+
+    Attributes:
+        cell_bits: ``[n_blocks, W]`` uint8, ``cell_occupied`` bit-packed: cell ``c`` of a block
+            (flat, ``(i B + j) B + k``) is bit ``c & 7`` of byte ``c >> 3``; ``W`` a multiple of 8
+            (64 bytes, one cache line, at ``B = 8``).
+        present_bits: ``[n_blocks, W]`` int64, ``voxel_rows >= 0`` bit-packed alike (voxel ``v`` is
+            bit ``v & 63`` of word ``v >> 6``), and
+        row_base: ``[n_blocks, W]`` int32, the row of each word's first present voxel: where each
+            block's rows run in voxel order (as a bake writes them), the row of present voxel ``v``
+            is ``row_base[v >> 6]`` plus the present voxels below it in its word, read from 1.5 MB
+            of bits instead of lego's 32 MB of ``voxel_rows``; None otherwise.
+        coarse: ``[L, G / 4, G / 4, G / 4]`` bool, whether any block lies in each region of
+            :data:`COARSE_FACTOR`:sup:`3` blocks (marching skips empty ones whole), or None.
+        bounds: a box ``(x0, y0, z0, x1, y1, z1)`` around every block of every level (grown by a
+            hair against rounding): marching starts and ends each ray there.
+    """
+
+    cell_bits: Tensor
+    present_bits: Tensor | None
+    row_base: Tensor | None
+    coarse: Tensor | None
+    bounds: tuple[float, ...]
+
+    def reading_voxel_rows(self) -> MarchAccel:
+        """The same, rows read from ``voxel_rows`` rather than counted from bits."""
+        return dataclasses.replace(self, present_bits=None, row_base=None)
+
+    def args(self) -> tuple:
+        """The kernels' ``cell_bits, present_bits, row_base, coarse, bounds`` arguments."""
+        return self.cell_bits, self.present_bits, self.row_base, self.coarse, list(self.bounds)
+
+
+def pack_cell_bits(cell_occupied: Tensor) -> Tensor:
+    """``cell_occupied [n_blocks, B, B, B]`` bool -> ``[n_blocks, W]`` uint8 bits (see :class:`MarchAccel`)."""
+    n = cell_occupied.shape[0]
+    cells = cell_occupied.reshape(n, math.prod(cell_occupied.shape[1:]))
+    width = -(-cells.shape[1] // 64) * 8  # bytes, whole 64-bit words
+    bits = torch.zeros(n, width * 8, dtype=torch.uint8, device=cells.device)
+    bits[:, : cells.shape[1]] = cells
+    weights = torch.tensor([1 << b for b in range(8)], dtype=torch.uint8, device=cells.device)
+    return (bits.view(n, width, 8) * weights).sum(-1, dtype=torch.uint8)
+
+
+def unpack_cell_bits(cell_bits: Tensor, block_size: int) -> Tensor:
+    """The inverse of :func:`pack_cell_bits`: ``[n_blocks, B, B, B]`` bool."""
+    n = cell_bits.shape[0]
+    shifts = torch.arange(8, dtype=torch.uint8, device=cell_bits.device)
+    cells = ((cell_bits[..., None] >> shifts) & 1).view(n, cell_bits.shape[1] * 8)[:, : block_size**3]
+    return cells.bool().view(n, block_size, block_size, block_size)
+
+
+def _ranked_rows(voxel_rows: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """``present_bits, row_base`` of :class:`MarchAccel` where the rows run in voxel order, block after
+    block (``voxel_rows[voxel_rows >= 0]`` is ``0, 1, 2, ...``), else ``None, None``."""
+    n = voxel_rows.shape[0]
+    present = voxel_rows >= 0
+    rows = voxel_rows[present]
+    if not torch.equal(rows, torch.arange(rows.shape[0], dtype=rows.dtype, device=rows.device)):
+        return None, None
+    bits = pack_cell_bits(present).view(torch.int64)  # [n, W]
+    cells = present.reshape(n, math.prod(present.shape[1:]))
+    padded = torch.zeros(n, bits.shape[1] * 64, dtype=torch.int32, device=cells.device)
+    padded[:, : cells.shape[1]] = cells
+    per_word = padded.view(-1, 64).sum(-1, dtype=torch.int64)  # [n W]
+    row_base = (torch.cumsum(per_word, 0) - per_word).to(torch.int32).view(n, bits.shape[1])
+    return bits, row_base
+
+
+def _block_bounds(grid: SparseGrid) -> tuple[float, ...]:
+    """A box around every block of every level, grown by a hair (a point box when there is none)."""
+    lo, hi = [math.inf] * 3, [-math.inf] * 3
+    G = grid.block_ids.shape[1]
+    for level in range(grid.block_ids.shape[0]):
+        where = (grid.block_ids[level] >= 0).nonzero()
+        if where.shape[0] == 0:
+            continue
+        first, last = where.min(0).values.tolist(), where.max(0).values.tolist()
+        box = grid.aabbs[level].tolist()
+        for a in range(3):
+            cell = (box[a + 3] - box[a]) / G
+            lo[a], hi[a] = min(lo[a], box[a] + cell * first[a]), max(hi[a], box[a] + cell * (last[a] + 1))
+    out = [0.0] * 6
+    for a in range(3):
+        if not lo[a] <= hi[a]:
+            lo[a] = hi[a] = 0.0  # no block: a point box no ray crosses with any length
+        margin = 1e-4 * (abs(lo[a]) + abs(hi[a]) + (hi[a] - lo[a])) + 1e-6
+        out[a], out[a + 3] = lo[a] - margin, hi[a] + margin
+    return tuple(out)
+
+
+def march_accel(grid: SparseGrid) -> MarchAccel:
+    """What the marching kernels reuse for ``grid`` (:class:`MarchAccel`), on its device: compute
+    it once per grid (a loaded bake does, :class:`~nerfgen.bake.grid.BakedGrid`) rather than per call.
+
+    >>> accel = march_accel(grid)                                   # doctest: +SKIP
+    >>> out = baked_render(origins, directions, grid, values, settings, accel)   # doctest: +SKIP
+    """
+    L, G = grid.block_ids.shape[:2]
+    coarse = None
+    if G % COARSE_FACTOR == 0 and G >= 2 * COARSE_FACTOR:
+        r, f = G // COARSE_FACTOR, COARSE_FACTOR
+        coarse = (grid.block_ids >= 0).view(L, r, f, r, f, r, f).any(6).any(4).any(2).contiguous()
+    return MarchAccel(pack_cell_bits(grid.cell_occupied), *_ranked_rows(grid.voxel_rows), coarse, _block_bounds(grid))
 
 
 def _serves(*tensors: Tensor, dtypes=(torch.float32,)) -> bool:
@@ -236,7 +351,8 @@ def baked_traverse_torch(origins: Tensor, directions: Tensor, grid: SparseGrid, 
 
 
 def baked_traverse(origins: Tensor, directions: Tensor, grid: SparseGrid, near_plane: float, far_plane: float,
-                   step_size: float, cone_angle: float = 0.0, jitter: Tensor | None = None) -> RaySamples:
+                   step_size: float, cone_angle: float = 0.0, jitter: Tensor | None = None,
+                   accel: MarchAccel | None = None) -> RaySamples:
     """March rays through a sparse grid and keep the samples whose midpoints fall in occupied cells.
 
     Args:
@@ -245,6 +361,7 @@ def baked_traverse(origins: Tensor, directions: Tensor, grid: SparseGrid, near_p
         near_plane, far_plane: limits on ``t``.
         step_size, cone_angle: the step rule of :func:`~nerfgen.ops.traverse_grids`.
         jitter: optional ``[n_rays]`` in [0, 1): shifts each ray's first sample (training).
+        accel: ``march_accel(grid)`` when the caller keeps it (else computed for this call).
 
     Returns:
         :class:`RaySamples` sorted by ray.
@@ -252,8 +369,9 @@ def baked_traverse(origins: Tensor, directions: Tensor, grid: SparseGrid, near_p
     _check_rays("baked_traverse", origins, directions, step_size, cone_angle)
     extra = () if jitter is None else (jitter,)
     if _serves(origins, directions, grid.aabbs, *extra):
+        accel = accel or march_accel(grid)
         t_starts, t_ends, ray_indices = torch.ops.nerfgen.baked_traverse(
-            origins.contiguous(), directions.contiguous(), *grid.tensors(),
+            origins.contiguous(), directions.contiguous(), *grid.tensors(), *accel.args(),
             None if jitter is None else jitter.contiguous(), near_plane, far_plane, step_size, cone_angle)
         return RaySamples(t_starts, t_ends, ray_indices, origins.shape[0])
     return baked_traverse_torch(origins, directions, grid, near_plane, far_plane, step_size, cone_angle, jitter)
@@ -323,7 +441,7 @@ def baked_render_torch(origins: Tensor, directions: Tensor, grid: SparseGrid, va
 
 
 def baked_render(origins: Tensor, directions: Tensor, grid: SparseGrid, values: Tensor,
-                 settings: BakedMarchSettings) -> BakedRender:
+                 settings: BakedMarchSettings, accel: MarchAccel | None = None) -> BakedRender:
     """Render rays through a baked grid: march the occupied cells, shade (density and SH colour,
     see the module) and composite front to back until the transmittance drops below
     ``early_stop_eps``, in one pass (no gradients).
@@ -334,6 +452,7 @@ def baked_render(origins: Tensor, directions: Tensor, grid: SparseGrid, values: 
         values: ``[n_rows, 1 + 3 (sh_degree + 1)^2]`` float32 or float16 rows (float16 best as
             :func:`half_rows` makes them; other float16 tensors are padded on each call).
         settings: SH degree, absent voxels' raw density, the march and early termination.
+        accel: ``march_accel(grid)`` when the caller keeps it (else computed for this call).
 
     Returns:
         :class:`BakedRender`.
@@ -347,8 +466,9 @@ def baked_render(origins: Tensor, directions: Tensor, grid: SparseGrid, values: 
         raise ValueError(f"baked_render: values must be float32 or float16, got {values.dtype}")
     if values.device == origins.device and _serves(origins, directions, grid.aabbs):
         rows = half_rows(values) if values.dtype == torch.float16 else values.contiguous()
+        accel = accel or march_accel(grid)
         return BakedRender(*torch.ops.nerfgen.baked_render(
-            origins.contiguous(), directions.contiguous(), *grid.tensors(), rows, s.sh_degree,
+            origins.contiguous(), directions.contiguous(), *grid.tensors(), *accel.args(), rows, s.sh_degree,
             s.empty_raw, s.near_plane, s.far_plane, s.step_size, s.cone_angle, s.early_stop_eps))
     with torch.no_grad():
         return baked_render_torch(origins, directions, grid, values, s)

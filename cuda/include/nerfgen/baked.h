@@ -4,7 +4,9 @@
 // The grid has L nested levels (boxes as the occupancy grid's cascades, level 0 the finest), each
 // of R^3 voxels, R = G B, stored in blocks of B^3: block_ids [L, G, G, G] names the block of each
 // region (-1: nothing there), voxel_rows [n_blocks, B^3] the value row of each voxel (-1: absent)
-// and cell_occupied [n_blocks, B^3] whether a sample in that voxel's cell may see any density.
+// and cell_occupied [n_blocks, B^3] whether a sample in that voxel's cell may see any density
+// (marching reads it bit-packed where the caller gives cell_bits: one bit a cell, a block's bits in
+// one 64-byte line at B = 8, not the eight lines of its bools).
 // Values sit at voxel centres: a point x of level l (the finest box holding it) has continuous
 // voxel coordinates u = (x - lo) / (hi - lo) R - 1/2 and is interpolated trilinearly from the 8
 // voxels around u; voxels outside [0, R) or absent contribute nothing:
@@ -34,6 +36,15 @@ struct SparseGrid {
   const bool* coarse = nullptr;  // [n_levels, G / f, G / f, G / f]: any block in f^3 regions, or null
   int coarse_factor = 1;         // f, dividing G
   int block_shift = -1;          // log2(B) where B is a power of two (divisions by B become shifts)
+  const uint8_t* cell_bits = nullptr;  // [n_blocks, bits_stride]: cell_occupied bit-packed (cell c of a
+  int64_t bits_stride = 0;             // block: bit c & 7 of byte c >> 3), or null (then the bools)
+  // Where a block's rows run in voxel order (as a bake writes them), rows are found without voxel_rows:
+  // present voxels bit-packed in 64-bit words, [n_blocks, present_words] (bit v & 63 of word v >> 6),
+  // and the row of each word's first present voxel, [n_blocks, present_words]; row of present voxel v
+  // = row_base[v >> 6] + present voxels below v in its word. Null: voxel_rows.
+  const uint64_t* present_bits = nullptr;
+  const int32_t* row_base = nullptr;
+  int64_t present_words = 0;
   bool has_bounds = false;       // whether `bounds` holds a box around every block of every level
   float bounds[6] = {0, 0, 0, 0, 0, 0};  // (marching skips what lies outside it in one go)
 };
@@ -99,6 +110,7 @@ HD SparseCell sparse_cell(const SparseGrid& g, const float* x, BlockCache& cache
 /// Whether a sample in cell `c` may see density (its block exists and the cell is marked).
 HD bool cell_is_occupied(const SparseGrid& g, const SparseCell& c) {
   if (c.block < 0) return false;
+  if (g.cell_bits != nullptr) return (g.cell_bits[c.block * g.bits_stride + (c.local >> 3)] >> (c.local & 7)) & 1;
   const int64_t B = g.block_size;
   return g.cell_occupied[c.block * B * B * B + c.local];
 }
@@ -169,12 +181,41 @@ HD void corner_cells(const SparseGrid& g, const scalar_t* x, CornerCells<scalar_
   }
 }
 
-/// The rows of located corners (voxel_rows' reads).
+HD int popcount64(uint64_t v) {
+#if defined(__CUDA_ARCH__)
+  return __popcll(v);
+#else
+  return __builtin_popcountll(v);
+#endif
+}
+
+/// Index of the 64-bit word of present_bits / row_base that holds cell `cell` (block B^3 + local),
+/// and the cell's bit in it.
+HD int64_t present_word(const SparseGrid& g, int64_t cell, int& bit) {
+  const int64_t volume = static_cast<int64_t>(g.block_size) * g.block_size * g.block_size;
+  const int64_t block = g.block_shift >= 0 ? cell >> (3 * g.block_shift) : cell / volume;
+  const int64_t local = cell - block * volume;
+  bit = static_cast<int>(local & 63);
+  return block * g.present_words + (local >> 6);
+}
+
+/// The value row of voxel `cell` (block B^3 + local), -1 where absent: voxel_rows', or counted from
+/// the present bits where the rows run in voxel order (see SparseGrid).
+HD int32_t voxel_row(const SparseGrid& g, int64_t cell) {
+  if (g.present_bits == nullptr) return g.voxel_rows[cell];
+  int bit;
+  const int64_t w = present_word(g, cell, bit);
+  const uint64_t word = g.present_bits[w];
+  if (!((word >> bit) & 1)) return -1;
+  return g.row_base[w] + popcount64(word & ((uint64_t{1} << bit) - 1));
+}
+
+/// The rows of located corners (voxel_rows' reads, or the present bits').
 template <typename scalar_t>
 HD void corner_rows(const SparseGrid& g, const CornerCells<scalar_t>& cells, VoxelCorners<scalar_t>& k) {
   NERFGEN_UNROLL
   for (int c = 0; c < 8; ++c) {
-    k.row[c] = cells.cell[c] < 0 ? -1 : g.voxel_rows[cells.cell[c]];
+    k.row[c] = cells.cell[c] < 0 ? -1 : voxel_row(g, cells.cell[c]);
     k.weight[c] = cells.weight[c];
   }
 }

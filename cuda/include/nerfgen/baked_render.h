@@ -156,10 +156,19 @@ HD void prefetch_rows(const VoxelCorners<float>& k, const ValueRows<V>& values) 
   }
 }
 
-/// Prefetches the voxel_rows entries of located corners.
+/// Prefetches what finding the rows of located corners reads (voxel_rows' entries, or the present
+/// bits and row bases).
 HD void prefetch_cells(const SparseGrid& g, const CornerCells<float>& cells) {
   for (int i = 0; i < 8; ++i) {
-    if (cells.cell[i] >= 0) prefetch_bytes(g.voxel_rows + cells.cell[i], 4);
+    if (cells.cell[i] < 0) continue;
+    if (g.present_bits == nullptr) {
+      prefetch_bytes(g.voxel_rows + cells.cell[i], 4);
+      continue;
+    }
+    int bit;
+    const int64_t w = present_word(g, cells.cell[i], bit);
+    prefetch_bytes(g.present_bits + w, 8);
+    prefetch_bytes(g.row_base + w, 4);
   }
 }
 
