@@ -18,6 +18,11 @@
 namespace nerfgen {
 namespace bindings {
 
+/// The CPU launchers' device guard: nothing to switch to (the CUDA launchers use c10::cuda::CUDAGuard).
+struct NoDeviceGuard {
+  explicit NoDeviceGuard(c10::Device) {}
+};
+
 inline std::string num(int64_t value) { return std::to_string(value); }
 
 inline std::string shape_of(at::IntArrayRef sizes) {

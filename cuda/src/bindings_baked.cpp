@@ -130,9 +130,7 @@ MarchParams march_params(const char* op, double near_plane, double far_plane, do
 }
 
 struct CpuLaunch {
-  struct Guard {
-    explicit Guard(c10::Device) {}
-  };
+  using Guard = bindings::NoDeviceGuard;
   template <typename T>
   static void interp_forward(const SparseInterpProblem<T>& p, const T* values, T* sum, T* present) {
     cpu::sparse_interp_forward(p, values, sum, present);

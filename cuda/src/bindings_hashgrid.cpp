@@ -20,9 +20,7 @@ using bindings::shape_of;
 
 // The same entry points for CPU and CUDA tensors; `Launch` holds the device's launchers.
 struct CpuLaunch {
-  struct Guard {
-    explicit Guard(c10::Device) {}
-  };
+  using Guard = bindings::NoDeviceGuard;
   template <typename T>
   static void forward(const HashGridProblem<T>& p, const T* table, T* out) {
     cpu::hash_grid_forward(p, table, out);

@@ -24,9 +24,7 @@ using bindings::num;  // numbers and shapes in messages: see bindings.h
 using bindings::shape_of;
 
 struct CpuLaunch {
-  struct Guard {
-    explicit Guard(c10::Device) {}
-  };
+  using Guard = bindings::NoDeviceGuard;
   static void intersect(const float* o, const float* d, const float* boxes, int64_t n, int n_boxes, float near_plane,
                         float far_plane, float* t_mins, float* t_maxs, bool* hits) {
     cpu::ray_aabb_intersect(o, d, boxes, n, n_boxes, near_plane, far_plane, t_mins, t_maxs, hits,

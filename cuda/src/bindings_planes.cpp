@@ -21,9 +21,7 @@ using bindings::num;  // numbers and shapes in messages: see bindings.h
 using bindings::shape_of;
 
 struct CpuLaunch {
-  struct Guard {
-    explicit Guard(c10::Device) {}
-  };
+  using Guard = bindings::NoDeviceGuard;
   template <typename T>
   static void plane_forward(const PlaneProblem<T>& p, const T* table, T* out) {
     cpu::plane_forward(p, table, out);

@@ -24,9 +24,7 @@ using bindings::num;  // numbers and shapes in messages: see bindings.h
 using bindings::shape_of;
 
 struct CpuLaunch {
-  struct Guard {
-    explicit Guard(c10::Device) {}
-  };
+  using Guard = bindings::NoDeviceGuard;
   template <typename T>
   static void composite_forward(const CompositeProblem<T>& p, const CompositeOutputs<T>& out) {
     cpu::composite_forward(p, out);
