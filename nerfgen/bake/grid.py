@@ -168,12 +168,11 @@ class BakedGrid:
         values = t["values"]
         if values.dtype not in (torch.float16, torch.float32):
             raise ValueError(f"{tensors_path}: values must be float16 or float32, got {values.dtype}")
-        values = half_rows(values) if values.dtype == torch.float16 else values  # as the file holds them
         rows = int(grid.voxel_rows.max()) + 1 if grid.voxel_rows.numel() else 0
         if values.dim() != 2 or values.shape[1] != shading.channels or values.shape[0] < rows:
             raise ValueError(f"{tensors_path}: values must be [>= {rows}, {shading.channels}] for SH degree "
                              f"{shading.sh_degree}, got {tuple(values.shape)}")
         stats = info.get("stats", {})
-        values = values.to(device)  # made on the device at once: the march's reused data is derived once
+        values = values.to(device)  # made on the device at once (the march's reused data derived once), padded there
         return cls(grid.to(device), half_rows(values) if values.dtype == torch.float16 else values, shading,
                    dict(stats) if isinstance(stats, dict) else {})
