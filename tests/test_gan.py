@@ -4,6 +4,7 @@ GAN training and resuming, programs, evaluation and the command line."""
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from nerfgen.gan.generator import build_generator
 from nerfgen.gan.patches import cut_patches, grid_pixels, patch_grid
 from nerfgen.gan.priors import prior_cameras, sample_codes
 from nerfgen.gan.programs import program_frames
+from nerfgen.gan.task import GanTask
 from nerfgen.gan.api import load_gan_run
 from nerfgen.gan.run import GanRunInfo, write_gan_run
 from nerfgen.render import ComposedField, compose
@@ -125,6 +127,37 @@ def test_world_to_object_maps_each_object_to_its_unit_cube():
     assert torch.allclose(codes.translation[..., 2], codes.scale)  # resting on the ground
     counts = codes.present.sum(1)
     assert counts.min() >= 1 and counts.max() <= 3
+
+
+def test_minibatch_std_sees_a_batch_of_look_alikes():
+    """Each group of images gets its own spread; a batch of copies gets none (a collapsed generator)."""
+    from nerfgen.gan.discriminator import minibatch_std
+
+    f = torch.randn(8, 5, 4, 4)
+    spread = minibatch_std(f, 4)  # groups {0, 2, 4, 6} and {1, 3, 5, 7}
+    by_hand = torch.stack([f[k::2].std(0, unbiased=False).mean() for k in (0, 1)])
+    assert spread.shape == (8, 1, 4, 4) and torch.allclose(spread[:, 0, 0, 0], by_hand.repeat(4), atol=1e-5)
+    assert minibatch_std(f[:1].expand(8, -1, -1, -1), 4).max() < 1e-3
+    assert minibatch_std(f[:6], 4).shape == (6, 1, 4, 4)  # 6 does not divide into 4s: one group
+    d = Discriminator(16, 8, group=4)
+    assert d(torch.zeros(6, 3, 16, 16)).shape == (6,) and d.out.in_channels == 8 * 2 + 1
+
+
+def test_lazy_r1_penalises_every_kth_step(clevr, tmp_path):
+    cfg = tiny_config(max_steps=4, r1_every=2, optimizer="adam", minibatch_std=2)
+    seen = []
+    task_step = GanTask.step
+
+    def step(self, ctx):
+        result = task_step(self, ctx)
+        seen.append("r1" in result.figures)
+        return result
+
+    with mock.patch.object(GanTask, "step", step):
+        _train(clevr, tmp_path / "run", cfg)
+    assert seen == [True, False, True, False]
+    with pytest.raises(ValueError, match="r1_every"):
+        tiny_config(r1_every=0).validate("x.yaml")
 
 
 def test_networks_shapes_and_bad_sizes():

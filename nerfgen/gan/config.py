@@ -125,6 +125,11 @@ class GanConfig(EngineConfig):
     so a run resumed with a longer budget goes on as it was."""
     r1: float = 10.0
     """R1 penalty weight gamma: ``gamma / 2 * E ||grad_x D(x)||^2`` on real images."""
+    r1_every: int = 1
+    """Steps between R1 penalties, each weighted by this many (StyleGAN2's lazy regularisation: the
+    penalty's double backward is the discriminator step's dearest part)."""
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    """RMSprop (GRAF's and GIRAFFE's) or Adam with betas (0, 0.99) (StyleGAN2's), for both networks."""
     ema: float = 0.999
     """Decay of the generator's exponential moving average (what samples and evaluation use)."""
     shape_latent: int = 64
@@ -158,6 +163,9 @@ class GanConfig(EngineConfig):
     """GIRAFFE: channels of the neural renderer's first stage."""
     discriminator_width: int = 64
     """Channels of the discriminator's first layer (doubling per layer, at most 8x)."""
+    minibatch_std: int = 0
+    """Group size of the discriminator's minibatch standard deviation (0: none; see
+    :class:`~nerfgen.gan.discriminator.Discriminator`)."""
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     """What the discriminator's inputs go through."""
     eval_samples: int = 500
@@ -186,10 +194,11 @@ class GanConfig(EngineConfig):
             (0 < self.camera.distance[0] <= self.camera.distance[1], "camera.distance must be positive, low <= high"),
             (-90 < self.camera.elevation[0] <= self.camera.elevation[1] < 90,
              "camera.elevation must lie in (-90, 90), low <= high"),
-            (0 <= self.ema < 1 and self.r1 >= 0 and self.lr_half_life >= 0,
-             "need 0 <= ema < 1, r1 >= 0 and lr_half_life >= 0"),
+            (0 <= self.ema < 1 and self.r1 >= 0 and self.lr_half_life >= 0 and self.r1_every >= 1,
+             "need 0 <= ema < 1, r1 >= 0, r1_every >= 1 and lr_half_life >= 0"),
             (min(self.shape_latent, self.appearance_latent, self.features) >= 1, "latent and feature sizes must be >= 1"),
             (self.object_samples >= 0, f"object_samples must be >= 0, got {self.object_samples}"),
+            (self.minibatch_std == 0 or self.minibatch_std >= 2, f"minibatch_std must be 0 or >= 2, got {self.minibatch_std}"),
             (self.aabb[0] < self.aabb[3] and self.aabb[1] < self.aabb[4] and self.aabb[2] < self.aabb[5],
              "aabb: expected xmin, ymin, zmin, xmax, ymax, zmax with min < max"),
         ]

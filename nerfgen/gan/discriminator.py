@@ -22,20 +22,24 @@ class Discriminator(nn.Module):
     Args:
         side: input side, a power of two >= 8 (GRAF: the patch size; GIRAFFE: the image size).
         width: channels of the first layer, doubling per layer up to ``8 * width``.
+        group: with ``group >= 2``, the 4x4 features get one more channel before the last
+            convolution: their standard deviation over groups of ``group`` images of the batch
+            (StyleGAN's minibatch standard deviation), so a batch of look-alikes is told from
+            real variety (a generator collapsing to one colour is caught); 0: none.
 
     >>> Discriminator(16, 8)(torch.zeros(2, 3, 16, 16)).shape
     torch.Size([2])
     """
 
-    def __init__(self, side: int, width: int = 64) -> None:
+    def __init__(self, side: int, width: int = 64, group: int = 0) -> None:
         super().__init__()
         downs = int(round(math.log2(side / 4)))
         if side < 8 or 4 * 2 ** downs != side:
             raise ValueError(f"Discriminator: side must be a power of two >= 8, got {side}")
         channels = [3] + [min(width * 2 ** i, 8 * width) for i in range(downs)]
         self.convs = nn.ModuleList(nn.Conv2d(channels[i], channels[i + 1], 4, 2, 1) for i in range(downs))
-        self.out = nn.Conv2d(channels[-1], 1, 4, 1, 0)
-        self.side = side
+        self.out = nn.Conv2d(channels[-1] + (group >= 2), 1, 4, 1, 0)
+        self.side, self.group = side, group
 
     def forward(self, images: Tensor) -> Tensor:
         if images.shape[-2:] != (self.side, self.side):
@@ -43,7 +47,20 @@ class Discriminator(nn.Module):
         h = images
         for conv in self.convs:
             h = F.leaky_relu(conv(h), 0.2)
+        if self.group >= 2:
+            h = torch.cat([h, minibatch_std(h, self.group)], 1)
         return self.out(h).view(-1)
+
+
+def minibatch_std(features: Tensor, group: int) -> Tensor:
+    """``[B, 1, H, W]``: the standard deviation of ``features [B, C, H, W]`` across each group of
+    ``group`` images (the whole batch when it does not divide into groups), averaged over
+    channels and positions, broadcast over each group's images."""
+    b = features.shape[0]
+    g = group if b % group == 0 else b
+    std = (features.view(g, b // g, *features.shape[1:]).var(0, unbiased=False) + 1e-8).sqrt()  # [B/g, C, H, W]
+    return std.mean((1, 2, 3)).view(1, b // g, 1, 1, 1).expand(g, -1, 1, *features.shape[2:]).reshape(
+        b, 1, *features.shape[2:])
 
 
 def r1_penalty(logits: Tensor, images: Tensor) -> Tensor:

@@ -70,16 +70,18 @@ class GanTask(Task):
         self.generator = build_generator(cfg).to(env.device)
         self.ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
         side = cfg.patch.size if cfg.model == "graf" else cfg.size
-        self.discriminator = Discriminator(side, cfg.discriminator_width).to(env.device)
+        self.discriminator = Discriminator(side, cfg.discriminator_width, cfg.minibatch_std).to(env.device)
 
     def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, Schedule]]:
         cfg = self.config
-        return {
-            "discriminator": (torch.optim.RMSprop(self.discriminator.parameters(), lr=cfg.lr_discriminator, alpha=0.99,
-                                                  eps=1e-8), HalfLife(steps=cfg.lr_half_life)),
-            "generator": (torch.optim.RMSprop(self.generator.parameters(), lr=cfg.lr_generator, alpha=0.99, eps=1e-8),
-                          HalfLife(steps=cfg.lr_half_life)),
-        }
+
+        def optimizer(module: nn.Module, lr: float) -> torch.optim.Optimizer:
+            if cfg.optimizer == "adam":
+                return torch.optim.Adam(module.parameters(), lr=lr, betas=(0.0, 0.99), eps=1e-8)
+            return torch.optim.RMSprop(module.parameters(), lr=lr, alpha=0.99, eps=1e-8)
+
+        return {"discriminator": (optimizer(self.discriminator, cfg.lr_discriminator), HalfLife(steps=cfg.lr_half_life)),
+                "generator": (optimizer(self.generator, cfg.lr_generator), HalfLife(steps=cfg.lr_half_life))}
 
     def step(self, ctx: StepContext) -> StepResult:
         cfg, gen, device = self.config, ctx.generator, self.device
@@ -97,12 +99,13 @@ class GanTask(Task):
             figures["augment_p"] = self.augment_p
         fake = self.generator(codes.to(device), cameras, grid, stratified=True) * 2 - 1
 
-        real.requires_grad_(True)
+        penalise = cfg.r1 > 0 and ctx.step % cfg.r1_every == 0
+        real.requires_grad_(penalise)
         real_logits, fake_logits = self.discriminator(self.augmented(real, gen)), self.discriminator(
             self.augmented(fake.detach(), gen))
         d_loss = discriminator_loss(real_logits, fake_logits)
-        r1 = r1_penalty(real_logits, real) if cfg.r1 > 0 else torch.zeros((), device=device)
-        ctx.optimize("discriminator", d_loss + 0.5 * cfg.r1 * r1)
+        r1 = r1_penalty(real_logits, real) if penalise else None
+        ctx.optimize("discriminator", d_loss if r1 is None else d_loss + 0.5 * cfg.r1 * cfg.r1_every * r1)
         self.augment_p = adapt(self.augment_p, real_logits, cfg.augment, cfg.batch)
 
         self.discriminator.requires_grad_(False)
@@ -112,8 +115,10 @@ class GanTask(Task):
         update_ema(self.ema, self.generator, min(cfg.ema, (1 + ctx.step) / (EMA_WARMUP + ctx.step)))
 
         figures.update({name: value.detach() for name, value in (
-            ("loss", d_loss + g_loss), ("d_loss", d_loss), ("g_loss", g_loss), ("r1", r1),
+            ("loss", d_loss + g_loss), ("d_loss", d_loss), ("g_loss", g_loss),
             ("d_real", real_logits.mean()), ("d_fake", fake_logits.mean()))})
+        if r1 is not None:
+            figures["r1"] = r1.detach()
         pixels = fake.shape[0] * fake.shape[2] * fake.shape[3]
         return StepResult(figures, {"images": cfg.batch, "pixels": pixels})
 
