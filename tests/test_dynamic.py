@@ -28,6 +28,7 @@ from nerfgen.engine import Engine
 from nerfgen.fields import FIELDS, Conditioning, NGPField, NGPFieldConfig
 from nerfgen.kinds import load_run
 from nerfgen.reconstruct import ReconstructionTask, TrainConfig
+from nerfgen.reconstruct.error_map import ErrorMapConfig
 from nerfgen.reconstruct.evaluate import evaluate
 from nerfgen.render import OccGridConfig, TimeOccupancyGrid
 from nerfgen.renderable import TimeConditioned
@@ -228,8 +229,10 @@ def test_api_run_renders_times_videos_meshes(trained, tmp_path):
     assert mesh["time"] == 0.25 and (tmp_path / "m.ply").stat().st_size > 0
 
 
-def test_resume_continues_the_same_run(scene, tmp_path):
-    cfg = DynamicConfig(max_steps=6, seed=1, **{**SMALL, "checkpoint_every": 3})
+@pytest.mark.parametrize("share", [0.0, 0.5], ids=["uniform", "error_map"])
+def test_resume_continues_the_same_run(scene, tmp_path, share):
+    cfg = DynamicConfig(max_steps=6, seed=1, error_map=ErrorMapConfig(share=share, tile=4, refresh_every=2),
+                        **{**SMALL, "checkpoint_every": 3})
     whole = dynamic(scene, tmp_path / "whole", cfg)
     whole.run()
     interrupt_after(dynamic(scene, tmp_path / "part", cfg), 3)  # stopped just after its checkpoint at 3

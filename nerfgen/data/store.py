@@ -135,6 +135,13 @@ class ImageStore:
             self._rotate()
         return self._pool.sample(n, generator)
 
+    def pixels_at(self, cam: Tensor, px: Tensor, py: Tensor) -> Tensor:
+        """``[m, 4]`` uint8 pixels ``px, py`` of images ``cam`` (a store that holds every image)."""
+        if self.lazy:
+            raise ValueError("pixels_at needs every image in memory; this store decodes lazily")
+        pool = self._pool
+        return pool.pixels[pool.offsets[cam] + py * pool.widths[cam] + px]
+
     def _rotate(self) -> None:
         self._batches += 1
         if self._next is None:

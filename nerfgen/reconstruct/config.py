@@ -10,6 +10,7 @@ from nerfgen.data.formats import reader_named
 from nerfgen.engine.config import EngineConfig
 from nerfgen.reconstruct.camera_opt import CameraOptConfig
 from nerfgen.reconstruct.depth import DepthLossConfig
+from nerfgen.reconstruct.error_map import ErrorMapConfig
 from nerfgen.render import ModelSpec
 
 
@@ -53,6 +54,9 @@ class TrainConfig(ModelSpec, EngineConfig):
     """Pose refinement of the training cameras (nerfacto's camera optimiser); off by default."""
     depth: DepthLossConfig = dataclasses.field(default_factory=DepthLossConfig)
     """Depth supervision from SfM points (DS-NeRF); off unless ``depth.weight > 0``."""
+    error_map: ErrorMapConfig = dataclasses.field(default_factory=ErrorMapConfig)
+    """Error-guided ray sampling (instant-ngp's error map, :mod:`nerfgen.reconstruct.error_map`);
+    off unless ``error_map.share > 0``."""
     distortion: float = 0.0
     """Weight of mip-NeRF 360's distortion loss on the field's compositing weights along each ray
     (in the ray distances the sampler uses: NDC for forward-facing scenes); it pulls each ray's

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -10,12 +12,14 @@ from nerfgen.cameras import Orbit, Rays, pixel_rays
 from nerfgen.cameras.ndc import ndc_points, ndc_rays
 from nerfgen.config import config_to_dict
 from nerfgen.data import Dataset
+from nerfgen.data.store import PixelBatch
 from nerfgen.engine import Env, Schedule, StepContext, StepResult
 from nerfgen.engine.metrics import psnr
 from nerfgen.fields import Conditioning
 from nerfgen.reconstruct.camera_opt import CameraOptimizer, camera_optimizer
 from nerfgen.reconstruct.config import TrainConfig
 from nerfgen.reconstruct.depth import depth_loss, sfm_depth_targets
+from nerfgen.reconstruct.error_map import ErrorMap
 from nerfgen.reconstruct.scene import NEAR_FRACTION, model_setup
 from nerfgen.render import Background, OccupancyGrid, RadianceModel, background_color, training_background
 from nerfgen.render.carving import visual_hull
@@ -87,6 +91,12 @@ class ReconstructionTask(FieldTask):
         self.n_rays = cfg.init_rays
         self.camera_opt = CameraOptimizer(len(ds), cfg.camera_opt.mode).to(self.device)
         self.camera_adam = camera_optimizer(self.camera_opt, cfg.camera_opt) if self.camera_opt.enabled else None
+        self.error_map = None
+        if cfg.error_map.share > 0 and ds.store.lazy:
+            warnings.warn(f"{ds.source}: the capture is decoded lazily (past image_memory_mb), so its rays are drawn "
+                          f"uniformly: error_map.share {cfg.error_map.share} needs every image in memory", stacklevel=2)
+        elif cfg.error_map.share > 0:
+            self.error_map = ErrorMap(ds.store, cfg.error_map, ds.source)
         self.depth_targets = None
         if cfg.depth.weight > 0:
             if ds.points is None:
@@ -127,15 +137,17 @@ class ReconstructionTask(FieldTask):
             return pixel_rays(self.cameras, cam, px, py)
         return self.camera_opt.rays(self.cameras, cam, px, py)
 
-    def batch(self) -> tuple[Rays, Tensor, Tensor, Tensor]:
-        """Random pixels of random training images: their rays, targets, backgrounds and images."""
+    def batch(self) -> tuple[Rays, Tensor, Tensor, Tensor, PixelBatch]:
+        """Random pixels of random training images (a share of them by the error map, where it is
+        on): their rays, targets, backgrounds, images, and the pixels themselves."""
         n, dev = self.n_rays, self.device
-        pixels = self.dataset.store.sample(n, self.generator)
+        sampler = self.dataset.store if self.error_map is None else self.error_map
+        pixels = sampler.sample(n, self.generator)
         cam, px, py = pixels.cam.to(dev), pixels.px.to(dev), pixels.py.to(dev)
         jitter = torch.rand(n, 2, generator=self.generator).to(dev)
         rays = self.rays(cam, px + jitter[:, 0], py + jitter[:, 1])
         bg = self.background(rays.directions, n, self.generator)
-        return rays, composite(pixels.rgba.to(dev), bg), bg, cam
+        return rays, composite(pixels.rgba.to(dev), bg), bg, cam, pixels
 
     def depth_term(self) -> Tensor:
         """DS-NeRF's depth loss on a batch of SfM points' rays (ray distances mapped to NDC when
@@ -156,9 +168,11 @@ class ReconstructionTask(FieldTask):
         cfg = self.config
         self.model.train()
         self.model.sampler.update(ctx.step, self.model.field.density, ctx.world)
-        rays, target, bg, cam = self.batch()
+        rays, target, bg, cam, pixels = self.batch()
         out = self.model.render_rays(rays, bg, self.conditioning(cam), stratified=True)
         photometric = F.mse_loss(out.rgb, target)
+        if self.error_map is not None:
+            self.error_map.update(pixels.cam, pixels.px, pixels.py, ((out.rgb.detach() - target) ** 2).mean(-1))
         loss, figures = photometric, {}
         for name, term in [*self.model.sampler.losses(out).items(), *self.extra_losses(out, rays, target, bg, cam).items()]:
             loss = loss + term
@@ -220,9 +234,15 @@ class ReconstructionTask(FieldTask):
 
     def state(self) -> tuple[dict[str, Tensor], dict]:
         tensors = {"pose_adjustment": self.camera_opt.pose_adjustment.detach()} if self.camera_opt.enabled else {}
-        return tensors, {"n_rays": self.n_rays}
+        values = {"n_rays": self.n_rays}
+        if self.error_map is not None:
+            tensors.update(self.error_map.state())
+            values["error_map_draws"] = self.error_map.draws
+        return tensors, values
 
     def load_state(self, tensors: dict[str, Tensor], values: dict) -> None:
         self.n_rays = int(values["n_rays"])
         if "pose_adjustment" in tensors:
             self.camera_opt.pose_adjustment.data.copy_(tensors["pose_adjustment"])
+        if self.error_map is not None and "error_map" in tensors:
+            self.error_map.load_state(tensors, int(values.get("error_map_draws", 0)))
