@@ -16,6 +16,7 @@ import torch
 from nerfgen import distributed
 from nerfgen.config import config_path, load_config
 from nerfgen.data import load_dataset
+from nerfgen.data.store import PixelBatch
 from nerfgen.engine import Engine, EngineConfig, Schedule, StepResult, Task
 from nerfgen.files import write_tensors
 from nerfgen.reconstruct import ReconstructionTask, TrainConfig
@@ -42,7 +43,8 @@ class FixedBatch(ReconstructionTask):
         cam, px, py = pixels.cam[part], pixels.px[part] + 0.5, pixels.py[part] + 0.5
         rays = self.rays(cam, px, py)
         bg = torch.ones(len(cam), 3)
-        return rays, composite(pixels.rgba[part], bg), bg, cam
+        mine = PixelBatch(cam, pixels.px[part], pixels.py[part], pixels.rgba[part])
+        return rays, composite(pixels.rgba[part], bg), bg, cam, mine
 
 
 class DiesOnRank1(ReconstructionTask):
