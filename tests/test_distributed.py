@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 from nerfgen.batch import SUMMARY_FILE, read_jobs, run_batch
 from nerfgen.distributed import RankLost, World
 from nerfgen.kinds import RunKind
+from tests.torchrun import REPO, ok, torchrun
 
-REPO = Path(__file__).resolve().parents[1]
 CASES = REPO / "tests" / "dist_cases.py"
 STEP_TOLERANCE = 1e-6
 """Largest parameter difference after one full-rate Adam step, two half batches against the whole
@@ -27,21 +27,9 @@ batch (measured 2.2e-8: only the order of float sums differs)."""
 LEGO_PSNR_GAP = 0.3
 
 
-def torchrun(args: list[str], ranks: int = 2, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``torchrun --standalone --nproc-per-node RANKS ARGS`` with one thread a rank."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}", *args]
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
 def nerfgen(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "nerfgen", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
-
-
-def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    return proc
 
 
 @pytest.fixture(scope="module")
@@ -304,3 +292,15 @@ def test_jobs_file_mistakes_name_the_file_and_the_job(tmp_path, text, message):
     with pytest.raises(ValueError, match="jobs.yaml") as info:
         read_jobs(path)
     assert message in str(info.value)
+
+
+def test_a_failed_job_report_keeps_the_crashing_ranks_stack():
+    """faulthandler follows a rank's stack with a long list of extension modules; the report of a
+    failed job must still show the stack (a plain tail of stderr showed only the list)."""
+    from tests.torchrun import failure
+
+    stack = 'Fatal Python error: Aborted\n\nThread 0x1 (most recent call first):\n  File "nerfgen/distributed.py", line 9'
+    modules = "\nExtension modules: " + ", ".join(f"module_{i}" for i in range(2000))
+    proc = subprocess.CompletedProcess(["torchrun"], -6, stdout="", stderr="[rank1]: start\n" + stack + modules)
+    report = failure(proc)
+    assert 'File "nerfgen/distributed.py", line 9' in report and "module_1999" in report

@@ -7,11 +7,7 @@ the errors of asking a static run for a time, the viewer's time panel, and torch
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -34,6 +30,7 @@ from nerfgen.render import OccGridConfig, TimeOccupancyGrid
 from nerfgen.renderable import TimeConditioned
 from tests.conftest import interrupt_after
 from tests.dynamic_data import dnerf_folder, tiny_scene
+from tests.torchrun import ok, torchrun
 
 SMALL = dict(field="kplanes", field_options={"resolution": 16, "scales": [1, 2], "time_resolution": 5, "features": 8,
                                              "hidden": 32},
@@ -317,13 +314,9 @@ def test_viewer_time_panel(trained):
 
 def test_torchrun_trains_a_dynamic_capture_on_two_ranks(scene, tmp_path):
     """Data-parallel as static runs: the per-bin grids are reduced over the ranks, rank 0 writes."""
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "nerfgen",
-           "train", str(scene), "--output", str(out), "--max-steps", "6", "--val-every", "0",
-           "--set", "target_samples=4096", "--set", "grid.cells_per_update=4096", "--set", "grid.update_every=2"]
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    ok(torchrun(["-m", "nerfgen", "train", str(scene), "--output", str(out), "--max-steps", "6", "--val-every", "0",
+                 "--set", "target_samples=4096", "--set", "grid.cells_per_update=4096", "--set",
+                 "grid.update_every=2"]))
     run = load_run(out, "cpu")
     assert isinstance(run, DynamicRun) and run.render(run.orbit_cameras(1, 8), 0, time=0.5).rgb.shape == (8, 8, 3)
