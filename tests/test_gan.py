@@ -8,6 +8,7 @@ from unittest import mock
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nerfgen.cli import main
 from nerfgen.fields import FieldOutput, VanillaField, VanillaFieldConfig
@@ -184,6 +185,24 @@ def test_generators_render_images_and_patches_with_gradients():
         out.mean().backward()
         assert all(p.grad is not None for p in gen.field.parameters()) if model == "graf" else True
 
+
+
+def test_shipped_graf_colours_a_point_alike_from_every_direction():
+    # the embedded objects are lit by one fixed light: an object's colour must not turn with the camera
+    from nerfgen.config import config_path, load_config
+    from nerfgen.fields import Conditioning
+
+    cfg = load_config(GanConfig, config_path("graf"))
+    field = build_generator(cfg).field
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 3, generator=g) * 2 - 1
+    cond = Conditioning(torch.randn(1, cfg.shape_latent + cfg.appearance_latent, generator=g).expand(64, -1))
+    looks = [field(x, F.normalize(torch.randn(64, 3, generator=g), dim=-1), cond).rgb for _ in range(8)]
+    assert all(torch.equal(look, looks[0]) for look in looks)
+    view_dependent = load_config(GanConfig, config_path("graf"), {"field": {"view_dependent": True}})
+    field = build_generator(view_dependent).field
+    other = [field(x, F.normalize(torch.randn(64, 3, generator=g), dim=-1), cond).rgb for _ in range(2)]
+    assert not torch.allclose(other[0], other[1])
 
 # -- training, resuming, products --------------------------------------------------------------------
 
