@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from nerfgen.cli import main
-from nerfgen.fields import FieldOutput, VanillaField, VanillaFieldConfig
+from nerfgen.config import config_path, load_config
+from nerfgen.fields import Conditioning, FieldOutput, VanillaField, VanillaFieldConfig
 from nerfgen.files import read_tensors
 from nerfgen.gan.config import CameraPrior, FieldSize, GanConfig, ObjectPrior, PatchConfig
 from nerfgen.gan.controls import centroids, control_figures
@@ -186,12 +187,8 @@ def test_generators_render_images_and_patches_with_gradients():
         assert all(p.grad is not None for p in gen.field.parameters()) if model == "graf" else True
 
 
-
 def test_shipped_graf_colours_a_point_alike_from_every_direction():
     # the embedded objects are lit by one fixed light: an object's colour must not turn with the camera
-    from nerfgen.config import config_path, load_config
-    from nerfgen.fields import Conditioning
-
     cfg = load_config(GanConfig, config_path("graf"))
     field = build_generator(cfg).field
     g = torch.Generator().manual_seed(0)
@@ -203,6 +200,7 @@ def test_shipped_graf_colours_a_point_alike_from_every_direction():
     field = build_generator(view_dependent).field
     other = [field(x, F.normalize(torch.randn(64, 3, generator=g), dim=-1), cond).rgb for _ in range(2)]
     assert not torch.allclose(other[0], other[1])
+
 
 # -- training, resuming, products --------------------------------------------------------------------
 
