@@ -128,13 +128,13 @@ def test_coarse_marching_only_early_in_training():
     assert grid.current_step_size() == fine  # however full the grid gets again later
 
 
-
 def test_previews_march_at_most_256_steps_across_the_box():
     diagonal = 2 * math.sqrt(3)
     for steps, preview_steps in ((342, 171), (512, 256), (1024, 256)):
         grid = OccupancyGrid(BOX[0], 1, OccGridConfig(resolution=8, diagonal_steps=steps))
         assert grid.preview().step_size == pytest.approx(diagonal / preview_steps)
         assert grid.step_size == pytest.approx(diagonal / steps)  # the grid itself is untouched
+
 
 def test_early_termination_in_one_pass_keeps_what_rounds_keep():
     o, d = _rays(200, seed=5)
