@@ -44,6 +44,21 @@ def test_training_reduces_loss_and_writes_a_loadable_run(tabletop, tmp_path):
     assert json.loads((tmp_path / "run" / "eval_test.json").read_text())["psnr"] == report["psnr"]
 
 
+def test_a_step_sized_by_the_pixel_footprint_is_recorded_and_rendered_with(tabletop, tmp_path):
+    grid = {"pixel_step": 1.4, "diagonal_steps": 1024, "min_diagonal_steps": 16}
+    engine = reconstruction(tabletop, tmp_path / "run", TrainConfig(max_steps=2, **{**SMALL, "grid": grid}))
+    engine.run()
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["model"]["grid"]["render_step_size"]
+    data = engine.task.dataset
+    box = data.aabb
+    footprint = data.cameras.footprint((box[:3] + box[3:]) / 2)
+    assert recorded == pytest.approx(1.4 * footprint)  # 48 px views: between 16 and 1024 steps
+    assert engine.task.model.sampler.step_size == pytest.approx(recorded)
+    assert load_run(tmp_path / "run").model.sampler.step_size == pytest.approx(recorded)
+    resumed = reconstruction(None, tmp_path / "run", resume=True, max_steps=3)
+    assert resumed.task.model.sampler.step_size == pytest.approx(recorded)
+
+
 def test_same_seed_same_run_and_resume_continues(tabletop, tmp_path):
     a = reconstruction(tabletop, tmp_path / "a", TrainConfig(max_steps=12, **SMALL))
     a.run()

@@ -213,6 +213,18 @@ class Cameras:
             fisheye=self.fisheye.clone(),
         ))
 
+    def footprint(self, point: Tensor) -> float:
+        """The width one pixel covers at ``point [3]`` (world units): the median over the cameras of
+        their distance to it over their focal length (the mean of ``fx`` and ``fy``).
+
+        >>> cams = Cameras(torch.eye(4)[None, :3].clone(), torch.tensor([100.0]), torch.tensor([100.0]),
+        ...                torch.tensor([50.0]), torch.tensor([50.0]), 100, 100)
+        >>> round(cams.footprint(torch.tensor([0.0, 0.0, -4.0])), 3)
+        0.04
+        """
+        distance = (self.c2w[:, :, 3] - point.to(self.c2w)).norm(dim=-1)
+        return float((distance * 2 / (self.fx + self.fy)).median())
+
     def to(self, device: torch.device | str) -> Cameras:
         if self.device.type == "cpu":
             self.lenses  # noqa: B018 (a host read now, if any: the moved copy never reads them from a GPU)

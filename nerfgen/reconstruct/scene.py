@@ -61,10 +61,14 @@ def ndc_box(cameras: Cameras, config: NDCConfig) -> Tensor:
 
 
 def model_setup(config: TrainConfig, dataset: Dataset) -> tuple[ModelSpec, Tensor, int]:
-    """The model spec (NDC map filled in for ``forward_facing``), box and cascades of a run."""
+    """The model spec (NDC map filled in for ``forward_facing``, the march step from the training
+    views' pixel footprint where ``grid.pixel_step`` asks), box and cascades of a run."""
     spec = config.model_spec()
     if config.forward_facing and not spec.ndc.enabled:
         spec.ndc = forward_ndc(dataset)
     if spec.ndc.enabled:
         return spec, ndc_box(dataset.cameras, spec.ndc), 1
+    box = dataset.aabb
+    footprint = dataset.cameras.footprint((box[:3] + box[3:]) / 2)
+    spec.grid = spec.grid.for_footprint(footprint, float((box[3:] - box[:3]).norm()))
     return spec, dataset.aabb, dataset.cascades

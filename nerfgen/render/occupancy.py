@@ -40,7 +40,16 @@ class OccGridConfig:
     render_step_size: float = 0.0
     """Smallest step along rays; 0 picks the box diagonal / ``diagonal_steps``."""
     diagonal_steps: int = 1024
-    """Steps across the box diagonal when ``render_step_size`` is 0 (instant-ngp: 1024)."""
+    """Steps across the box diagonal when ``render_step_size`` is 0 (instant-ngp: 1024); with
+    ``pixel_step``, the finest step it may pick."""
+    pixel_step: float = 0.0
+    """Reconstruction: the step as this many of the training views' pixel footprints at the box
+    centre (the median of camera distance over focal length), between ``diagonal_steps`` and
+    ``min_diagonal_steps`` steps across the diagonal; recorded as ``render_step_size`` when the run
+    starts (:meth:`for_footprint`). Large images of a small object get fine steps, small images
+    coarse ones (and twice or three times the rays a step). 0: off."""
+    min_diagonal_steps: int = 342
+    """With ``pixel_step``, the coarsest step it may pick (steps across the box diagonal)."""
     cone_angle: float = -1.0
     """Step growth with distance; -1 picks 0 for one cascade, 1/256 for several (instant-ngp)."""
     near_plane: float = 0.05
@@ -80,6 +89,7 @@ class OccGridConfig:
 
     def validate(self, source: str) -> None:
         ranges = {"resolution": (1, 1024), "diagonal_steps": (1, 1 << 20), "update_every": (1, None),
+                  "min_diagonal_steps": (1, 1 << 20), "pixel_step": (0.0, None),
                   "coarse_steps": (0, None),
                   "cells_per_update": (1, 1 << 30), "march_round": (1, 1 << 16), "warmup_steps": (0, None),
                   "time_bins": (0, 256), "time_bins_per_update": (1, 256),
@@ -95,6 +105,26 @@ class OccGridConfig:
                              f"got {self.render_step_size}")
         if self.cone_angle != -1.0 and self.cone_angle < 0:
             raise ValueError(f"{source}: cone_angle: expected -1 (automatic) or a value >= 0, got {self.cone_angle}")
+        if self.pixel_step > 0 and self.min_diagonal_steps > self.diagonal_steps:
+            raise ValueError(f"{source}: min_diagonal_steps: expected at most diagonal_steps ({self.diagonal_steps}), "
+                             f"got {self.min_diagonal_steps}")
+
+    def for_footprint(self, footprint: float, diagonal: float) -> OccGridConfig:
+        """This config with ``render_step_size`` set from ``pixel_step`` (unless it is set already or
+        ``pixel_step`` is 0): ``pixel_step * footprint`` (a pixel's width, world units, at the scene),
+        kept between ``diagonal / diagonal_steps`` and ``diagonal / min_diagonal_steps``.
+
+        >>> round(OccGridConfig(pixel_step=1.5).for_footprint(0.0036, 5.196).render_step_size, 4)
+        0.0054
+        >>> round(OccGridConfig(pixel_step=1.5).for_footprint(0.029, 5.196).render_step_size, 4)  # 342 steps
+        0.0152
+        """
+        if self.pixel_step <= 0 or self.render_step_size > 0:
+            return self
+        if not (footprint > 0 and diagonal > 0):
+            raise ValueError(f"OccGridConfig.for_footprint: need a footprint and diagonal > 0, got {footprint}, {diagonal}")
+        step = min(max(self.pixel_step * footprint, diagonal / self.diagonal_steps), diagonal / self.min_diagonal_steps)
+        return dataclasses.replace(self, render_step_size=step)
 
 
 class OccupancyGrid(Sampler):
