@@ -19,7 +19,7 @@ from nerfgen.gan.controls import centroids, control_figures
 from nerfgen.gan.discriminator import Discriminator, r1_penalty
 from nerfgen.gan.generator import build_generator
 from nerfgen.gan.patches import cut_patches, grid_pixels, patch_grid
-from nerfgen.gan.priors import prior_cameras, sample_codes
+from nerfgen.gan.priors import mode_centres, prior_cameras, sample_codes
 from nerfgen.gan.programs import program_frames
 from nerfgen.gan.task import GanTask
 from nerfgen.gan.api import load_gan_run
@@ -129,6 +129,27 @@ def test_world_to_object_maps_each_object_to_its_unit_cube():
     assert torch.allclose(codes.translation[..., 2], codes.scale)  # resting on the ground
     counts = codes.present.sum(1)
     assert counts.min() >= 1 and counts.max() <= 3
+
+
+def test_appearance_modes_draw_codes_near_a_few_centres():
+    """With modes, every object's appearance code lies near one of the fixed centres (all of them used,
+    in about equal shares); without, codes are standard normal; the run's codes are repeatable."""
+    g = torch.Generator().manual_seed(2)
+    codes = sample_codes(4000, 4, 16, ObjectPrior(), CLEVR_CAMERA, g, slots=1, modes=6, spread=0.1)
+    centres = mode_centres(6, 16)
+    distance = torch.cdist(codes.appearance[:, 0], centres)
+    nearest = distance.min(1)
+    assert nearest.values.max() < 1.0 < torch.cdist(centres, centres).topk(2, largest=False).values[:, 1].min()
+    share = torch.bincount(nearest.indices, minlength=6) / 4000
+    assert share.min() > 0.13 and share.max() < 0.21
+    plain = sample_codes(4000, 4, 16, ObjectPrior(), CLEVR_CAMERA, g, slots=1).appearance
+    assert abs(plain.mean().item()) < 0.02 and abs(plain.std().item() - 1) < 0.02
+    assert torch.cdist(plain[:, 0], centres).min(1).values.median() > 2.0
+    run_codes = [sample_codes(3, 4, 16, ObjectPrior(), CLEVR_CAMERA, torch.Generator().manual_seed(5), modes=6)
+                 for _ in range(2)]
+    assert torch.equal(run_codes[0].appearance, run_codes[1].appearance)
+    with pytest.raises(ValueError, match="appearance_modes"):
+        tiny_config("graf", appearance_modes=-1).validate("graf.yaml")
 
 
 def test_minibatch_std_sees_a_batch_of_look_alikes():

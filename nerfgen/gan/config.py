@@ -136,6 +136,11 @@ class GanConfig(EngineConfig):
     """Length of every shape code."""
     appearance_latent: int = 64
     """Length of every appearance code."""
+    appearance_modes: int = 0
+    """Objects' appearance codes from an equal mixture of this many normals (0: one standard normal;
+    :func:`~nerfgen.gan.priors.appearance_codes`): for sets whose objects come in a few colours."""
+    appearance_spread: float = 0.25
+    """Standard deviation of each appearance mode (with ``appearance_modes``)."""
     field: FieldSize = dataclasses.field(default_factory=FieldSize)
     """The object field (GRAF: the one field)."""
     background_field: FieldSize = dataclasses.field(default_factory=lambda: FieldSize(2, 64, 4, 2))
@@ -197,6 +202,8 @@ class GanConfig(EngineConfig):
             (0 <= self.ema < 1 and self.r1 >= 0 and self.lr_half_life >= 0 and self.r1_every >= 1,
              "need 0 <= ema < 1, r1 >= 0, r1_every >= 1 and lr_half_life >= 0"),
             (min(self.shape_latent, self.appearance_latent, self.features) >= 1, "latent and feature sizes must be >= 1"),
+            (self.appearance_modes >= 0 and self.appearance_spread > 0,
+             "need appearance_modes >= 0 and appearance_spread > 0"),
             (self.object_samples >= 0, f"object_samples must be >= 0, got {self.object_samples}"),
             (self.minibatch_std == 0 or self.minibatch_std >= 2, f"minibatch_std must be 0 or >= 2, got {self.minibatch_std}"),
             (self.aabb[0] < self.aabb[3] and self.aabb[1] < self.aabb[4] and self.aabb[2] < self.aabb[5],

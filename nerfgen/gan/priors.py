@@ -97,9 +97,32 @@ def prior_cameras(prior: CameraPrior, views: Views, side: int) -> Cameras:
     return view_cameras(views.to("cpu"), torch.full((len(views),), prior.fov), side)
 
 
+MODES_SEED = 20261208
+"""Seed of the appearance modes' centres: fixed, so a run's prior is its config alone."""
+
+
+def mode_centres(modes: int, dim: int) -> Tensor:
+    """``[modes, dim]`` the centres of :func:`appearance_codes`' modes: standard normal draws."""
+    return torch.randn(modes, dim, generator=torch.Generator().manual_seed(MODES_SEED))
+
+
+def appearance_codes(shape: tuple[int, ...], dim: int, generator: torch.Generator, modes: int = 0,
+                     spread: float = 1.0) -> Tensor:
+    """``[*shape, dim]`` appearance codes: standard normal (``modes`` 0), or from an equal mixture of
+    ``modes`` normals of standard deviation ``spread`` about :func:`mode_centres` (a set whose objects
+    come in a few colours: a continuous code must cross between colours somewhere, and the codes near
+    those crossings give the in-between colours no real object has)."""
+    if not modes:
+        return torch.randn(*shape, dim, generator=generator)
+    pick = torch.randint(modes, shape, generator=generator)
+    return mode_centres(modes, dim)[pick] + spread * torch.randn(*shape, dim, generator=generator)
+
+
 def sample_codes(n: int, shape_latent: int, appearance_latent: int, objects: ObjectPrior, camera: CameraPrior,
-                 generator: torch.Generator, slots: int | None = None) -> SceneCodes:
-    """``n`` scenes from the priors: standard normal codes, uniform transforms, a uniform object
+                 generator: torch.Generator, slots: int | None = None, modes: int = 0,
+                 spread: float = 1.0) -> SceneCodes:
+    """``n`` scenes from the priors: standard normal codes (the objects' appearance codes from
+    ``modes`` modes of ``spread``, see :func:`appearance_codes`), uniform transforms, a uniform object
     count in ``objects.count`` (slots beyond it absent), cameras from ``camera``.
 
     Args:
@@ -114,7 +137,7 @@ def sample_codes(n: int, shape_latent: int, appearance_latent: int, objects: Obj
     z = scale if objects.ground else torch.zeros_like(scale)
     return SceneCodes(
         shape=torch.randn(n, k, shape_latent, generator=generator),
-        appearance=torch.randn(n, k, appearance_latent, generator=generator),
+        appearance=appearance_codes((n, k), appearance_latent, generator, modes, spread),
         translation=torch.cat([xy, z[..., None]], -1), rotation=_uniform(n, objects.rotation, generator, (k,)),
         scale=scale, present=present, background_shape=torch.randn(n, shape_latent, generator=generator),
         background_appearance=torch.randn(n, appearance_latent, generator=generator),
@@ -129,4 +152,4 @@ def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
-__all__ = ["SceneCodes", "prior_cameras", "sample_codes", "sample_views", "slerp"]
+__all__ = ["SceneCodes", "appearance_codes", "mode_centres", "prior_cameras", "sample_codes", "sample_views", "slerp"]

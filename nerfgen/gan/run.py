@@ -146,7 +146,7 @@ class GanRun(VideoRenders):
         cfg = self.config
         gen = torch.Generator().manual_seed(seed)
         return sample_codes(count, cfg.shape_latent, cfg.appearance_latent, cfg.objects, cfg.camera, gen,
-                            slots or self.slots)
+                            slots or self.slots, cfg.appearance_modes, cfg.appearance_spread)
 
     def cameras(self, codes: SceneCodes, side: int | None = None) -> Cameras:
         """The cameras of ``codes.views`` at ``side`` pixels (default the run's size)."""

@@ -87,7 +87,7 @@ class GanTask(Task):
         cfg, gen, device = self.config, ctx.generator, self.device
         real = self.data.sample(cfg.batch, gen, device)
         codes = sample_codes(cfg.batch, cfg.shape_latent, cfg.appearance_latent, cfg.objects, cfg.camera, gen,
-                             cfg.slots)
+                             cfg.slots, cfg.appearance_modes, cfg.appearance_spread)
         cameras = prior_cameras(cfg.camera, codes.views, cfg.size)
         grid, figures = None, {}
         if cfg.model == "graf":
