@@ -27,20 +27,22 @@ from nerfgen.viewer.scene_edits import posed, present_slots, with_object  # noqa
 from nerfgen.cameras import look_at  # noqa: E402
 from nerfgen.gan.config import CameraPrior, FieldSize, GanConfig, ObjectPrior  # noqa: E402
 from nerfgen.gan.generator import build_generator  # noqa: E402
+from nerfgen.gan.priors import mode_centres  # noqa: E402
 from nerfgen.gan.run import GanRunInfo, write_gan_run  # noqa: E402
 from nerfgen.kinds import load_run  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 
 
-def write_tiny_gan(run_dir, model: str = "giraffe", ground: bool = True):
-    """A tiny untrained GAN run in ``run_dir`` (16 px, 4x upsampling, 8 samples a ray)."""
+def write_tiny_gan(run_dir, model: str = "giraffe", ground: bool = True, **options):
+    """A tiny untrained GAN run in ``run_dir`` (16 px, 4x upsampling, 8 samples a ray; ``options``
+    more :class:`GanConfig` values)."""
     torch.manual_seed(0)
     cfg = GanConfig(model=model, size=16, upsample=4, features=8, shape_latent=4, appearance_latent=4,
                     field=FieldSize(2, 16, 2, 1), background_field=FieldSize(1, 16, 2, 1), renderer_width=16,
                     aabb=(-3.0, -3.0, -0.2, 3.0, 3.0, 1.0),
                     camera=CameraPrior(fov=56, distance=(4.5, 4.5), elevation=(40, 40), azimuth=(0, 0)),
-                    objects=ObjectPrior(count=(1, 3), scale=(0.4, 0.6), ground=ground))
+                    objects=ObjectPrior(count=(1, 3), scale=(0.4, 0.6), ground=ground), **options)
     cfg.sampler.n_samples = 8
     g = build_generator(cfg)
     if model == "giraffe":
@@ -182,7 +184,7 @@ def test_scene_edits_leave_their_input_alone(giraffe):
 
 
 def test_graf_has_one_object_with_codes_only(tmp_path, server):
-    run = load_run(write_tiny_gan(tmp_path / "graf", model="graf"), "cpu")
+    run = load_run(write_tiny_gan(tmp_path / "graf", model="graf", appearance_modes=3, appearance_spread=0.05), "cpu")
     changed = Counter()
     panel = ObjectsPanel(server.gui, run, changed)
     (folder,) = panel.objects.values()
@@ -193,6 +195,8 @@ def test_graf_has_one_object_with_codes_only(tmp_path, server):
     assert not torch.equal(run.scene.shape, start.shape) and torch.equal(run.scene.appearance, start.appearance)
     folder.appearance.value = True
     assert not torch.equal(run.scene.appearance, start.appearance) and changed.calls == 2
+    # a new appearance comes from the run's prior: near one of its modes, as the trained codes were
+    assert torch.cdist(run.scene.appearance[0], mode_centres(3, 4)).min() < 0.5
     cams = _camera(run, 12, 9)
     assert torch.equal(render_view(run, cams, run.background).rgb, run.render(cams).rgb)
 

@@ -145,7 +145,8 @@ class ObjectsPanel:
 
     def resample(self, k: int, part: str) -> None:
         """Draw object ``k``'s ``"shape"`` or ``"appearance"`` code again."""
-        self._apply(lambda codes: resampled(codes, k, part, self._rng))
+        cfg = self.run.config
+        self._apply(lambda codes: resampled(codes, k, part, self._rng, cfg.appearance_modes, cfg.appearance_spread))
 
     def resample_background(self) -> None:
         """Draw the background's codes again (GIRAFFE)."""

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from nerfgen.gan.priors import appearance_codes
+
 if TYPE_CHECKING:
     from nerfgen import SceneCodes
 
@@ -50,15 +52,18 @@ def posed(codes: SceneCodes, k: int, *, x: float | None = None, y: float | None 
     return out
 
 
-def resampled(codes: SceneCodes, k: int, part: str, generator: torch.Generator) -> SceneCodes:
+def resampled(codes: SceneCodes, k: int, part: str, generator: torch.Generator, modes: int = 0,
+              spread: float = 1.0) -> SceneCodes:
     """A copy with object ``k``'s ``part`` code (``"shape"`` or ``"appearance"``) of scene 0 drawn
-    again from the standard normal prior; every other code stays."""
+    again from the run's prior (standard normal; an appearance code from ``modes`` modes of ``spread``,
+    the run's ``appearance_modes`` and ``appearance_spread``); every other code stays."""
     _check_slot(codes, k)
     if part not in PARTS:
         raise ValueError(f"unknown code {part!r}; expected one of {PARTS}")
     out = codes.clone()
     target = getattr(out, part)  # [B, K, D]
-    target[0, k] = torch.randn(target.shape[-1], generator=generator)
+    target[0, k] = appearance_codes((), target.shape[-1], generator, modes, spread) if part == "appearance" \
+        else torch.randn(target.shape[-1], generator=generator)
     return out
 
 
