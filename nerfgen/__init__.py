@@ -37,7 +37,7 @@ _EXPORTS = {
     "solve_layout": "nerfgen.generate.layout_solver",
     # GAN runs (GRAF / GIRAFFE)
     "train_gan": "nerfgen.gan.api", "gan_training": "nerfgen.gan.api", "load_gan_run": "nerfgen.gan.api",
-    "GanRun": "nerfgen.gan.run", "SceneCodes": "nerfgen.gan.priors",
+    "GanRun": "nerfgen.gan.run", "SceneCodes": "nerfgen.gan.priors", "appearance_codes": "nerfgen.gan.priors",
     # generalizable fields (pixelNeRF, MVSNeRF)
     "train_generalizable": "nerfgen.generalize.api", "generalize_training": "nerfgen.generalize.api",
     "load_general_run": "nerfgen.generalize.api", "GeneralRun": "nerfgen.generalize.run",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from nerfgen.gan.priors import appearance_codes
+from nerfgen import appearance_codes
 
 if TYPE_CHECKING:
     from nerfgen import SceneCodes
